@@ -1,0 +1,189 @@
+//! Palisade configuration, in two stages (as ripgrep's low/high args):
+//!
+//! 1. [`RawConfig`]: the TOML file as written, deserialised with unknown keys refused
+//!    (the error names the file, line and key). Strings still hold `${VAR}` text.
+//! 2. [`Config`]: built from the raw config and an injected environment lookup; every
+//!    string is interpolated, every value validated, and the invariants below hold by
+//!    construction. Nothing starts until this stage succeeds.
+//!
+//! Invariants of a [`Config`]:
+//! - the listener is on a loopback address, since no authentication is configured
+//!   (authentication may be off only on a loopback bind);
+//! - upstream names are unique and cannot contain the namespace separator `__`;
+//! - namespacing is off only with exactly one upstream (FEAT-03);
+//! - every limit is positive and bounded.
+//!
+//! This crate is pure: it reads no files and no process environment itself.
+
+#![forbid(unsafe_code)]
+
+mod interpolate;
+mod raw;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use interpolate::{InterpolationError, interpolate};
+pub use raw::RawConfig;
+
+/// An environment lookup, injected so that tests never touch the process environment.
+pub trait Env: Fn(&str) -> Option<String> {}
+impl<F: Fn(&str) -> Option<String>> Env for F {}
+
+/// A configuration that cannot be used; the message names where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    origin: String,
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(origin: &str, message: impl Into<String>) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration of one gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address the gateway listens on (loopback).
+    pub listen: SocketAddr,
+    /// The MCP endpoint path, e.g. `/mcp`.
+    pub endpoint: String,
+    /// Where the gateway keeps its state.
+    pub data_dir: PathBuf,
+    /// Origins allowed to call the gateway (TR-02), normalised to
+    /// `scheme://host[:port]` in lower case. Requests without `Origin` are allowed.
+    pub allowed_origins: Vec<String>,
+    /// `Host` values allowed besides the loopback names (TR-03), lower case.
+    pub allowed_hosts: Vec<String>,
+    /// Whether tool and prompt names are namespaced `<upstream>__<name>` (FEAT-03).
+    pub namespace: bool,
+    /// Bounds on bodies, queues, sessions and time.
+    pub limits: Limits,
+    /// The upstream MCP servers, in configuration order.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// Bounds; every queue and buffer in the gateway takes its size from here.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest client request body, in bytes; larger → 413.
+    pub max_request_bytes: usize,
+    /// Largest single message from an upstream, in bytes.
+    pub max_response_bytes: usize,
+    /// Most live sessions; beyond → 503 on `initialize`.
+    pub max_sessions: usize,
+    /// Default per-request timeout toward upstreams (LIFE-06).
+    pub request_timeout: Duration,
+    /// Hard cap on any request's life, whatever progress arrives (LIFE-06).
+    pub max_request_timeout: Duration,
+    /// A session unused this long is closed (SESS-07).
+    pub session_idle_timeout: Duration,
+    /// A session older than this is closed, used or not (SESS-07).
+    pub session_max_lifetime: Duration,
+    /// Events kept per client SSE stream for `Last-Event-ID` resumption.
+    pub replay_buffer_events: usize,
+    /// Messages queued toward one upstream before senders wait.
+    pub upstream_queue: usize,
+    /// Requests in flight per session; beyond → an error.
+    pub max_in_flight_per_session: usize,
+    /// Time given to in-flight requests on shutdown before they are cut.
+    pub shutdown_grace: Duration,
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Its name: `[A-Za-z0-9-]{1,32}`, unique; the namespace prefix of its tools.
+    pub name: String,
+    /// How to reach it.
+    pub transport: Transport,
+    /// Per-request timeout for this upstream, overriding the default.
+    pub request_timeout: Option<Duration>,
+}
+
+/// How the gateway reaches an upstream.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
+    Stdio(StdioSpec),
+    /// A Streamable HTTP endpoint.
+    Http(HttpSpec),
+}
+
+/// A stdio upstream's launch.
+#[derive(Debug, Clone)]
+pub struct StdioSpec {
+    /// The executable.
+    pub command: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The only environment variables the child receives (LOC-05).
+    pub env: BTreeMap<String, String>,
+    /// The working directory, if set.
+    pub cwd: Option<PathBuf>,
+}
+
+/// A Streamable HTTP upstream.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    /// The upstream's MCP endpoint URL (https, or http on loopback).
+    pub url: String,
+}
+
+impl Config {
+    /// Parses and validates `text`, read from `path`; `env` supplies `${VAR}` values.
+    pub fn from_toml(path: &Path, text: &str, env: &impl Env) -> Result<Self, ConfigError> {
+        RawConfig::parse(&path.display().to_string(), text)?.build(env)
+    }
+
+    /// A one-screen summary of the effective configuration, for `config check`.
+    pub fn summary(&self) -> String {
+        let l = &self.limits;
+        let mut s = format!(
+            "listen: http://{}{}\ndata_dir: {}\nnamespace tools: {}\nallowed origins: {:?}\n\
+             limits: request {} B, upstream message {} B, sessions {}, timeout {:?} (cap {:?}), \
+             idle {:?}, lifetime {:?}, replay {} events, queue {}, in-flight/session {}\nupstreams:\n",
+            self.listen,
+            self.endpoint,
+            self.data_dir.display(),
+            self.namespace,
+            self.allowed_origins,
+            l.max_request_bytes,
+            l.max_response_bytes,
+            l.max_sessions,
+            l.request_timeout,
+            l.max_request_timeout,
+            l.session_idle_timeout,
+            l.session_max_lifetime,
+            l.replay_buffer_events,
+            l.upstream_queue,
+            l.max_in_flight_per_session,
+        );
+        for u in &self.upstreams {
+            match &u.transport {
+                Transport::Stdio(sp) => s.push_str(&format!(
+                    "  {} (stdio): {} {:?}, env: {:?}\n",
+                    u.name,
+                    sp.command.display(),
+                    sp.args,
+                    sp.env.keys().collect::<Vec<_>>()
+                )),
+                Transport::Http(h) => {
+                    s.push_str(&format!("  {} (streamable http): {}\n", u.name, h.url));
+                }
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,466 @@
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    Config, ConfigError, Env, HttpSpec, Limits, StdioSpec, Transport, Upstream, interpolate,
+};
+
+/// The configuration file as written: unknown keys are refused, strings are not yet
+/// interpolated. Build a [`Config`] from it with [`RawConfig::build`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default, rename = "upstream")]
+    upstreams: Vec<RawUpstream>,
+    #[serde(skip)]
+    origin: String,
+    #[serde(skip)]
+    text: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    listen: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
+    data_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    allowed_origins: Vec<Spanned<String>>,
+    #[serde(default)]
+    allowed_hosts: Vec<Spanned<String>>,
+    namespace: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_request_bytes: Option<Spanned<u64>>,
+    max_response_bytes: Option<Spanned<u64>>,
+    max_sessions: Option<Spanned<u64>>,
+    request_timeout: Option<Spanned<String>>,
+    max_request_timeout: Option<Spanned<String>>,
+    session_idle_timeout: Option<Spanned<String>>,
+    session_max_lifetime: Option<Spanned<String>>,
+    replay_buffer_events: Option<Spanned<u64>>,
+    upstream_queue: Option<Spanned<u64>>,
+    max_in_flight_per_session: Option<Spanned<u64>>,
+    shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum RawTransport {
+    Stdio,
+    StreamableHttp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: Spanned<String>,
+    transport: Spanned<RawTransport>,
+    command: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    cwd: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
+}
+
+/// Context for building: where we are, to name lines in errors.
+struct Ctx<'a, E> {
+    origin: &'a str,
+    text: &'a str,
+    env: &'a E,
+}
+
+impl<E: Env> Ctx<'_, E> {
+    fn at<T>(&self, v: &Spanned<T>, key: &str, msg: impl std::fmt::Display) -> ConfigError {
+        let line = self.text[..v.span().start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        ConfigError::new(&format!("{}:{line}", self.origin), format!("`{key}`: {msg}"))
+    }
+
+    fn string(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        interpolate(v.get_ref(), self.env).map_err(|e| self.at(v, key, e))
+    }
+
+    fn duration(
+        &self,
+        v: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        let s = self.string(v, key)?;
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| self.at(v, key, format!("not a duration like \"30s\" or \"5m\": {e}")))?;
+        if d.is_zero() || d > max {
+            return Err(self.at(v, key, format!("must be between 1ms and {max:?}")));
+        }
+        Ok(d)
+    }
+
+    fn count(
+        &self,
+        v: Option<&Spanned<u64>>,
+        key: &str,
+        default: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        let n = usize::try_from(*v.get_ref()).unwrap_or(usize::MAX);
+        if n == 0 || n > max {
+            return Err(self.at(v, key, format!("must be between 1 and {max}")));
+        }
+        Ok(n)
+    }
+}
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn normalise_origin(s: &str) -> Option<String> {
+    let s = s.trim().to_ascii_lowercase();
+    let (scheme, rest) = s.split_once("://")?;
+    if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains(['/', '?', '#', '@'])
+    {
+        return None;
+    }
+    Some(format!("{scheme}://{rest}"))
+}
+
+/// Splits `http[s]://host[:port]/…` into (scheme, host).
+fn url_scheme_host(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') || authority.is_empty() {
+        return None;
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        &authority[..v6.find(']')? + 2]
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    Some((scheme, host))
+}
+
+impl RawConfig {
+    /// Stage 1: parses TOML text read from `origin` (a path, for messages). Unknown
+    /// keys and type errors name the file, line and key.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, ConfigError> {
+        let mut raw: Self =
+            toml::from_str(text).map_err(|e| ConfigError::new(origin, e.to_string()))?;
+        raw.origin = origin.to_owned();
+        raw.text = text.to_owned();
+        Ok(raw)
+    }
+
+    /// Stage 2: interpolates and validates into a [`Config`].
+    pub fn build(&self, env: &impl Env) -> Result<Config, ConfigError> {
+        let cx = Ctx {
+            origin: &self.origin,
+            text: &self.text,
+            env,
+        };
+        let g = &self.gateway;
+
+        let listen = match &g.listen {
+            Some(v) => {
+                let s = cx.string(v, "gateway.listen")?;
+                let addr: SocketAddr = s.trim().parse().map_err(|_| {
+                    cx.at(v, "gateway.listen", format!("`{s}` is not an address like 127.0.0.1:8787"))
+                })?;
+                // Architecture Invariant: authentication may be off only on a loopback
+                // bind. No authenticator is configurable yet, so every bind is loopback.
+                if !addr.ip().is_loopback() {
+                    return Err(cx.at(
+                        v,
+                        "gateway.listen",
+                        format!(
+                            "`{addr}` is not a loopback address; without authentication the \
+                             gateway binds only to 127.0.0.1 or [::1]"
+                        ),
+                    ));
+                }
+                addr
+            }
+            None => SocketAddr::from(([127, 0, 0, 1], 8787)),
+        };
+
+        let endpoint = match &g.endpoint {
+            Some(v) => {
+                let s = cx.string(v, "gateway.endpoint")?;
+                let ok = s.starts_with('/')
+                    && s.len() > 1
+                    && !s.contains(['?', '#', ' '])
+                    && !s.starts_with("/.well-known")
+                    && s != "/healthz";
+                if !ok {
+                    return Err(cx.at(v, "gateway.endpoint", "must be a path like /mcp"));
+                }
+                s.trim_end_matches('/').to_owned()
+            }
+            None => "/mcp".to_owned(),
+        };
+
+        let data_dir = match &g.data_dir {
+            Some(v) => {
+                let s = cx.string(v, "gateway.data_dir")?;
+                if s.trim().is_empty() {
+                    return Err(cx.at(v, "gateway.data_dir", "must not be empty"));
+                }
+                PathBuf::from(s)
+            }
+            None => PathBuf::from(".palisade"),
+        };
+
+        let mut allowed_origins = Vec::new();
+        for v in &g.allowed_origins {
+            let s = cx.string(v, "gateway.allowed_origins")?;
+            let o = normalise_origin(&s).ok_or_else(|| {
+                cx.at(
+                    v,
+                    "gateway.allowed_origins",
+                    format!("`{s}` is not an origin like https://app.example.com"),
+                )
+            })?;
+            allowed_origins.push(o);
+        }
+        let mut allowed_hosts = Vec::new();
+        for v in &g.allowed_hosts {
+            let s = cx.string(v, "gateway.allowed_hosts")?.to_ascii_lowercase();
+            if s.is_empty() || s.contains(['/', '@', ' ']) {
+                return Err(cx.at(v, "gateway.allowed_hosts", format!("`{s}` is not a host")));
+            }
+            allowed_hosts.push(s);
+        }
+
+        let l = &self.limits;
+        let max_request_timeout = cx.duration(
+            l.max_request_timeout.as_ref(),
+            "limits.max_request_timeout",
+            Duration::from_secs(600),
+            Duration::from_secs(24 * 3600),
+        )?;
+        let limits = Limits {
+            max_request_bytes: cx.count(
+                l.max_request_bytes.as_ref(),
+                "limits.max_request_bytes",
+                4 * MIB,
+                256 * MIB,
+            )?,
+            max_response_bytes: cx.count(
+                l.max_response_bytes.as_ref(),
+                "limits.max_response_bytes",
+                16 * MIB,
+                256 * MIB,
+            )?,
+            max_sessions: cx.count(
+                l.max_sessions.as_ref(),
+                "limits.max_sessions",
+                10_000,
+                1_000_000,
+            )?,
+            request_timeout: cx.duration(
+                l.request_timeout.as_ref(),
+                "limits.request_timeout",
+                Duration::from_secs(120),
+                max_request_timeout,
+            )?,
+            max_request_timeout,
+            session_idle_timeout: cx.duration(
+                l.session_idle_timeout.as_ref(),
+                "limits.session_idle_timeout",
+                Duration::from_secs(30 * 60),
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
+            session_max_lifetime: cx.duration(
+                l.session_max_lifetime.as_ref(),
+                "limits.session_max_lifetime",
+                Duration::from_secs(24 * 3600),
+                Duration::from_secs(30 * 24 * 3600),
+            )?,
+            replay_buffer_events: cx.count(
+                l.replay_buffer_events.as_ref(),
+                "limits.replay_buffer_events",
+                256,
+                65_536,
+            )?,
+            upstream_queue: cx.count(l.upstream_queue.as_ref(), "limits.upstream_queue", 256, 65_536)?,
+            max_in_flight_per_session: cx.count(
+                l.max_in_flight_per_session.as_ref(),
+                "limits.max_in_flight_per_session",
+                64,
+                65_536,
+            )?,
+            shutdown_grace: cx.duration(
+                l.shutdown_grace.as_ref(),
+                "limits.shutdown_grace",
+                Duration::from_secs(10),
+                Duration::from_secs(600),
+            )?,
+        };
+
+        let mut upstreams: Vec<Upstream> = Vec::new();
+        for u in &self.upstreams {
+            let name = cx.string(&u.name, "upstream.name")?;
+            let valid = !name.is_empty()
+                && name.len() <= 32
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !valid {
+                return Err(cx.at(
+                    &u.name,
+                    "upstream.name",
+                    format!("`{name}` must be 1-32 characters of A-Z, a-z, 0-9 and -"),
+                ));
+            }
+            if upstreams.iter().any(|o| o.name.eq_ignore_ascii_case(&name)) {
+                return Err(cx.at(&u.name, "upstream.name", format!("`{name}` is used twice")));
+            }
+            let key = |k: &str| format!("upstream.{name}.{k}");
+            let transport = match *u.transport.get_ref() {
+                RawTransport::Stdio => {
+                    if let Some(url) = &u.url {
+                        return Err(cx.at(url, &key("url"), "not allowed with transport = \"stdio\""));
+                    }
+                    let Some(cmd) = &u.command else {
+                        return Err(cx.at(&u.transport, &key("command"), "a stdio upstream needs `command`"));
+                    };
+                    let command = cx.string(cmd, &key("command"))?;
+                    if command.trim().is_empty() {
+                        return Err(cx.at(cmd, &key("command"), "must not be empty"));
+                    }
+                    let args = u
+                        .args
+                        .iter()
+                        .map(|a| cx.string(a, &key("args")))
+                        .collect::<Result<_, _>>()?;
+                    let mut env = BTreeMap::new();
+                    for (k, v) in &u.env {
+                        let valid = !k.is_empty() && !k.contains(['=', '\0']);
+                        if !valid {
+                            return Err(cx.at(v, &key("env"), format!("`{k}` is not a variable name")));
+                        }
+                        env.insert(k.clone(), cx.string(v, &key(&format!("env.{k}")))?);
+                    }
+                    let cwd = u
+                        .cwd
+                        .as_ref()
+                        .map(|c| cx.string(c, &key("cwd")).map(PathBuf::from))
+                        .transpose()?;
+                    Transport::Stdio(StdioSpec {
+                        command: PathBuf::from(command),
+                        args,
+                        env,
+                        cwd,
+                    })
+                }
+                RawTransport::StreamableHttp => {
+                    for (present, k) in [
+                        (u.command.is_some(), "command"),
+                        (!u.args.is_empty(), "args"),
+                        (!u.env.is_empty(), "env"),
+                        (u.cwd.is_some(), "cwd"),
+                    ] {
+                        if present {
+                            return Err(cx.at(
+                                &u.transport,
+                                &key(k),
+                                "not allowed with transport = \"streamable-http\"",
+                            ));
+                        }
+                    }
+                    let Some(url_v) = &u.url else {
+                        return Err(cx.at(&u.transport, &key("url"), "a streamable-http upstream needs `url`"));
+                    };
+                    let url = cx.string(url_v, &key("url"))?;
+                    match url_scheme_host(&url) {
+                        Some(("https", _)) => {}
+                        Some(("http", host)) if is_loopback_host(host) => {}
+                        Some(("http", _)) => {
+                            return Err(cx.at(
+                                url_v,
+                                &key("url"),
+                                format!("`{url}`: plain http is allowed only to loopback hosts; use https"),
+                            ));
+                        }
+                        _ => {
+                            return Err(cx.at(
+                                url_v,
+                                &key("url"),
+                                format!("`{url}` is not an http(s) URL without credentials"),
+                            ));
+                        }
+                    }
+                    Transport::Http(HttpSpec { url })
+                }
+            };
+            let request_timeout = u
+                .request_timeout
+                .as_ref()
+                .map(|v| {
+                    cx.duration(
+                        Some(v),
+                        &key("request_timeout"),
+                        limits.request_timeout,
+                        limits.max_request_timeout,
+                    )
+                })
+                .transpose()?;
+            upstreams.push(Upstream {
+                name,
+                transport,
+                request_timeout,
+            });
+        }
+        if upstreams.is_empty() {
+            return Err(ConfigError::new(
+                &self.origin,
+                "no upstreams: add at least one [[upstream]] table",
+            ));
+        }
+        let namespace = match &g.namespace {
+            Some(v) if !*v.get_ref() && upstreams.len() > 1 => {
+                return Err(cx.at(
+                    v,
+                    "gateway.namespace",
+                    "may be false only with a single upstream, so that no upstream can shadow another's tools",
+                ));
+            }
+            Some(v) => *v.get_ref(),
+            None => true,
+        };
+
+        Ok(Config {
+            listen,
+            endpoint,
+            data_dir,
+            allowed_origins,
+            allowed_hosts,
+            namespace,
+            limits,
+            upstreams,
+        })
+    }
+}

@@ -1,0 +1,137 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn load(text: &str, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_toml(Path::new("test.toml"), text, &env(e))
+}
+
+const MIN: &str = r#"
+[[upstream]]
+name = "demo"
+transport = "stdio"
+command = "/bin/cat"
+"#;
+
+#[test]
+fn defaults_are_safe() {
+    let c = load(MIN, &[]).unwrap();
+    assert!(c.listen.ip().is_loopback());
+    assert_eq!(c.endpoint, "/mcp");
+    assert!(c.namespace);
+    assert!(c.allowed_origins.is_empty());
+}
+
+#[test]
+fn unknown_keys_name_file_line_and_key() {
+    let text = "[gateway]\nlisten = \"127.0.0.1:1\"\nlistne = \"x\"\n";
+    let err = load(text, &[]).unwrap_err().to_string();
+    assert!(err.starts_with("test.toml"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("listne"), "{err}");
+    let text = format!("{MIN}colour = \"red\"\n");
+    let err = load(&text, &[]).unwrap_err().to_string();
+    assert!(err.contains("colour") && err.contains("line 6"), "{err}");
+}
+
+#[test]
+fn interpolation_with_defaults() {
+    let e = env(&[("A", "x"), ("EMPTY", "")]);
+    assert_eq!(interpolate("${A}-${B:-y}", &e).unwrap(), "x-y");
+    assert_eq!(interpolate("${EMPTY:-d}", &e).unwrap(), "d");
+    assert_eq!(interpolate("${EMPTY}", &e).unwrap(), "");
+    assert_eq!(interpolate("$${A} $A", &e).unwrap(), "${A} $A");
+    assert_eq!(interpolate("${A:-}", &e).unwrap(), "x");
+    assert!(matches!(interpolate("${B}", &e), Err(InterpolationError::Unset(n)) if n == "B"));
+    assert!(interpolate("${A", &e).is_err());
+    assert!(interpolate("${1A}", &e).is_err());
+    // Values are not re-scanned.
+    let e = env(&[("A", "${B}")]);
+    assert_eq!(interpolate("${A}", &e).unwrap(), "${B}");
+}
+
+#[test]
+fn unset_variables_name_the_key_and_line() {
+    let text = "[[upstream]]\nname = \"up\"\ntransport = \"streamable-http\"\nurl = \"${UPSTREAM_URL}\"\n";
+    let err = load(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("test.toml:4") && err.contains("UPSTREAM_URL"), "{err}");
+    let c = load(text, &[("UPSTREAM_URL", "http://127.0.0.1:9/mcp")]).unwrap();
+    assert!(matches!(&c.upstreams[0].transport, Transport::Http(h) if h.url == "http://127.0.0.1:9/mcp"));
+}
+
+#[test]
+fn non_loopback_listen_is_refused_without_auth() {
+    let text = format!("[gateway]\nlisten = \"0.0.0.0:8787\"\n{MIN}");
+    let err = load(&text, &[]).unwrap_err().to_string();
+    assert!(err.contains("loopback"), "{err}");
+}
+
+#[test]
+fn feat_03_namespace_off_needs_a_single_upstream() {
+    let two = format!("[gateway]\nnamespace = false\n{MIN}{}", MIN.replace("demo", "other"));
+    assert!(load(&two, &[]).unwrap_err().to_string().contains("single upstream"));
+    let one = format!("[gateway]\nnamespace = false\n{MIN}");
+    assert!(!load(&one, &[]).unwrap().namespace);
+    let dup = format!("{MIN}{MIN}");
+    assert!(load(&dup, &[]).unwrap_err().to_string().contains("twice"));
+    let bad = MIN.replace("\"demo\"", "\"a__b\"");
+    assert!(load(&bad, &[]).is_err(), "the separator cannot appear in a name");
+}
+
+#[test]
+fn transports_take_only_their_own_keys() {
+    let t = "[[upstream]]\nname = \"x\"\ntransport = \"stdio\"\ncommand = \"c\"\nurl = \"https://a/mcp\"\n";
+    assert!(load(t, &[]).unwrap_err().to_string().contains("url"));
+    let t = "[[upstream]]\nname = \"x\"\ntransport = \"streamable-http\"\nurl = \"http://example.com/mcp\"\n";
+    assert!(load(t, &[]).unwrap_err().to_string().contains("loopback"));
+    let t = "[[upstream]]\nname = \"x\"\ntransport = \"streamable-http\"\nurl = \"https://user:pw@example.com/mcp\"\n";
+    assert!(load(t, &[]).is_err());
+    let t = "[[upstream]]\nname = \"x\"\ntransport = \"carrier-pigeon\"\n";
+    assert!(load(t, &[]).is_err());
+    assert!(load("", &[]).unwrap_err().to_string().contains("no upstreams"));
+}
+
+#[test]
+fn limits_are_bounded() {
+    let t = format!("[limits]\nmax_request_bytes = 0\n{MIN}");
+    assert!(load(&t, &[]).is_err());
+    let t = format!("[limits]\nrequest_timeout = \"soon\"\n{MIN}");
+    assert!(load(&t, &[]).unwrap_err().to_string().contains("duration"));
+    let t = format!("[limits]\nrequest_timeout = \"2h\"\nmax_request_timeout = \"1h\"\n{MIN}");
+    assert!(load(&t, &[]).is_err(), "the timeout cannot exceed its cap");
+    let t = format!("[limits]\nrequest_timeout = \"5s\"\n{MIN}");
+    assert_eq!(load(&t, &[]).unwrap().limits.request_timeout, std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn origins_are_normalised_and_checked() {
+    let t = format!("[gateway]\nallowed_origins = [\"HTTP://LocalHost:6274\"]\n{MIN}");
+    assert_eq!(load(&t, &[]).unwrap().allowed_origins, vec!["http://localhost:6274"]);
+    let t = format!("[gateway]\nallowed_origins = [\"*\"]\n{MIN}");
+    assert!(load(&t, &[]).is_err());
+}
+
+#[test]
+fn shipped_examples_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let e = env(&[("UPSTREAM_URL", "http://127.0.0.1:3001/mcp"), ("PALISADE_EXE", "/usr/bin/palisade")]);
+    let mut n = 0;
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            Config::from_toml(&path, &text, &e).unwrap_or_else(|err| panic!("{err}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "examples/quickstart.toml and examples/http-upstream.toml");
+}

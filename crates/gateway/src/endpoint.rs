@@ -1,0 +1,395 @@
+//! The Streamable HTTP endpoint: one path serving POST, GET and DELETE (TR-01), and
+//! `/healthz`.
+//!
+//! The edge order, for every request: Host (TR-03) → Origin (TR-02) → Accept /
+//! Content-Type (TR-05) → MCP-Protocol-Version (TR-11) → authenticate (the local
+//! user, until OAuth lands) → bounded body (413) → parse once (TR-06, TR-12) →
+//! session lookup bound to the principal (SESS-03..05) → guard chain → router.
+//! Nothing reaches an upstream before all of these pass.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use palisade_config::Limits;
+use palisade_store::{CloseReason, SessionRecord, SessionStore, hash_session_id};
+use palisade_wire::{Kind, Message};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::edge::{self, EdgePolicy};
+use crate::principal::Principal;
+use crate::refusal::{Fault, Refusal};
+use crate::router::{Router, UpstreamEntry};
+use crate::session::{Session, unix_now};
+use crate::stream::{ClientStream, parse_event_id};
+use crate::upstream::REQUEST_CHANNEL;
+use crate::upstream::stdio::State as StdioState;
+
+/// Everything a request handler needs.
+pub(crate) struct App {
+    pub(crate) router: Router,
+    pub(crate) edge: EdgePolicy,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) principal: Principal,
+    pub(crate) limits: Limits,
+    pub(crate) draining: AtomicBool,
+    pub(crate) in_flight: AtomicUsize,
+}
+
+/// Counts a request toward the drain on shutdown.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(c: &'a AtomicUsize) -> Self {
+        c.fetch_add(1, Ordering::AcqRel);
+        Self(c)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl App {
+    /// Authentication seam: today every request is the local user (auth is off, which
+    /// the config allows only on loopback). The OAuth resource server replaces this
+    /// function, and sessions already bind to its result.
+    fn authenticate(&self, _headers: &HeaderMap) -> Result<Principal, Refusal> {
+        Ok(self.principal.clone())
+    }
+
+    fn common_checks(&self, headers: &HeaderMap) -> Result<Principal, Refusal> {
+        self.edge.check_host(headers)?;
+        self.edge.check_origin(headers)?;
+        edge::check_protocol_version(headers)?;
+        let p = self.authenticate(headers)?;
+        if self.draining.load(Ordering::Acquire) {
+            return Err(Refusal::SHUTTING_DOWN);
+        }
+        Ok(p)
+    }
+
+    fn session(&self, headers: &HeaderMap, principal: &Principal) -> Result<Arc<Session>, Refusal> {
+        let id = edge::session_header(headers)?.ok_or(Refusal::SESSION_REQUIRED)?;
+        self.router
+            .sessions
+            .get(id, principal)
+            .ok_or(Refusal::SESSION_NOT_FOUND)
+    }
+
+    async fn close_session(&self, s: Arc<Session>, reason: CloseReason) {
+        for link in s.links.iter().flatten() {
+            link.close().await;
+        }
+        if let Err(e) = self
+            .store
+            .session_closed(&hash_session_id(&s.id), reason, unix_now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a session close");
+        }
+    }
+}
+
+/// Reads at most `max` bytes of a request body; more is a 413.
+pub(crate) async fn read_limited(body: Body, max: usize) -> Result<Bytes, Refusal> {
+    let limited = http_body_util::Limited::new(body, max);
+    let mut stream = limited.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Refusal::TOO_LARGE
+            } else {
+                Refusal::parse(palisade_wire::ErrorCode::ParseError, "Parse error: could not read the body")
+            }
+        })?;
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn json_response(status: StatusCode, msg: &Message) -> Response {
+    let mut res = (status, msg.raw().clone()).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn sse_response(body: impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static) -> Response {
+    let mut res = Response::new(Body::from_stream(body));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// POST: one JSON-RPC message.
+pub(crate) async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    match post_inner(&app, &headers, body).await {
+        Ok(r) => r,
+        Err(refusal) => {
+            match refusal.fault {
+                Fault::Internal => {
+                    tracing::warn!(status = refusal.status.as_u16(), reason = refusal.message, "refused a request");
+                }
+                Fault::Client => {
+                    tracing::debug!(status = refusal.status.as_u16(), reason = refusal.message, "refused a request");
+                }
+            }
+            refusal.into_response()
+        }
+    }
+}
+
+async fn post_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
+    let _busy = Busy::new(&app.in_flight);
+    let principal = app.common_checks(headers)?;
+    edge::check_post_accept(headers)?;
+    edge::check_content_type(headers)?;
+    let bytes = read_limited(body, app.limits.max_request_bytes).await?;
+    let msg = Message::parse(bytes).map_err(|e| {
+        Refusal::parse(
+            e.code(),
+            match e.code() {
+                palisade_wire::ErrorCode::ParseError => "Parse error",
+                _ => "Invalid Request",
+            },
+        )
+    })?;
+
+    if msg.method() == Some("initialize") && msg.kind() == Kind::Request {
+        if edge::session_header(headers)?.is_some() {
+            return Err(Refusal::ALREADY_INITIALIZED.with_id(msg.id()));
+        }
+        return initialize(app, &principal, &msg).await;
+    }
+    // LIFE-01 / SESS-04: everything else needs a session.
+    let session = app.session(headers, &principal).map_err(|r| r.with_id(msg.id()))?;
+
+    match msg.kind() {
+        Kind::Notification => {
+            app.router.notification(&session, msg).await;
+            Ok(accepted())
+        }
+        Kind::Response | Kind::ErrorResponse => {
+            app.router.response(&session, msg).await;
+            Ok(accepted())
+        }
+        Kind::Request => request(app, session, msg).await,
+    }
+}
+
+async fn initialize(app: &Arc<App>, principal: &Principal, msg: &Message) -> Result<Response, Refusal> {
+    if !app.router.sessions.has_room() {
+        return Err(Refusal::TOO_MANY_SESSIONS.with_id(msg.id()));
+    }
+    // Stdio children are shared; give one that is starting a moment to be ready.
+    for u in &app.router.upstreams {
+        if let UpstreamEntry::Stdio(s) = u {
+            if s.state() != StdioState::Ready {
+                let _ = s.wait_ready(std::time::Duration::from_secs(10)).await;
+            }
+        }
+    }
+    let (session, response) = match app.router.initialize(principal, msg).await {
+        Ok(v) => v,
+        Err(err) => return Ok(json_response(StatusCode::BAD_REQUEST, &err)),
+    };
+    let record = SessionRecord {
+        id_hash: hash_session_id(&session.id),
+        issuer: principal.issuer().to_owned(),
+        subject: principal.subject().to_owned(),
+        protocol_version: session.version.as_str().to_owned(),
+        client_name: msg
+            .params::<serde_json::Value>()
+            .ok()
+            .and_then(|p| p.get("clientInfo")?.get("name")?.as_str().map(|s| s.chars().take(128).collect())),
+        created_at: unix_now(),
+    };
+    if !app.router.sessions.insert(Arc::clone(&session)) {
+        for link in session.links.iter().flatten() {
+            link.close().await;
+        }
+        return Err(Refusal::TOO_MANY_SESSIONS.with_id(msg.id()));
+    }
+    session.touch();
+    if let Err(e) = app.store.session_opened(&record).await {
+        tracing::warn!(error = %e, "could not record a new session");
+    }
+    tracing::info!(client = ?record.client_name, version = %session.version, "session opened");
+    let mut res = json_response(StatusCode::OK, &response);
+    if let Ok(v) = HeaderValue::from_str(&session.id) {
+        res.headers_mut().insert("mcp-session-id", v);
+    }
+    Ok(res)
+}
+
+async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<Response, Refusal> {
+    let Some(id) = msg.id().cloned() else {
+        return Err(Refusal::parse(palisade_wire::ErrorCode::InvalidRequest, "Invalid Request"));
+    };
+    let Some(in_flight) = session.begin_request(app.limits.max_in_flight_per_session) else {
+        return Err(Refusal::TOO_MANY_IN_FLIGHT.with_id(Some(&id)));
+    };
+    let cancel = CancellationToken::new();
+    if !session.register_call(&id, cancel.clone()) {
+        return Ok(json_response(
+            StatusCode::OK,
+            &Message::error(Some(&id), palisade_wire::ErrorCode::InvalidRequest, "request id already in use"),
+        ));
+    }
+    let (tx, mut rx) = mpsc::channel(REQUEST_CHANNEL);
+    // The request runs in its own task: a client that disconnects does not cancel
+    // it upstream (TR-13); what it produces stays replayable on its stream.
+    let task_app = Arc::clone(app);
+    let task_session = Arc::clone(&session);
+    let task_id = id.clone();
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        let _busy = Busy::new(&task_app.in_flight);
+        task_app.router.request(&task_session, msg, tx, cancel).await;
+        task_session.finish_call(&task_id);
+    });
+
+    let Some(first) = rx.recv().await else {
+        // Cancelled by the client before anything came back: nothing to answer.
+        return Ok(accepted());
+    };
+    if first.is_response() {
+        return Ok(json_response(StatusCode::OK, &first));
+    }
+    // Something precedes the response (progress, a server request): stream.
+    let stream = session.open_stream();
+    stream.push(&first);
+    let pump: Arc<ClientStream> = Arc::clone(&stream);
+    tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            let last = m.is_response();
+            pump.push(&m);
+            if last {
+                break;
+            }
+        }
+        pump.close();
+    });
+    Ok(sse_response(stream.reader(None, false)))
+}
+
+/// GET: the stream of unsolicited messages, or a resumed stream (`Last-Event-ID`).
+pub(crate) async fn get(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match get_inner(&app, &headers) {
+        Ok(r) => r,
+        Err(r) => r.into_response(),
+    }
+}
+
+fn get_inner(app: &Arc<App>, headers: &HeaderMap) -> Result<Response, Refusal> {
+    let principal = app.common_checks(headers)?;
+    edge::check_get_accept(headers)?;
+    let session = app.session(headers, &principal)?;
+    for (idx, link) in session.links.iter().enumerate() {
+        if let Some(link) = link {
+            link.ensure_listening(&session, idx);
+        }
+    }
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match last {
+        None => Ok(sse_response(session.unsolicited().reader(None, true))),
+        Some(last) => {
+            // TR-09: only streams of this session (already bound to this principal).
+            let (stream_id, seq) = parse_event_id(&last).ok_or(Refusal::UNKNOWN_EVENT_ID)?;
+            let stream = session.find_stream(stream_id).ok_or(Refusal::UNKNOWN_EVENT_ID)?;
+            Ok(sse_response(stream.reader(Some(seq), stream_id == 0)))
+        }
+    }
+}
+
+/// DELETE: the client ends its session (SESS-06).
+pub(crate) async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let r = async {
+        let principal = app.common_checks(&headers)?;
+        let id = edge::session_header(&headers)?.ok_or(Refusal::SESSION_REQUIRED)?;
+        let s = app
+            .router
+            .sessions
+            .remove(id, &principal)
+            .ok_or(Refusal::SESSION_NOT_FOUND)?;
+        app.close_session(s, CloseReason::Deleted).await;
+        Ok::<_, Refusal>(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `/healthz`: 200 once every stdio upstream is initialised; 503 with the states
+/// otherwise.
+pub(crate) async fn healthz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = app.edge.check_host(&headers).and_then(|()| app.edge.check_origin(&headers)) {
+        return r.into_response();
+    }
+    let mut ready = !app.draining.load(Ordering::Acquire);
+    let mut upstreams = serde_json::Map::new();
+    for u in &app.router.upstreams {
+        match u {
+            UpstreamEntry::Stdio(s) => {
+                let st = s.state();
+                ready &= st == StdioState::Ready;
+                upstreams.insert(s.name().to_owned(), json!(format!("{st:?}").to_lowercase()));
+            }
+            UpstreamEntry::Http { name, .. } => {
+                upstreams.insert(name.clone(), json!("per-session"));
+            }
+        }
+    }
+    let body = json!({
+        "status": if ready { "ready" } else { "starting" },
+        "sessions": app.router.sessions.len(),
+        "upstreams": upstreams,
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut res = (status, body.to_string()).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// Closes expired sessions periodically.
+pub(crate) async fn reaper(app: Arc<App>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        for (s, reason) in app.router.sessions.reap() {
+            tracing::info!(?reason, "session expired");
+            app.close_session(s, reason).await;
+        }
+    }
+}
+
+/// Drains and closes every session (shutdown).
+pub(crate) async fn close_all(app: &App) {
+    for s in app.router.sessions.drain() {
+        app.close_session(s, CloseReason::Shutdown).await;
+    }
+}

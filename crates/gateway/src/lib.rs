@@ -1,0 +1,161 @@
+//! Palisade's gateway: every byte of network I/O happens in this crate.
+//!
+//! [`run`] binds the listener, starts the stdio upstreams, serves the Streamable
+//! HTTP endpoint until the shutdown future resolves, then drains: new requests get
+//! 503, in-flight requests get up to `limits.shutdown_grace`, sessions are closed
+//! (upstream sessions deleted), and stdio children are stopped — stdin closed, then
+//! SIGTERM, then SIGKILL (LOC-06).
+
+#![forbid(unsafe_code)]
+
+mod edge;
+mod endpoint;
+mod guard;
+mod principal;
+mod refusal;
+mod router;
+mod session;
+mod stream;
+mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::routing::get;
+use palisade_config::Config;
+use palisade_store::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+pub use principal::Principal;
+
+use crate::endpoint::App;
+use crate::router::{Router, UpstreamEntry};
+use crate::session::SessionTable;
+
+/// The gateway could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state store could not be opened.
+    #[error(transparent)]
+    Store(#[from] palisade_store::StoreError),
+    /// Anything else that prevents a start.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// Runs the gateway until `shutdown` resolves, then drains and stops.
+///
+/// `on_ready` is called with the bound address once the listener accepts.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr) + Send,
+) -> Result<(), GatewayError> {
+    let store = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|e| GatewayError::Start(e.to_string()))?;
+
+    let l = &config.limits;
+    let sessions = Arc::new(SessionTable::new(
+        l.max_sessions,
+        l.session_idle_timeout,
+        l.session_max_lifetime,
+    ));
+    let upstream_stop = CancellationToken::new();
+    let http = upstream::http::client().map_err(GatewayError::Start)?;
+    let router = Router::new(&config, http, Arc::clone(&sessions), &upstream_stop);
+
+    let mut supervisors = Vec::new();
+    for u in &router.upstreams {
+        if let UpstreamEntry::Stdio(s) = u {
+            supervisors.push(tokio::spawn(Arc::clone(s).supervise()));
+        }
+    }
+
+    let app = Arc::new(App {
+        router,
+        edge: edge::EdgePolicy::new(
+            config.allowed_origins.clone(),
+            config.allowed_hosts.clone(),
+            config.listen.ip().is_loopback(),
+        ),
+        store: Arc::clone(&store) as Arc<dyn palisade_store::SessionStore>,
+        principal: Principal::local_user(),
+        limits: config.limits.clone(),
+        draining: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+    });
+
+    let reaper_stop = CancellationToken::new();
+    let reaper = tokio::spawn(endpoint::reaper(Arc::clone(&app), reaper_stop.clone()));
+
+    let routes = axum::Router::new()
+        .route(
+            &config.endpoint,
+            get(endpoint::get)
+                .post(endpoint::post)
+                .delete(endpoint::delete),
+        )
+        .route("/healthz", get(endpoint::healthz))
+        .with_state(Arc::clone(&app));
+
+    on_ready(addr);
+    tracing::info!(%addr, endpoint = %config.endpoint, "palisade listening");
+
+    let serve_stop = CancellationToken::new();
+    let serve_stop2 = serve_stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, routes)
+            .with_graceful_shutdown(async move { serve_stop2.cancelled().await })
+            .await
+    });
+
+    shutdown.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    app.draining.store(true, Ordering::Release);
+    let grace = config.limits.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        while app.in_flight.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = app.in_flight.load(Ordering::Acquire),
+            "shutdown grace elapsed with requests in flight"
+        );
+    }
+    // Closing sessions ends their SSE streams, so the server can finish.
+    endpoint::close_all(&app).await;
+    reaper_stop.cancel();
+    serve_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = reaper.await;
+
+    // LOC-06: stop stdio children (stdin closed, SIGTERM, SIGKILL).
+    upstream_stop.cancel();
+    for s in supervisors {
+        let _ = s.await;
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

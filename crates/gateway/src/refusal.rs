@@ -1,0 +1,151 @@
+//! Refusals: every way the gateway says no, each with its HTTP status, public JSON-RPC
+//! code and safe message, and who is at fault. Internal detail goes to the log, never
+//! to the peer.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_wire::{ErrorCode, Id, Message};
+
+/// Who caused a failure; decides logging level and, later, alerting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The client sent something we refuse.
+    Client,
+    /// The gateway itself failed.
+    Internal,
+}
+
+/// A typed refusal of an HTTP request, before or instead of any upstream I/O.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) code: ErrorCode,
+    pub(crate) message: &'static str,
+    pub(crate) id: Option<Id>,
+    pub(crate) fault: Fault,
+}
+
+impl Refusal {
+    const fn client(status: StatusCode, code: ErrorCode, message: &'static str) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            id: None,
+            fault: Fault::Client,
+        }
+    }
+
+    /// TR-02: `Origin` present and not allowlisted.
+    pub(crate) const ORIGIN_NOT_ALLOWED: Self = Self::client(
+        StatusCode::FORBIDDEN,
+        ErrorCode::InvalidRequest,
+        "Forbidden: Origin not allowed",
+    );
+    /// TR-03: `Host` not one this gateway answers to (DNS rebinding).
+    pub(crate) const HOST_NOT_ALLOWED: Self = Self::client(
+        StatusCode::FORBIDDEN,
+        ErrorCode::InvalidRequest,
+        "Forbidden: Host not allowed",
+    );
+    /// TR-05: the client does not accept what Streamable HTTP answers with.
+    pub(crate) const NOT_ACCEPTABLE: Self = Self::client(
+        StatusCode::NOT_ACCEPTABLE,
+        ErrorCode::InvalidRequest,
+        "Not Acceptable: Accept must include application/json and text/event-stream",
+    );
+    /// TR-05: GET must accept an event stream.
+    pub(crate) const GET_NOT_ACCEPTABLE: Self = Self::client(
+        StatusCode::NOT_ACCEPTABLE,
+        ErrorCode::InvalidRequest,
+        "Not Acceptable: Accept must include text/event-stream",
+    );
+    /// A POST body that is not declared as JSON.
+    pub(crate) const UNSUPPORTED_MEDIA_TYPE: Self = Self::client(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::InvalidRequest,
+        "Unsupported Media Type: Content-Type must be application/json",
+    );
+    /// TR-11: an unknown `MCP-Protocol-Version`.
+    pub(crate) const UNSUPPORTED_VERSION: Self = Self::client(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+        "Bad Request: unsupported MCP-Protocol-Version",
+    );
+    /// A body above `limits.max_request_bytes`.
+    pub(crate) const TOO_LARGE: Self = Self::client(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::PayloadTooLarge,
+        "Payload Too Large: the message exceeds the gateway's limit",
+    );
+    /// SESS-04 / LIFE-01: a non-initialize request without a session.
+    pub(crate) const SESSION_REQUIRED: Self = Self::client(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::SessionError,
+        "Bad Request: Mcp-Session-Id header is required",
+    );
+    /// SESS-03 / SESS-05: unknown, expired, deleted or someone else's session. The
+    /// same answer for all, so that nobody learns whether a session exists.
+    pub(crate) const SESSION_NOT_FOUND: Self = Self::client(
+        StatusCode::NOT_FOUND,
+        ErrorCode::SessionError,
+        "Session not found",
+    );
+    /// `initialize` on a request that already carries a session.
+    pub(crate) const ALREADY_INITIALIZED: Self = Self::client(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+        "Bad Request: initialize must not carry Mcp-Session-Id",
+    );
+    /// The session table is full.
+    pub(crate) const TOO_MANY_SESSIONS: Self = Self {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: ErrorCode::InternalError,
+        message: "Service Unavailable: too many sessions",
+        id: None,
+        fault: Fault::Internal,
+    };
+    /// The session already has `limits.max_in_flight_per_session` requests running.
+    pub(crate) const TOO_MANY_IN_FLIGHT: Self = Self::client(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::InternalError,
+        "Too Many Requests: too many requests in flight on this session",
+    );
+    /// A `Last-Event-ID` that does not name a stream of this session (TR-09).
+    pub(crate) const UNKNOWN_EVENT_ID: Self = Self::client(
+        StatusCode::NOT_FOUND,
+        ErrorCode::InvalidRequest,
+        "Not Found: unknown Last-Event-ID for this session",
+    );
+    /// The gateway is draining.
+    pub(crate) const SHUTTING_DOWN: Self = Self {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: ErrorCode::InternalError,
+        message: "Service Unavailable: the gateway is shutting down",
+        id: None,
+        fault: Fault::Internal,
+    };
+
+    /// A refusal for a message that could not be parsed (TR-06, TR-12).
+    pub(crate) fn parse(code: ErrorCode, message: &'static str) -> Self {
+        Self::client(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// The same refusal, echoing the request's ID where it is known.
+    pub(crate) fn with_id(mut self, id: Option<&Id>) -> Self {
+        self.id = id.cloned();
+        self
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = Message::error(self.id.as_ref(), self.code, self.message).into_bytes();
+        let mut res = (self.status, body).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res
+    }
+}

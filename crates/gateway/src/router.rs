@@ -1,0 +1,476 @@
+//! The MCP server face of the gateway: `initialize`, aggregated lists, and routing
+//! of calls to the upstream that owns a tool, prompt or resource.
+//!
+//! Names are namespaced `<upstream>__<name>` by default so that no upstream can
+//! shadow another's tools (FEAT-03); upstream names cannot contain `_`, so the first
+//! `__` always splits correctly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use palisade_config::{Config, Transport};
+use palisade_wire::{ErrorCode, Id, Kind, Message, ProtocolVersion};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::guard::{Denial, Exchange, GuardChain};
+use crate::principal::Principal;
+use crate::session::{Session, SessionTable, mint_session_id};
+use crate::upstream::{self, Link, Sink, Timeouts, http::HttpLink, stdio::StdioUpstream};
+
+/// Time allowed for an HTTP upstream's `initialize` and for list requests.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pages fetched from one upstream for one list, and items kept.
+const MAX_PAGES: usize = 50;
+const MAX_ITEMS: usize = 10_000;
+/// Longest tool or prompt name (FEAT-03).
+const MAX_NAME: usize = 128;
+
+/// A configured upstream and how sessions reach it.
+#[derive(Debug)]
+pub(crate) enum UpstreamEntry {
+    Stdio(Arc<StdioUpstream>),
+    Http { name: String, url: String },
+}
+
+/// The routing state shared by all requests.
+#[derive(Debug)]
+pub(crate) struct Router {
+    pub(crate) upstreams: Vec<UpstreamEntry>,
+    pub(crate) names: Vec<String>,
+    pub(crate) namespace: bool,
+    pub(crate) http: reqwest::Client,
+    pub(crate) sessions: Arc<SessionTable>,
+    pub(crate) guards: GuardChain,
+    timeouts: Vec<Timeouts>,
+    max_msg: usize,
+    replay: usize,
+}
+
+/// A JSON-RPC error for the client, before any upstream is involved.
+fn error(id: &Id, code: ErrorCode, msg: &str) -> Message {
+    Message::error(Some(id), code, msg)
+}
+
+impl Router {
+    pub(crate) fn new(
+        config: &Config,
+        http: reqwest::Client,
+        sessions: Arc<SessionTable>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let l = &config.limits;
+        let upstreams = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| match &u.transport {
+                Transport::Stdio(spec) => UpstreamEntry::Stdio(StdioUpstream::new(
+                    u.name.clone(),
+                    i,
+                    spec.clone(),
+                    l.max_response_bytes,
+                    l.upstream_queue,
+                    Arc::clone(&sessions),
+                    shutdown.child_token(),
+                )),
+                Transport::Http(h) => UpstreamEntry::Http {
+                    name: u.name.clone(),
+                    url: h.url.clone(),
+                },
+            })
+            .collect();
+        let timeouts = config
+            .upstreams
+            .iter()
+            .map(|u| Timeouts {
+                idle: u.request_timeout.unwrap_or(l.request_timeout),
+                cap: l.max_request_timeout,
+            })
+            .collect();
+        Self {
+            upstreams,
+            names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+            namespace: config.namespace,
+            http,
+            sessions,
+            guards: GuardChain,
+            timeouts,
+            max_msg: l.max_response_bytes,
+            replay: l.replay_buffer_events,
+        }
+    }
+
+    /// Opens a session for `principal` from an `initialize` request. Returns the
+    /// session and the response; `Err` carries a JSON-RPC error response.
+    pub(crate) async fn initialize(
+        &self,
+        principal: &Principal,
+        msg: &Message,
+    ) -> Result<(Arc<Session>, Message), Message> {
+        let Some(id) = msg.id() else {
+            return Err(Message::error(None, ErrorCode::InvalidRequest, "initialize must be a request"));
+        };
+        let params: Value = msg.params().unwrap_or(Value::Null);
+        let (Some(requested), Some(client_caps)) = (
+            params.get("protocolVersion").and_then(Value::as_str),
+            params.get("capabilities").filter(|c| c.is_object()),
+        ) else {
+            return Err(error(id, ErrorCode::InvalidParams, "initialize needs protocolVersion and capabilities"));
+        };
+        let version = ProtocolVersion::negotiate(requested);
+
+        let links: Vec<Option<Link>> = join_all(self.upstreams.iter().map(|u| async move {
+            match u {
+                UpstreamEntry::Stdio(s) => Some(Link::Stdio(Arc::clone(s))),
+                UpstreamEntry::Http { name, url } => {
+                    match HttpLink::connect(name, url, self.http.clone(), client_caps, self.max_msg, CONTROL_TIMEOUT).await {
+                        Ok(l) => Some(Link::Http(l)),
+                        Err(e) => {
+                            tracing::warn!(upstream = %name, error = %e, "could not open an upstream session");
+                            None
+                        }
+                    }
+                }
+            }
+        }))
+        .await;
+
+        let advertised = advertise(&links);
+        let session = Arc::new(Session::new(
+            mint_session_id(),
+            principal.clone(),
+            version,
+            client_caps.clone(),
+            advertised.clone(),
+            links,
+            self.replay,
+        ));
+        let result = json!({
+            "protocolVersion": version.as_str(),
+            "capabilities": advertised,
+            "serverInfo": { "name": "palisade", "title": "Palisade MCP gateway", "version": env!("CARGO_PKG_VERSION") },
+        });
+        Ok((session, Message::response(id, &result)))
+    }
+
+    /// Runs one client request of a session; everything for the client goes to `sink`.
+    pub(crate) async fn request(&self, session: &Arc<Session>, msg: Message, sink: Sink, cancel: CancellationToken) {
+        let Some(id) = msg.id().cloned() else { return };
+        let cx = Exchange {
+            session,
+            advertised: &session.advertised,
+        };
+        let msg = match self.guards.inbound(msg, &cx) {
+            Ok(m) => m,
+            Err(Denial { code, public }) => {
+                let _ = sink.send(error(&id, code, public)).await;
+                return;
+            }
+        };
+        let method = msg.method().unwrap_or_default().to_owned();
+        let out = match method.as_str() {
+            "ping" => Message::response(&id, &json!({})),
+            "tools/list" => self.list(session, &msg, "tools/list", "tools", true).await,
+            "prompts/list" => self.list(session, &msg, "prompts/list", "prompts", true).await,
+            "resources/list" => self.list(session, &msg, "resources/list", "resources", false).await,
+            "resources/templates/list" => {
+                self.list(session, &msg, "resources/templates/list", "resourceTemplates", false).await
+            }
+            "tools/call" | "prompts/get" => match self.route_by_name(&msg) {
+                Ok((idx, m)) => return self.forward(session, idx, m, sink, cancel).await,
+                Err(e) => e,
+            },
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri: Option<String> = msg.params::<Value>().ok().and_then(|p| p.get("uri")?.as_str().map(str::to_owned));
+                match uri {
+                    Some(uri) => match self.route_by_uri(session, &uri).await {
+                        Some(idx) => return self.forward(session, idx, msg, sink, cancel).await,
+                        None => error(&id, ErrorCode::ResourceNotFound, "Resource not found"),
+                    },
+                    None => error(&id, ErrorCode::InvalidParams, "params.uri is required"),
+                }
+            }
+            "completion/complete" => match self.route_completion(session, &msg).await {
+                Ok((idx, m)) => return self.forward(session, idx, m, sink, cancel).await,
+                Err(e) => e,
+            },
+            "logging/setLevel" => {
+                let params: Value = msg.params().unwrap_or(Value::Null);
+                let targets: Vec<&Link> = session
+                    .links
+                    .iter()
+                    .flatten()
+                    .filter(|l| has_cap(&l.capabilities(), "logging"))
+                    .collect();
+                join_all(targets.into_iter().map(|l| upstream::request(l, session, "logging/setLevel", &params, CONTROL_TIMEOUT))).await;
+                Message::response(&id, &json!({}))
+            }
+            _ => error(&id, ErrorCode::MethodNotFound, "Method not found"),
+        };
+        let _ = sink.send(out).await;
+    }
+
+    async fn forward(&self, session: &Arc<Session>, idx: usize, msg: Message, sink: Sink, cancel: CancellationToken) {
+        let Some(id) = msg.id().cloned() else { return };
+        let Some(Some(link)) = session.links.get(idx) else {
+            let _ = sink.send(error(&id, ErrorCode::UpstreamUnavailable, "upstream unavailable")).await;
+            return;
+        };
+        let t = self.timeouts.get(idx).copied().unwrap_or(Timeouts {
+            idle: Duration::from_secs(60),
+            cap: Duration::from_secs(600),
+        });
+        upstream::call(link, session, idx, msg, sink, t, cancel).await;
+    }
+
+    /// Splits `<upstream>__<name>`; `None` for names of no configured upstream.
+    fn split_name<'a>(&self, name: &'a str) -> Option<(usize, &'a str)> {
+        if !self.namespace {
+            return Some((0, name));
+        }
+        let (prefix, rest) = name.split_once("__")?;
+        let idx = self.names.iter().position(|n| n == prefix)?;
+        (!rest.is_empty()).then_some((idx, rest))
+    }
+
+    fn prefixed(&self, idx: usize, name: &str) -> String {
+        if self.namespace {
+            format!("{}__{name}", self.names[idx])
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// `tools/call` and `prompts/get`: find the upstream by the namespaced name and
+    /// rewrite the name to the upstream's own.
+    fn route_by_name(&self, msg: &Message) -> Result<(usize, Message), Message> {
+        let id = msg.id().cloned().unwrap_or(Id::Number(0));
+        let unknown = || error(&id, ErrorCode::InvalidParams, "Unknown tool or prompt");
+        let mut v = msg.to_value().map_err(|_| unknown())?;
+        let name = v
+            .get("params")
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| error(&id, ErrorCode::InvalidParams, "params.name is required"))?
+            .to_owned();
+        let (idx, local) = self.split_name(&name).ok_or_else(unknown)?;
+        if !self.namespace {
+            return Ok((idx, msg.clone()));
+        }
+        if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
+            p.insert("name".into(), json!(local));
+        }
+        let rewritten = Message::from_value(&Value::Object(v)).map_err(|_| unknown())?;
+        Ok((idx, rewritten))
+    }
+
+    async fn route_completion(&self, session: &Arc<Session>, msg: &Message) -> Result<(usize, Message), Message> {
+        let id = msg.id().cloned().unwrap_or(Id::Number(0));
+        let bad = || error(&id, ErrorCode::InvalidParams, "Invalid completion reference");
+        let mut v = msg.to_value().map_err(|_| bad())?;
+        let r = v.get_mut("params").and_then(|p| p.get_mut("ref")).and_then(Value::as_object_mut).ok_or_else(bad)?;
+        match r.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = r.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_owned();
+                let (idx, local) = self.split_name(&name).ok_or_else(bad)?;
+                r.insert("name".into(), json!(local));
+                Ok((idx, Message::from_value(&Value::Object(v)).map_err(|_| bad())?))
+            }
+            Some("ref/resource") => {
+                let uri = r.get("uri").and_then(Value::as_str).ok_or_else(bad)?.to_owned();
+                let idx = self.route_by_uri(session, &uri).await.ok_or_else(bad)?;
+                Ok((idx, msg.clone()))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// The upstream that serves `uri`: from this session's lists, refreshed once when
+    /// unknown; the only resource upstream if there is one.
+    async fn route_by_uri(&self, session: &Arc<Session>, uri: &str) -> Option<usize> {
+        let owners: Vec<usize> = session
+            .links
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.as_ref().is_some_and(|l| has_cap(&l.capabilities(), "resources")))
+            .map(|(i, _)| i)
+            .collect();
+        if owners.len() == 1 {
+            return owners.first().copied();
+        }
+        if let Some(i) = session.resource_index.lock().ok()?.lookup(uri) {
+            return Some(i);
+        }
+        // Unknown: learn the lists, then look again.
+        let probe = Message::request(&Id::Number(0), "resources/list", &json!({}));
+        let _ = self.list(session, &probe, "resources/list", "resources", false).await;
+        let probe = Message::request(&Id::Number(0), "resources/templates/list", &json!({}));
+        let _ = self.list(session, &probe, "resources/templates/list", "resourceTemplates", false).await;
+        session.resource_index.lock().ok()?.lookup(uri)
+    }
+
+    /// Aggregates one list over every upstream that offers it, all pages, bounded.
+    async fn list(&self, session: &Arc<Session>, msg: &Message, method: &str, key: &str, named: bool) -> Message {
+        let id = msg.id().cloned().unwrap_or(Id::Number(0));
+        let params: Value = msg.params().unwrap_or(Value::Null);
+        if params.get("cursor").is_some_and(|c| !c.is_null()) {
+            // The gateway answers every list in one page.
+            return error(&id, ErrorCode::InvalidParams, "Invalid cursor");
+        }
+        let cap = match key {
+            "tools" => "tools",
+            "prompts" => "prompts",
+            _ => "resources",
+        };
+        let per_upstream = join_all(session.links.iter().enumerate().map(|(idx, link)| async move {
+            let Some(link) = link else { return (idx, Vec::new()) };
+            if !has_cap(&link.capabilities(), cap) {
+                return (idx, Vec::new());
+            }
+            (idx, self.fetch_all(link, session, method, key).await)
+        }))
+        .await;
+
+        let mut items = Vec::new();
+        let mut exact = Vec::new();
+        let mut templates = Vec::new();
+        for (idx, list) in per_upstream {
+            for mut item in list {
+                let Some(obj) = item.as_object_mut() else { continue };
+                if named {
+                    let Some(name) = obj.get("name").and_then(Value::as_str).map(str::to_owned) else {
+                        continue;
+                    };
+                    if key == "tools" && !obj.get("inputSchema").is_some_and(Value::is_object) {
+                        // FEAT-04: a tool without an object inputSchema is dropped.
+                        tracing::warn!(upstream = %self.names[idx], tool = %name, "dropped a tool with an invalid inputSchema (FEAT-04)");
+                        continue;
+                    }
+                    let full = self.prefixed(idx, &name);
+                    if full.len() > MAX_NAME {
+                        tracing::warn!(upstream = %self.names[idx], "dropped an item whose namespaced name is too long (FEAT-03)");
+                        continue;
+                    }
+                    obj.insert("name".into(), json!(full));
+                } else if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
+                    exact.push((uri.to_owned(), idx));
+                } else if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {
+                    let prefix = t.split('{').next().unwrap_or("").to_owned();
+                    templates.push((prefix, idx));
+                }
+                items.push(item);
+            }
+        }
+        if !named {
+            if let Ok(mut ix) = session.resource_index.lock() {
+                for (u, i) in exact {
+                    if ix.exact.len() < MAX_ITEMS {
+                        ix.exact.insert(u, i);
+                    }
+                }
+                for t in templates {
+                    if !ix.templates.contains(&t) && ix.templates.len() < MAX_ITEMS {
+                        ix.templates.push(t);
+                    }
+                }
+            }
+        }
+        let mut result = Map::new();
+        result.insert(key.to_owned(), Value::Array(items));
+        Message::response(&id, &Value::Object(result))
+    }
+
+    async fn fetch_all(&self, link: &Link, session: &Arc<Session>, method: &str, key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<Value> = None;
+        for _ in 0..MAX_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({ "cursor": c }),
+                None => json!({}),
+            };
+            let res = match upstream::request(link, session, method, &params, CONTROL_TIMEOUT).await {
+                Ok(m) if m.kind() == Kind::Response => m,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(upstream = link.name(), method, error = %e, "list request failed");
+                    break;
+                }
+            };
+            let Ok(mut v) = res.to_value() else { break };
+            let Some(Value::Object(mut result)) = v.remove("result") else { break };
+            if let Some(Value::Array(items)) = result.remove(key) {
+                let room = MAX_ITEMS.saturating_sub(out.len());
+                out.extend(items.into_iter().take(room));
+            }
+            cursor = result.remove("nextCursor").filter(|c| !c.is_null());
+            if cursor.is_none() || out.len() >= MAX_ITEMS {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Handles a client notification inside a session.
+    pub(crate) async fn notification(&self, session: &Arc<Session>, msg: Message) {
+        match msg.method() {
+            Some("notifications/cancelled") => {
+                let params: Value = msg.params().unwrap_or(Value::Null);
+                if let Some(id) = params.get("requestId").and_then(|v| serde_json::from_value::<Id>(v.clone()).ok()) {
+                    session.cancel_call(&id);
+                }
+            }
+            Some("notifications/roots/list_changed") => {
+                for link in session.links.iter().flatten() {
+                    let _ = link.send(msg.clone()).await;
+                }
+            }
+            // `initialized` needs no action; progress for relayed requests and unknown
+            // notifications are dropped.
+            _ => {}
+        }
+    }
+
+    /// Handles a client response to a relayed server→client request.
+    pub(crate) async fn response(&self, session: &Arc<Session>, msg: Message) {
+        let Some(relayed) = msg.id().and_then(|id| session.take_relayed(id)) else {
+            tracing::debug!("dropped a client response to no relayed request (LIFE-05)");
+            return;
+        };
+        if let Some(Some(link)) = session.links.get(relayed.upstream) {
+            if let Err(e) = link.send(msg.with_id(&relayed.upstream_id)).await {
+                tracing::warn!(upstream = link.name(), error = %e, "could not relay a client response");
+            }
+        }
+    }
+}
+
+fn has_cap(caps: &Value, name: &str) -> bool {
+    caps.get(name).is_some_and(|v| !v.is_null())
+}
+
+/// The capabilities the gateway offers: what at least one upstream offers, with
+/// `listChanged` where the gateway relays the change notifications.
+fn advertise(links: &[Option<Link>]) -> Value {
+    let caps: Vec<Value> = links.iter().flatten().map(Link::capabilities).collect();
+    let any = |k: &str| caps.iter().any(|c| has_cap(c, k));
+    let mut out = Map::new();
+    if any("tools") {
+        out.insert("tools".into(), json!({ "listChanged": true }));
+    }
+    if any("prompts") {
+        out.insert("prompts".into(), json!({ "listChanged": true }));
+    }
+    if any("resources") {
+        let subscribe = caps.iter().any(|c| c.get("resources").and_then(|r| r.get("subscribe")) == Some(&json!(true)));
+        out.insert("resources".into(), json!({ "listChanged": true, "subscribe": subscribe }));
+    }
+    if any("logging") {
+        out.insert("logging".into(), json!({}));
+    }
+    if any("completions") {
+        out.insert("completions".into(), json!({}));
+    }
+    Value::Object(out)
+}

@@ -1,0 +1,444 @@
+//! Client sessions: minted here, bound to a principal, bounded in number and time.
+//!
+//! Architecture Invariant: a session ID never authenticates. A request names a
+//! session, and the session is served only when its bound principal equals the
+//! request's authenticated principal (SESS-03); otherwise the answer is 404, the
+//! same as for an ID that never existed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use palisade_wire::{Id, Message, ProtocolVersion};
+use rand::RngCore;
+use tokio::time::Instant;
+
+use crate::principal::Principal;
+use crate::stream::ClientStream;
+use crate::upstream::Link;
+
+/// 32 bytes from the thread-local CSPRNG (ChaCha, seeded by the OS), hex: 256 bits,
+/// visible ASCII only (SESS-01, SESS-02).
+pub(crate) fn mint_session_id() -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A server→client request the gateway relayed, waiting for the client's answer.
+#[derive(Debug, Clone)]
+pub(crate) struct RelayedRequest {
+    /// Index of the upstream that asked.
+    pub(crate) upstream: usize,
+    /// The ID the upstream used.
+    pub(crate) upstream_id: Id,
+}
+
+/// One client session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) id: String,
+    pub(crate) principal: Principal,
+    pub(crate) version: ProtocolVersion,
+    /// The client's declared capabilities (from `initialize`), for LIFE-03.
+    pub(crate) client_capabilities: serde_json::Value,
+    /// The capabilities the gateway advertised to this client.
+    pub(crate) advertised: serde_json::Value,
+    /// One link per configured upstream, `None` where the upstream could not be
+    /// initialised for this session.
+    pub(crate) links: Vec<Option<Link>>,
+    created: Instant,
+    last_used_ms: AtomicU64,
+    closed: AtomicBool,
+    in_flight: AtomicUsize,
+    next_stream: AtomicU64,
+    next_relay_id: AtomicI64,
+    streams: Mutex<Streams>,
+    relayed: Mutex<HashMap<Id, RelayedRequest>>,
+    /// Client requests in flight, by the client's ID, for `notifications/cancelled`.
+    calls: Mutex<HashMap<Id, tokio_util::sync::CancellationToken>>,
+    /// URI → upstream index, from the lists this session has seen.
+    pub(crate) resource_index: Mutex<ResourceIndex>,
+    replay_capacity: usize,
+}
+
+/// Where `resources/read` and friends go.
+#[derive(Debug, Default)]
+pub(crate) struct ResourceIndex {
+    pub(crate) exact: HashMap<String, usize>,
+    /// (literal prefix of a URI template, upstream)
+    pub(crate) templates: Vec<(String, usize)>,
+}
+
+impl ResourceIndex {
+    pub(crate) fn lookup(&self, uri: &str) -> Option<usize> {
+        if let Some(i) = self.exact.get(uri) {
+            return Some(*i);
+        }
+        self.templates
+            .iter()
+            .filter(|(p, _)| !p.is_empty() && uri.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, i)| *i)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Streams {
+    /// The stream for messages not related to any client request (the GET stream).
+    unsolicited: Option<Arc<ClientStream>>,
+    /// Recent streams by ID, for `Last-Event-ID` resumption; bounded.
+    recent: VecDeque<Arc<ClientStream>>,
+}
+
+const MAX_RECENT_STREAMS: usize = 32;
+const MAX_RELAYED: usize = 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: String,
+        principal: Principal,
+        version: ProtocolVersion,
+        client_capabilities: serde_json::Value,
+        advertised: serde_json::Value,
+        links: Vec<Option<Link>>,
+        replay_capacity: usize,
+    ) -> Self {
+        Self {
+            id,
+            principal,
+            version,
+            client_capabilities,
+            advertised,
+            links,
+            created: Instant::now(),
+            last_used_ms: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            next_stream: AtomicU64::new(1),
+            next_relay_id: AtomicI64::new(1),
+            streams: Mutex::new(Streams::default()),
+            relayed: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+            resource_index: Mutex::new(ResourceIndex::default()),
+            replay_capacity,
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        let ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_used_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(last)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the client declared `capability` (e.g. "sampling") in `initialize`.
+    pub(crate) fn client_has(&self, capability: &str) -> bool {
+        self.client_capabilities
+            .get(capability)
+            .is_some_and(|v| !v.is_null())
+    }
+
+    /// Counts a request in flight; `None` when the session is at its limit.
+    pub(crate) fn begin_request(self: &Arc<Self>, max: usize) -> Option<InFlight> {
+        let prev = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if prev >= max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InFlight(Arc::clone(self)))
+    }
+
+    /// A new stream for the answer to one client request.
+    pub(crate) fn open_stream(&self) -> Arc<ClientStream> {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let s = ClientStream::new(id, self.replay_capacity);
+        let mut st = lock(&self.streams);
+        if st.recent.len() >= MAX_RECENT_STREAMS {
+            // Drop the oldest closed stream; if none is closed, the oldest.
+            let pos = st.recent.iter().position(|s| s.is_closed()).unwrap_or(0);
+            st.recent.remove(pos);
+        }
+        st.recent.push_back(Arc::clone(&s));
+        s
+    }
+
+    /// The stream of unsolicited messages, created on first use (stream ID 0).
+    pub(crate) fn unsolicited(&self) -> Arc<ClientStream> {
+        let mut st = lock(&self.streams);
+        Arc::clone(
+            st.unsolicited
+                .get_or_insert_with(|| ClientStream::new(0, self.replay_capacity)),
+        )
+    }
+
+    /// Whether a GET stream was ever opened (so upstream GET streams are wanted).
+    pub(crate) fn find_stream(&self, id: u64) -> Option<Arc<ClientStream>> {
+        let st = lock(&self.streams);
+        if id == 0 {
+            return st.unsolicited.clone();
+        }
+        st.recent.iter().find(|s| s.id() == id).cloned()
+    }
+
+    /// Delivers a message not related to any client request (TR-08: to one stream).
+    pub(crate) fn deliver_unsolicited(&self, msg: &Message) {
+        if !self.is_closed() {
+            self.unsolicited().push(msg);
+        }
+    }
+
+    /// Records a server→client request and returns the ID the client will see. IDs
+    /// are per session, so requests from two upstreams never collide (LIFE-04).
+    pub(crate) fn relay_request(&self, upstream: usize, upstream_id: Id) -> Option<Id> {
+        let id = Id::String(
+            format!("palisade-{}", self.next_relay_id.fetch_add(1, Ordering::Relaxed)).into(),
+        );
+        let mut r = lock(&self.relayed);
+        if r.len() >= MAX_RELAYED {
+            return None;
+        }
+        r.insert(
+            id.clone(),
+            RelayedRequest {
+                upstream,
+                upstream_id,
+            },
+        );
+        Some(id)
+    }
+
+    /// Takes the record of a relayed request when the client answers it. Unknown IDs
+    /// give `None`: unsolicited responses are dropped (LIFE-05).
+    pub(crate) fn take_relayed(&self, id: &Id) -> Option<RelayedRequest> {
+        lock(&self.relayed).remove(id)
+    }
+
+    /// Registers a client request in flight; false if its ID is already in flight
+    /// (request IDs must be unique per session, LIFE-04).
+    pub(crate) fn register_call(&self, id: &Id, token: tokio_util::sync::CancellationToken) -> bool {
+        let mut c = lock(&self.calls);
+        if c.contains_key(id) {
+            return false;
+        }
+        c.insert(id.clone(), token);
+        true
+    }
+
+    pub(crate) fn finish_call(&self, id: &Id) {
+        lock(&self.calls).remove(id);
+    }
+
+    /// Cancels the client request `id` if it is in flight.
+    pub(crate) fn cancel_call(&self, id: &Id) {
+        if let Some(t) = lock(&self.calls).remove(id) {
+            t.cancel();
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let st = lock(&self.streams);
+        if let Some(s) = &st.unsolicited {
+            s.close();
+        }
+        for s in &st.recent {
+            s.close();
+        }
+    }
+}
+
+/// A request in flight on a session; decrements on drop.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Session>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a session was removed.
+pub(crate) use palisade_store::CloseReason;
+
+/// All live sessions, bounded.
+#[derive(Debug)]
+pub(crate) struct SessionTable {
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    max: usize,
+    idle: Duration,
+    lifetime: Duration,
+}
+
+impl SessionTable {
+    pub(crate) fn new(max: usize, idle: Duration, lifetime: Duration) -> Self {
+        Self {
+            sessions: Mutex::new(HashMap::new()),
+            max,
+            idle,
+            lifetime,
+        }
+    }
+
+    /// Adds a session; false when the table is full.
+    pub(crate) fn insert(&self, s: Arc<Session>) -> bool {
+        let mut t = lock(&self.sessions);
+        if t.len() >= self.max {
+            return false;
+        }
+        t.insert(s.id.clone(), s);
+        true
+    }
+
+    pub(crate) fn has_room(&self) -> bool {
+        lock(&self.sessions).len() < self.max
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// The session `id` if it exists, is live and belongs to `principal` (SESS-03,
+    /// SESS-05, SESS-07). Every miss looks the same to the caller.
+    pub(crate) fn get(&self, id: &str, principal: &Principal) -> Option<Arc<Session>> {
+        let s = lock(&self.sessions).get(id).cloned()?;
+        if s.principal != *principal || s.is_closed() || self.expired(&s).is_some() {
+            return None;
+        }
+        s.touch();
+        Some(s)
+    }
+
+    fn expired(&self, s: &Session) -> Option<CloseReason> {
+        if s.created.elapsed() >= self.lifetime {
+            Some(CloseReason::LifetimeExpired)
+        } else if s.idle_for() >= self.idle {
+            Some(CloseReason::IdleExpired)
+        } else {
+            None
+        }
+    }
+
+    /// Removes and closes a session owned by `principal`.
+    pub(crate) fn remove(&self, id: &str, principal: &Principal) -> Option<Arc<Session>> {
+        let mut t = lock(&self.sessions);
+        if t.get(id).is_none_or(|s| s.principal != *principal) {
+            return None;
+        }
+        let s = t.remove(id)?;
+        s.close();
+        Some(s)
+    }
+
+    /// Removes expired sessions and returns them with the reason.
+    pub(crate) fn reap(&self) -> Vec<(Arc<Session>, CloseReason)> {
+        let mut t = lock(&self.sessions);
+        let expired: Vec<(String, CloseReason)> = t
+            .values()
+            .filter_map(|s| self.expired(s).map(|r| (s.id.clone(), r)))
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|(id, r)| {
+                let s = t.remove(&id)?;
+                s.close();
+                Some((s, r))
+            })
+            .collect()
+    }
+
+    /// Removes every session (shutdown).
+    pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
+        let mut t = lock(&self.sessions);
+        t.drain()
+            .map(|(_, s)| {
+                s.close();
+                s
+            })
+            .collect()
+    }
+
+    /// Live sessions that hold a link to upstream `idx` (for upstream broadcasts).
+    pub(crate) fn with_upstream(&self, idx: usize) -> Vec<Arc<Session>> {
+        lock(&self.sessions)
+            .values()
+            .filter(|s| s.links.get(idx).is_some_and(Option::is_some))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn sess_01_02_ids_are_unique_random_and_visible_ascii() {
+        let ids: HashSet<String> = (0..10_000).map(|_| mint_session_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            assert_eq!(id.len(), 64);
+            assert!(id.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        }
+        // No shared prefix structure: first bytes are spread over the alphabet.
+        let firsts: HashSet<&str> = ids.iter().map(|s| &s[..1]).collect();
+        assert_eq!(firsts.len(), 16);
+    }
+
+    fn session(p: &Principal) -> Arc<Session> {
+        Arc::new(Session::new(
+            mint_session_id(),
+            p.clone(),
+            ProtocolVersion::LATEST,
+            serde_json::json!({}),
+            serde_json::json!({}),
+            vec![],
+            8,
+        ))
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn sess_03_05_07_binding_deletion_and_expiry() {
+        let alice = Principal::new("local", "alice");
+        let bob = Principal::new("local", "bob");
+        let t = SessionTable::new(2, Duration::from_secs(60), Duration::from_secs(600));
+        let s = session(&alice);
+        assert!(t.insert(Arc::clone(&s)));
+        assert!(t.get(&s.id, &alice).is_some());
+        assert!(t.get(&s.id, &bob).is_none(), "SESS-03: another principal gets nothing");
+        assert!(t.remove(&s.id, &bob).is_none());
+        // Idle expiry.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(t.get(&s.id, &alice).is_none(), "SESS-07: idle session expired");
+        assert_eq!(t.reap().len(), 1);
+        // Deletion.
+        let s2 = session(&alice);
+        assert!(t.insert(Arc::clone(&s2)));
+        assert!(t.remove(&s2.id, &alice).is_some());
+        assert!(t.get(&s2.id, &alice).is_none(), "SESS-05: deleted session is gone");
+        // Bounded.
+        assert!(t.insert(session(&alice)));
+        assert!(t.insert(session(&alice)));
+        assert!(!t.insert(session(&alice)));
+    }
+}

@@ -1,0 +1,375 @@
+//! Upstream MCP servers: how a client request reaches one and how everything the
+//! upstream says about it comes back.
+//!
+//! Both transports reduce to the same shape. [`Link::start`] sends one request with
+//! a gateway-chosen ID and feeds every message the upstream sends about it (progress,
+//! log messages, server→client requests, then the response) into a bounded channel.
+//! [`call`] consumes that channel for a client request: it maps the response back to
+//! the client's ID (LIFE-04), relays server→client requests under session-scoped IDs,
+//! refuses those the client did not declare a capability for (LIFE-03), and enforces
+//! the idle timeout and the hard cap (LIFE-06).
+
+pub(crate) mod http;
+pub(crate) mod stdio;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_wire::{ErrorCode, Id, Kind, Message};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::guard::{Exchange, GuardChain};
+use crate::session::Session;
+
+/// Messages related to one client request, on their way to the client.
+pub(crate) type Sink = mpsc::Sender<Message>;
+
+/// Capacity of the per-request channels (bounded, like every queue).
+pub(crate) const REQUEST_CHANNEL: usize = 64;
+
+/// Why an upstream could not serve.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("upstream is unavailable: {0}")]
+    Unavailable(String),
+    #[error("upstream misbehaved: {0}")]
+    Protocol(String),
+    #[error("upstream did not answer in time")]
+    Timeout,
+}
+
+/// One upstream as seen by one session.
+#[derive(Debug, Clone)]
+pub(crate) enum Link {
+    /// A shared stdio child (one per upstream, multiplexed with remapped IDs).
+    Stdio(Arc<stdio::StdioUpstream>),
+    /// A Streamable HTTP session opened for this client session.
+    Http(Arc<http::HttpLink>),
+}
+
+/// Time bounds for one request (LIFE-06).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// Without any message from the upstream for this long, the request times out.
+    pub(crate) idle: Duration,
+    /// No request lives longer than this, whatever progress arrives.
+    pub(crate) cap: Duration,
+}
+
+impl Link {
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::Stdio(s) => s.name(),
+            Self::Http(h) => h.name(),
+        }
+    }
+
+    /// The upstream's `initialize` result `capabilities`.
+    pub(crate) fn capabilities(&self) -> Value {
+        match self {
+            Self::Stdio(s) => s.capabilities(),
+            Self::Http(h) => h.capabilities().clone(),
+        }
+    }
+
+    fn next_id(&self) -> i64 {
+        match self {
+            Self::Stdio(s) => s.next_id(),
+            Self::Http(h) => h.next_id(),
+        }
+    }
+
+    /// Sends `msg` (already carrying `upstream_id`) and feeds related messages to `tx`.
+    async fn start(
+        &self,
+        msg: Message,
+        upstream_id: i64,
+        session: &Arc<Session>,
+        tx: mpsc::Sender<Message>,
+    ) -> Result<(), UpstreamError> {
+        match self {
+            Self::Stdio(s) => s.start(msg, upstream_id, session, tx).await,
+            Self::Http(h) => {
+                h.start(msg, upstream_id, tx);
+                Ok(())
+            }
+        }
+    }
+
+    fn forget(&self, upstream_id: i64) {
+        if let Self::Stdio(s) = self {
+            s.forget(upstream_id);
+        }
+    }
+
+    /// Forwards a notification or a response to the upstream.
+    pub(crate) async fn send(&self, msg: Message) -> Result<(), UpstreamError> {
+        match self {
+            Self::Stdio(s) => s.send(msg).await,
+            Self::Http(h) => h.send(msg).await,
+        }
+    }
+
+    /// Tells the upstream that request `upstream_id` is abandoned.
+    async fn cancel(&self, upstream_id: i64, reason: &str) {
+        let note = Message::notification(
+            "notifications/cancelled",
+            &json!({ "requestId": upstream_id, "reason": reason }),
+        );
+        if let Err(e) = self.send(note).await {
+            tracing::debug!(upstream = self.name(), error = %e, "could not send cancellation");
+        }
+    }
+
+    /// Starts relaying the upstream's unsolicited messages to `session` (HTTP only; a
+    /// stdio child's unsolicited messages are always relayed).
+    pub(crate) fn ensure_listening(&self, session: &Arc<Session>, idx: usize) {
+        if let Self::Http(h) = self {
+            h.ensure_listening(session, idx);
+        }
+    }
+
+    /// Ends this session's use of the upstream.
+    pub(crate) async fn close(&self) {
+        if let Self::Http(h) = self {
+            h.close().await;
+        }
+    }
+}
+
+/// Handles a request or notification that came from upstream `idx` for `session`:
+/// returns what the client should see, or `None` when the gateway answered or
+/// dropped it.
+pub(crate) async fn from_upstream(
+    link: &Link,
+    session: &Session,
+    idx: usize,
+    msg: Message,
+) -> Option<Message> {
+    match msg.kind() {
+        Kind::Notification => {
+            let cx = Exchange {
+                session,
+                advertised: &session.advertised,
+            };
+            GuardChain.outbound(msg, &cx).ok()
+        }
+        Kind::Request => {
+            let (Some(method), Some(id)) = (msg.method(), msg.id().cloned()) else {
+                return None;
+            };
+            if method == "ping" {
+                let _ = link.send(Message::response(&id, &json!({}))).await;
+                return None;
+            }
+            let cx = Exchange {
+                session,
+                advertised: &session.advertised,
+            };
+            let method = method.to_owned();
+            let msg = match GuardChain.outbound(msg, &cx) {
+                Ok(m) => m,
+                Err(d) => {
+                    tracing::info!(upstream = link.name(), method, reason = d.public, "refused a server request");
+                    let _ = link.send(Message::error(Some(&id), d.code, d.public)).await;
+                    return None;
+                }
+            };
+            let id = &id;
+            match session.relay_request(idx, id.clone()) {
+                Some(client_side) => Some(msg.with_id(&client_side)),
+                None => {
+                    let _ = link
+                        .send(Message::error(
+                            Some(id),
+                            ErrorCode::InternalError,
+                            "too many server requests awaiting the client",
+                        ))
+                        .await;
+                    None
+                }
+            }
+        }
+        // Responses that reach here match no request we sent: drop (LIFE-05).
+        Kind::Response | Kind::ErrorResponse => {
+            tracing::debug!(upstream = link.name(), "dropped an unsolicited response (LIFE-05)");
+            None
+        }
+    }
+}
+
+/// The progress token of a request, if it asked for progress.
+fn progress_token(msg: &Message) -> Option<Value> {
+    let raw = msg.params_raw()?;
+    if !raw.contains("progressToken") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(raw).ok()?;
+    v.get("_meta")?.get("progressToken").cloned()
+}
+
+/// Forwards one client request to `link` and relays everything back to `sink`.
+/// The task running this is independent of the client's HTTP connection, so a client
+/// that disconnects does not cancel the upstream request (TR-13).
+pub(crate) async fn call(
+    link: &Link,
+    session: &Arc<Session>,
+    idx: usize,
+    client_msg: Message,
+    sink: Sink,
+    timeouts: Timeouts,
+    cancel: CancellationToken,
+) {
+    let Some(client_id) = client_msg.id().cloned() else {
+        return;
+    };
+    let upstream_id = link.next_id();
+    let wire_id = Id::Number(upstream_id);
+    // A shared stdio child sees requests of many clients, whose progress tokens may
+    // collide: give it a gateway token and map progress back.
+    let mut progress_map: Option<(Value, Value)> = None;
+    let mut msg = client_msg.with_id(&wire_id);
+    if matches!(link, Link::Stdio(_)) {
+        if let Some(original) = progress_token(&client_msg) {
+            let ours = json!(format!("palisade-progress-{upstream_id}"));
+            if let Ok(mut v) = client_msg.to_value() {
+                v.insert("id".into(), json!(upstream_id));
+                if let Some(meta) = v
+                    .get_mut("params")
+                    .and_then(|p| p.get_mut("_meta"))
+                    .and_then(Value::as_object_mut)
+                {
+                    meta.insert("progressToken".into(), ours.clone());
+                }
+                if let Ok(m) = Message::from_value(&Value::Object(v)) {
+                    msg = m;
+                    progress_map = Some((ours, original));
+                }
+            }
+        }
+    }
+
+    let (tx, mut rx) = mpsc::channel(REQUEST_CHANNEL);
+    if let Err(e) = link.start(msg, upstream_id, session, tx).await {
+        tracing::warn!(upstream = link.name(), error = %e, "upstream request failed");
+        let _ = sink
+            .send(Message::error(
+                Some(&client_id),
+                ErrorCode::UpstreamUnavailable,
+                "upstream unavailable",
+            ))
+            .await;
+        return;
+    }
+
+    let hard_deadline = Instant::now() + timeouts.cap;
+    let mut idle_deadline = Instant::now() + timeouts.idle;
+    loop {
+        let deadline = idle_deadline.min(hard_deadline);
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(m) = m else {
+                    let _ = sink.send(Message::error(
+                        Some(&client_id),
+                        ErrorCode::UpstreamUnavailable,
+                        "upstream closed the stream before answering",
+                    )).await;
+                    return;
+                };
+                if m.is_response() && m.id() == Some(&wire_id) {
+                    let _ = sink.send(m.with_id(&client_id)).await;
+                    return;
+                }
+                let m = match (&progress_map, m.method()) {
+                    (Some((ours, original)), Some("notifications/progress")) => {
+                        match restore_progress(&m, ours, original) {
+                            Some(r) => r,
+                            None => continue,
+                        }
+                    }
+                    _ => m,
+                };
+                if m.method() == Some("notifications/progress") {
+                    // Progress keeps a request alive up to the hard cap (LIFE-06).
+                    idle_deadline = Instant::now() + timeouts.idle;
+                }
+                if let Some(out) = from_upstream(link, session, idx, m).await {
+                    if sink.send(out).await.is_err() {
+                        // Nobody is reading any more (shutdown); keep nothing.
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                link.forget(upstream_id);
+                link.cancel(upstream_id, "palisade: request timed out").await;
+                let _ = sink.send(Message::error(
+                    Some(&client_id),
+                    ErrorCode::RequestTimeout,
+                    "Request timed out",
+                )).await;
+                return;
+            }
+            () = cancel.cancelled() => {
+                // The client cancelled: forward it, answer nothing.
+                link.forget(upstream_id);
+                link.cancel(upstream_id, "cancelled by the client").await;
+                return;
+            }
+        }
+    }
+}
+
+fn restore_progress(m: &Message, ours: &Value, original: &Value) -> Option<Message> {
+    let mut v = m.to_value().ok()?;
+    let params = v.get_mut("params")?.as_object_mut()?;
+    if params.get("progressToken") != Some(ours) {
+        return None;
+    }
+    params.insert("progressToken".into(), original.clone());
+    Message::from_value(&Value::Object(v)).ok()
+}
+
+/// Sends a request from the gateway itself (lists, initialisation) and returns the
+/// upstream's response. Other messages that arrive meanwhile are answered or dropped.
+pub(crate) async fn request(
+    link: &Link,
+    session: &Arc<Session>,
+    method: &str,
+    params: &Value,
+    timeout: Duration,
+) -> Result<Message, UpstreamError> {
+    let upstream_id = link.next_id();
+    let wire_id = Id::Number(upstream_id);
+    let (tx, mut rx) = mpsc::channel(REQUEST_CHANNEL);
+    link.start(Message::request(&wire_id, method, params), upstream_id, session, tx)
+        .await?;
+    let res = tokio::time::timeout(timeout, async {
+        while let Some(m) = rx.recv().await {
+            if m.is_response() && m.id() == Some(&wire_id) {
+                return Ok(m);
+            }
+            if let (Kind::Request, Some(id)) = (m.kind(), m.id()) {
+                let _ = link
+                    .send(Message::error(
+                        Some(id),
+                        ErrorCode::MethodNotFound,
+                        "not available during a gateway request",
+                    ))
+                    .await;
+            }
+        }
+        Err(UpstreamError::Unavailable("stream ended before the response".into()))
+    })
+    .await;
+    match res {
+        Ok(r) => r,
+        Err(_) => {
+            link.forget(upstream_id);
+            link.cancel(upstream_id, "palisade: request timed out").await;
+            Err(UpstreamError::Timeout)
+        }
+    }
+}

@@ -1,0 +1,547 @@
+//! A stdio upstream: one child process per configured upstream, shared by all
+//! sessions, with request IDs remapped per upstream (LIFE-04).
+//!
+//! - The child gets only the environment variables its config names (LOC-05).
+//! - Its stdout must carry only newline-delimited JSON-RPC; anything else is dropped
+//!   and logged, never forwarded (LOC-03). Lines are bounded.
+//! - Its stderr is logged, line by line, bounded.
+//! - When it exits it is restarted with exponential backoff; requests meanwhile get a
+//!   clear error at once.
+//! - On shutdown: close stdin, then SIGTERM, then SIGKILL (LOC-06).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use palisade_config::StdioSpec;
+use palisade_wire::{ErrorCode, Id, Kind, Message};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Link, UpstreamError};
+use crate::session::{Session, SessionTable};
+
+/// How long a child gets to answer `initialize`.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Grace after closing stdin, and again after SIGTERM (LOC-06).
+const STOP_GRACE: Duration = Duration::from_secs(2);
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A child that ran this long resets the backoff.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+const MAX_STDERR_LINE: usize = 4096;
+
+/// The child's state, visible to `/healthz` and to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Starting,
+    Ready,
+    Restarting,
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Pending {
+    tx: mpsc::Sender<Message>,
+    session: Weak<Session>,
+}
+
+/// A shared stdio upstream.
+#[derive(Debug)]
+pub(crate) struct StdioUpstream {
+    name: String,
+    idx: usize,
+    spec: StdioSpec,
+    max_line: usize,
+    queue: usize,
+    next_id: AtomicI64,
+    pending: Mutex<HashMap<i64, Pending>>,
+    writer: Mutex<Option<mpsc::Sender<Bytes>>>,
+    init_result: Mutex<Value>,
+    state: watch::Sender<State>,
+    sessions: Arc<SessionTable>,
+    shutdown: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads one `\n`-terminated line of at most `max` bytes into `buf`. Returns
+/// `Ok(false)` at EOF; an overlong line is consumed to its end and reported as
+/// `Err(TooLong)` so the caller can drop it without buffering it.
+async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Result<bool, TooLong>> {
+    buf.clear();
+    let mut too_long = false;
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(if too_long { Err(TooLong) } else { Ok(!buf.is_empty()) });
+        }
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + take > max + 1 {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        r.consume(take);
+        if done {
+            return Ok(if too_long { Err(TooLong) } else { Ok(true) });
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TooLong;
+
+impl StdioUpstream {
+    pub(crate) fn new(
+        name: String,
+        idx: usize,
+        spec: StdioSpec,
+        max_line: usize,
+        queue: usize,
+        sessions: Arc<SessionTable>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            idx,
+            spec,
+            max_line,
+            queue,
+            next_id: AtomicI64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            writer: Mutex::new(None),
+            init_result: Mutex::new(Value::Null),
+            state: watch::channel(State::Starting).0,
+            sessions,
+            shutdown,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn next_id(&self) -> i64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn state(&self) -> State {
+        *self.state.borrow()
+    }
+
+    /// Waits until the child is ready (or stopped); false on timeout or stop.
+    pub(crate) async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.state.subscribe();
+        let r = tokio::time::timeout(timeout, rx.wait_for(|s| matches!(s, State::Ready | State::Stopped))).await;
+        matches!(r, Ok(Ok(s)) if *s == State::Ready)
+    }
+
+    pub(crate) fn capabilities(&self) -> Value {
+        lock(&self.init_result)
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    }
+
+    fn writer(&self) -> Option<mpsc::Sender<Bytes>> {
+        lock(&self.writer).clone()
+    }
+
+    async fn write(&self, msg: &Message) -> Result<(), UpstreamError> {
+        let Some(w) = self.writer() else {
+            return Err(UpstreamError::Unavailable(format!("{} is restarting", self.name)));
+        };
+        w.send(msg.raw().clone())
+            .await
+            .map_err(|_| UpstreamError::Unavailable(format!("{} is restarting", self.name)))
+    }
+
+    pub(crate) async fn start(
+        &self,
+        msg: Message,
+        upstream_id: i64,
+        session: &Arc<Session>,
+        tx: mpsc::Sender<Message>,
+    ) -> Result<(), UpstreamError> {
+        if self.state() != State::Ready {
+            return Err(UpstreamError::Unavailable(format!("{} is not running", self.name)));
+        }
+        lock(&self.pending).insert(
+            upstream_id,
+            Pending {
+                tx,
+                session: Arc::downgrade(session),
+            },
+        );
+        if let Err(e) = self.write(&msg).await {
+            self.forget(upstream_id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn forget(&self, upstream_id: i64) {
+        lock(&self.pending).remove(&upstream_id);
+    }
+
+    pub(crate) async fn send(&self, msg: Message) -> Result<(), UpstreamError> {
+        self.write(&msg).await
+    }
+
+    /// Runs the child until shutdown, restarting it with backoff when it exits.
+    pub(crate) async fn supervise(self: Arc<Self>) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.run_once().await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(upstream = %self.name, error = %e, "stdio upstream failed"),
+            }
+            *lock(&self.writer) = None;
+            self.fail_pending("upstream restarting");
+            if self.shutdown.is_cancelled() {
+                self.state.send_replace(State::Stopped);
+                return;
+            }
+            self.state.send_replace(State::Restarting);
+            if started.elapsed() >= HEALTHY_RUN {
+                backoff = BACKOFF_START;
+            }
+            tracing::warn!(upstream = %self.name, ?backoff, "stdio upstream exited; restarting");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.shutdown.cancelled() => {
+                    self.state.send_replace(State::Stopped);
+                    return;
+                }
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn fail_pending(&self, why: &str) {
+        let drained: Vec<(i64, Pending)> = lock(&self.pending).drain().collect();
+        for (id, p) in drained {
+            let _ = p.tx.try_send(Message::error(
+                Some(&Id::Number(id)),
+                ErrorCode::UpstreamUnavailable,
+                why,
+            ));
+        }
+    }
+
+    #[allow(clippy::disallowed_methods, reason = "the one place that spawns stdio children")]
+    async fn run_once(self: &Arc<Self>) -> Result<(), String> {
+        self.state.send_replace(State::Starting);
+        let mut cmd = tokio::process::Command::new(&self.spec.command);
+        cmd.args(&self.spec.args)
+            // LOC-05: nothing of the gateway's environment leaks to the child.
+            .env_clear()
+            .envs(&self.spec.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.spec.cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.spec.command.display()))?;
+        tracing::info!(
+            upstream = %self.name,
+            command = %self.spec.command.display(),
+            args = ?self.spec.args,
+            pid = child.id(),
+            "started stdio upstream"
+        );
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err("child has no stdio pipes".into());
+        };
+
+        let (wtx, mut wrx) = mpsc::channel::<Bytes>(self.queue);
+        *lock(&self.writer) = Some(wtx);
+        let writer = tokio::spawn(async move {
+            while let Some(b) = wrx.recv().await {
+                if stdin.write_all(&b).await.is_err() || stdin.write_all(b"\n").await.is_err() {
+                    break;
+                }
+                if stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+            // Dropping stdin closes it: the first step of LOC-06.
+        });
+        let name = self.name.clone();
+        let stderr_task = tokio::spawn(async move {
+            let mut r = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            while let Ok(r) = read_line_bounded(&mut r, &mut buf, MAX_STDERR_LINE).await {
+                match r {
+                    Ok(false) => break,
+                    Ok(true) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        tracing::info!(upstream = %name, "stderr: {}", line.trim_end());
+                    }
+                    Err(TooLong) => tracing::info!(upstream = %name, "stderr: (overlong line dropped)"),
+                }
+            }
+        });
+        let this = Arc::clone(self);
+        let reader = tokio::spawn(async move { this.read_stdout(stdout).await });
+
+        // Initialise the child as its client.
+        let init_ok = tokio::select! {
+            r = self.initialize() => r,
+            () = self.shutdown.cancelled() => Err("shutdown".into()),
+        };
+        match init_ok {
+            Ok(()) => {
+                self.state.send_replace(State::Ready);
+                tracing::info!(upstream = %self.name, "stdio upstream ready");
+            }
+            Err(e) => tracing::warn!(upstream = %self.name, error = %e, "stdio upstream did not initialise"),
+        }
+
+        let status = tokio::select! {
+            s = child.wait() => Some(s),
+            () = self.shutdown.cancelled() => None,
+        };
+        let result = match status {
+            Some(s) => Err(format!("exited: {:?}", s.map(|s| s.to_string()))),
+            None => {
+                // LOC-06: close stdin, then SIGTERM, then SIGKILL.
+                *lock(&self.writer) = None;
+                writer.abort();
+                self.stop_child(&mut child).await;
+                Ok(())
+            }
+        };
+        reader.abort();
+        stderr_task.abort();
+        writer.abort();
+        result
+    }
+
+    async fn stop_child(&self, child: &mut tokio::process::Child) {
+        if let Ok(Ok(_)) = tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            tracing::info!(upstream = %self.name, "stdio upstream exited after stdin closed");
+            return;
+        }
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if let Ok(Ok(_)) = tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            tracing::info!(upstream = %self.name, "stdio upstream exited after SIGTERM");
+            return;
+        }
+        let _ = child.kill().await;
+        tracing::warn!(upstream = %self.name, "stdio upstream killed after SIGTERM grace");
+    }
+
+    async fn initialize(&self) -> Result<(), String> {
+        let id = self.next_id();
+        let (tx, mut rx) = mpsc::channel(super::REQUEST_CHANNEL);
+        lock(&self.pending).insert(
+            id,
+            Pending {
+                tx,
+                session: Weak::new(),
+            },
+        );
+        let req = Message::request(
+            &Id::Number(id),
+            "initialize",
+            &json!({
+                "protocolVersion": palisade_wire::ProtocolVersion::LATEST.as_str(),
+                "capabilities": {
+                    "sampling": {},
+                    "elicitation": {},
+                    "roots": { "listChanged": true }
+                },
+                "clientInfo": { "name": "palisade", "version": env!("CARGO_PKG_VERSION") }
+            }),
+        );
+        self.write(&req).await.map_err(|e| e.to_string())?;
+        let res = tokio::time::timeout(INIT_TIMEOUT, async {
+            while let Some(m) = rx.recv().await {
+                if m.is_response() && m.id() == Some(&Id::Number(id)) {
+                    return Some(m);
+                }
+            }
+            None
+        })
+        .await
+        .map_err(|_| "initialize timed out".to_owned())?
+        .ok_or("no initialize response")?;
+        self.forget(id);
+        if res.kind() != Kind::Response {
+            return Err("initialize failed".into());
+        }
+        let v = res.to_value().map_err(|e| e.to_string())?;
+        let result = v.get("result").cloned().unwrap_or(Value::Null);
+        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+        if palisade_wire::ProtocolVersion::parse(version).is_none() {
+            return Err(format!("unsupported protocol version {version:?}"));
+        }
+        *lock(&self.init_result) = result;
+        self.write(&Message::notification("notifications/initialized", &json!({})))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn read_stdout(self: Arc<Self>, stdout: tokio::process::ChildStdout) {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            match read_line_bounded(&mut r, &mut buf, self.max_line).await {
+                Err(_) | Ok(Ok(false)) => return,
+                Ok(Err(TooLong)) => {
+                    tracing::warn!(upstream = %self.name, limit = self.max_line, "dropped an overlong stdout line (LOC-03)");
+                }
+                Ok(Ok(true)) => {
+                    let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match Message::parse(Bytes::copy_from_slice(line)) {
+                        Ok(m) => self.dispatch(m).await,
+                        Err(e) => {
+                            // LOC-03: garbage is dropped and logged, never forwarded.
+                            tracing::warn!(upstream = %self.name, error = %e, bytes = line.len(), "dropped a non-JSON-RPC stdout line (LOC-03)");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, m: Message) {
+        match m.kind() {
+            Kind::Response | Kind::ErrorResponse => {
+                let tx = match m.id() {
+                    Some(Id::Number(n)) => lock(&self.pending).get(n).map(|p| p.tx.clone()),
+                    _ => None,
+                };
+                match tx {
+                    Some(tx) => {
+                        if let Some(Id::Number(n)) = m.id() {
+                            self.forget(*n);
+                        }
+                        let _ = tx.send(m).await;
+                    }
+                    None => tracing::debug!(upstream = %self.name, "dropped an unsolicited response (LIFE-05)"),
+                }
+            }
+            Kind::Notification => {
+                if m.method() == Some("notifications/progress") {
+                    let target = progress_target(&m)
+                        .and_then(|n| lock(&self.pending).get(&n).map(|p| p.tx.clone()));
+                    match target {
+                        Some(tx) => {
+                            let _ = tx.send(m).await;
+                        }
+                        None => tracing::debug!(upstream = %self.name, "dropped progress for no request"),
+                    }
+                    return;
+                }
+                if m.method() == Some("notifications/cancelled") {
+                    // The child cancels one of its own requests to a client; those IDs
+                    // are session-scoped on the client side, so this is not relayed.
+                    return;
+                }
+                let link = Link::Stdio(Arc::clone(self));
+                for s in self.sessions.with_upstream(self.idx) {
+                    if let Some(out) = super::from_upstream(&link, &s, self.idx, m.clone()).await {
+                        s.deliver_unsolicited(&out);
+                    }
+                }
+            }
+            Kind::Request => self.route_server_request(m).await,
+        }
+    }
+
+    /// A server→client request from a shared child carries no session. It is
+    /// relayed only when every request in flight to this child belongs to one
+    /// session; otherwise it is refused rather than guessed (fail closed).
+    async fn route_server_request(&self, m: Message) {
+        let Some(id) = m.id().cloned() else { return };
+        if m.method() == Some("ping") {
+            let _ = self.write(&Message::response(&id, &json!({}))).await;
+            return;
+        }
+        let owners: Vec<(Arc<Session>, mpsc::Sender<Message>)> = lock(&self.pending)
+            .values()
+            .filter_map(|p| p.session.upgrade().map(|s| (s, p.tx.clone())))
+            .collect();
+        let first = owners.first().map(|(s, _)| s.id.clone());
+        let single = first.is_some() && owners.iter().all(|(s, _)| Some(&s.id) == first.as_ref());
+        if single {
+            if let Some((_, tx)) = owners.into_iter().next() {
+                // Handled by the request's own relay loop, as if it arrived on its
+                // response stream.
+                let _ = tx.send(m).await;
+                return;
+            }
+        }
+        tracing::warn!(upstream = %self.name, method = ?m.method(), "refused a server request that cannot be attributed to one session");
+        let _ = self
+            .write(&Message::error(
+                Some(&id),
+                ErrorCode::InternalError,
+                "palisade cannot attribute this request to a client session",
+            ))
+            .await;
+    }
+}
+
+fn progress_target(m: &Message) -> Option<i64> {
+    let v: Value = serde_json::from_str(m.params_raw()?).ok()?;
+    let tok = v.get("progressToken")?.as_str()?;
+    tok.strip_prefix("palisade-progress-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn lines_are_bounded() {
+        let data = b"short\nthis line is far too long\nok\nlast-no-newline".to_vec();
+        let mut r = BufReader::with_capacity(4, &data[..]);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match read_line_bounded(&mut r, &mut buf, 10).await.unwrap() {
+                Ok(false) => break,
+                Ok(true) => got.push(String::from_utf8(buf.clone()).unwrap()),
+                Err(TooLong) => got.push("<too long>".into()),
+            }
+        }
+        assert_eq!(got, ["short\n", "<too long>", "ok\n", "last-no-newline"]);
+    }
+}

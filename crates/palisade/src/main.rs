@@ -1,0 +1,115 @@
+//! `palisade`: a security gateway for the Model Context Protocol.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use palisade_config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about = "A security gateway for the Model Context Protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Run the bundled demo MCP server on stdin/stdout (used by the quickstart).
+    DemoServer,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file without starting anything, and print the
+    /// effective configuration.
+    Check {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// The environment for `${VAR}` interpolation: the process environment, plus
+/// `PALISADE_EXE` (this binary) unless the environment sets it.
+fn env_lookup(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) => Some(v),
+        Err(_) if name == "PALISADE_EXE" => std::env::current_exe()
+            .ok()
+            .map(|p| p.display().to_string()),
+        Err(_) => None,
+    }
+}
+
+fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Config::from_toml(path, &text, &env_lookup)?)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("PALISADE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let config = load(&file)?;
+            println!("{}: ok\n{}", file.display(), config.summary());
+            Ok(())
+        }
+        Command::DemoServer => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(palisade_demo_server::run())?;
+            Ok(())
+        }
+        Command::Serve { config } => {
+            init_tracing();
+            let config = load(&config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(palisade_gateway::run(config, shutdown_signal(), |addr| {
+                println!("palisade: listening on http://{addr}");
+            }))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,123 @@
+use super::*;
+use proptest::prelude::*;
+
+fn parse(s: &str) -> Result<Message, ParseError> {
+    Message::parse(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+#[test]
+fn classifies_the_four_kinds() {
+    let req = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+    assert_eq!(req.kind(), Kind::Request);
+    assert_eq!(req.method(), Some("tools/list"));
+    assert_eq!(req.id(), Some(&Id::Number(1)));
+    let note = parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+    assert_eq!(note.kind(), Kind::Notification);
+    let ok = parse(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
+    assert_eq!(ok.kind(), Kind::Response);
+    assert_eq!(ok.id(), Some(&Id::String("a".into())));
+    let err = parse(r#"{"jsonrpc":"2.0","id":2,"error":{"code":-1,"message":"x"}}"#).unwrap();
+    assert_eq!(err.kind(), Kind::ErrorResponse);
+}
+
+#[test]
+fn tr_06_batches_are_refused_with_invalid_request() {
+    let e = parse(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap_err();
+    assert_eq!(e, ParseError::Batch);
+    assert_eq!(e.code(), ErrorCode::InvalidRequest);
+}
+
+#[test]
+fn tr_12_invalid_utf8_and_json_are_parse_errors() {
+    let e = Message::parse(Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}"))
+        .unwrap_err();
+    assert_eq!(e, ParseError::NotUtf8);
+    assert_eq!(e.code(), ErrorCode::ParseError);
+    let e = parse(r#"{"jsonrpc":"2.0","id":1,"method":"#).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ParseError);
+    let e = parse("[1,").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ParseError);
+    assert_eq!(parse("42").unwrap_err(), ParseError::NotObject);
+}
+
+#[test]
+fn life_04_null_and_fractional_ids_are_invalid() {
+    for bad in [
+        r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":true,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidRequest, "{bad}");
+    }
+}
+
+#[test]
+fn life_05_responses_carry_exactly_one_of_result_and_error() {
+    assert!(parse(r#"{"jsonrpc":"2.0","id":1}"#).is_err());
+    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":""}}"#).is_err());
+    assert!(parse(r#"{"jsonrpc":"2.0","method":"x","result":{}}"#).is_err());
+}
+
+#[test]
+fn envelope_rules() {
+    assert!(parse(r#"{"id":1,"method":"ping"}"#).is_err(), "missing jsonrpc");
+    assert!(parse(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).is_err());
+    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#).is_err(), "duplicate id");
+    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":7}"#).is_err());
+    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).is_err());
+}
+
+#[test]
+fn with_id_splices_only_the_id() {
+    let raw = r#"{ "jsonrpc":"2.0", "id" : "client-7" , "method":"tools/call","params":{"name":"echo","arguments":{"id":"keep"}}}"#;
+    let m = parse(raw).unwrap();
+    let n = m.with_id(&Id::Number(123456));
+    let expected = raw.replace("\"client-7\"", "123456");
+    assert_eq!(std::str::from_utf8(n.raw()).unwrap(), expected);
+    assert_eq!(n.id(), Some(&Id::Number(123456)));
+    assert_eq!(n.params_raw(), m.params_raw());
+    let back = n.with_id(&Id::String("client-7".into()));
+    assert_eq!(std::str::from_utf8(back.raw()).unwrap(), raw);
+}
+
+#[test]
+fn built_messages_round_trip() {
+    let m = Message::request(&Id::Number(3), "ping", &serde_json::json!({}));
+    assert_eq!(m.kind(), Kind::Request);
+    let e = Message::error(None, ErrorCode::InvalidRequest, "no");
+    let v: serde_json::Value = serde_json::from_slice(e.raw()).unwrap();
+    assert!(v.get("id").is_none());
+    assert_eq!(v["error"]["code"], -32600);
+}
+
+fn arb_id() -> impl Strategy<Value = Id> {
+    prop_oneof![
+        any::<i64>().prop_map(Id::Number),
+        ".{0,20}".prop_map(|s| Id::String(s.into())),
+    ]
+}
+
+proptest! {
+    // Any bytes: parsing never panics, and success implies a coherent message.
+    #[test]
+    fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(m) = Message::parse(Bytes::from(bytes)) {
+            prop_assert_eq!(m.kind() == Kind::Request, m.method().is_some() && m.id().is_some());
+        }
+    }
+
+    // Splicing any ID into any request keeps the rest of the message and parses back.
+    #[test]
+    fn with_id_round_trips(a in arb_id(), b in arb_id(), method in "[a-z/]{1,16}", arg in ".{0,32}") {
+        let m = Message::request(&a, &method, &serde_json::json!({"arg": arg}));
+        let n = m.with_id(&b);
+        let reparsed = Message::parse(n.raw().clone()).unwrap();
+        prop_assert_eq!(reparsed.id(), Some(&b));
+        prop_assert_eq!(reparsed.method(), Some(method.as_str()));
+        prop_assert_eq!(reparsed.params_raw(), m.params_raw());
+        let back = n.with_id(&a);
+        prop_assert_eq!(back.raw(), m.raw());
+    }
+}
