@@ -48,7 +48,10 @@ pub fn interpolate(s: &str, env: &impl Env) -> Result<String, InterpolationError
         if !valid {
             return Err(InterpolationError::Malformed(format!("${{{body}}}")));
         }
-        match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+        match (
+            env(name).filter(|v| !v.is_empty() || default.is_none()),
+            default,
+        ) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => return Err(InterpolationError::Unset(name.to_owned())),

@@ -91,7 +91,10 @@ impl<E: Env> Ctx<'_, E> {
             .matches('\n')
             .count()
             + 1;
-        ConfigError::new(&format!("{}:{line}", self.origin), format!("`{key}`: {msg}"))
+        ConfigError::new(
+            &format!("{}:{line}", self.origin),
+            format!("`{key}`: {msg}"),
+        )
     }
 
     fn string(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
@@ -107,8 +110,13 @@ impl<E: Env> Ctx<'_, E> {
     ) -> Result<Duration, ConfigError> {
         let Some(v) = v else { return Ok(default) };
         let s = self.string(v, key)?;
-        let d = humantime::parse_duration(s.trim())
-            .map_err(|e| self.at(v, key, format!("not a duration like \"30s\" or \"5m\": {e}")))?;
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
+            self.at(
+                v,
+                key,
+                format!("not a duration like \"30s\" or \"5m\": {e}"),
+            )
+        })?;
         if d.is_zero() || d > max {
             return Err(self.at(v, key, format!("must be between 1ms and {max:?}")));
         }
@@ -136,8 +144,7 @@ const MIB: usize = 1024 * KIB;
 
 fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn normalise_origin(s: &str) -> Option<String> {
@@ -189,7 +196,11 @@ impl RawConfig {
             Some(v) => {
                 let s = cx.string(v, "gateway.listen")?;
                 let addr: SocketAddr = s.trim().parse().map_err(|_| {
-                    cx.at(v, "gateway.listen", format!("`{s}` is not an address like 127.0.0.1:8787"))
+                    cx.at(
+                        v,
+                        "gateway.listen",
+                        format!("`{s}` is not an address like 127.0.0.1:8787"),
+                    )
                 })?;
                 // Architecture Invariant: authentication may be off only on a loopback
                 // bind. No authenticator is configurable yet, so every bind is loopback.
@@ -307,7 +318,12 @@ impl RawConfig {
                 256,
                 65_536,
             )?,
-            upstream_queue: cx.count(l.upstream_queue.as_ref(), "limits.upstream_queue", 256, 65_536)?,
+            upstream_queue: cx.count(
+                l.upstream_queue.as_ref(),
+                "limits.upstream_queue",
+                256,
+                65_536,
+            )?,
             max_in_flight_per_session: cx.count(
                 l.max_in_flight_per_session.as_ref(),
                 "limits.max_in_flight_per_session",
@@ -342,10 +358,18 @@ impl RawConfig {
             let transport = match *u.transport.get_ref() {
                 RawTransport::Stdio => {
                     if let Some(url) = &u.url {
-                        return Err(cx.at(url, &key("url"), "not allowed with transport = \"stdio\""));
+                        return Err(cx.at(
+                            url,
+                            &key("url"),
+                            "not allowed with transport = \"stdio\"",
+                        ));
                     }
                     let Some(cmd) = &u.command else {
-                        return Err(cx.at(&u.transport, &key("command"), "a stdio upstream needs `command`"));
+                        return Err(cx.at(
+                            &u.transport,
+                            &key("command"),
+                            "a stdio upstream needs `command`",
+                        ));
                     };
                     let command = cx.string(cmd, &key("command"))?;
                     if command.trim().is_empty() {
@@ -360,7 +384,11 @@ impl RawConfig {
                     for (k, v) in &u.env {
                         let valid = !k.is_empty() && !k.contains(['=', '\0']);
                         if !valid {
-                            return Err(cx.at(v, &key("env"), format!("`{k}` is not a variable name")));
+                            return Err(cx.at(
+                                v,
+                                &key("env"),
+                                format!("`{k}` is not a variable name"),
+                            ));
                         }
                         env.insert(k.clone(), cx.string(v, &key(&format!("env.{k}")))?);
                     }
@@ -392,7 +420,11 @@ impl RawConfig {
                         }
                     }
                     let Some(url_v) = &u.url else {
-                        return Err(cx.at(&u.transport, &key("url"), "a streamable-http upstream needs `url`"));
+                        return Err(cx.at(
+                            &u.transport,
+                            &key("url"),
+                            "a streamable-http upstream needs `url`",
+                        ));
                     };
                     let url = cx.string(url_v, &key("url"))?;
                     match url_scheme_host(&url) {

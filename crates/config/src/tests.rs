@@ -61,11 +61,17 @@ fn interpolation_with_defaults() {
 
 #[test]
 fn unset_variables_name_the_key_and_line() {
-    let text = "[[upstream]]\nname = \"up\"\ntransport = \"streamable-http\"\nurl = \"${UPSTREAM_URL}\"\n";
+    let text =
+        "[[upstream]]\nname = \"up\"\ntransport = \"streamable-http\"\nurl = \"${UPSTREAM_URL}\"\n";
     let err = load(text, &[]).unwrap_err().to_string();
-    assert!(err.contains("test.toml:4") && err.contains("UPSTREAM_URL"), "{err}");
+    assert!(
+        err.contains("test.toml:4") && err.contains("UPSTREAM_URL"),
+        "{err}"
+    );
     let c = load(text, &[("UPSTREAM_URL", "http://127.0.0.1:9/mcp")]).unwrap();
-    assert!(matches!(&c.upstreams[0].transport, Transport::Http(h) if h.url == "http://127.0.0.1:9/mcp"));
+    assert!(
+        matches!(&c.upstreams[0].transport, Transport::Http(h) if h.url == "http://127.0.0.1:9/mcp")
+    );
 }
 
 #[test]
@@ -77,14 +83,25 @@ fn non_loopback_listen_is_refused_without_auth() {
 
 #[test]
 fn feat_03_namespace_off_needs_a_single_upstream() {
-    let two = format!("[gateway]\nnamespace = false\n{MIN}{}", MIN.replace("demo", "other"));
-    assert!(load(&two, &[]).unwrap_err().to_string().contains("single upstream"));
+    let two = format!(
+        "[gateway]\nnamespace = false\n{MIN}{}",
+        MIN.replace("demo", "other")
+    );
+    assert!(
+        load(&two, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("single upstream")
+    );
     let one = format!("[gateway]\nnamespace = false\n{MIN}");
     assert!(!load(&one, &[]).unwrap().namespace);
     let dup = format!("{MIN}{MIN}");
     assert!(load(&dup, &[]).unwrap_err().to_string().contains("twice"));
     let bad = MIN.replace("\"demo\"", "\"a__b\"");
-    assert!(load(&bad, &[]).is_err(), "the separator cannot appear in a name");
+    assert!(
+        load(&bad, &[]).is_err(),
+        "the separator cannot appear in a name"
+    );
 }
 
 #[test]
@@ -97,7 +114,12 @@ fn transports_take_only_their_own_keys() {
     assert!(load(t, &[]).is_err());
     let t = "[[upstream]]\nname = \"x\"\ntransport = \"carrier-pigeon\"\n";
     assert!(load(t, &[]).is_err());
-    assert!(load("", &[]).unwrap_err().to_string().contains("no upstreams"));
+    assert!(
+        load("", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("no upstreams")
+    );
 }
 
 #[test]
@@ -109,13 +131,19 @@ fn limits_are_bounded() {
     let t = format!("[limits]\nrequest_timeout = \"2h\"\nmax_request_timeout = \"1h\"\n{MIN}");
     assert!(load(&t, &[]).is_err(), "the timeout cannot exceed its cap");
     let t = format!("[limits]\nrequest_timeout = \"5s\"\n{MIN}");
-    assert_eq!(load(&t, &[]).unwrap().limits.request_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        load(&t, &[]).unwrap().limits.request_timeout,
+        std::time::Duration::from_secs(5)
+    );
 }
 
 #[test]
 fn origins_are_normalised_and_checked() {
     let t = format!("[gateway]\nallowed_origins = [\"HTTP://LocalHost:6274\"]\n{MIN}");
-    assert_eq!(load(&t, &[]).unwrap().allowed_origins, vec!["http://localhost:6274"]);
+    assert_eq!(
+        load(&t, &[]).unwrap().allowed_origins,
+        vec!["http://localhost:6274"]
+    );
     let t = format!("[gateway]\nallowed_origins = [\"*\"]\n{MIN}");
     assert!(load(&t, &[]).is_err());
 }
@@ -123,7 +151,10 @@ fn origins_are_normalised_and_checked() {
 #[test]
 fn shipped_examples_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let e = env(&[("UPSTREAM_URL", "http://127.0.0.1:3001/mcp"), ("PALISADE_EXE", "/usr/bin/palisade")]);
+    let e = env(&[
+        ("UPSTREAM_URL", "http://127.0.0.1:3001/mcp"),
+        ("PALISADE_EXE", "/usr/bin/palisade"),
+    ]);
     let mut n = 0;
     for entry in std::fs::read_dir(root).unwrap() {
         let path = entry.unwrap().path();
@@ -133,5 +164,8 @@ fn shipped_examples_validate() {
             n += 1;
         }
     }
-    assert!(n >= 2, "examples/quickstart.toml and examples/http-upstream.toml");
+    assert!(
+        n >= 2,
+        "examples/quickstart.toml and examples/http-upstream.toml"
+    );
 }

@@ -69,12 +69,18 @@ pub async fn run() -> std::io::Result<()> {
             }
             Kind::Notification if msg.method() == Some("notifications/cancelled") => {
                 let p: Value = msg.params().unwrap_or(Value::Null);
-                if let Some(id) = p.get("requestId") {
-                    if let Some(c) = cancels.lock().ok().and_then(|mut c| c.remove(&id.to_string())) {
-                        let _ = c.send(());
-                    }
+                if let Some(id) = p.get("requestId")
+                    && let Some(c) = cancels
+                        .lock()
+                        .ok()
+                        .and_then(|mut c| c.remove(&id.to_string()))
+                {
+                    let _ = c.send(());
                 }
-                eprintln!("demo-server: cancelled {}", p.get("requestId").unwrap_or(&Value::Null));
+                eprintln!(
+                    "demo-server: cancelled {}",
+                    p.get("requestId").unwrap_or(&Value::Null)
+                );
             }
             _ => {}
         }
@@ -120,8 +126,14 @@ async fn handle(msg: &Message, tx: &mpsc::Sender<Vec<u8>>, cancels: &Cancels) ->
     let bad = |m: &str| Some(Message::error(Some(&id), ErrorCode::InvalidParams, m));
     match msg.method()? {
         "initialize" => {
-            let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
-            let version = VERSIONS.iter().find(|v| **v == asked).unwrap_or(&VERSIONS[0]);
+            let asked = params
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let version = VERSIONS
+                .iter()
+                .find(|v| **v == asked)
+                .unwrap_or(&VERSIONS[0]);
             ok(json!({
                 "protocolVersion": version,
                 "capabilities": { "tools": {}, "prompts": {}, "resources": {}, "logging": {} },
@@ -139,7 +151,10 @@ async fn handle(msg: &Message, tx: &mpsc::Sender<Vec<u8>>, cancels: &Cancels) ->
             if params.get("name").and_then(Value::as_str) != Some("greeting") {
                 return bad("unknown prompt");
             }
-            let who = params.pointer("/arguments/name").and_then(Value::as_str).unwrap_or("world");
+            let who = params
+                .pointer("/arguments/name")
+                .and_then(Value::as_str)
+                .unwrap_or("world");
             ok(json!({ "description": "A greeting", "messages": [
                 { "role": "user", "content": { "type": "text", "text": format!("Say hello to {who}.") } }
             ]}))
@@ -152,14 +167,27 @@ async fn handle(msg: &Message, tx: &mpsc::Sender<Vec<u8>>, cancels: &Cancels) ->
             Some("demo://readme") => ok(json!({ "contents": [
                 { "uri": "demo://readme", "mimeType": "text/plain", "text": README }
             ]})),
-            _ => Some(Message::error(Some(&id), ErrorCode::ResourceNotFound, "Resource not found")),
+            _ => Some(Message::error(
+                Some(&id),
+                ErrorCode::ResourceNotFound,
+                "Resource not found",
+            )),
         },
         "tools/call" => call_tool(&id, &params, tx, cancels).await,
-        _ => Some(Message::error(Some(&id), ErrorCode::MethodNotFound, "Method not found")),
+        _ => Some(Message::error(
+            Some(&id),
+            ErrorCode::MethodNotFound,
+            "Method not found",
+        )),
     }
 }
 
-async fn call_tool(id: &Id, params: &Value, tx: &mpsc::Sender<Vec<u8>>, cancels: &Cancels) -> Option<Message> {
+async fn call_tool(
+    id: &Id,
+    params: &Value,
+    tx: &mpsc::Sender<Vec<u8>>,
+    cancels: &Cancels,
+) -> Option<Message> {
     let args = params.get("arguments").cloned().unwrap_or(json!({}));
     let num = |k: &str| args.get(k).and_then(Value::as_f64);
     let int = |k: &str| args.get(k).and_then(Value::as_u64);
@@ -193,7 +221,9 @@ async fn call_tool(id: &Id, params: &Value, tx: &mpsc::Sender<Vec<u8>>, cancels:
             text("x".repeat(n))
         }
         "env_names" => {
-            let mut names: Vec<String> = std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> = std::env::vars_os()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect();
             names.sort();
             json!({ "content": [{ "type": "text", "text": names.join("\n") }], "structuredContent": { "names": names } })
         }
@@ -215,14 +245,26 @@ async fn call_tool(id: &Id, params: &Value, tx: &mpsc::Sender<Vec<u8>>, cancels:
         }
         "crash" => {
             eprintln!("demo-server: crashing on request");
-            #[allow(clippy::disallowed_methods, reason = "crashing is this tool's whole purpose")]
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "crashing is this tool's whole purpose"
+            )]
             std::process::exit(3)
         }
-        _ => return Some(Message::error(Some(id), ErrorCode::InvalidParams, "Unknown tool")),
+        _ => {
+            return Some(Message::error(
+                Some(id),
+                ErrorCode::InvalidParams,
+                "Unknown tool",
+            ));
+        }
     };
     Some(Message::response(id, &result))
 }
 
 fn tool_error(id: &Id, msg: &str) -> Message {
-    Message::response(id, &json!({ "content": [{ "type": "text", "text": msg }], "isError": true }))
+    Message::response(
+        id,
+        &json!({ "content": [{ "type": "text", "text": msg }], "isError": true }),
+    )
 }

@@ -18,7 +18,11 @@ pub(crate) struct EdgePolicy {
 }
 
 impl EdgePolicy {
-    pub(crate) fn new(allowed_origins: Vec<String>, allowed_hosts: Vec<String>, loopback: bool) -> Self {
+    pub(crate) fn new(
+        allowed_origins: Vec<String>,
+        allowed_hosts: Vec<String>,
+        loopback: bool,
+    ) -> Self {
         Self {
             allowed_origins,
             allowed_hosts,
@@ -36,7 +40,11 @@ impl EdgePolicy {
         let name = strip_port(&host);
         let ok = self.allowed_hosts.iter().any(|h| *h == host || *h == name)
             || (self.loopback && is_loopback_name(name));
-        if ok { Ok(()) } else { Err(Refusal::HOST_NOT_ALLOWED) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Refusal::HOST_NOT_ALLOWED)
+        }
     }
 
     /// TR-02: an `Origin` that is present must be allowlisted; absent is fine
@@ -54,7 +62,7 @@ impl EdgePolicy {
             .map_err(|_| Refusal::ORIGIN_NOT_ALLOWED)?
             .trim()
             .to_ascii_lowercase();
-        if self.allowed_origins.iter().any(|o| *o == origin) {
+        if self.allowed_origins.contains(&origin) {
             Ok(())
         } else {
             Err(Refusal::ORIGIN_NOT_ALLOWED)
@@ -95,7 +103,11 @@ pub(crate) fn check_post_accept(headers: &HeaderMap) -> Result<(), Refusal> {
     let sse = accept
         .iter()
         .any(|m| matches!(m.as_str(), "text/event-stream" | "text/*" | "*/*"));
-    if json && sse { Ok(()) } else { Err(Refusal::NOT_ACCEPTABLE) }
+    if json && sse {
+        Ok(())
+    } else {
+        Err(Refusal::NOT_ACCEPTABLE)
+    }
 }
 
 /// TR-05: GET must accept SSE.
@@ -103,7 +115,11 @@ pub(crate) fn check_get_accept(headers: &HeaderMap) -> Result<(), Refusal> {
     let ok = accept_list(headers)
         .iter()
         .any(|m| matches!(m.as_str(), "text/event-stream" | "text/*" | "*/*"));
-    if ok { Ok(()) } else { Err(Refusal::GET_NOT_ACCEPTABLE) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::GET_NOT_ACCEPTABLE)
+    }
 }
 
 fn accept_list(headers: &HeaderMap) -> Vec<String> {
@@ -112,7 +128,13 @@ fn accept_list(headers: &HeaderMap) -> Vec<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|m| m.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .collect()
 }
 
@@ -123,13 +145,19 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
             .next()
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
     });
-    if ok { Ok(()) } else { Err(Refusal::UNSUPPORTED_MEDIA_TYPE) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::UNSUPPORTED_MEDIA_TYPE)
+    }
 }
 
 /// TR-11: a present `MCP-Protocol-Version` must be one we support. A missing one is
 /// assumed to be 2025-03-26. A supported value that differs from the negotiated one
 /// is accepted: clients in the wild send 2025-03-26 on resumed streams.
-pub(crate) fn check_protocol_version(headers: &HeaderMap) -> Result<Option<ProtocolVersion>, Refusal> {
+pub(crate) fn check_protocol_version(
+    headers: &HeaderMap,
+) -> Result<Option<ProtocolVersion>, Refusal> {
     let mut it = headers.get_all("mcp-protocol-version").iter();
     let Some(v) = it.next() else {
         return Ok(None);
@@ -177,29 +205,54 @@ mod tests {
     #[test]
     fn tr_03_loopback_hosts_only() {
         let p = EdgePolicy::new(vec![], vec![], true);
-        for ok in ["localhost:8787", "127.0.0.1:8787", "[::1]:8787", "localhost", "127.0.0.5"] {
+        for ok in [
+            "localhost:8787",
+            "127.0.0.1:8787",
+            "[::1]:8787",
+            "localhost",
+            "127.0.0.5",
+        ] {
             assert!(p.check_host(&h(&[("host", ok)])).is_ok(), "{ok}");
         }
-        for bad in ["evil.com", "evil.com:8787", "localhost.evil.com", "127.0.0.1.nip.io"] {
+        for bad in [
+            "evil.com",
+            "evil.com:8787",
+            "localhost.evil.com",
+            "127.0.0.1.nip.io",
+        ] {
             assert!(p.check_host(&h(&[("host", bad)])).is_err(), "{bad}");
         }
         assert!(p.check_host(&h(&[])).is_err());
-        assert!(p.check_host(&h(&[("host", "localhost"), ("host", "evil")])).is_err());
+        assert!(
+            p.check_host(&h(&[("host", "localhost"), ("host", "evil")]))
+                .is_err()
+        );
     }
 
     #[test]
     fn tr_02_origin_allowlist() {
         let p = EdgePolicy::new(vec!["http://localhost:6274".into()], vec![], true);
         assert!(p.check_origin(&h(&[])).is_ok());
-        assert!(p.check_origin(&h(&[("origin", "http://localhost:6274")])).is_ok());
-        assert!(p.check_origin(&h(&[("origin", "HTTP://LOCALHOST:6274")])).is_ok());
-        assert!(p.check_origin(&h(&[("origin", "https://evil.example")])).is_err());
+        assert!(
+            p.check_origin(&h(&[("origin", "http://localhost:6274")]))
+                .is_ok()
+        );
+        assert!(
+            p.check_origin(&h(&[("origin", "HTTP://LOCALHOST:6274")]))
+                .is_ok()
+        );
+        assert!(
+            p.check_origin(&h(&[("origin", "https://evil.example")]))
+                .is_err()
+        );
         assert!(p.check_origin(&h(&[("origin", "null")])).is_err());
     }
 
     #[test]
     fn tr_05_accept() {
-        assert!(check_post_accept(&h(&[("accept", "application/json, text/event-stream")])).is_ok());
+        assert!(
+            check_post_accept(&h(&[("accept", "application/json, text/event-stream")])).is_ok()
+        );
         assert!(check_post_accept(&h(&[("accept", "*/*")])).is_ok());
         assert!(check_post_accept(&h(&[("accept", "application/json")])).is_err());
         assert!(check_get_accept(&h(&[("accept", "text/event-stream")])).is_ok());
@@ -215,7 +268,11 @@ mod tests {
 
     #[test]
     fn sess_02_session_header_is_visible_ascii() {
-        assert!(session_header(&h(&[("mcp-session-id", "abc")])).unwrap().is_some());
+        assert!(
+            session_header(&h(&[("mcp-session-id", "abc")]))
+                .unwrap()
+                .is_some()
+        );
         assert!(session_header(&h(&[("mcp-session-id", "a b")])).is_err());
     }
 }

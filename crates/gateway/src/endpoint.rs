@@ -112,7 +112,10 @@ pub(crate) async fn read_limited(body: Body, max: usize) -> Result<Bytes, Refusa
             if e.is::<http_body_util::LengthLimitError>() {
                 Refusal::TOO_LARGE
             } else {
-                Refusal::parse(palisade_wire::ErrorCode::ParseError, "Parse error: could not read the body")
+                Refusal::parse(
+                    palisade_wire::ErrorCode::ParseError,
+                    "Parse error: could not read the body",
+                )
             }
         })?;
         buf.extend_from_slice(&chunk);
@@ -122,15 +125,22 @@ pub(crate) async fn read_limited(body: Body, max: usize) -> Result<Bytes, Refusa
 
 fn json_response(status: StatusCode, msg: &Message) -> Response {
     let mut res = (status, msg.raw().clone()).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
-fn sse_response(body: impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static) -> Response {
+fn sse_response(
+    body: impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
     let mut res = Response::new(Body::from_stream(body));
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res
 }
@@ -146,10 +156,18 @@ pub(crate) async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: 
         Err(refusal) => {
             match refusal.fault {
                 Fault::Internal => {
-                    tracing::warn!(status = refusal.status.as_u16(), reason = refusal.message, "refused a request");
+                    tracing::warn!(
+                        status = refusal.status.as_u16(),
+                        reason = refusal.message,
+                        "refused a request"
+                    );
                 }
                 Fault::Client => {
-                    tracing::debug!(status = refusal.status.as_u16(), reason = refusal.message, "refused a request");
+                    tracing::debug!(
+                        status = refusal.status.as_u16(),
+                        reason = refusal.message,
+                        "refused a request"
+                    );
                 }
             }
             refusal.into_response()
@@ -180,7 +198,9 @@ async fn post_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> Result<R
         return initialize(app, &principal, &msg).await;
     }
     // LIFE-01 / SESS-04: everything else needs a session.
-    let session = app.session(headers, &principal).map_err(|r| r.with_id(msg.id()))?;
+    let session = app
+        .session(headers, &principal)
+        .map_err(|r| r.with_id(msg.id()))?;
 
     match msg.kind() {
         Kind::Notification => {
@@ -195,16 +215,20 @@ async fn post_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> Result<R
     }
 }
 
-async fn initialize(app: &Arc<App>, principal: &Principal, msg: &Message) -> Result<Response, Refusal> {
+async fn initialize(
+    app: &Arc<App>,
+    principal: &Principal,
+    msg: &Message,
+) -> Result<Response, Refusal> {
     if !app.router.sessions.has_room() {
         return Err(Refusal::TOO_MANY_SESSIONS.with_id(msg.id()));
     }
     // Stdio children are shared; give one that is starting a moment to be ready.
     for u in &app.router.upstreams {
-        if let UpstreamEntry::Stdio(s) = u {
-            if s.state() != StdioState::Ready {
-                let _ = s.wait_ready(std::time::Duration::from_secs(10)).await;
-            }
+        if let UpstreamEntry::Stdio(s) = u
+            && s.state() != StdioState::Ready
+        {
+            let _ = s.wait_ready(std::time::Duration::from_secs(10)).await;
         }
     }
     let (session, response) = match app.router.initialize(principal, msg).await {
@@ -216,10 +240,12 @@ async fn initialize(app: &Arc<App>, principal: &Principal, msg: &Message) -> Res
         issuer: principal.issuer().to_owned(),
         subject: principal.subject().to_owned(),
         protocol_version: session.version.as_str().to_owned(),
-        client_name: msg
-            .params::<serde_json::Value>()
-            .ok()
-            .and_then(|p| p.get("clientInfo")?.get("name")?.as_str().map(|s| s.chars().take(128).collect())),
+        client_name: msg.params::<serde_json::Value>().ok().and_then(|p| {
+            p.get("clientInfo")?
+                .get("name")?
+                .as_str()
+                .map(|s| s.chars().take(128).collect())
+        }),
         created_at: unix_now(),
     };
     if !app.router.sessions.insert(Arc::clone(&session)) {
@@ -242,7 +268,10 @@ async fn initialize(app: &Arc<App>, principal: &Principal, msg: &Message) -> Res
 
 async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<Response, Refusal> {
     let Some(id) = msg.id().cloned() else {
-        return Err(Refusal::parse(palisade_wire::ErrorCode::InvalidRequest, "Invalid Request"));
+        return Err(Refusal::parse(
+            palisade_wire::ErrorCode::InvalidRequest,
+            "Invalid Request",
+        ));
     };
     let Some(in_flight) = session.begin_request(app.limits.max_in_flight_per_session) else {
         return Err(Refusal::TOO_MANY_IN_FLIGHT.with_id(Some(&id)));
@@ -251,7 +280,11 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
     if !session.register_call(&id, cancel.clone()) {
         return Ok(json_response(
             StatusCode::OK,
-            &Message::error(Some(&id), palisade_wire::ErrorCode::InvalidRequest, "request id already in use"),
+            &Message::error(
+                Some(&id),
+                palisade_wire::ErrorCode::InvalidRequest,
+                "request id already in use",
+            ),
         ));
     }
     let (tx, mut rx) = mpsc::channel(REQUEST_CHANNEL);
@@ -263,7 +296,10 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
     tokio::spawn(async move {
         let _in_flight = in_flight;
         let _busy = Busy::new(&task_app.in_flight);
-        task_app.router.request(&task_session, msg, tx, cancel).await;
+        task_app
+            .router
+            .request(&task_session, msg, tx, cancel)
+            .await;
         task_session.finish_call(&task_id);
     });
 
@@ -317,7 +353,9 @@ fn get_inner(app: &Arc<App>, headers: &HeaderMap) -> Result<Response, Refusal> {
         Some(last) => {
             // TR-09: only streams of this session (already bound to this principal).
             let (stream_id, seq) = parse_event_id(&last).ok_or(Refusal::UNKNOWN_EVENT_ID)?;
-            let stream = session.find_stream(stream_id).ok_or(Refusal::UNKNOWN_EVENT_ID)?;
+            let stream = session
+                .find_stream(stream_id)
+                .ok_or(Refusal::UNKNOWN_EVENT_ID)?;
             Ok(sse_response(stream.reader(Some(seq), stream_id == 0)))
         }
     }
@@ -343,7 +381,11 @@ pub(crate) async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> R
 /// `/healthz`: 200 once every stdio upstream is initialised; 503 with the states
 /// otherwise.
 pub(crate) async fn healthz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = app.edge.check_host(&headers).and_then(|()| app.edge.check_origin(&headers)) {
+    if let Err(r) = app
+        .edge
+        .check_host(&headers)
+        .and_then(|()| app.edge.check_origin(&headers))
+    {
         return r.into_response();
     }
     let mut ready = !app.draining.load(Ordering::Acquire);
@@ -365,10 +407,16 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>, headers: HeaderMap) -> 
         "sessions": app.router.sessions.len(),
         "upstreams": upstreams,
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let mut res = (status, body.to_string()).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 

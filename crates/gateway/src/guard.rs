@@ -101,13 +101,13 @@ fn lifecycle(msg: &Message, cx: &Exchange<'_>) -> Verdict {
             public: "the session is already initialized",
         });
     }
-    if let Some(cap) = needed_server_capability(method) {
-        if cx.advertised.get(cap).is_none_or(Value::is_null) {
-            return Verdict::Deny(Denial {
-                code: ErrorCode::MethodNotFound,
-                public: "Method not found",
-            });
-        }
+    if let Some(cap) = needed_server_capability(method)
+        && cx.advertised.get(cap).is_none_or(Value::is_null)
+    {
+        return Verdict::Deny(Denial {
+            code: ErrorCode::MethodNotFound,
+            public: "Method not found",
+        });
     }
     Verdict::Allow
 }

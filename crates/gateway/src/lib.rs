@@ -70,7 +70,9 @@ pub async fn run(
             addr: config.listen,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|e| GatewayError::Start(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| GatewayError::Start(e.to_string()))?;
 
     let l = &config.limits;
     let sessions = Arc::new(SessionTable::new(

@@ -110,14 +110,22 @@ impl Router {
         msg: &Message,
     ) -> Result<(Arc<Session>, Message), Message> {
         let Some(id) = msg.id() else {
-            return Err(Message::error(None, ErrorCode::InvalidRequest, "initialize must be a request"));
+            return Err(Message::error(
+                None,
+                ErrorCode::InvalidRequest,
+                "initialize must be a request",
+            ));
         };
         let params: Value = msg.params().unwrap_or(Value::Null);
         let (Some(requested), Some(client_caps)) = (
             params.get("protocolVersion").and_then(Value::as_str),
             params.get("capabilities").filter(|c| c.is_object()),
         ) else {
-            return Err(error(id, ErrorCode::InvalidParams, "initialize needs protocolVersion and capabilities"));
+            return Err(error(
+                id,
+                ErrorCode::InvalidParams,
+                "initialize needs protocolVersion and capabilities",
+            ));
         };
         let version = ProtocolVersion::negotiate(requested);
 
@@ -156,7 +164,13 @@ impl Router {
     }
 
     /// Runs one client request of a session; everything for the client goes to `sink`.
-    pub(crate) async fn request(&self, session: &Arc<Session>, msg: Message, sink: Sink, cancel: CancellationToken) {
+    pub(crate) async fn request(
+        &self,
+        session: &Arc<Session>,
+        msg: Message,
+        sink: Sink,
+        cancel: CancellationToken,
+    ) {
         let Some(id) = msg.id().cloned() else { return };
         let cx = Exchange {
             session,
@@ -173,17 +187,33 @@ impl Router {
         let out = match method.as_str() {
             "ping" => Message::response(&id, &json!({})),
             "tools/list" => self.list(session, &msg, "tools/list", "tools", true).await,
-            "prompts/list" => self.list(session, &msg, "prompts/list", "prompts", true).await,
-            "resources/list" => self.list(session, &msg, "resources/list", "resources", false).await,
+            "prompts/list" => {
+                self.list(session, &msg, "prompts/list", "prompts", true)
+                    .await
+            }
+            "resources/list" => {
+                self.list(session, &msg, "resources/list", "resources", false)
+                    .await
+            }
             "resources/templates/list" => {
-                self.list(session, &msg, "resources/templates/list", "resourceTemplates", false).await
+                self.list(
+                    session,
+                    &msg,
+                    "resources/templates/list",
+                    "resourceTemplates",
+                    false,
+                )
+                .await
             }
             "tools/call" | "prompts/get" => match self.route_by_name(&msg) {
                 Ok((idx, m)) => return self.forward(session, idx, m, sink, cancel).await,
-                Err(e) => e,
+                Err(e) => *e,
             },
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let uri: Option<String> = msg.params::<Value>().ok().and_then(|p| p.get("uri")?.as_str().map(str::to_owned));
+                let uri: Option<String> = msg
+                    .params::<Value>()
+                    .ok()
+                    .and_then(|p| p.get("uri")?.as_str().map(str::to_owned));
                 match uri {
                     Some(uri) => match self.route_by_uri(session, &uri).await {
                         Some(idx) => return self.forward(session, idx, msg, sink, cancel).await,
@@ -194,7 +224,7 @@ impl Router {
             }
             "completion/complete" => match self.route_completion(session, &msg).await {
                 Ok((idx, m)) => return self.forward(session, idx, m, sink, cancel).await,
-                Err(e) => e,
+                Err(e) => *e,
             },
             "logging/setLevel" => {
                 let params: Value = msg.params().unwrap_or(Value::Null);
@@ -204,7 +234,10 @@ impl Router {
                     .flatten()
                     .filter(|l| has_cap(&l.capabilities(), "logging"))
                     .collect();
-                join_all(targets.into_iter().map(|l| upstream::request(l, session, "logging/setLevel", &params, CONTROL_TIMEOUT))).await;
+                join_all(targets.into_iter().map(|l| {
+                    upstream::request(l, session, "logging/setLevel", &params, CONTROL_TIMEOUT)
+                }))
+                .await;
                 Message::response(&id, &json!({}))
             }
             _ => error(&id, ErrorCode::MethodNotFound, "Method not found"),
@@ -212,10 +245,23 @@ impl Router {
         let _ = sink.send(out).await;
     }
 
-    async fn forward(&self, session: &Arc<Session>, idx: usize, msg: Message, sink: Sink, cancel: CancellationToken) {
+    async fn forward(
+        &self,
+        session: &Arc<Session>,
+        idx: usize,
+        msg: Message,
+        sink: Sink,
+        cancel: CancellationToken,
+    ) {
         let Some(id) = msg.id().cloned() else { return };
         let Some(Some(link)) = session.links.get(idx) else {
-            let _ = sink.send(error(&id, ErrorCode::UpstreamUnavailable, "upstream unavailable")).await;
+            let _ = sink
+                .send(error(
+                    &id,
+                    ErrorCode::UpstreamUnavailable,
+                    "upstream unavailable",
+                ))
+                .await;
             return;
         };
         let t = self.timeouts.get(idx).copied().unwrap_or(Timeouts {
@@ -245,15 +291,27 @@ impl Router {
 
     /// `tools/call` and `prompts/get`: find the upstream by the namespaced name and
     /// rewrite the name to the upstream's own.
-    fn route_by_name(&self, msg: &Message) -> Result<(usize, Message), Message> {
+    fn route_by_name(&self, msg: &Message) -> Result<(usize, Message), Box<Message>> {
         let id = msg.id().cloned().unwrap_or(Id::Number(0));
-        let unknown = || error(&id, ErrorCode::InvalidParams, "Unknown tool or prompt");
+        let unknown = || {
+            Box::new(error(
+                &id,
+                ErrorCode::InvalidParams,
+                "Unknown tool or prompt",
+            ))
+        };
         let mut v = msg.to_value().map_err(|_| unknown())?;
         let name = v
             .get("params")
             .and_then(|p| p.get("name"))
             .and_then(Value::as_str)
-            .ok_or_else(|| error(&id, ErrorCode::InvalidParams, "params.name is required"))?
+            .ok_or_else(|| {
+                Box::new(error(
+                    &id,
+                    ErrorCode::InvalidParams,
+                    "params.name is required",
+                ))
+            })?
             .to_owned();
         let (idx, local) = self.split_name(&name).ok_or_else(unknown)?;
         if !self.namespace {
@@ -266,20 +324,45 @@ impl Router {
         Ok((idx, rewritten))
     }
 
-    async fn route_completion(&self, session: &Arc<Session>, msg: &Message) -> Result<(usize, Message), Message> {
+    async fn route_completion(
+        &self,
+        session: &Arc<Session>,
+        msg: &Message,
+    ) -> Result<(usize, Message), Box<Message>> {
         let id = msg.id().cloned().unwrap_or(Id::Number(0));
-        let bad = || error(&id, ErrorCode::InvalidParams, "Invalid completion reference");
+        let bad = || {
+            Box::new(error(
+                &id,
+                ErrorCode::InvalidParams,
+                "Invalid completion reference",
+            ))
+        };
         let mut v = msg.to_value().map_err(|_| bad())?;
-        let r = v.get_mut("params").and_then(|p| p.get_mut("ref")).and_then(Value::as_object_mut).ok_or_else(bad)?;
+        let r = v
+            .get_mut("params")
+            .and_then(|p| p.get_mut("ref"))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(bad)?;
         match r.get("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
-                let name = r.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_owned();
+                let name = r
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(bad)?
+                    .to_owned();
                 let (idx, local) = self.split_name(&name).ok_or_else(bad)?;
                 r.insert("name".into(), json!(local));
-                Ok((idx, Message::from_value(&Value::Object(v)).map_err(|_| bad())?))
+                Ok((
+                    idx,
+                    Message::from_value(&Value::Object(v)).map_err(|_| bad())?,
+                ))
             }
             Some("ref/resource") => {
-                let uri = r.get("uri").and_then(Value::as_str).ok_or_else(bad)?.to_owned();
+                let uri = r
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .ok_or_else(bad)?
+                    .to_owned();
                 let idx = self.route_by_uri(session, &uri).await.ok_or_else(bad)?;
                 Ok((idx, msg.clone()))
             }
@@ -294,7 +377,10 @@ impl Router {
             .links
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.as_ref().is_some_and(|l| has_cap(&l.capabilities(), "resources")))
+            .filter(|(_, l)| {
+                l.as_ref()
+                    .is_some_and(|l| has_cap(&l.capabilities(), "resources"))
+            })
             .map(|(i, _)| i)
             .collect();
         if owners.len() == 1 {
@@ -305,14 +391,31 @@ impl Router {
         }
         // Unknown: learn the lists, then look again.
         let probe = Message::request(&Id::Number(0), "resources/list", &json!({}));
-        let _ = self.list(session, &probe, "resources/list", "resources", false).await;
+        let _ = self
+            .list(session, &probe, "resources/list", "resources", false)
+            .await;
         let probe = Message::request(&Id::Number(0), "resources/templates/list", &json!({}));
-        let _ = self.list(session, &probe, "resources/templates/list", "resourceTemplates", false).await;
+        let _ = self
+            .list(
+                session,
+                &probe,
+                "resources/templates/list",
+                "resourceTemplates",
+                false,
+            )
+            .await;
         session.resource_index.lock().ok()?.lookup(uri)
     }
 
     /// Aggregates one list over every upstream that offers it, all pages, bounded.
-    async fn list(&self, session: &Arc<Session>, msg: &Message, method: &str, key: &str, named: bool) -> Message {
+    async fn list(
+        &self,
+        session: &Arc<Session>,
+        msg: &Message,
+        method: &str,
+        key: &str,
+        named: bool,
+    ) -> Message {
         let id = msg.id().cloned().unwrap_or(Id::Number(0));
         let params: Value = msg.params().unwrap_or(Value::Null);
         if params.get("cursor").is_some_and(|c| !c.is_null()) {
@@ -324,13 +427,17 @@ impl Router {
             "prompts" => "prompts",
             _ => "resources",
         };
-        let per_upstream = join_all(session.links.iter().enumerate().map(|(idx, link)| async move {
-            let Some(link) = link else { return (idx, Vec::new()) };
-            if !has_cap(&link.capabilities(), cap) {
-                return (idx, Vec::new());
-            }
-            (idx, self.fetch_all(link, session, method, key).await)
-        }))
+        let per_upstream = join_all(session.links.iter().enumerate().map(
+            |(idx, link)| async move {
+                let Some(link) = link else {
+                    return (idx, Vec::new());
+                };
+                if !has_cap(&link.capabilities(), cap) {
+                    return (idx, Vec::new());
+                }
+                (idx, self.fetch_all(link, session, method, key).await)
+            },
+        ))
         .await;
 
         let mut items = Vec::new();
@@ -338,9 +445,12 @@ impl Router {
         let mut templates = Vec::new();
         for (idx, list) in per_upstream {
             for mut item in list {
-                let Some(obj) = item.as_object_mut() else { continue };
+                let Some(obj) = item.as_object_mut() else {
+                    continue;
+                };
                 if named {
-                    let Some(name) = obj.get("name").and_then(Value::as_str).map(str::to_owned) else {
+                    let Some(name) = obj.get("name").and_then(Value::as_str).map(str::to_owned)
+                    else {
                         continue;
                     };
                     if key == "tools" && !obj.get("inputSchema").is_some_and(Value::is_object) {
@@ -363,17 +473,15 @@ impl Router {
                 items.push(item);
             }
         }
-        if !named {
-            if let Ok(mut ix) = session.resource_index.lock() {
-                for (u, i) in exact {
-                    if ix.exact.len() < MAX_ITEMS {
-                        ix.exact.insert(u, i);
-                    }
+        if !named && let Ok(mut ix) = session.resource_index.lock() {
+            for (u, i) in exact {
+                if ix.exact.len() < MAX_ITEMS {
+                    ix.exact.insert(u, i);
                 }
-                for t in templates {
-                    if !ix.templates.contains(&t) && ix.templates.len() < MAX_ITEMS {
-                        ix.templates.push(t);
-                    }
+            }
+            for t in templates {
+                if !ix.templates.contains(&t) && ix.templates.len() < MAX_ITEMS {
+                    ix.templates.push(t);
                 }
             }
         }
@@ -382,7 +490,13 @@ impl Router {
         Message::response(&id, &Value::Object(result))
     }
 
-    async fn fetch_all(&self, link: &Link, session: &Arc<Session>, method: &str, key: &str) -> Vec<Value> {
+    async fn fetch_all(
+        &self,
+        link: &Link,
+        session: &Arc<Session>,
+        method: &str,
+        key: &str,
+    ) -> Vec<Value> {
         let mut out = Vec::new();
         let mut cursor: Option<Value> = None;
         for _ in 0..MAX_PAGES {
@@ -390,7 +504,8 @@ impl Router {
                 Some(c) => json!({ "cursor": c }),
                 None => json!({}),
             };
-            let res = match upstream::request(link, session, method, &params, CONTROL_TIMEOUT).await {
+            let res = match upstream::request(link, session, method, &params, CONTROL_TIMEOUT).await
+            {
                 Ok(m) if m.kind() == Kind::Response => m,
                 Ok(_) => break,
                 Err(e) => {
@@ -399,7 +514,9 @@ impl Router {
                 }
             };
             let Ok(mut v) = res.to_value() else { break };
-            let Some(Value::Object(mut result)) = v.remove("result") else { break };
+            let Some(Value::Object(mut result)) = v.remove("result") else {
+                break;
+            };
             if let Some(Value::Array(items)) = result.remove(key) {
                 let room = MAX_ITEMS.saturating_sub(out.len());
                 out.extend(items.into_iter().take(room));
@@ -417,7 +534,10 @@ impl Router {
         match msg.method() {
             Some("notifications/cancelled") => {
                 let params: Value = msg.params().unwrap_or(Value::Null);
-                if let Some(id) = params.get("requestId").and_then(|v| serde_json::from_value::<Id>(v.clone()).ok()) {
+                if let Some(id) = params
+                    .get("requestId")
+                    .and_then(|v| serde_json::from_value::<Id>(v.clone()).ok())
+                {
                     session.cancel_call(&id);
                 }
             }
@@ -438,10 +558,10 @@ impl Router {
             tracing::debug!("dropped a client response to no relayed request (LIFE-05)");
             return;
         };
-        if let Some(Some(link)) = session.links.get(relayed.upstream) {
-            if let Err(e) = link.send(msg.with_id(&relayed.upstream_id)).await {
-                tracing::warn!(upstream = link.name(), error = %e, "could not relay a client response");
-            }
+        if let Some(Some(link)) = session.links.get(relayed.upstream)
+            && let Err(e) = link.send(msg.with_id(&relayed.upstream_id)).await
+        {
+            tracing::warn!(upstream = link.name(), error = %e, "could not relay a client response");
         }
     }
 }
@@ -463,8 +583,13 @@ fn advertise(links: &[Option<Link>]) -> Value {
         out.insert("prompts".into(), json!({ "listChanged": true }));
     }
     if any("resources") {
-        let subscribe = caps.iter().any(|c| c.get("resources").and_then(|r| r.get("subscribe")) == Some(&json!(true)));
-        out.insert("resources".into(), json!({ "listChanged": true, "subscribe": subscribe }));
+        let subscribe = caps
+            .iter()
+            .any(|c| c.get("resources").and_then(|r| r.get("subscribe")) == Some(&json!(true)));
+        out.insert(
+            "resources".into(),
+            json!({ "listChanged": true, "subscribe": subscribe }),
+        );
     }
     if any("logging") {
         out.insert("logging".into(), json!({}));

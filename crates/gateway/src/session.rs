@@ -211,7 +211,11 @@ impl Session {
     /// are per session, so requests from two upstreams never collide (LIFE-04).
     pub(crate) fn relay_request(&self, upstream: usize, upstream_id: Id) -> Option<Id> {
         let id = Id::String(
-            format!("palisade-{}", self.next_relay_id.fetch_add(1, Ordering::Relaxed)).into(),
+            format!(
+                "palisade-{}",
+                self.next_relay_id.fetch_add(1, Ordering::Relaxed)
+            )
+            .into(),
         );
         let mut r = lock(&self.relayed);
         if r.len() >= MAX_RELAYED {
@@ -235,7 +239,11 @@ impl Session {
 
     /// Registers a client request in flight; false if its ID is already in flight
     /// (request IDs must be unique per session, LIFE-04).
-    pub(crate) fn register_call(&self, id: &Id, token: tokio_util::sync::CancellationToken) -> bool {
+    pub(crate) fn register_call(
+        &self,
+        id: &Id,
+        token: tokio_util::sync::CancellationToken,
+    ) -> bool {
         let mut c = lock(&self.calls);
         if c.contains_key(id) {
             return false;
@@ -425,17 +433,26 @@ mod tests {
         let s = session(&alice);
         assert!(t.insert(Arc::clone(&s)));
         assert!(t.get(&s.id, &alice).is_some());
-        assert!(t.get(&s.id, &bob).is_none(), "SESS-03: another principal gets nothing");
+        assert!(
+            t.get(&s.id, &bob).is_none(),
+            "SESS-03: another principal gets nothing"
+        );
         assert!(t.remove(&s.id, &bob).is_none());
         // Idle expiry.
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(t.get(&s.id, &alice).is_none(), "SESS-07: idle session expired");
+        assert!(
+            t.get(&s.id, &alice).is_none(),
+            "SESS-07: idle session expired"
+        );
         assert_eq!(t.reap().len(), 1);
         // Deletion.
         let s2 = session(&alice);
         assert!(t.insert(Arc::clone(&s2)));
         assert!(t.remove(&s2.id, &alice).is_some());
-        assert!(t.get(&s2.id, &alice).is_none(), "SESS-05: deleted session is gone");
+        assert!(
+            t.get(&s2.id, &alice).is_none(),
+            "SESS-05: deleted session is gone"
+        );
         // Bounded.
         assert!(t.insert(session(&alice)));
         assert!(t.insert(session(&alice)));

@@ -134,7 +134,10 @@ impl ClientStream {
                     let first = st.events.front().map_or(st.next_seq, |(s, _)| *s);
                     if cursor < first {
                         // Fell behind the ring: end rather than skip messages.
-                        tracing::warn!(stream = this.id, "client SSE reader fell behind the replay buffer");
+                        tracing::warn!(
+                            stream = this.id,
+                            "client SSE reader fell behind the replay buffer"
+                        );
                         return None;
                     }
                     if cursor < st.next_seq {

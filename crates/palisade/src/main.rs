@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use palisade_config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "palisade", version, about = "A security gateway for the Model Context Protocol")]
+#[command(
+    name = "palisade",
+    version,
+    about = "A security gateway for the Model Context Protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,8 +59,8 @@ fn env_lookup(name: &str) -> Option<String> {
 }
 
 fn load(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(Config::from_toml(path, &text, &env_lookup)?)
 }
 
@@ -64,7 +68,9 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("PALISADE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -98,14 +104,18 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::DemoServer => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(palisade_demo_server::run())?;
             Ok(())
         }
         Command::Serve { config } => {
             init_tracing();
             let config = load(&config)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(palisade_gateway::run(config, shutdown_signal(), |addr| {
                 println!("palisade: listening on http://{addr}");
             }))?;

@@ -16,7 +16,9 @@ use std::pin::Pin;
 use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// A boxed future, so that the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -76,7 +78,10 @@ impl CloseReason {
 /// Durable session metadata.
 pub trait SessionStore: Send + Sync {
     /// Records a new session.
-    fn session_opened<'a>(&'a self, rec: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn session_opened<'a>(
+        &'a self,
+        rec: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Records the end of a session.
     fn session_closed<'a>(
         &'a self,
@@ -126,7 +131,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         for stmt in SCHEMA {
             sqlx::query(*stmt).execute(&pool).await?;
         }
@@ -140,7 +148,10 @@ impl SqliteStore {
 }
 
 impl SessionStore for SqliteStore {
-    fn session_opened<'a>(&'a self, rec: &'a SessionRecord) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn session_opened<'a>(
+        &'a self,
+        rec: &'a SessionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO sessions (id_hash, issuer, subject, protocol_version, client_name, created_at)

@@ -164,17 +164,19 @@ impl Message {
         let input = raw.as_ref();
         let id_span = env.id.0.map(|r| span_of(input, r));
         let params_span = env.params.0.map(|r| span_of(input, r));
-        if let Some(p) = env.params.0 {
-            if !matches!(p.get().as_bytes().first(), Some(b'{' | b'[')) {
-                return Err(ParseError::Invalid("params must be an object or array"));
-            }
+        if let Some(p) = env.params.0
+            && !matches!(p.get().as_bytes().first(), Some(b'{' | b'['))
+        {
+            return Err(ParseError::Invalid("params must be an object or array"));
         }
         let (kind, method, id) = match env.method.0 {
             Some(m) => {
                 let method = serde_json::from_str::<String>(m.get())
                     .map_err(|_| ParseError::Invalid("method must be a string"))?;
                 if env.result.0.is_some() || env.error.0.is_some() {
-                    return Err(ParseError::Invalid("a request cannot carry result or error"));
+                    return Err(ParseError::Invalid(
+                        "a request cannot carry result or error",
+                    ));
                 }
                 match env.id.0 {
                     Some(id) => (Kind::Request, Some(method), Some(Id::from_raw(id)?)),

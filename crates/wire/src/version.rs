@@ -59,7 +59,10 @@ mod tests {
 
     #[test]
     fn life_02_unknown_versions_get_the_latest() {
-        assert_eq!(ProtocolVersion::negotiate("2099-01-01"), ProtocolVersion::LATEST);
+        assert_eq!(
+            ProtocolVersion::negotiate("2099-01-01"),
+            ProtocolVersion::LATEST
+        );
         assert_eq!(
             ProtocolVersion::negotiate("2025-06-18"),
             ProtocolVersion::V2025_06_18

@@ -105,9 +105,13 @@ impl HttpLink {
             let resp = link.post(&init, false).await?;
             let sid = resp.headers().get("mcp-session-id").cloned();
             if let Some(s) = &sid {
-                let ok = s.to_str().is_ok_and(|s| !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+                let ok = s
+                    .to_str()
+                    .is_ok_and(|s| !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b)));
                 if !ok {
-                    return Err(UpstreamError::Protocol("invalid Mcp-Session-Id from upstream".into()));
+                    return Err(UpstreamError::Protocol(
+                        "invalid Mcp-Session-Id from upstream".into(),
+                    ));
                 }
             }
             let (tx, mut rx) = mpsc::channel(super::REQUEST_CHANNEL);
@@ -122,13 +126,16 @@ impl HttpLink {
             });
             drop(tx);
             r?;
-            let res = first.ok_or_else(|| UpstreamError::Protocol("no initialize response".into()))?;
+            let res =
+                first.ok_or_else(|| UpstreamError::Protocol("no initialize response".into()))?;
             Ok((sid, res))
         };
         let (sid, res) = tokio::time::timeout(timeout, fut)
             .await
             .map_err(|_| UpstreamError::Timeout)??;
-        let v = res.to_value().map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let v = res
+            .to_value()
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         let Some(result) = v.get("result") else {
             return Err(UpstreamError::Protocol("initialize was refused".into()));
         };
@@ -139,10 +146,16 @@ impl HttpLink {
             .ok_or_else(|| UpstreamError::Protocol("unsupported protocol version".into()))?;
         link.session_id = sid;
         link.version = version;
-        link.capabilities = result.get("capabilities").cloned().unwrap_or_else(|| json!({}));
+        link.capabilities = result
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         let link = Arc::new(link);
-        link.send(Message::notification("notifications/initialized", &json!({})))
-            .await?;
+        link.send(Message::notification(
+            "notifications/initialized",
+            &json!({}),
+        ))
+        .await?;
         Ok(link)
     }
 
@@ -174,7 +187,11 @@ impl HttpLink {
         h
     }
 
-    async fn post(&self, msg: &Message, with_version: bool) -> Result<reqwest::Response, UpstreamError> {
+    async fn post(
+        &self,
+        msg: &Message,
+        with_version: bool,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let resp = self
             .client
             .post(&self.url)
@@ -185,10 +202,12 @@ impl HttpLink {
             .map_err(|e| UpstreamError::Unavailable(e.without_url().to_string()))?;
         match resp.status().as_u16() {
             200..=299 => Ok(resp),
-            404 if self.session_id.is_some() => {
-                Err(UpstreamError::Unavailable("upstream session expired".into()))
-            }
-            s => Err(UpstreamError::Unavailable(format!("upstream answered HTTP {s}"))),
+            404 if self.session_id.is_some() => Err(UpstreamError::Unavailable(
+                "upstream session expired".into(),
+            )),
+            s => Err(UpstreamError::Unavailable(format!(
+                "upstream answered HTTP {s}"
+            ))),
         }
     }
 
@@ -210,7 +229,9 @@ impl HttpLink {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let is_expected = |m: &Message| m.is_response() && matches!((m.id(), expect), (Some(Id::Number(a)), Some(b)) if *a == b);
+        let is_expected = |m: &Message| {
+            m.is_response() && matches!((m.id(), expect), (Some(Id::Number(a)), Some(b)) if *a == b)
+        };
         if ctype.starts_with("text/event-stream") {
             let mut dec = sse::Decoder::new(self.max_msg);
             let mut events = Vec::new();
@@ -229,7 +250,9 @@ impl HttpLink {
                     if let Some(ms) = ev.retry {
                         out.retry = Some(Duration::from_millis(ms.min(60_000)));
                     }
-                    if ev.data.trim().is_empty() || ev.event.as_deref().is_some_and(|e| e != "message") {
+                    if ev.data.trim().is_empty()
+                        || ev.event.as_deref().is_some_and(|e| e != "message")
+                    {
                         continue;
                     }
                     match Message::parse(Bytes::from(ev.data)) {
@@ -243,7 +266,9 @@ impl HttpLink {
                                 return Ok(out);
                             }
                         }
-                        Err(e) => tracing::warn!(upstream = %self.name, error = %e, "dropped an invalid SSE message"),
+                        Err(e) => {
+                            tracing::warn!(upstream = %self.name, error = %e, "dropped an invalid SSE message")
+                        }
                     }
                 }
             }
@@ -259,12 +284,19 @@ impl HttpLink {
         } else if resp.status().as_u16() == 202 {
             Ok(out)
         } else {
-            Err(UpstreamError::Protocol(format!("unexpected content type {ctype:?}")))
+            Err(UpstreamError::Protocol(format!(
+                "unexpected content type {ctype:?}"
+            )))
         }
     }
 
     /// Sends a request and relays everything about it to `tx` in a task of its own.
-    pub(crate) fn start(self: &Arc<Self>, msg: Message, upstream_id: i64, tx: mpsc::Sender<Message>) {
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        msg: Message,
+        upstream_id: i64,
+        tx: mpsc::Sender<Message>,
+    ) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             if let Err(e) = this.exchange(&msg, upstream_id, &tx).await {
@@ -280,7 +312,12 @@ impl HttpLink {
         });
     }
 
-    async fn exchange(&self, msg: &Message, upstream_id: i64, tx: &mpsc::Sender<Message>) -> Result<(), UpstreamError> {
+    async fn exchange(
+        &self,
+        msg: &Message,
+        upstream_id: i64,
+        tx: &mpsc::Sender<Message>,
+    ) -> Result<(), UpstreamError> {
         let resp = self.post(msg, true).await?;
         let mut o = self.read(resp, Some(upstream_id), tx).await?;
         let mut resumes = 0;
@@ -288,11 +325,15 @@ impl HttpLink {
         // resume it with GET + Last-Event-ID (SSE polling, 2025-11-25).
         while !o.saw_response && !tx.is_closed() && !self.closed.is_cancelled() {
             let Some(last) = o.last_event_id.clone() else {
-                return Err(UpstreamError::Protocol("stream ended without a response".into()));
+                return Err(UpstreamError::Protocol(
+                    "stream ended without a response".into(),
+                ));
             };
             resumes += 1;
             if resumes > MAX_RESUMES {
-                return Err(UpstreamError::Protocol("stream ended without a response".into()));
+                return Err(UpstreamError::Protocol(
+                    "stream ended without a response".into(),
+                ));
             }
             tokio::time::sleep(o.retry.unwrap_or(Duration::from_millis(200))).await;
             let resp = self.get(Some(&last)).await?;
@@ -322,7 +363,10 @@ impl HttpLink {
         if resp.status().is_success() {
             Ok(resp)
         } else {
-            Err(UpstreamError::Unavailable(format!("upstream answered HTTP {}", resp.status().as_u16())))
+            Err(UpstreamError::Unavailable(format!(
+                "upstream answered HTTP {}",
+                resp.status().as_u16()
+            )))
         }
     }
 
@@ -416,7 +460,9 @@ async fn read_limited(resp: &mut reqwest::Response, max: usize) -> Result<Bytes,
         .map_err(|e| UpstreamError::Unavailable(e.without_url().to_string()))?
     {
         if buf.len() + chunk.len() > max {
-            return Err(UpstreamError::Protocol(format!("message larger than {max} bytes")));
+            return Err(UpstreamError::Protocol(format!(
+                "message larger than {max} bytes"
+            )));
         }
         buf.extend_from_slice(&chunk);
     }

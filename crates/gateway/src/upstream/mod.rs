@@ -173,7 +173,12 @@ pub(crate) async fn from_upstream(
             let msg = match GuardChain.outbound(msg, &cx) {
                 Ok(m) => m,
                 Err(d) => {
-                    tracing::info!(upstream = link.name(), method, reason = d.public, "refused a server request");
+                    tracing::info!(
+                        upstream = link.name(),
+                        method,
+                        reason = d.public,
+                        "refused a server request"
+                    );
                     let _ = link.send(Message::error(Some(&id), d.code, d.public)).await;
                     return None;
                 }
@@ -195,7 +200,10 @@ pub(crate) async fn from_upstream(
         }
         // Responses that reach here match no request we sent: drop (LIFE-05).
         Kind::Response | Kind::ErrorResponse => {
-            tracing::debug!(upstream = link.name(), "dropped an unsolicited response (LIFE-05)");
+            tracing::debug!(
+                upstream = link.name(),
+                "dropped an unsolicited response (LIFE-05)"
+            );
             None
         }
     }
@@ -232,22 +240,22 @@ pub(crate) async fn call(
     // collide: give it a gateway token and map progress back.
     let mut progress_map: Option<(Value, Value)> = None;
     let mut msg = client_msg.with_id(&wire_id);
-    if matches!(link, Link::Stdio(_)) {
-        if let Some(original) = progress_token(&client_msg) {
-            let ours = json!(format!("palisade-progress-{upstream_id}"));
-            if let Ok(mut v) = client_msg.to_value() {
-                v.insert("id".into(), json!(upstream_id));
-                if let Some(meta) = v
-                    .get_mut("params")
-                    .and_then(|p| p.get_mut("_meta"))
-                    .and_then(Value::as_object_mut)
-                {
-                    meta.insert("progressToken".into(), ours.clone());
-                }
-                if let Ok(m) = Message::from_value(&Value::Object(v)) {
-                    msg = m;
-                    progress_map = Some((ours, original));
-                }
+    if matches!(link, Link::Stdio(_))
+        && let Some(original) = progress_token(&client_msg)
+    {
+        let ours = json!(format!("palisade-progress-{upstream_id}"));
+        if let Ok(mut v) = client_msg.to_value() {
+            v.insert("id".into(), json!(upstream_id));
+            if let Some(meta) = v
+                .get_mut("params")
+                .and_then(|p| p.get_mut("_meta"))
+                .and_then(Value::as_object_mut)
+            {
+                meta.insert("progressToken".into(), ours.clone());
+            }
+            if let Ok(m) = Message::from_value(&Value::Object(v)) {
+                msg = m;
+                progress_map = Some((ours, original));
             }
         }
     }
@@ -296,11 +304,10 @@ pub(crate) async fn call(
                     // Progress keeps a request alive up to the hard cap (LIFE-06).
                     idle_deadline = Instant::now() + timeouts.idle;
                 }
-                if let Some(out) = from_upstream(link, session, idx, m).await {
-                    if sink.send(out).await.is_err() {
+                if let Some(out) = from_upstream(link, session, idx, m).await
+                    && sink.send(out).await.is_err() {
                         // Nobody is reading any more (shutdown); keep nothing.
                     }
-                }
             }
             () = tokio::time::sleep_until(deadline) => {
                 link.forget(upstream_id);
@@ -344,8 +351,13 @@ pub(crate) async fn request(
     let upstream_id = link.next_id();
     let wire_id = Id::Number(upstream_id);
     let (tx, mut rx) = mpsc::channel(REQUEST_CHANNEL);
-    link.start(Message::request(&wire_id, method, params), upstream_id, session, tx)
-        .await?;
+    link.start(
+        Message::request(&wire_id, method, params),
+        upstream_id,
+        session,
+        tx,
+    )
+    .await?;
     let res = tokio::time::timeout(timeout, async {
         while let Some(m) = rx.recv().await {
             if m.is_response() && m.id() == Some(&wire_id) {
@@ -361,14 +373,17 @@ pub(crate) async fn request(
                     .await;
             }
         }
-        Err(UpstreamError::Unavailable("stream ended before the response".into()))
+        Err(UpstreamError::Unavailable(
+            "stream ended before the response".into(),
+        ))
     })
     .await;
     match res {
         Ok(r) => r,
         Err(_) => {
             link.forget(upstream_id);
-            link.cancel(upstream_id, "palisade: request timed out").await;
+            link.cancel(upstream_id, "palisade: request timed out")
+                .await;
             Err(UpstreamError::Timeout)
         }
     }

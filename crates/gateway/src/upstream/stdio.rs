@@ -85,7 +85,11 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     loop {
         let chunk = r.fill_buf().await?;
         if chunk.is_empty() {
-            return Ok(if too_long { Err(TooLong) } else { Ok(!buf.is_empty()) });
+            return Ok(if too_long {
+                Err(TooLong)
+            } else {
+                Ok(!buf.is_empty())
+            });
         }
         let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
@@ -150,7 +154,11 @@ impl StdioUpstream {
     /// Waits until the child is ready (or stopped); false on timeout or stop.
     pub(crate) async fn wait_ready(&self, timeout: Duration) -> bool {
         let mut rx = self.state.subscribe();
-        let r = tokio::time::timeout(timeout, rx.wait_for(|s| matches!(s, State::Ready | State::Stopped))).await;
+        let r = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|s| matches!(s, State::Ready | State::Stopped)),
+        )
+        .await;
         matches!(r, Ok(Ok(s)) if *s == State::Ready)
     }
 
@@ -167,7 +175,10 @@ impl StdioUpstream {
 
     async fn write(&self, msg: &Message) -> Result<(), UpstreamError> {
         let Some(w) = self.writer() else {
-            return Err(UpstreamError::Unavailable(format!("{} is restarting", self.name)));
+            return Err(UpstreamError::Unavailable(format!(
+                "{} is restarting",
+                self.name
+            )));
         };
         w.send(msg.raw().clone())
             .await
@@ -182,7 +193,10 @@ impl StdioUpstream {
         tx: mpsc::Sender<Message>,
     ) -> Result<(), UpstreamError> {
         if self.state() != State::Ready {
-            return Err(UpstreamError::Unavailable(format!("{} is not running", self.name)));
+            return Err(UpstreamError::Unavailable(format!(
+                "{} is not running",
+                self.name
+            )));
         }
         lock(&self.pending).insert(
             upstream_id,
@@ -213,7 +227,9 @@ impl StdioUpstream {
             let started = tokio::time::Instant::now();
             match self.run_once().await {
                 Ok(()) => {}
-                Err(e) => tracing::warn!(upstream = %self.name, error = %e, "stdio upstream failed"),
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name, error = %e, "stdio upstream failed")
+                }
             }
             *lock(&self.writer) = None;
             self.fail_pending("upstream restarting");
@@ -248,7 +264,10 @@ impl StdioUpstream {
         }
     }
 
-    #[allow(clippy::disallowed_methods, reason = "the one place that spawns stdio children")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one place that spawns stdio children"
+    )]
     async fn run_once(self: &Arc<Self>) -> Result<(), String> {
         self.state.send_replace(State::Starting);
         let mut cmd = tokio::process::Command::new(&self.spec.command);
@@ -303,7 +322,9 @@ impl StdioUpstream {
                         let line = String::from_utf8_lossy(&buf);
                         tracing::info!(upstream = %name, "stderr: {}", line.trim_end());
                     }
-                    Err(TooLong) => tracing::info!(upstream = %name, "stderr: (overlong line dropped)"),
+                    Err(TooLong) => {
+                        tracing::info!(upstream = %name, "stderr: (overlong line dropped)")
+                    }
                 }
             }
         });
@@ -320,7 +341,9 @@ impl StdioUpstream {
                 self.state.send_replace(State::Ready);
                 tracing::info!(upstream = %self.name, "stdio upstream ready");
             }
-            Err(e) => tracing::warn!(upstream = %self.name, error = %e, "stdio upstream did not initialise"),
+            Err(e) => {
+                tracing::warn!(upstream = %self.name, error = %e, "stdio upstream did not initialise")
+            }
         }
 
         let status = tokio::select! {
@@ -403,14 +426,20 @@ impl StdioUpstream {
         }
         let v = res.to_value().map_err(|e| e.to_string())?;
         let result = v.get("result").cloned().unwrap_or(Value::Null);
-        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if palisade_wire::ProtocolVersion::parse(version).is_none() {
             return Err(format!("unsupported protocol version {version:?}"));
         }
         *lock(&self.init_result) = result;
-        self.write(&Message::notification("notifications/initialized", &json!({})))
-            .await
-            .map_err(|e| e.to_string())
+        self.write(&Message::notification(
+            "notifications/initialized",
+            &json!({}),
+        ))
+        .await
+        .map_err(|e| e.to_string())
     }
 
     async fn read_stdout(self: Arc<Self>, stdout: tokio::process::ChildStdout) {
@@ -454,7 +483,9 @@ impl StdioUpstream {
                         }
                         let _ = tx.send(m).await;
                     }
-                    None => tracing::debug!(upstream = %self.name, "dropped an unsolicited response (LIFE-05)"),
+                    None => {
+                        tracing::debug!(upstream = %self.name, "dropped an unsolicited response (LIFE-05)")
+                    }
                 }
             }
             Kind::Notification => {
@@ -465,7 +496,9 @@ impl StdioUpstream {
                         Some(tx) => {
                             let _ = tx.send(m).await;
                         }
-                        None => tracing::debug!(upstream = %self.name, "dropped progress for no request"),
+                        None => {
+                            tracing::debug!(upstream = %self.name, "dropped progress for no request")
+                        }
                     }
                     return;
                 }
@@ -500,13 +533,11 @@ impl StdioUpstream {
             .collect();
         let first = owners.first().map(|(s, _)| s.id.clone());
         let single = first.is_some() && owners.iter().all(|(s, _)| Some(&s.id) == first.as_ref());
-        if single {
-            if let Some((_, tx)) = owners.into_iter().next() {
-                // Handled by the request's own relay loop, as if it arrived on its
-                // response stream.
-                let _ = tx.send(m).await;
-                return;
-            }
+        if single && let Some((_, tx)) = owners.into_iter().next() {
+            // Handled by the request's own relay loop, as if it arrived on its
+            // response stream.
+            let _ = tx.send(m).await;
+            return;
         }
         tracing::warn!(upstream = %self.name, method = ?m.method(), "refused a server request that cannot be attributed to one session");
         let _ = self
@@ -531,7 +562,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn lines_are_bounded() {
-        let data = b"short\nthis line is far too long\nok\nlast-no-newline".to_vec();
+        let data = b"short\nthis line is far too long\nok\nlast".to_vec();
         let mut r = BufReader::with_capacity(4, &data[..]);
         let mut buf = Vec::new();
         let mut got = Vec::new();
@@ -542,6 +573,6 @@ mod tests {
                 Err(TooLong) => got.push("<too long>".into()),
             }
         }
-        assert_eq!(got, ["short\n", "<too long>", "ok\n", "last-no-newline"]);
+        assert_eq!(got, ["short\n", "<too long>", "ok\n", "last"]);
     }
 }

@@ -29,8 +29,10 @@ fn tr_06_batches_are_refused_with_invalid_request() {
 
 #[test]
 fn tr_12_invalid_utf8_and_json_are_parse_errors() {
-    let e = Message::parse(Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}"))
-        .unwrap_err();
+    let e = Message::parse(Bytes::from_static(
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}",
+    ))
+    .unwrap_err();
     assert_eq!(e, ParseError::NotUtf8);
     assert_eq!(e.code(), ErrorCode::ParseError);
     let e = parse(r#"{"jsonrpc":"2.0","id":1,"method":"#).unwrap_err();
@@ -56,15 +58,23 @@ fn life_04_null_and_fractional_ids_are_invalid() {
 #[test]
 fn life_05_responses_carry_exactly_one_of_result_and_error() {
     assert!(parse(r#"{"jsonrpc":"2.0","id":1}"#).is_err());
-    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":""}}"#).is_err());
+    assert!(
+        parse(r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":""}}"#).is_err()
+    );
     assert!(parse(r#"{"jsonrpc":"2.0","method":"x","result":{}}"#).is_err());
 }
 
 #[test]
 fn envelope_rules() {
-    assert!(parse(r#"{"id":1,"method":"ping"}"#).is_err(), "missing jsonrpc");
+    assert!(
+        parse(r#"{"id":1,"method":"ping"}"#).is_err(),
+        "missing jsonrpc"
+    );
     assert!(parse(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).is_err());
-    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#).is_err(), "duplicate id");
+    assert!(
+        parse(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#).is_err(),
+        "duplicate id"
+    );
     assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":7}"#).is_err());
     assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).is_err());
 }
