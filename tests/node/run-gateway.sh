@@ -48,6 +48,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  rm -f "$BIN"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -101,7 +102,7 @@ tally() { # file with a line "... N passed, N failed"
   if [ -z "$line" ]; then echo "# (no result line in $1)"; F=$((F+1)); rc=1; return; fi
   P=$((P + $(echo "$line" | awk '{print $1}'))); F=$((F + $(echo "$line" | awk '{print $3}')))
 }
-T() { timeout --kill-after=5 "$@"; } # bound every peer run
+T() { timeout --kill-after=5 "$@"; } # bound every peer run (worst case ~3.5 min in all; ~15 s normally)
 
 # ---------------------------------------------------------------- peers
 EV_PORT=$(free_port)
@@ -168,23 +169,23 @@ GW_FX_PORT=${GW_FX##*:}
 
 # ---------------------------------------------------------------- 1. e2e over HTTP
 echo "== 1. e2e-client -> gateway $GW_EV_HTTP -> server-everything (streamable HTTP :$EV_PORT)"
-T 120 node e2e-client.mjs --url "http://$GW_EV_HTTP/mcp" --prefix everything__ --timeout 10000 \
+T 45 node e2e-client.mjs --url "http://$GW_EV_HTTP/mcp" --prefix everything__ --timeout 8000 \
   | tee "$LOGDIR/e2e-http.txt" || rc=1
 tally "$LOGDIR/e2e-http.txt"
 
 # ---------------------------------------------------------------- 2. e2e over stdio
 echo "== 2. e2e-client -> gateway $GW_EV_STDIO -> server-everything (stdio child)"
 STDIO_SKIP='server->client roots/list after initialize (on the standalone GET stream)'
-T 120 node e2e-client.mjs --url "http://$GW_EV_STDIO/mcp" --prefix everything__ --timeout 10000 \
+T 45 node e2e-client.mjs --url "http://$GW_EV_STDIO/mcp" --prefix everything__ --timeout 8000 \
   --skip "$STDIO_SKIP" | tee "$LOGDIR/e2e-stdio.txt" || rc=1
 tally "$LOGDIR/e2e-stdio.txt"
 
 # ---------------------------------------------------------------- 3. conformance
 echo "== 3. conformance --suite all: fixture directly (localhost:$FX_PORT) vs through gateway (localhost:$GW_FX_PORT)"
 # localhost, not 127.0.0.1: dns-rebinding-protection needs a localhost URL.
-T 150 conformance server --suite all --url "http://localhost:$FX_PORT/mcp" -o "$LOGDIR/conformance-direct" \
+T 45 conformance server --suite all --url "http://localhost:$FX_PORT/mcp" -o "$LOGDIR/conformance-direct" \
   >"$LOGDIR/conformance-direct.txt" 2>&1
-T 150 conformance server --suite all --url "http://localhost:$GW_FX_PORT/mcp" -o "$LOGDIR/conformance-gateway" \
+T 45 conformance server --suite all --url "http://localhost:$GW_FX_PORT/mcp" -o "$LOGDIR/conformance-gateway" \
   >"$LOGDIR/conformance-gateway.txt" 2>&1
 # The suite's own exit codes are not used: the comparison decides.
 node conformance-compare.mjs --base "$LOGDIR/conformance-direct" --other "$LOGDIR/conformance-gateway" \
@@ -193,7 +194,7 @@ tally "$LOGDIR/conformance-compare.txt"
 
 # ---------------------------------------------------------------- 4. SSE resumption
 echo "== 4. gateway-sse-resume-check -> gateway $GW_FX -> fixture"
-T 60 node gateway-sse-resume-check.mjs --url "http://$GW_FX/mcp" | tee "$LOGDIR/sse-resume.txt" || rc=1
+T 30 node gateway-sse-resume-check.mjs --url "http://$GW_FX/mcp" | tee "$LOGDIR/sse-resume.txt" || rc=1
 tally "$LOGDIR/sse-resume.txt"
 
 # ---------------------------------------------------------------- report

@@ -47,8 +47,10 @@ impl EdgePolicy {
         }
     }
 
-    /// TR-02: an `Origin` that is present must be allowlisted; absent is fine
-    /// (non-browser clients send none). `Origin: null` is never allowed.
+    /// TR-02: an `Origin` that is present must be allowlisted or be the gateway's
+    /// own origin (`http://` + the already validated `Host`); absent is fine
+    /// (non-browser clients send none). `Origin: null` is never allowed. Other local
+    /// origins (another port on localhost) are cross-origin and refused.
     pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let mut values = headers.get_all(header::ORIGIN).iter();
         let Some(first) = values.next() else {
@@ -62,7 +64,9 @@ impl EdgePolicy {
             .map_err(|_| Refusal::ORIGIN_NOT_ALLOWED)?
             .trim()
             .to_ascii_lowercase();
-        if self.allowed_origins.contains(&origin) {
+        let same_origin = single(headers, header::HOST)
+            .is_some_and(|h| origin == format!("http://{}", h.to_ascii_lowercase()));
+        if same_origin || self.allowed_origins.contains(&origin) {
             Ok(())
         } else {
             Err(Refusal::ORIGIN_NOT_ALLOWED)
@@ -246,6 +250,17 @@ mod tests {
                 .is_err()
         );
         assert!(p.check_origin(&h(&[("origin", "null")])).is_err());
+        // The gateway's own origin is not cross-origin; another local port is.
+        let same = h(&[
+            ("host", "localhost:8787"),
+            ("origin", "http://localhost:8787"),
+        ]);
+        assert!(p.check_origin(&same).is_ok());
+        let other = h(&[
+            ("host", "localhost:8787"),
+            ("origin", "http://localhost:3000"),
+        ]);
+        assert!(p.check_origin(&other).is_err());
     }
 
     #[test]

@@ -1,0 +1,389 @@
+//! Black-box test harness: starts the real `palisade` binary with a config written to a
+//! temporary directory, and a recording Streamable HTTP upstream on loopback.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test harness: a failure here is a test failure"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read small bodies from a gateway they started"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+pub const ACCEPT: &str = "application/json, text/event-stream";
+
+/// A running gateway.
+pub struct Gateway {
+    child: Option<Child>,
+    pub base: String,
+    pub mcp: String,
+    pub dir: tempfile::TempDir,
+    pub stderr: std::path::PathBuf,
+}
+
+/// The demo server as a stdio upstream table.
+pub fn demo_upstream(name: &str) -> String {
+    format!(
+        "[[upstream]]\nname = \"{name}\"\ntransport = \"stdio\"\ncommand = \"{BIN}\"\nargs = [\"demo-server\"]\nenv = {{ DEMO_VISIBLE = \"yes\" }}\n"
+    )
+}
+
+pub fn http_upstream(name: &str, url: &str) -> String {
+    format!("[[upstream]]\nname = \"{name}\"\ntransport = \"streamable-http\"\nurl = \"{url}\"\n")
+}
+
+impl Gateway {
+    /// Starts `palisade serve` with `[gateway]` extras and upstream tables.
+    pub fn start(gateway_extra: &str, rest: &str) -> Self {
+        Self::start_with_env(gateway_extra, rest, &[])
+    }
+
+    pub fn start_with_env(gateway_extra: &str, rest: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{gateway_extra}\n{rest}",
+            dir.path().join("data").display()
+        );
+        let path = dir.path().join("palisade.toml");
+        std::fs::write(&path, config).unwrap();
+        let stderr = dir.path().join("stderr.log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("PALISADE_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("palisade: listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {line:?}: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            })
+            .to_owned();
+        Self {
+            child: Some(child),
+            mcp: format!("{base}/mcp"),
+            base,
+            dir,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until /healthz answers 200.
+    pub async fn ready(&self) {
+        let c = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = c.get(format!("{}/healthz", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway never became ready:\n{}", self.logs());
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        for _ in 0..300 {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("gateway did not stop within 15 s:\n{}", self.logs());
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url: self.mcp.clone(),
+            session: None,
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal MCP client over raw HTTP, so tests control every header.
+pub struct Client {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub session: Option<String>,
+}
+
+pub fn init_body(id: i64) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"blackbox","version":"1"}}})
+}
+
+impl Client {
+    pub fn post_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT)
+            .body(body);
+        if let Some(s) = &self.session {
+            r = r
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        r
+    }
+
+    pub async fn post(&self, v: &Value) -> reqwest::Response {
+        self.post_raw(v.to_string()).send().await.unwrap()
+    }
+
+    pub async fn initialize(&mut self) -> Value {
+        self.initialize_with(init_body(0)).await
+    }
+
+    pub async fn initialize_with(&mut self, body: Value) -> Value {
+        self.session = None;
+        let r = self.post(&body).await;
+        assert_eq!(r.status(), 200);
+        self.session = r
+            .headers()
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert!(self.session.is_some(), "initialize returns a session");
+        let v = body_json(r).await;
+        let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+        assert_eq!(self.post(&note).await.status(), 202);
+        v
+    }
+
+    /// Sends a request and returns the final JSON-RPC response, whether it came as
+    /// JSON or at the end of an SSE stream.
+    pub async fn request(&self, v: &Value) -> Value {
+        let r = self.post(v).await;
+        assert_eq!(r.status(), 200, "{v}");
+        body_json(r).await
+    }
+
+    pub async fn call(&self, id: i64, tool: &str, args: Value) -> Value {
+        self.request(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}))
+            .await
+    }
+}
+
+/// The final JSON-RPC response of a body (JSON, or the last `data:` of an SSE stream).
+pub async fn body_json(r: reqwest::Response) -> Value {
+    let is_sse = r
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    let text = r.text().await.unwrap();
+    if is_sse {
+        let last = sse_messages(&text)
+            .into_iter()
+            .last()
+            .unwrap_or_else(|| panic!("no messages in {text}"));
+        return last;
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The JSON messages of an SSE body, in order.
+pub fn sse_messages(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|ev| {
+            let data: Vec<&str> = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            let data = data.join("\n");
+            if data.trim().is_empty() {
+                None
+            } else {
+                Some(serde_json::from_str(&data).unwrap())
+            }
+        })
+        .collect()
+}
+
+/// What the recording upstream saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// A recording Streamable HTTP MCP upstream on loopback.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    pub fn bodies(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|s| serde_json::from_str(&s.body).ok())
+            .collect()
+    }
+
+    pub fn methods(&self) -> Vec<String> {
+        self.bodies()
+            .iter()
+            .filter_map(|b| b.get("method").and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    }
+
+    pub fn all_text(&self) -> String {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{:?}\n{}\n", s.headers, s.body))
+            .collect()
+    }
+}
+
+pub const UPSTREAM_SESSION: &str = "upstream-session-SECRET-1234";
+
+async fn recorder_handler(
+    State(rec): State<Recorder>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    rec.seen.lock().unwrap().push(Seen {
+        method: method.to_string(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+    if method == axum::http::Method::GET {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    if method == axum::http::Method::DELETE {
+        return StatusCode::OK.into_response();
+    }
+    let Ok(v) = serde_json::from_str::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let Some(id) = v.get("id").cloned().filter(|_| v.get("method").is_some()) else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let json_reply = |result: Value| {
+        let mut r = (
+            StatusCode::OK,
+            json!({"jsonrpc":"2.0","id":id,"result":result}).to_string(),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r.headers_mut()
+            .insert("mcp-session-id", UPSTREAM_SESSION.parse().unwrap());
+        r
+    };
+    match v["method"].as_str().unwrap_or("") {
+        "initialize" => json_reply(json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "recorder", "version": "1"}
+        })),
+        "tools/list" => json_reply(json!({"tools": [
+            {"name": "echo", "description": "echo", "inputSchema": {"type": "object"}},
+            {"name": "slow", "description": "slow", "inputSchema": {"type": "object"}},
+            {"name": "sample", "description": "asks for sampling", "inputSchema": {"type": "object"}},
+            {"name": "broken", "description": "no schema"}
+        ]})),
+        "tools/call" => match v["params"]["name"].as_str().unwrap_or("") {
+            "slow" => {
+                let ms = v["params"]["arguments"]["ms"].as_u64().unwrap_or(2000);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                json_reply(json!({"content": [{"type": "text", "text": "slow done"}]}))
+            }
+            "sample" => {
+                // A server→client request for sampling, then the result, on one SSE stream.
+                let ask = json!({"jsonrpc":"2.0","id":99,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":1}});
+                let done = json!({"jsonrpc":"2.0","id":id,"result":{"content":[{"type":"text","text":"sampled"}]}});
+                let body = format!("id: a\ndata: {ask}\n\nid: b\ndata: {done}\n\n");
+                let mut r = (StatusCode::OK, Body::from(body)).into_response();
+                r.headers_mut()
+                    .insert("content-type", "text/event-stream".parse().unwrap());
+                r
+            }
+            _ => json_reply(
+                json!({"content": [{"type": "text", "text": v["params"]["arguments"].to_string()}]}),
+            ),
+        },
+        _ => json_reply(json!({})),
+    }
+}
+
+/// Starts the recorder; returns it and its MCP URL.
+pub async fn start_recorder() -> (Recorder, String) {
+    let rec = Recorder::default();
+    let app = axum::Router::new()
+        .route("/mcp", axum::routing::any(recorder_handler))
+        .with_state(rec.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (rec, format!("http://{addr}/mcp"))
+}

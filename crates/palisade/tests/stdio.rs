@@ -1,0 +1,166 @@
+//! Black-box tests of stdio upstreams (LOC-*) and of the binary's life cycle.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read small bodies from a gateway they started"
+)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_05_the_child_sees_only_its_configured_environment() {
+    let gw = Gateway::start_with_env(
+        "",
+        &demo_upstream("demo"),
+        &[("GATEWAY_SECRET", "do-not-leak")],
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let v = c.call(1, "demo__env_names", json!({})).await;
+    let names: Vec<String> =
+        serde_json::from_value(v["result"]["structuredContent"]["names"].clone()).unwrap();
+    assert_eq!(names, vec!["DEMO_VISIBLE".to_owned()], "LOC-05");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_03_garbage_on_stdout_is_dropped_and_logged() {
+    let gw = Gateway::start("", &demo_upstream("demo"));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__emit_garbage","arguments":{}}}))
+        .await;
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("not JSON-RPC"),
+        "LOC-03: garbage reached the client: {text}"
+    );
+    assert!(text.contains("garbage sent"));
+    assert!(gw.logs().contains("LOC-03"), "the drop is logged");
+    // The child still serves.
+    let v = c.call(2, "demo__add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(v["result"]["content"][0]["text"], "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_child_is_restarted_and_clients_get_a_clear_error_meanwhile() {
+    let gw = Gateway::start("", &demo_upstream("demo"));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let v = c.call(1, "demo__crash", json!({})).await;
+    assert_eq!(v["error"]["code"], -32010, "{v}");
+    let mut ok = false;
+    for i in 0..100 {
+        let v = c.call(10 + i, "demo__echo", json!({"text": "back"})).await;
+        if v["result"]["content"][0]["text"] == "back" {
+            ok = true;
+            break;
+        }
+        assert_eq!(
+            v["error"]["code"], -32010,
+            "a clear error while restarting: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the child came back:\n{}", gw.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_06_sigterm_drains_and_stops_the_children() {
+    let mut gw = Gateway::start("", &demo_upstream("demo"));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    // A call in flight when SIGTERM arrives still completes.
+    let pending = tokio::spawn({
+        let url = c.url.clone();
+        let session = c.session.clone();
+        async move {
+            let c = Client {
+                http: reqwest::Client::new(),
+                url,
+                session,
+            };
+            c.call(1, "demo__sleep", json!({"ms": 400})).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gw_pid = gw.pid();
+    let status = tokio::task::spawn_blocking(move || gw.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let v = pending.await.unwrap();
+    assert_eq!(
+        v["result"]["content"][0]["text"], "slept 400 ms",
+        "drained: {v}"
+    );
+    // No demo-server child of the gateway is left.
+    let out = Command::new("pgrep")
+        .args(["-P", &gw_pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout.is_empty(),
+        "children left: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_ready_with_upstream_states() {
+    let gw = Gateway::start("", &demo_upstream("demo"));
+    gw.ready().await;
+    let v: serde_json::Value = reqwest::get(format!("{}/healthz", gw.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["upstreams"]["demo"], "ready");
+}
+
+#[test]
+fn config_check_names_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[gateway]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("line 3") && err.contains("lisen"),
+        "{err}"
+    );
+    let good = Command::new(BIN)
+        .args([
+            "config",
+            "check",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../examples/quickstart.toml"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("demo (stdio)"));
+}

@@ -1,0 +1,329 @@
+//! Black-box tests of the Streamable HTTP transport rules (TR-*), against the real
+//! binary, with a recording upstream.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read small bodies from a gateway they started"
+)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn gateway_with_recorder() -> (Gateway, Recorder) {
+    let (rec, url) = start_recorder().await;
+    let gw = Gateway::start("", &http_upstream("rec", &url));
+    gw.ready().await;
+    (gw, rec)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_01_one_endpoint_serves_post_get_and_delete() {
+    let (gw, _rec) = gateway_with_recorder().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let get = c
+        .http
+        .get(&c.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.headers()["content-type"], "text/event-stream");
+    drop(get);
+    let del = c
+        .http
+        .delete(&c.url)
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(del.status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_02_a_foreign_origin_gets_403_and_nothing_is_forwarded() {
+    let (gw, rec) = gateway_with_recorder().await;
+    let c = gw.client();
+    let r = c
+        .post_raw(init_body(1).to_string())
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert!(v.get("error").is_some() && v.get("id").is_none());
+    assert!(
+        rec.bodies().is_empty(),
+        "TR-02: the upstream saw {:?}",
+        rec.methods()
+    );
+    // No Origin at all is fine (non-browser clients).
+    assert_eq!(c.post(&init_body(2)).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_02_an_allowlisted_origin_passes() {
+    let (_rec, url) = start_recorder().await;
+    let gw = Gateway::start(
+        "allowed_origins = [\"http://localhost:6274\"]",
+        &http_upstream("rec", &url),
+    );
+    gw.ready().await;
+    let c = gw.client();
+    let r = c
+        .post_raw(init_body(1).to_string())
+        .header("origin", "http://localhost:6274")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_03_a_foreign_host_on_a_loopback_bind_is_refused() {
+    let (gw, rec) = gateway_with_recorder().await;
+    let c = gw.client();
+    for host in ["evil.com", "evil.com:8787", "localhost.evil.com"] {
+        let r = c
+            .post_raw(init_body(1).to_string())
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{host}: {}", r.status());
+    }
+    assert!(rec.bodies().is_empty());
+    let r = c
+        .http
+        .get(format!("{}/healthz", gw.base))
+        .header("host", "evil.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "healthz is behind the Host check too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_05_accept_headers_are_enforced() {
+    let (gw, _rec) = gateway_with_recorder().await;
+    let c = gw.client();
+    let r = c
+        .http
+        .post(&c.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(init_body(1).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 406);
+    let r = c
+        .http
+        .post(&c.url)
+        .header("content-type", "text/plain")
+        .header("accept", ACCEPT)
+        .body(init_body(1).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_06_a_batch_is_400_and_never_forwarded() {
+    let (gw, rec) = gateway_with_recorder().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let before = rec.bodies().len();
+    let batch = json!([
+        {"jsonrpc":"2.0","id":1,"method":"tools/list"},
+        {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"rec__echo","arguments":{}}}
+    ]);
+    let r = c.post(&batch).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32600);
+    assert!(v.get("id").is_none());
+    assert_eq!(rec.bodies().len(), before, "TR-06: nothing forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_07_notifications_get_202_with_an_empty_body() {
+    let (gw, _rec) = gateway_with_recorder().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c
+        .post(&json!({"jsonrpc":"2.0","method":"notifications/roots/list_changed"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    assert!(r.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_08_09_10_sse_streams_prime_and_resume_only_within_their_session() {
+    let gw = Gateway::start("", &demo_upstream("demo"));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
+        "name":"demo__count_slowly","arguments":{"n":3,"delay_ms":20},"_meta":{"progressToken":"p1"}}});
+    let r = c.post(&call).await;
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().await.unwrap();
+    // TR-10: a priming event (an ID with empty data) and a retry hint come first.
+    assert!(text.starts_with("id: "), "{text}");
+    let first_event = text.split("\n\n").next().unwrap();
+    assert!(
+        first_event.contains("retry: ") && first_event.contains("data: "),
+        "{first_event}"
+    );
+    let msgs = sse_messages(&text);
+    assert_eq!(
+        msgs.len(),
+        4,
+        "three progress notifications and the result: {text}"
+    );
+    assert_eq!(
+        msgs[0]["params"]["progressToken"], "p1",
+        "the client's own token comes back"
+    );
+    assert_eq!(msgs[3]["id"], 7);
+    // TR-09: event IDs name the stream; resuming after the first progress event on the
+    // same session replays the rest of that stream only.
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    let after = ids[1];
+    let resumed = c
+        .http
+        .get(&c.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("last-event-id", after)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let replay = sse_messages(&resumed.text().await.unwrap());
+    assert_eq!(replay.len(), 3, "{replay:?}");
+    assert_eq!(replay[2]["id"], 7);
+    // Another session (same user) cannot resume this stream.
+    let mut other = gw.client();
+    other.initialize().await;
+    let cross = other
+        .http
+        .get(&other.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", other.session.clone().unwrap())
+        .header("last-event-id", after)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cross.status(),
+        404,
+        "TR-09: nothing replayed across sessions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_11_an_unsupported_protocol_version_is_400() {
+    let (gw, _rec) = gateway_with_recorder().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c
+        .http
+        .post(&c.url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT)
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("mcp-protocol-version", "1999-01-01")
+        .body(json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_12_invalid_json_or_utf8_is_400_parse_error_and_never_forwarded() {
+    let (gw, rec) = gateway_with_recorder().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let before = rec.bodies().len();
+    for body in [
+        b"{\"jsonrpc\":\"2.0\",".to_vec(),
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}".to_vec(),
+    ] {
+        let r = c.post_raw(body).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], -32700);
+    }
+    assert_eq!(rec.bodies().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_with_a_json_rpc_error() {
+    let (_rec, url) = start_recorder().await;
+    let gw = Gateway::start(
+        "[limits]\nmax_request_bytes = 1024",
+        &http_upstream("rec", &url),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let big = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rec__echo","arguments":{"x":"a".repeat(4096)}}});
+    let r = c.post(&big).await;
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32011);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_13_a_client_disconnect_does_not_cancel_upstream() {
+    let (gw, rec) = gateway_with_recorder().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let call = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"rec__slow","arguments":{"ms":600}}});
+    // Give up on the response after 100 ms: the connection is dropped mid-call.
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(100), c.post(&call)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert!(
+        !rec.methods().iter().any(|m| m == "notifications/cancelled"),
+        "TR-13: {:?}",
+        rec.methods()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bcp_02_auth_15_client_headers_never_reach_the_upstream() {
+    let (gw, rec) = gateway_with_recorder().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c
+        .post_raw(json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"rec__echo","arguments":{}}}).to_string())
+        .header("authorization", "Bearer client-token-SHOULD-NOT-LEAK")
+        .header("x-forwarded-user", "admin")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("cookie", "sid=COOKIE-SHOULD-NOT-LEAK")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = rec.all_text().to_ascii_lowercase();
+    for needle in [
+        "client-token-should-not-leak",
+        "x-forwarded",
+        "cookie-should-not-leak",
+        "authorization",
+    ] {
+        assert!(!seen.contains(needle), "{needle} reached the upstream");
+    }
+}
