@@ -75,7 +75,7 @@ fn unset_variables_name_the_key_and_line() {
 }
 
 #[test]
-fn non_loopback_listen_is_refused_without_auth() {
+fn tr_04_non_loopback_listen_is_refused_without_auth() {
     let text = format!("[gateway]\nlisten = \"0.0.0.0:8787\"\n{MIN}");
     let err = load(&text, &[]).unwrap_err().to_string();
     assert!(err.contains("loopback"), "{err}");

@@ -301,3 +301,41 @@ async fn feat_03_names_are_namespaced_per_upstream() {
     let v = c.call(4, "echo", json!({})).await;
     assert_eq!(v["error"]["code"], -32602);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sess_08_relayed_requests_are_answerable_only_from_their_own_session() {
+    let (rec, url) = start_recorder().await;
+    let gw = Gateway::start("", &http_upstream("rec", &url));
+    gw.ready().await;
+    let mut a = gw.client();
+    a.initialize_with(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"a","version":"1"}}}))
+        .await;
+    let mut b = gw.client();
+    b.initialize().await;
+    let r = a
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rec__sample","arguments":{}}}))
+        .await;
+    let msgs = sse_messages(&r.text().await.unwrap());
+    let ask = msgs
+        .iter()
+        .find(|m| m["method"] == "sampling/createMessage")
+        .expect("relayed to a client with sampling");
+    let relayed_id = ask["id"].clone();
+    assert_ne!(relayed_id, 99, "the upstream's ID is not exposed");
+    let answer = json!({"jsonrpc":"2.0","id":relayed_id,"result":{"role":"assistant","content":{"type":"text","text":"hi"},"model":"m"}});
+    // Session B cannot answer A's request.
+    assert_eq!(b.post(&answer).await.status(), 202);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answered = |rec: &Recorder| {
+        rec.bodies()
+            .into_iter()
+            .filter(|x| x["id"] == 99 && x.get("result").is_some())
+            .count()
+    };
+    assert_eq!(answered(&rec), 0, "SESS-08: B's answer was dropped");
+    // A can, and the upstream gets its own ID back.
+    assert_eq!(a.post(&answer).await.status(), 202);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(answered(&rec), 1);
+}

@@ -1,0 +1,430 @@
+//! `palisade-bench`: the same `tools/call` load (a 4 KiB result by default) sent
+//! directly to a Streamable HTTP upstream and through the gateway, in one run, on the
+//! same machine. Reports p50/p99 latency at a fixed request rate, closed-loop
+//! throughput, the gateway's RSS and its CPU time per call, and the ratios against the
+//! direct connection.
+//!
+//! ```sh
+//! cargo build --release -p palisade -p palisade-bench
+//! target/release/palisade-bench --gateway target/release/palisade
+//! ```
+//!
+//! Everything runs on loopback and stops by itself; request loops are bounded in
+//! count and time.
+
+#![forbid(unsafe_code)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the harness reads small local responses"
+)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(about = "Direct vs through-the-gateway MCP load, in one run")]
+struct Args {
+    /// The palisade binary (release build).
+    #[arg(long, default_value = "target/release/palisade")]
+    gateway: String,
+    /// Size of the tools/call result text, in bytes.
+    #[arg(long, default_value_t = 4096)]
+    result_bytes: usize,
+    /// Fixed request rate for the latency phase (requests per second).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections for the throughput phase.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Internal: run the upstream MCP server on this port.
+    #[arg(long, hide = true)]
+    upstream_port: Option<u16>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(port) = args.upstream_port {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        return rt.block_on(upstream(port, args.result_bytes));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+// === the upstream: a minimal Streamable HTTP MCP server answering with JSON ===
+
+async fn upstream(port: u16, result_bytes: usize) -> Result<()> {
+    let payload: Arc<str> = "x".repeat(result_bytes).into();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let payload = Arc::clone(&payload);
+            async move { handle(&headers, &body, &payload) }
+        })
+        .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+        .delete(|| async { StatusCode::OK }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+fn handle(_headers: &HeaderMap, body: &str, payload: &str) -> Response {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let (Some(id), Some(method)) = (v.get("id"), v.get("method").and_then(Value::as_str)) else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let result = match method {
+        "initialize" => json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": { "tools": {} },
+            "serverInfo": { "name": "bench-upstream", "version": "1" }
+        }),
+        "tools/list" => {
+            json!({ "tools": [{ "name": "payload", "inputSchema": { "type": "object" } }] })
+        }
+        "tools/call" => json!({ "content": [{ "type": "text", "text": payload }] }),
+        _ => json!({}),
+    };
+    let body = json!({ "jsonrpc": "2.0", "id": id, "result": result }).to_string();
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        "mcp-session-id",
+        axum::http::HeaderValue::from_static("bench-upstream-session"),
+    );
+    r
+}
+
+// === the load generator ===
+
+struct Target {
+    name: &'static str,
+    url: String,
+    tool: &'static str,
+    session: Option<String>,
+}
+
+async fn initialize(http: &reqwest::Client, t: &mut Target) -> Result<()> {
+    let r = http
+        .post(&t.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}).to_string())
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("{}: initialize answered {}", t.name, r.status());
+    }
+    t.session = r
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(())
+}
+
+async fn one_call(http: &reqwest::Client, t: &Target, id: u64) -> Result<Duration> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{}}}}}}"#,
+        t.tool
+    );
+    let start = Instant::now();
+    let mut req = http
+        .post(&t.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body);
+    if let Some(s) = &t.session {
+        req = req.header("mcp-session-id", s);
+    }
+    let r = req.send().await?;
+    let status = r.status();
+    let bytes = r.bytes().await?;
+    if !status.is_success() || bytes.len() < 64 {
+        bail!(
+            "{}: call answered {status}: {}",
+            t.name,
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    Ok(start.elapsed())
+}
+
+struct Figures {
+    p50_us: f64,
+    p99_us: f64,
+    achieved_rate: f64,
+    throughput: f64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64
+}
+
+/// Open loop at a fixed rate: one request every 1/rate s, each in its own task.
+async fn latency_phase(
+    http: &reqwest::Client,
+    t: &Arc<Target>,
+    rate: u64,
+    secs: u64,
+) -> Result<(f64, f64, f64)> {
+    let total = rate * secs;
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(total as usize);
+    let start = Instant::now();
+    for i in 0..total {
+        tick.tick().await;
+        let http = http.clone();
+        let t = Arc::clone(t);
+        tasks.push(tokio::spawn(async move {
+            one_call(&http, &t, 1_000_000 + i).await
+        }));
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        lat.push(u64::try_from(task.await??.as_micros()).unwrap_or(u64::MAX));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    Ok((
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.len() as f64 / elapsed,
+    ))
+}
+
+/// Closed loop: `concurrency` workers, each sending its next call when the last answers.
+async fn throughput_phase(
+    http: &reqwest::Client,
+    t: &Arc<Target>,
+    concurrency: usize,
+    secs: u64,
+) -> Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let http = http.clone();
+        let t = Arc::clone(t);
+        let done = Arc::clone(&done);
+        workers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                one_call(&http, &t, (w as u64) << 32 | i).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn proc_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+struct Guard(Vec<Child>);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn wait_http(url: &str) -> Result<()> {
+    for _ in 0..200 {
+        if reqwest::get(url).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} never answered")
+}
+
+async fn run(args: Args) -> Result<()> {
+    let me = std::env::current_exe()?;
+    let up_port = free_port()?;
+    let gw_port = free_port()?;
+    let mut guard = Guard(Vec::new());
+    guard.0.push(
+        Command::new(&me)
+            .args([
+                "--upstream-port",
+                &up_port.to_string(),
+                "--result-bytes",
+                &args.result_bytes.to_string(),
+            ])
+            .spawn()
+            .context("starting the upstream")?,
+    );
+    let dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:{gw_port}\"\ndata_dir = \"{}\"\n\n[[upstream]]\nname = \"up\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:{up_port}/mcp\"\n",
+            dir.join("data").display()
+        ),
+    )?;
+    let gw = Command::new(&args.gateway)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("PALISADE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", args.gateway))?;
+    let gw_pid = gw.id();
+    guard.0.push(gw);
+    wait_http(&format!("http://127.0.0.1:{up_port}/mcp")).await?;
+    wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await?;
+    let idle_rss = proc_rss_kib(gw_pid);
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()?;
+    let mut direct = Target {
+        name: "direct",
+        url: format!("http://127.0.0.1:{up_port}/mcp"),
+        tool: "payload",
+        session: None,
+    };
+    let mut through = Target {
+        name: "gateway",
+        url: format!("http://127.0.0.1:{gw_port}/mcp"),
+        tool: "up__payload",
+        session: None,
+    };
+    initialize(&http, &mut direct).await?;
+    initialize(&http, &mut through).await?;
+    let direct = Arc::new(direct);
+    let through = Arc::new(through);
+
+    // Warm up both paths (connections, allocators, caches).
+    throughput_phase(&http, &direct, args.concurrency, 2).await?;
+    throughput_phase(&http, &through, args.concurrency, 2).await?;
+
+    let mut results = Vec::new();
+    for t in [&direct, &through] {
+        let ticks0 = proc_cpu_ticks(gw_pid);
+        let (p50, p99, achieved) = latency_phase(&http, t, args.rate, args.seconds).await?;
+        let calls_before = 0u64;
+        let tput = throughput_phase(&http, t, args.concurrency, args.seconds).await?;
+        let ticks1 = proc_cpu_ticks(gw_pid);
+        let _ = calls_before;
+        results.push((
+            t.name,
+            Figures {
+                p50_us: p50,
+                p99_us: p99,
+                achieved_rate: achieved,
+                throughput: tput,
+            },
+            ticks0.zip(ticks1).map(|(a, b)| b - a),
+        ));
+    }
+    let busy_rss = proc_rss_kib(gw_pid);
+
+    let (d, g) = (&results[0].1, &results[1].1);
+    // CPU per call: gateway ticks during its phases / calls it served in them.
+    let gw_calls = g.achieved_rate * args.seconds as f64 + g.throughput * args.seconds as f64;
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    let cpu_us_per_call = results[1]
+        .2
+        .map(|t| t as f64 / ticks_per_sec * 1e6 / gw_calls);
+
+    println!(
+        "## tools/call, {} B result, {} s per phase, 2 cores",
+        args.result_bytes, args.seconds
+    );
+    println!();
+    println!(
+        "| path | p50 at {} req/s | p99 at {} req/s | achieved rate | throughput ({} conns) |",
+        args.rate, args.rate, args.concurrency
+    );
+    println!("|---|---|---|---|---|");
+    for (name, f, _) in &results {
+        println!(
+            "| {name} | {:.0} µs | {:.0} µs | {:.0} req/s | {:.0} req/s |",
+            f.p50_us, f.p99_us, f.achieved_rate, f.throughput
+        );
+    }
+    println!();
+    println!(
+        "- added latency p50: {:.0} µs, p99: {:.0} µs",
+        g.p50_us - d.p50_us,
+        g.p99_us - d.p99_us
+    );
+    println!(
+        "- throughput through the gateway: {:.1}% of direct",
+        100.0 * g.throughput / d.throughput
+    );
+    if let Some(c) = cpu_us_per_call {
+        println!("- gateway CPU per call: {c:.0} µs (user+system, from /proc)");
+    }
+    println!(
+        "- gateway RSS: {} KiB idle, {} KiB after the run",
+        idle_rss.map_or("?".into(), |v| v.to_string()),
+        busy_rss.map_or("?".into(), |v| v.to_string())
+    );
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
