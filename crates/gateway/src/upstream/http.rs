@@ -30,7 +30,7 @@ const MAX_LISTEN_FAILURES: u32 = 5;
 #[derive(Debug)]
 pub(crate) struct HttpLink {
     name: String,
-    url: String,
+    url: reqwest::Url,
     client: reqwest::Client,
     session_id: Option<HeaderValue>,
     version: ProtocolVersion,
@@ -80,9 +80,11 @@ impl HttpLink {
                 caps.insert(k.into(), v.clone());
             }
         }
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| UpstreamError::Unavailable(format!("bad upstream URL: {e}")))?;
         let mut link = Self {
             name: name.to_owned(),
-            url: url.to_owned(),
+            url,
             client,
             session_id: None,
             version: ProtocolVersion::LATEST,
@@ -194,7 +196,7 @@ impl HttpLink {
     ) -> Result<reqwest::Response, UpstreamError> {
         let resp = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .headers(self.headers(with_version))
             .body(msg.raw().clone())
             .send()
@@ -290,26 +292,19 @@ impl HttpLink {
         }
     }
 
-    /// Sends a request and relays everything about it to `tx` in a task of its own.
-    pub(crate) fn start(
-        self: &Arc<Self>,
-        msg: Message,
-        upstream_id: i64,
-        tx: mpsc::Sender<Message>,
-    ) {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            if let Err(e) = this.exchange(&msg, upstream_id, &tx).await {
-                tracing::warn!(upstream = %this.name, error = %e, "upstream request failed");
-                let _ = tx
-                    .send(Message::error(
-                        Some(&Id::Number(upstream_id)),
-                        ErrorCode::UpstreamUnavailable,
-                        "upstream unavailable",
-                    ))
-                    .await;
-            }
-        });
+    /// Sends a request and relays everything about it to `tx`; a failure becomes an
+    /// error response with the request's ID.
+    pub(crate) async fn drive(&self, msg: &Message, upstream_id: i64, tx: &mpsc::Sender<Message>) {
+        if let Err(e) = self.exchange(msg, upstream_id, tx).await {
+            tracing::warn!(upstream = %self.name, error = %e, "upstream request failed");
+            let _ = tx
+                .send(Message::error(
+                    Some(&Id::Number(upstream_id)),
+                    ErrorCode::UpstreamUnavailable,
+                    "upstream unavailable",
+                ))
+                .await;
+        }
     }
 
     async fn exchange(
@@ -355,7 +350,7 @@ impl HttpLink {
         }
         let resp = self
             .client
-            .get(&self.url)
+            .get(self.url.clone())
             .headers(h)
             .send()
             .await
@@ -445,7 +440,7 @@ impl HttpLink {
         h.remove(CONTENT_TYPE);
         let _ = tokio::time::timeout(
             Duration::from_secs(5),
-            self.client.delete(&self.url).headers(h).send(),
+            self.client.delete(self.url.clone()).headers(h).send(),
         )
         .await;
     }

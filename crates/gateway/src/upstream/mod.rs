@@ -83,7 +83,11 @@ impl Link {
     }
 
     /// Sends `msg` (already carrying `upstream_id`) and feeds related messages to `tx`.
-    async fn start(
+    ///
+    /// For a stdio child the future ends once the line is written (the child's reader
+    /// feeds `tx`); for HTTP it ends when the upstream's answer has been read. An
+    /// HTTP failure is fed to `tx` as an error response, so the caller sees one shape.
+    async fn drive(
         &self,
         msg: Message,
         upstream_id: i64,
@@ -93,7 +97,7 @@ impl Link {
         match self {
             Self::Stdio(s) => s.start(msg, upstream_id, session, tx).await,
             Self::Http(h) => {
-                h.start(msg, upstream_id, tx);
+                h.drive(&msg, upstream_id, &tx).await;
                 Ok(())
             }
         }
@@ -261,23 +265,30 @@ pub(crate) async fn call(
     }
 
     let (tx, mut rx) = mpsc::channel(REQUEST_CHANNEL);
-    if let Err(e) = link.start(msg, upstream_id, session, tx).await {
-        tracing::warn!(upstream = link.name(), error = %e, "upstream request failed");
-        let _ = sink
-            .send(Message::error(
-                Some(&client_id),
-                ErrorCode::UpstreamUnavailable,
-                "upstream unavailable",
-            ))
-            .await;
-        return;
-    }
+    // Driven in this task, beside the relay loop below: no extra task per request.
+    let driver = link.drive(msg, upstream_id, session, tx);
+    tokio::pin!(driver);
+    let mut driving = true;
 
     let hard_deadline = Instant::now() + timeouts.cap;
     let mut idle_deadline = Instant::now() + timeouts.idle;
     loop {
         let deadline = idle_deadline.min(hard_deadline);
         tokio::select! {
+            r = &mut driver, if driving => {
+                driving = false;
+                if let Err(e) = r {
+                    tracing::warn!(upstream = link.name(), error = %e, "upstream request failed");
+                    let _ = sink
+                        .send(Message::error(
+                            Some(&client_id),
+                            ErrorCode::UpstreamUnavailable,
+                            "upstream unavailable",
+                        ))
+                        .await;
+                    return;
+                }
+            }
             m = rx.recv() => {
                 let Some(m) = m else {
                     let _ = sink.send(Message::error(
@@ -351,31 +362,33 @@ pub(crate) async fn request(
     let upstream_id = link.next_id();
     let wire_id = Id::Number(upstream_id);
     let (tx, mut rx) = mpsc::channel(REQUEST_CHANNEL);
-    link.start(
+    let driver = link.drive(
         Message::request(&wire_id, method, params),
         upstream_id,
         session,
         tx,
-    )
-    .await?;
+    );
     let res = tokio::time::timeout(timeout, async {
-        while let Some(m) = rx.recv().await {
-            if m.is_response() && m.id() == Some(&wire_id) {
-                return Ok(m);
+        let (driven, response) = tokio::join!(driver, async {
+            while let Some(m) = rx.recv().await {
+                if m.is_response() && m.id() == Some(&wire_id) {
+                    return Some(m);
+                }
+                if let (Kind::Request, Some(id)) = (m.kind(), m.id()) {
+                    let _ = link
+                        .send(Message::error(
+                            Some(id),
+                            ErrorCode::MethodNotFound,
+                            "not available during a gateway request",
+                        ))
+                        .await;
+                }
             }
-            if let (Kind::Request, Some(id)) = (m.kind(), m.id()) {
-                let _ = link
-                    .send(Message::error(
-                        Some(id),
-                        ErrorCode::MethodNotFound,
-                        "not available during a gateway request",
-                    ))
-                    .await;
-            }
-        }
-        Err(UpstreamError::Unavailable(
-            "stream ended before the response".into(),
-        ))
+            None
+        });
+        driven?;
+        response
+            .ok_or_else(|| UpstreamError::Unavailable("stream ended before the response".into()))
     })
     .await;
     match res {
