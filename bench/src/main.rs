@@ -47,6 +47,9 @@ struct Args {
     /// Concurrent connections for the throughput phase.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Idle sessions to open at the end, to measure memory per session.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
     /// Internal: run the upstream MCP server on this port.
     #[arg(long, hide = true)]
     upstream_port: Option<u16>,
@@ -319,7 +322,7 @@ async fn run(args: Args) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[gateway]\nlisten = \"127.0.0.1:{gw_port}\"\ndata_dir = \"{}\"\n\n[[upstream]]\nname = \"up\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:{up_port}/mcp\"\n",
+            "[gateway]\nlisten = \"127.0.0.1:{gw_port}\"\ndata_dir = \"{}\"\n\n[limits]\nmax_sessions = 100000\n\n[[upstream]]\nname = \"up\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:{up_port}/mcp\"\n",
             dir.join("data").display()
         ),
     )?;
@@ -365,10 +368,8 @@ async fn run(args: Args) -> Result<()> {
     for t in [&direct, &through] {
         let ticks0 = proc_cpu_ticks(gw_pid);
         let (p50, p99, achieved) = latency_phase(&http, t, args.rate, args.seconds).await?;
-        let calls_before = 0u64;
         let tput = throughput_phase(&http, t, args.concurrency, args.seconds).await?;
         let ticks1 = proc_cpu_ticks(gw_pid);
-        let _ = calls_before;
         results.push((
             t.name,
             Figures {
@@ -381,6 +382,37 @@ async fn run(args: Args) -> Result<()> {
         ));
     }
     let busy_rss = proc_rss_kib(gw_pid);
+
+    // Idle sessions: open N more (8 at a time) and divide the RSS growth.
+    let before_sessions = proc_rss_kib(gw_pid);
+    let opened = Arc::new(AtomicU64::new(0));
+    let mut openers = Vec::new();
+    for _ in 0..8 {
+        let http = http.clone();
+        let url = through.url.clone();
+        let opened = Arc::clone(&opened);
+        let n = args.sessions;
+        openers.push(tokio::spawn(async move {
+            while opened.fetch_add(1, Ordering::Relaxed) < n as u64 {
+                let mut t = Target {
+                    name: "session",
+                    url: url.clone(),
+                    tool: "",
+                    session: None,
+                };
+                initialize(&http, &mut t).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for o in openers {
+        o.await??;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_sessions = proc_rss_kib(gw_pid);
+    let per_session = before_sessions
+        .zip(after_sessions)
+        .map(|(a, b)| (b.saturating_sub(a) as f64 * 1024.0) / args.sessions.max(1) as f64);
 
     let (d, g) = (&results[0].1, &results[1].1);
     // CPU per call: gateway ticks during its phases / calls it served in them.
@@ -424,6 +456,14 @@ async fn run(args: Args) -> Result<()> {
         idle_rss.map_or("?".into(), |v| v.to_string()),
         busy_rss.map_or("?".into(), |v| v.to_string())
     );
+    if let Some(b) = per_session {
+        println!(
+            "- {} idle sessions held: {:.1} KiB RSS per session (gateway RSS {} KiB)",
+            args.sessions,
+            b / 1024.0,
+            after_sessions.unwrap_or(0)
+        );
+    }
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -164,3 +164,74 @@ fn config_check_names_the_file_line_and_key() {
     );
     assert!(String::from_utf8_lossy(&good.stdout).contains("demo (stdio)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_08_sse_is_relayed_as_it_happens_not_buffered() {
+    use futures_util::StreamExt;
+    let gw = Gateway::start(
+        "[limits]\nshutdown_grace = \"100ms\"",
+        &demo_upstream("demo"),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    // Two steps 60 s apart: the first progress event must reach the client while the
+    // call is still running upstream.
+    let r = c
+        .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+            "name":"demo__count_slowly","arguments":{"n":2,"delay_ms":5000},"_meta":{"progressToken":"t"}}}))
+        .await;
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("notifications/progress") {
+        let chunk = body.next().await.expect("stream open").unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        !seen.contains("counted to"),
+        "the result cannot be there yet: {seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn life_06_the_hard_cap_holds_despite_progress() {
+    let gw = Gateway::start(
+        "[limits]\nrequest_timeout = \"400ms\"\nmax_request_timeout = \"1s\"",
+        &demo_upstream("demo"),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    // Progress every 150 ms keeps the idle timeout (400 ms) from firing; the cap (1 s)
+    // ends the call anyway.
+    let r = c
+        .post(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
+            "name":"demo__count_slowly","arguments":{"n":40,"delay_ms":150},"_meta":{"progressToken":"t"}}}))
+        .await;
+    let msgs = sse_messages(&r.text().await.unwrap());
+    let progress = msgs
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
+    let last = msgs.last().unwrap();
+    assert!(
+        progress >= 3,
+        "progress kept it alive past the idle timeout: {progress}"
+    );
+    assert_eq!(last["error"]["code"], -32001, "{last}");
+    // The child was told (it logs the cancellation on stderr, which the gateway logs).
+    let mut told = false;
+    for _ in 0..60 {
+        if gw.logs().contains("demo-server: cancelled") {
+            told = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        told,
+        "LIFE-06: notifications/cancelled reached the child:\n{}",
+        gw.logs()
+    );
+}
