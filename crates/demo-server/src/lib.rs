@@ -85,8 +85,10 @@ pub async fn run() -> std::io::Result<()> {
             _ => {}
         }
     }
+    // stdin closed: the client is gone. Flush what is queued, but do not wait for
+    // tools still running (a slow tool would hold the shutdown).
     drop(tx);
-    let _ = writer.await;
+    let _ = tokio::time::timeout(Duration::from_millis(200), writer).await;
     Ok(())
 }
 

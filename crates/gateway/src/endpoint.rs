@@ -45,6 +45,9 @@ pub(crate) struct App {
     pub(crate) in_flight: AtomicUsize,
 }
 
+/// How long a request may take before its answer becomes a (resumable) SSE stream.
+const STREAM_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Counts a request toward the drain on shutdown.
 struct Busy<'a>(&'a AtomicUsize);
 
@@ -303,16 +306,24 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
         task_session.finish_call(&task_id);
     });
 
-    let Some(first) = rx.recv().await else {
-        // Cancelled by the client before anything came back: nothing to answer.
-        return Ok(accepted());
+    // Fast path: a response that comes back quickly is answered as plain JSON. A
+    // request that takes longer, or sends anything before its response, is answered
+    // as an SSE stream, so that its events carry IDs and a dropped connection can
+    // resume with Last-Event-ID (TR-09, TR-10).
+    let first = tokio::select! {
+        m = rx.recv() => match m {
+            Some(m) if m.is_response() => return Ok(json_response(StatusCode::OK, &m)),
+            Some(m) => Some(m),
+            // Cancelled by the client before anything came back: nothing to answer.
+            None => return Ok(accepted()),
+        },
+        () = tokio::time::sleep(STREAM_AFTER) => None,
+        () = session.closed().cancelled() => return Err(Refusal::SHUTTING_DOWN.with_id(Some(&id))),
     };
-    if first.is_response() {
-        return Ok(json_response(StatusCode::OK, &first));
-    }
-    // Something precedes the response (progress, a server request): stream.
     let stream = session.open_stream();
-    stream.push(&first);
+    if let Some(first) = &first {
+        stream.push(first);
+    }
     let pump: Arc<ClientStream> = Arc::clone(&stream);
     tokio::spawn(async move {
         while let Some(m) = rx.recv().await {

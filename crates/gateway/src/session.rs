@@ -58,6 +58,7 @@ pub(crate) struct Session {
     created: Instant,
     last_used_ms: AtomicU64,
     closed: AtomicBool,
+    closed_token: tokio_util::sync::CancellationToken,
     in_flight: AtomicUsize,
     next_stream: AtomicU64,
     next_relay_id: AtomicI64,
@@ -126,6 +127,7 @@ impl Session {
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            closed_token: tokio_util::sync::CancellationToken::new(),
             in_flight: AtomicUsize::new(0),
             next_stream: AtomicU64::new(1),
             next_relay_id: AtomicI64::new(1),
@@ -151,6 +153,11 @@ impl Session {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Cancelled when the session is closed (deleted, expired, shutdown).
+    pub(crate) fn closed(&self) -> &tokio_util::sync::CancellationToken {
+        &self.closed_token
+    }
+
     /// Whether the client declared `capability` (e.g. "sampling") in `initialize`.
     pub(crate) fn client_has(&self, capability: &str) -> bool {
         self.client_capabilities
@@ -173,6 +180,9 @@ impl Session {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let s = ClientStream::new(id, self.replay_capacity);
         let mut st = lock(&self.streams);
+        if self.is_closed() {
+            s.close();
+        }
         if st.recent.len() >= MAX_RECENT_STREAMS {
             // Drop the oldest closed stream; if none is closed, the oldest.
             let pos = st.recent.iter().position(|s| s.is_closed()).unwrap_or(0);
@@ -265,6 +275,7 @@ impl Session {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.closed_token.cancel();
         let st = lock(&self.streams);
         if let Some(s) = &st.unsolicited {
             s.close();

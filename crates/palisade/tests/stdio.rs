@@ -175,11 +175,11 @@ async fn tr_08_sse_is_relayed_as_it_happens_not_buffered() {
     gw.ready().await;
     let mut c = gw.client();
     c.initialize().await;
-    // Two steps 60 s apart: the first progress event must reach the client while the
+    // Twenty steps 300 ms apart: the first progress event must reach the client while the
     // call is still running upstream.
     let r = c
         .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
-            "name":"demo__count_slowly","arguments":{"n":2,"delay_ms":5000},"_meta":{"progressToken":"t"}}}))
+            "name":"demo__count_slowly","arguments":{"n":20,"delay_ms":300},"_meta":{"progressToken":"t"}}}))
         .await;
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let mut body = r.bytes_stream();

@@ -327,3 +327,41 @@ async fn bcp_02_auth_15_client_headers_never_reach_the_upstream() {
         assert!(!seen.contains(needle), "{needle} reached the upstream");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tr_09_13_a_slow_call_is_resumable_after_a_dropped_connection() {
+    use futures_util::StreamExt;
+    let gw = Gateway::start("", &demo_upstream("demo"));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    // A call that sends nothing for 800 ms is answered as an SSE stream that starts
+    // with a priming event, so its result survives a dropped connection.
+    let r = c
+        .post(&json!({"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"demo__sleep","arguments":{"ms":800}}}))
+        .await;
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut body = r.bytes_stream();
+    let first = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+    let primed = first
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+    drop(body); // the client goes away mid-call
+    let resumed = c
+        .http
+        .get(&c.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("last-event-id", &primed)
+        .send()
+        .await
+        .unwrap();
+    let msgs = sse_messages(&resumed.text().await.unwrap());
+    assert_eq!(msgs.last().unwrap()["id"], "slow-1", "{msgs:?}");
+    assert_eq!(
+        msgs.last().unwrap()["result"]["content"][0]["text"],
+        "slept 800 ms"
+    );
+}
