@@ -113,6 +113,7 @@ impl Decoder {
             "data" => {
                 if self.has_data {
                     self.pending.data.push('\n');
+                    self.event_bytes += 1;
                 }
                 self.pending.data.push_str(value);
                 self.has_data = true;
@@ -125,6 +126,11 @@ impl Decoder {
                 }
             }
             _ => {}
+        }
+        // Joining newlines count too: many empty `data` lines must not grow an event
+        // past the bound (found by the sse_decoder fuzz target).
+        if self.event_bytes > self.max_event_bytes {
+            return Err(DecodeError::TooLarge(self.max_event_bytes));
         }
         Ok(())
     }
@@ -207,7 +213,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn empty_data_lines_count_toward_the_bound() {
+        // Regression: fuzz/artifacts sse_decoder crash-8bacc60a; each empty `data`
+        // line adds a joining newline that the bound did not count.
+        let mut d = Decoder::new(16);
+        let mut out = Vec::new();
+        let input = "data\n".repeat(64);
+        assert_eq!(
+            d.feed(input.as_bytes(), &mut out),
+            Err(DecodeError::TooLarge(16))
+        );
+    }
+
     proptest! {
+        #[test]
+        fn decoded_events_never_exceed_the_bound(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let mut d = Decoder::new(32);
+            let mut out = Vec::new();
+            let _ = d.feed(&bytes, &mut out);
+            for ev in out {
+                prop_assert!(ev.data.len() <= 32);
+            }
+        }
+
         #[test]
         fn encode_then_decode(id in "[a-z0-9-]{0,12}", data in "[^\r]{0,200}", chunk in 1usize..17) {
             let id = if id.is_empty() { None } else { Some(id) };
