@@ -83,13 +83,7 @@ async fn sess_05_06_unknown_and_deleted_sessions_are_404() {
             .status(),
         200
     );
-    let del = c
-        .http
-        .delete(&c.url)
-        .header("mcp-session-id", c.session.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let del = c.delete().await;
     assert!(del.status().is_success(), "SESS-06");
     assert_eq!(
         c.post(&json!({"jsonrpc":"2.0","id":2,"method":"ping"}))
@@ -98,25 +92,13 @@ async fn sess_05_06_unknown_and_deleted_sessions_are_404() {
         404,
         "SESS-05"
     );
-    let again = c
-        .http
-        .delete(&c.url)
-        .header("mcp-session-id", c.session.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let again = c.delete().await;
     assert_eq!(again.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sess_07_idle_sessions_expire() {
-    let gw = Gateway::start(
-        "[limits]\nsession_idle_timeout = \"1s\"",
-        &demo_upstream("demo"),
-    );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (_gw, c) = with_demo("[limits]\nsession_idle_timeout = \"1s\"").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         c.post(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
@@ -167,11 +149,7 @@ async fn life_03_server_requests_need_the_clients_capability() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn life_03_client_calls_to_features_nobody_offers_are_method_not_found() {
-    let (_rec, url) = start_recorder().await; // tools only
-    let gw = Gateway::start("", &http_upstream("rec", &url));
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (_rec, _gw, c) = with_recorder("").await;
     let v = c
         .request(&json!({"jsonrpc":"2.0","id":1,"method":"prompts/list"}))
         .await;
@@ -221,11 +199,7 @@ async fn life_04_ids_are_remapped_per_upstream_and_null_ids_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn life_05_unsolicited_client_responses_are_dropped() {
-    let (rec, url) = start_recorder().await;
-    let gw = Gateway::start("", &http_upstream("rec", &url));
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (rec, _gw, c) = with_recorder("").await;
     let before = rec.bodies().len();
     let r = c
         .post(&json!({"jsonrpc":"2.0","id":"palisade-77","result":{}}))
@@ -236,14 +210,7 @@ async fn life_05_unsolicited_client_responses_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn life_06_timeouts_answer_the_client_and_cancel_upstream() {
-    let (rec, url) = start_recorder().await;
-    let gw = Gateway::start(
-        "[limits]\nrequest_timeout = \"300ms\"",
-        &http_upstream("rec", &url),
-    );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (rec, _gw, c) = with_recorder("[limits]\nrequest_timeout = \"300ms\"").await;
     let v = c.call(11, "rec__slow", json!({"ms": 3000})).await;
     assert_eq!(v["id"], 11);
     assert_eq!(v["error"]["code"], -32001, "{v}");

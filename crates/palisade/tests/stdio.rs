@@ -31,10 +31,7 @@ async fn loc_05_the_child_sees_only_its_configured_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loc_03_garbage_on_stdout_is_dropped_and_logged() {
-    let gw = Gateway::start("", &demo_upstream("demo"));
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (gw, c) = with_demo("").await;
     let r = c
         .post(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"demo__emit_garbage","arguments":{}}}))
         .await;
@@ -52,10 +49,7 @@ async fn loc_03_garbage_on_stdout_is_dropped_and_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_child_is_restarted_and_clients_get_a_clear_error_meanwhile() {
-    let gw = Gateway::start("", &demo_upstream("demo"));
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (gw, c) = with_demo("").await;
     let v = c.call(1, "demo__crash", json!({})).await;
     assert_eq!(v["error"]["code"], -32010, "{v}");
     let mut ok = false;
@@ -168,13 +162,7 @@ fn config_check_names_the_file_line_and_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tr_08_sse_is_relayed_as_it_happens_not_buffered() {
     use futures_util::StreamExt;
-    let gw = Gateway::start(
-        "[limits]\nshutdown_grace = \"100ms\"",
-        &demo_upstream("demo"),
-    );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (_gw, c) = with_demo("[limits]\nshutdown_grace = \"100ms\"").await;
     // Twenty steps 300 ms apart: the first progress event must reach the client while the
     // call is still running upstream.
     let r = c
@@ -196,13 +184,8 @@ async fn tr_08_sse_is_relayed_as_it_happens_not_buffered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn life_06_the_hard_cap_holds_despite_progress() {
-    let gw = Gateway::start(
-        "[limits]\nrequest_timeout = \"400ms\"\nmax_request_timeout = \"1s\"",
-        &demo_upstream("demo"),
-    );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (gw, c) =
+        with_demo("[limits]\nrequest_timeout = \"400ms\"\nmax_request_timeout = \"1s\"").await;
     // Progress every 150 ms keeps the idle timeout (400 ms) from firing; the cap (1 s)
     // ends the call anyway.
     let r = c

@@ -34,13 +34,7 @@ async fn tr_01_one_endpoint_serves_post_get_and_delete() {
     assert_eq!(get.status(), 200);
     assert_eq!(get.headers()["content-type"], "text/event-stream");
     drop(get);
-    let del = c
-        .http
-        .delete(&c.url)
-        .header("mcp-session-id", c.session.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let del = c.delete().await;
     assert!(del.status().is_success());
 }
 
@@ -166,10 +160,7 @@ async fn tr_07_notifications_get_202_with_an_empty_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tr_08_09_10_sse_streams_prime_and_resume_only_within_their_session() {
-    let gw = Gateway::start("", &demo_upstream("demo"));
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (gw, c) = with_demo("").await;
     let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
         "name":"demo__count_slowly","arguments":{"n":3,"delay_ms":20},"_meta":{"progressToken":"p1"}}});
     let r = c.post(&call).await;
@@ -200,15 +191,7 @@ async fn tr_08_09_10_sse_streams_prime_and_resume_only_within_their_session() {
         .filter_map(|l| l.strip_prefix("id: "))
         .collect();
     let after = ids[1];
-    let resumed = c
-        .http
-        .get(&c.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", c.session.clone().unwrap())
-        .header("last-event-id", after)
-        .send()
-        .await
-        .unwrap();
+    let resumed = c.get_sse(Some(after)).await;
     assert_eq!(resumed.status(), 200);
     let replay = sse_messages(&resumed.text().await.unwrap());
     assert_eq!(replay.len(), 3, "{replay:?}");
@@ -216,15 +199,7 @@ async fn tr_08_09_10_sse_streams_prime_and_resume_only_within_their_session() {
     // Another session (same user) cannot resume this stream.
     let mut other = gw.client();
     other.initialize().await;
-    let cross = other
-        .http
-        .get(&other.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", other.session.clone().unwrap())
-        .header("last-event-id", after)
-        .send()
-        .await
-        .unwrap();
+    let cross = other.get_sse(Some(after)).await;
     assert_eq!(
         cross.status(),
         404,
@@ -271,14 +246,7 @@ async fn tr_12_invalid_json_or_utf8_is_400_parse_error_and_never_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_get_413_with_a_json_rpc_error() {
-    let (_rec, url) = start_recorder().await;
-    let gw = Gateway::start(
-        "[limits]\nmax_request_bytes = 1024",
-        &http_upstream("rec", &url),
-    );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (_rec, _gw, c) = with_recorder("[limits]\nmax_request_bytes = 1024").await;
     let big = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rec__echo","arguments":{"x":"a".repeat(4096)}}});
     let r = c.post(&big).await;
     assert_eq!(r.status(), 413);
@@ -331,10 +299,7 @@ async fn bcp_02_auth_15_client_headers_never_reach_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tr_09_13_a_slow_call_is_resumable_after_a_dropped_connection() {
     use futures_util::StreamExt;
-    let gw = Gateway::start("", &demo_upstream("demo"));
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+    let (_gw, c) = with_demo("").await;
     // A call that sends nothing for 800 ms is answered as an SSE stream that starts
     // with a priming event, so its result survives a dropped connection.
     let r = c
@@ -349,15 +314,7 @@ async fn tr_09_13_a_slow_call_is_resumable_after_a_dropped_connection() {
         .unwrap()
         .to_owned();
     drop(body); // the client goes away mid-call
-    let resumed = c
-        .http
-        .get(&c.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", c.session.clone().unwrap())
-        .header("last-event-id", &primed)
-        .send()
-        .await
-        .unwrap();
+    let resumed = c.get_sse(Some(&primed)).await;
     let msgs = sse_messages(&resumed.text().await.unwrap());
     assert_eq!(msgs.last().unwrap()["id"], "slow-1", "{msgs:?}");
     assert_eq!(

@@ -162,6 +162,27 @@ impl Drop for Gateway {
     }
 }
 
+/// A gateway with `gateway_extra` in front of a fresh recorder, and a client that has
+/// initialised a session.
+pub async fn with_recorder(gateway_extra: &str) -> (Recorder, Gateway, Client) {
+    let (rec, url) = start_recorder().await;
+    let gw = Gateway::start(gateway_extra, &http_upstream("rec", &url));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    (rec, gw, c)
+}
+
+/// A gateway with `gateway_extra` in front of the demo server, and a client that has
+/// initialised a session.
+pub async fn with_demo(gateway_extra: &str) -> (Gateway, Client) {
+    let gw = Gateway::start(gateway_extra, &demo_upstream("demo"));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    (gw, c)
+}
+
 /// A minimal MCP client over raw HTTP, so tests control every header.
 pub struct Client {
     pub http: reqwest::Client,
@@ -188,6 +209,29 @@ impl Client {
                 .header("mcp-protocol-version", "2025-11-25");
         }
         r
+    }
+
+    /// GET on the session: the unsolicited stream, or a resumed one.
+    pub async fn get_sse(&self, last_event_id: Option<&str>) -> reqwest::Response {
+        let mut r = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", self.session.clone().unwrap());
+        if let Some(id) = last_event_id {
+            r = r.header("last-event-id", id);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// DELETE on the session.
+    pub async fn delete(&self) -> reqwest::Response {
+        self.http
+            .delete(&self.url)
+            .header("mcp-session-id", self.session.clone().unwrap())
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, v: &Value) -> reqwest::Response {
