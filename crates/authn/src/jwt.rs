@@ -33,6 +33,11 @@ pub const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
+/// A key set with no keys: every token of its issuer fails until keys are fetched.
+pub fn empty_key_set() -> JwkSet {
+    JwkSet { keys: Vec::new() }
+}
+
 /// The largest clock skew an operator may allow.
 pub const MAX_LEEWAY_SECS: u64 = 300;
 

@@ -69,6 +69,40 @@ pub struct Config {
     pub limits: Limits,
     /// The upstream MCP servers, in configuration order.
     pub upstreams: Vec<Upstream>,
+    /// The OAuth 2.1 resource server; `None` means authentication is off, which is
+    /// allowed only on a loopback bind.
+    pub auth: Option<Auth>,
+}
+
+/// OAuth 2.1 resource-server settings.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The gateway's public base URL (`scheme://host[:port]`, no trailing slash); the
+    /// canonical MCP URI, and the required token audience, is this plus `endpoint`.
+    pub public_url: String,
+    /// The minimal scopes advertised in the metadata and challenges.
+    pub scopes: Vec<String>,
+    /// Allowed clock skew for `exp`/`nbf`.
+    pub leeway: Duration,
+    /// Claim-path preset: `none`, `entra-id`, `keycloak`, `okta` or `auth0:<namespace>`.
+    pub claims_preset: String,
+    /// Extra claims holding roles (JSON Pointer if starting with `/`).
+    pub roles_claims: Vec<String>,
+    /// Extra claims holding groups.
+    pub groups_claims: Vec<String>,
+    /// Trusted token issuers.
+    pub issuers: Vec<AuthIssuer>,
+}
+
+/// One trusted authorization server.
+#[derive(Debug, Clone)]
+pub struct AuthIssuer {
+    /// The exact `iss` value (https, or http on a loopback host).
+    pub issuer: String,
+    /// The JWKS URL; found by OIDC / RFC 8414 discovery when absent.
+    pub jwks_uri: Option<String>,
+    /// Require `typ: at+jwt` (RFC 9068).
+    pub require_at_jwt: bool,
 }
 
 /// Bounds; every queue and buffer in the gateway takes its size from here.

@@ -21,6 +21,7 @@ pub struct RawConfig {
     limits: RawLimits,
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
+    auth: Option<RawAuth>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -54,6 +55,30 @@ struct RawLimits {
     upstream_queue: Option<Spanned<u64>>,
     max_in_flight_per_session: Option<Spanned<u64>>,
     shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    public_url: Spanned<String>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+    leeway: Option<Spanned<String>>,
+    claims: Option<Spanned<String>>,
+    #[serde(default)]
+    roles_claims: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups_claims: Vec<Spanned<String>>,
+    #[serde(default, rename = "issuer")]
+    issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    issuer: Spanned<String>,
+    jwks_uri: Option<Spanned<String>>,
+    require_at_jwt: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +195,29 @@ fn url_scheme_host(url: &str) -> Option<(&str, &str)> {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
     Some((scheme, host))
+}
+
+/// https anywhere, http only to a loopback host; no credentials in the URL.
+fn check_http_url<E: Env>(
+    cx: &Ctx<'_, E>,
+    v: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    let url = cx.string(v, key)?;
+    match url_scheme_host(&url) {
+        Some(("https", _)) => Ok(url),
+        Some(("http", host)) if is_loopback_host(host) => Ok(url),
+        Some(("http", _)) => Err(cx.at(
+            v,
+            key,
+            format!("`{url}`: plain http is allowed only to loopback hosts; use https"),
+        )),
+        _ => Err(cx.at(
+            v,
+            key,
+            format!("`{url}` is not an http(s) URL without credentials"),
+        )),
+    }
 }
 
 impl RawConfig {
@@ -472,6 +520,104 @@ impl RawConfig {
                 "no upstreams: add at least one [[upstream]] table",
             ));
         }
+        let auth = match &self.auth {
+            None => None,
+            Some(a) => {
+                let public_url = check_http_url(&cx, &a.public_url, "auth.public_url")?
+                    .trim_end_matches('/')
+                    .to_owned();
+                if public_url
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| rest.contains(['/', '?', '#']))
+                {
+                    return Err(cx.at(
+                        &a.public_url,
+                        "auth.public_url",
+                        "must be scheme://host[:port] without a path",
+                    ));
+                }
+                let mut scopes = Vec::new();
+                for s in &a.scopes {
+                    let v = cx.string(s, "auth.scopes")?;
+                    let bad = v.is_empty()
+                        || v.contains([' ', '"', '\\'])
+                        || ["*", "all", "full-access", "full_access"]
+                            .contains(&v.to_ascii_lowercase().as_str());
+                    if bad {
+                        return Err(cx.at(
+                            s,
+                            "auth.scopes",
+                            format!("`{v}` is not a minimal scope (AUTH-04)"),
+                        ));
+                    }
+                    scopes.push(v);
+                }
+                let leeway = cx.duration(
+                    a.leeway.as_ref(),
+                    "auth.leeway",
+                    Duration::from_secs(30),
+                    Duration::from_secs(300),
+                )?;
+                let claims_preset = match &a.claims {
+                    Some(v) => {
+                        let p = cx.string(v, "auth.claims")?;
+                        let ok = matches!(p.as_str(), "none" | "entra-id" | "keycloak" | "okta")
+                            || p.strip_prefix("auth0:")
+                                .is_some_and(|ns| ns.starts_with("https://"));
+                        if !ok {
+                            return Err(cx.at(
+                                v,
+                                "auth.claims",
+                                "one of none, entra-id, keycloak, okta, auth0:<https namespace>",
+                            ));
+                        }
+                        p
+                    }
+                    None => "none".to_owned(),
+                };
+                let roles_claims = a
+                    .roles_claims
+                    .iter()
+                    .map(|v| cx.string(v, "auth.roles_claims"))
+                    .collect::<Result<_, _>>()?;
+                let groups_claims = a
+                    .groups_claims
+                    .iter()
+                    .map(|v| cx.string(v, "auth.groups_claims"))
+                    .collect::<Result<_, _>>()?;
+                let mut issuers = Vec::new();
+                for i in &a.issuers {
+                    let issuer = check_http_url(&cx, &i.issuer, "auth.issuer.issuer")?;
+                    let jwks_uri = i
+                        .jwks_uri
+                        .as_ref()
+                        .map(|j| check_http_url(&cx, j, "auth.issuer.jwks_uri"))
+                        .transpose()?;
+                    issuers.push(crate::AuthIssuer {
+                        issuer,
+                        jwks_uri,
+                        require_at_jwt: i.require_at_jwt.unwrap_or(true),
+                    });
+                }
+                if issuers.is_empty() {
+                    return Err(cx.at(
+                        &a.public_url,
+                        "auth.issuer",
+                        "add at least one [[auth.issuer]]",
+                    ));
+                }
+                Some(crate::Auth {
+                    public_url,
+                    scopes,
+                    leeway,
+                    claims_preset,
+                    roles_claims,
+                    groups_claims,
+                    issuers,
+                })
+            }
+        };
+
         let namespace = match &g.namespace {
             Some(v) if !*v.get_ref() && upstreams.len() > 1 => {
                 return Err(cx.at(
@@ -493,6 +639,7 @@ impl RawConfig {
             namespace,
             limits,
             upstreams,
+            auth,
         })
     }
 }

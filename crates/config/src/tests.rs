@@ -154,6 +154,8 @@ fn shipped_examples_validate() {
     let e = env(&[
         ("UPSTREAM_URL", "http://127.0.0.1:3001/mcp"),
         ("PALISADE_EXE", "/usr/bin/palisade"),
+        ("OIDC_ISSUER", "http://127.0.0.1:9000"),
+        ("PUBLIC_URL", "http://127.0.0.1:8787"),
     ]);
     let mut n = 0;
     for entry in std::fs::read_dir(root).unwrap() {
@@ -167,5 +169,53 @@ fn shipped_examples_validate() {
     assert!(
         n >= 2,
         "examples/quickstart.toml and examples/http-upstream.toml"
+    );
+}
+
+#[test]
+fn auth_section_is_validated() {
+    let base = format!(
+        "{MIN}[auth]\npublic_url = \"https://gw.example.com/\"\nscopes = [\"mcp:tools\"]\nclaims = \"keycloak\"\n[[auth.issuer]]\nissuer = \"https://idp.example.com/realms/x\"\n"
+    );
+    let c = load(&base, &[]).unwrap();
+    let a = c.auth.unwrap();
+    assert_eq!(a.public_url, "https://gw.example.com");
+    assert_eq!(a.claims_preset, "keycloak");
+    assert!(a.issuers[0].require_at_jwt);
+    assert!(
+        load(&base.replace("mcp:tools", "*"), &[])
+            .unwrap_err()
+            .to_string()
+            .contains("AUTH-04")
+    );
+    assert!(
+        load(
+            &base.replace("https://idp.example.com", "http://idp.example.com"),
+            &[]
+        )
+        .is_err(),
+        "SSRF-01: http only to loopback"
+    );
+    assert!(
+        load(
+            &base.replace("https://idp.example.com", "http://127.0.0.1:9000"),
+            &[]
+        )
+        .is_ok()
+    );
+    assert!(
+        load(
+            &base.replace("https://gw.example.com/", "https://gw.example.com/base"),
+            &[]
+        )
+        .is_err()
+    );
+    assert!(load(&base.replace("keycloak", "magic"), &[]).is_err());
+    let no_issuer = format!("{MIN}[auth]\npublic_url = \"https://gw.example.com\"\n");
+    assert!(
+        load(&no_issuer, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("auth.issuer")
     );
 }

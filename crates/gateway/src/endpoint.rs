@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::edge::{self, EdgePolicy};
 use crate::principal::Principal;
 use crate::refusal::{Fault, Refusal};
@@ -39,7 +40,7 @@ pub(crate) struct App {
     pub(crate) router: Router,
     pub(crate) edge: EdgePolicy,
     pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) principal: Principal,
+    pub(crate) auth: Authenticator,
     pub(crate) limits: Limits,
     pub(crate) draining: AtomicBool,
     pub(crate) in_flight: AtomicUsize,
@@ -65,18 +66,16 @@ impl Drop for Busy<'_> {
 }
 
 impl App {
-    /// Authentication seam: today every request is the local user (auth is off, which
-    /// the config allows only on loopback). The OAuth resource server replaces this
-    /// function, and sessions already bind to its result.
-    fn authenticate(&self, _headers: &HeaderMap) -> Result<Principal, Refusal> {
-        Ok(self.principal.clone())
-    }
-
-    fn common_checks(&self, headers: &HeaderMap) -> Result<Principal, Refusal> {
+    /// The edge checks that precede everything, in order (see the module docs).
+    async fn common_checks(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Principal, Refusal> {
         self.edge.check_host(headers)?;
         self.edge.check_origin(headers)?;
         edge::check_protocol_version(headers)?;
-        let p = self.authenticate(headers)?;
+        let p = self.auth.authenticate(headers, query).await?;
         if self.draining.load(Ordering::Acquire) {
             return Err(Refusal::SHUTTING_DOWN);
         }
@@ -153,8 +152,13 @@ fn accepted() -> Response {
 }
 
 /// POST: one JSON-RPC message.
-pub(crate) async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match post_inner(&app, &headers, body).await {
+pub(crate) async fn post(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match post_inner(&app, uri.query(), &headers, body).await {
         Ok(r) => r,
         Err(refusal) => {
             match refusal.fault {
@@ -178,9 +182,14 @@ pub(crate) async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: 
     }
 }
 
-async fn post_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
+async fn post_inner(
+    app: &Arc<App>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
     let _busy = Busy::new(&app.in_flight);
-    let principal = app.common_checks(headers)?;
+    let principal = app.common_checks(headers, query).await?;
     edge::check_post_accept(headers)?;
     edge::check_content_type(headers)?;
     let bytes = read_limited(body, app.limits.max_request_bytes).await?;
@@ -339,15 +348,19 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
 }
 
 /// GET: the stream of unsolicited messages, or a resumed stream (`Last-Event-ID`).
-pub(crate) async fn get(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    match get_inner(&app, &headers) {
+pub(crate) async fn get(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    match get_inner(&app, uri.query(), &headers).await {
         Ok(r) => r,
         Err(r) => r.into_response(),
     }
 }
 
-fn get_inner(app: &Arc<App>, headers: &HeaderMap) -> Result<Response, Refusal> {
-    let principal = app.common_checks(headers)?;
+async fn get_inner(
+    app: &Arc<App>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, Refusal> {
+    let principal = app.common_checks(headers, query).await?;
     edge::check_get_accept(headers)?;
     let session = app.session(headers, &principal)?;
     for (idx, link) in session.links.iter().enumerate() {
@@ -373,9 +386,9 @@ fn get_inner(app: &Arc<App>, headers: &HeaderMap) -> Result<Response, Refusal> {
 }
 
 /// DELETE: the client ends its session (SESS-06).
-pub(crate) async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(crate) async fn delete(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
     let r = async {
-        let principal = app.common_checks(&headers)?;
+        let principal = app.common_checks(&headers, uri.query()).await?;
         let id = edge::session_header(&headers)?.ok_or(Refusal::SESSION_REQUIRED)?;
         let s = app
             .router
@@ -387,6 +400,28 @@ pub(crate) async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> R
     }
     .await;
     r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Protected Resource Metadata (RFC 9728) at both well-known paths (AUTH-01, AUTH-02);
+/// 404 when authentication is off.
+pub(crate) async fn protected_resource_metadata(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = app.edge.check_host(&headers) {
+        return r.into_response();
+    }
+    match app.auth.metadata() {
+        Some(body) => {
+            let mut res = (StatusCode::OK, body.clone()).into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `/healthz`: 200 once every stdio upstream is initialised; 503 with the states

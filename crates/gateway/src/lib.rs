@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod edge;
 mod endpoint;
 mod guard;
@@ -64,6 +65,14 @@ pub async fn run(
     on_ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<(), GatewayError> {
     let store = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    let auth = match &config.auth {
+        None => auth::Authenticator::LocalUser(Principal::local_user()),
+        Some(a) => auth::Authenticator::OAuth(Box::new(
+            auth::OAuth::build(a, &config.endpoint)
+                .await
+                .map_err(GatewayError::Start)?,
+        )),
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| GatewayError::Bind {
@@ -99,7 +108,7 @@ pub async fn run(
             config.listen.ip().is_loopback(),
         ),
         store: Arc::clone(&store) as Arc<dyn palisade_store::SessionStore>,
-        principal: Principal::local_user(),
+        auth,
         limits: config.limits.clone(),
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
@@ -116,6 +125,14 @@ pub async fn run(
                 .delete(endpoint::delete),
         )
         .route("/healthz", get(endpoint::healthz))
+        .route(
+            &format!("/.well-known/oauth-protected-resource{}", config.endpoint),
+            get(endpoint::protected_resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(endpoint::protected_resource_metadata),
+        )
         .with_state(Arc::clone(&app));
 
     on_ready(addr);

@@ -23,6 +23,8 @@ pub(crate) struct Refusal {
     pub(crate) message: &'static str,
     pub(crate) id: Option<Id>,
     pub(crate) fault: Fault,
+    /// A `WWW-Authenticate` value, for authentication refusals.
+    pub(crate) challenge: Option<String>,
 }
 
 impl Refusal {
@@ -33,6 +35,7 @@ impl Refusal {
             message,
             id: None,
             fault: Fault::Client,
+            challenge: None,
         }
     }
 
@@ -104,6 +107,7 @@ impl Refusal {
         message: "Service Unavailable: too many sessions",
         id: None,
         fault: Fault::Internal,
+        challenge: None,
     };
     /// The session already has `limits.max_in_flight_per_session` requests running.
     pub(crate) const TOO_MANY_IN_FLIGHT: Self = Self::client(
@@ -124,7 +128,33 @@ impl Refusal {
         message: "Service Unavailable: the gateway is shutting down",
         id: None,
         fault: Fault::Internal,
+        challenge: None,
     };
+
+    /// AUTH-05: no credentials; the challenge says where the metadata is.
+    pub(crate) const UNAUTHORIZED: Self = Self::client(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidRequest,
+        "Unauthorized: an access token is required",
+    );
+    /// AUTH-06: a token that failed validation.
+    pub(crate) const INVALID_TOKEN: Self = Self::client(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidRequest,
+        "Unauthorized: the access token is not valid for this resource",
+    );
+    /// AUTH-10 / AUTH-11: malformed, duplicated or misplaced credentials.
+    pub(crate) const INVALID_AUTH_REQUEST: Self = Self::client(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRequest,
+        "Bad Request: malformed credentials",
+    );
+
+    /// The same refusal with a `WWW-Authenticate` challenge.
+    pub(crate) fn with_challenge(mut self, challenge: String) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
 
     /// A refusal for a message that could not be parsed (TR-06, TR-12).
     pub(crate) fn parse(code: ErrorCode, message: &'static str) -> Self {
@@ -146,6 +176,9 @@ impl IntoResponse for Refusal {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+        }
         res
     }
 }

@@ -53,9 +53,14 @@ impl Gateway {
     }
 
     pub fn start_with_env(gateway_extra: &str, rest: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full("127.0.0.1:0", gateway_extra, rest, env)
+    }
+
+    /// Starts with a fixed listen address (for configs that must know their URL).
+    pub fn start_full(listen: &str, gateway_extra: &str, rest: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{gateway_extra}\n{rest}",
+            "[gateway]\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n{gateway_extra}\n{rest}",
             dir.path().join("data").display()
         );
         let path = dir.path().join("palisade.toml");
@@ -181,6 +186,15 @@ pub async fn with_demo(gateway_extra: &str) -> (Gateway, Client) {
     let mut c = gw.client();
     c.initialize().await;
     (gw, c)
+}
+
+/// A free loopback port (bound and released; the race is harmless in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A minimal MCP client over raw HTTP, so tests control every header.

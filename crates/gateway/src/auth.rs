@@ -1,0 +1,432 @@
+//! Authentication at the edge: the local user when auth is off (loopback only), or
+//! the OAuth 2.1 resource server (bearer JWTs from configured issuers, audience =
+//! this gateway's canonical MCP URI).
+//!
+//! Key sets come from each issuer's JWKS, found by OIDC / RFC 8414 discovery, fetched
+//! with SSRF controls (https only, or http to loopback; resolved addresses checked and
+//! pinned; no redirects; bounded size and time), and refreshed — at most once per
+//! [`REFRESH_EVERY`] per issuer — when a token names a `kid` the set does not hold, so
+//! key rotation needs no restart.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use palisade_authn::bearer::{self, Credentials};
+use palisade_authn::canonical::CanonicalUri;
+use palisade_authn::challenge;
+use palisade_authn::jwt::{ClaimPaths, Issuer, JwtValidator, TokenError};
+use palisade_authn::prm::ProtectedResourceMetadata;
+use palisade_config::Auth;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::principal::Principal;
+use crate::refusal::Refusal;
+
+/// Smallest interval between two JWKS fetches for one issuer.
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_METADATA_BYTES: usize = 1 << 20;
+
+/// Who may call.
+pub(crate) enum Authenticator {
+    /// Auth off (loopback only): every request is the local OS user.
+    LocalUser(Principal),
+    /// The OAuth 2.1 resource server.
+    OAuth(Box<OAuth>),
+}
+
+impl Authenticator {
+    /// The principal of a request, or the refusal with its challenge. Runs before
+    /// any upstream I/O (AUTH-14), on every request (AUTH-09).
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Principal, Refusal> {
+        match self {
+            Self::LocalUser(p) => Ok(p.clone()),
+            Self::OAuth(o) => o.authenticate(headers, query).await,
+        }
+    }
+
+    /// The metadata document, when the gateway is a resource server.
+    pub(crate) fn metadata(&self) -> Option<&Bytes> {
+        match self {
+            Self::LocalUser(_) => None,
+            Self::OAuth(o) => Some(&o.prm_body),
+        }
+    }
+}
+
+/// The OAuth 2.1 resource server.
+pub(crate) struct OAuth {
+    validator: RwLock<JwtValidator>,
+    prm_url: String,
+    prm_body: Bytes,
+    scopes: Vec<String>,
+    jwks_uris: HashMap<String, Option<String>>,
+    last_fetch: Mutex<HashMap<String, Instant>>,
+    allow_loopback: bool,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn claim_paths(cfg: &Auth) -> ClaimPaths {
+    let mut p = match cfg.claims_preset.as_str() {
+        "entra-id" => ClaimPaths::entra_id(),
+        "keycloak" => ClaimPaths::keycloak(),
+        "okta" => ClaimPaths::okta(),
+        other => match other.strip_prefix("auth0:") {
+            Some(ns) => ClaimPaths::auth0(ns),
+            None => ClaimPaths::default(),
+        },
+    };
+    p.roles.extend(cfg.roles_claims.iter().cloned());
+    p.groups.extend(cfg.groups_claims.iter().cloned());
+    p
+}
+
+impl OAuth {
+    /// Builds the resource server and fetches every issuer's keys. An issuer that
+    /// cannot be reached now gets an empty key set (its tokens fail, closed) and is
+    /// retried when a token of it arrives.
+    pub(crate) async fn build(cfg: &Auth, endpoint: &str) -> Result<Self, String> {
+        let canonical = CanonicalUri::parse(&format!("{}{endpoint}", cfg.public_url))
+            .map_err(|e| e.to_string())?;
+        let [path_prm, _root] = ProtectedResourceMetadata::well_known_paths(endpoint);
+        let prm_url = format!("{}{path_prm}", cfg.public_url);
+        let prm = ProtectedResourceMetadata::new(
+            &canonical,
+            cfg.issuers.iter().map(|i| i.issuer.clone()).collect(),
+            cfg.scopes.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let prm_body = Bytes::from(serde_json::to_vec(&prm).map_err(|e| e.to_string())?);
+        // Loopback-dev mode: an issuer on a loopback http URL may be fetched over
+        // loopback; nothing else ever may.
+        let allow_loopback = cfg.issuers.iter().any(|i| i.issuer.starts_with("http://"));
+        let issuers: Vec<Issuer> = cfg
+            .issuers
+            .iter()
+            .map(|i| Issuer {
+                issuer: i.issuer.clone(),
+                keys: palisade_authn::jwt::empty_key_set(),
+                require_at_jwt: i.require_at_jwt,
+            })
+            .collect();
+        let this = Self {
+            validator: RwLock::new(JwtValidator::new(
+                canonical,
+                issuers,
+                cfg.leeway.as_secs(),
+                claim_paths(cfg),
+            )),
+            prm_url,
+            prm_body,
+            scopes: cfg.scopes.clone(),
+            jwks_uris: cfg
+                .issuers
+                .iter()
+                .map(|i| (i.issuer.clone(), i.jwks_uri.clone()))
+                .collect(),
+            last_fetch: Mutex::new(HashMap::new()),
+            allow_loopback,
+        };
+        for i in &cfg.issuers {
+            if let Err(e) = this.refresh(&i.issuer, false).await {
+                tracing::warn!(issuer = %i.issuer, error = %e, "could not fetch the issuer's keys; its tokens are refused until it answers");
+            }
+        }
+        Ok(this)
+    }
+
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Principal, Refusal> {
+        let token = match bearer::extract(
+            headers
+                .get_all("authorization")
+                .iter()
+                .map(|v| v.as_bytes()),
+            query,
+        ) {
+            Credentials::Bearer(t) => t,
+            Credentials::None => {
+                return Err(Refusal::UNAUTHORIZED
+                    .with_challenge(challenge::missing(&self.prm_url, &self.scopes)));
+            }
+            Credentials::Invalid(why) => {
+                tracing::info!(
+                    reason = why.description(),
+                    "refused malformed credentials (AUTH-11)"
+                );
+                return Err(Refusal::INVALID_AUTH_REQUEST
+                    .with_challenge(challenge::invalid_request(&self.prm_url, why)));
+            }
+        };
+        let first = self.validate(&token);
+        let result = match first {
+            Err(TokenError::UnknownKey) => {
+                // Maybe the issuer rotated its keys: refresh (rate-limited) and retry once.
+                if let Some(iss) = JwtValidator::claimed_issuer(&token)
+                    && self.jwks_uris.contains_key(&iss)
+                    && let Err(e) = self.refresh(&iss, true).await
+                {
+                    tracing::debug!(issuer = %iss, error = %e, "no key refresh");
+                }
+                self.validate(&token)
+            }
+            other => other,
+        };
+        match result {
+            Ok(c) => Ok(Principal::new(c.issuer, c.subject)),
+            Err(e) => {
+                tracing::info!(reason = %e, "refused an access token (AUTH-06)");
+                Err(Refusal::INVALID_TOKEN.with_challenge(challenge::invalid_token(&self.prm_url)))
+            }
+        }
+    }
+
+    fn validate(&self, token: &bearer::Token) -> Result<palisade_authn::jwt::Claims, TokenError> {
+        match self.validator.read() {
+            Ok(v) => v.validate(token, now_unix()),
+            Err(p) => p.into_inner().validate(token, now_unix()),
+        }
+    }
+
+    /// Fetches `issuer`'s JWKS (discovering its URL if needed). Refreshes forced by
+    /// an unknown `kid` happen at most once per [`REFRESH_EVERY`] per issuer, so
+    /// tokens with made-up key IDs cannot make the gateway hammer the issuer.
+    async fn refresh(&self, issuer: &str, forced: bool) -> Result<(), String> {
+        if forced {
+            let mut last = self.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+            if last
+                .get(issuer)
+                .is_some_and(|t| t.elapsed() < REFRESH_EVERY)
+            {
+                return Err("refreshed recently".into());
+            }
+            last.insert(issuer.to_owned(), Instant::now());
+        }
+        let jwks_uri = match self.jwks_uris.get(issuer).cloned().flatten() {
+            Some(u) => u,
+            None => self.discover(issuer).await?,
+        };
+        let doc = fetch_json(&jwks_uri, self.allow_loopback).await?;
+        let keys = serde_json::from_value(doc).map_err(|e| format!("JWKS does not parse: {e}"))?;
+        match self.validator.write() {
+            Ok(mut v) => v.set_keys(issuer, keys),
+            Err(p) => p.into_inner().set_keys(issuer, keys),
+        }
+        tracing::info!(%issuer, "fetched the issuer's signing keys");
+        Ok(())
+    }
+
+    /// OIDC discovery, then RFC 8414; the document must name the same issuer.
+    async fn discover(&self, issuer: &str) -> Result<String, String> {
+        let trimmed = issuer.trim_end_matches('/');
+        let (origin, path) = match trimmed
+            .split_once("://")
+            .and_then(|(s, r)| r.find('/').map(|i| (s, r, i)))
+        {
+            Some((scheme, rest, i)) => (format!("{scheme}://{}", &rest[..i]), rest[i..].to_owned()),
+            None => (trimmed.to_owned(), String::new()),
+        };
+        let candidates = [
+            format!("{trimmed}/.well-known/openid-configuration"),
+            format!("{origin}/.well-known/oauth-authorization-server{path}"),
+            format!("{origin}/.well-known/openid-configuration{path}"),
+        ];
+        let mut last_err = String::from("no discovery document");
+        for url in candidates {
+            match fetch_json(&url, self.allow_loopback).await {
+                Ok(doc) => {
+                    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+                        last_err = "discovery document names another issuer".into();
+                        continue;
+                    }
+                    return doc
+                        .get("jwks_uri")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| "discovery document has no jwks_uri".into());
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+}
+
+/// Whether an address may be fetched: public only, unless loopback-dev mode allows
+/// loopback (and then only loopback). SSRF-02.
+fn address_allowed(ip: IpAddr, loopback_dev: bool) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        return loopback_dev;
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            !(v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// GETs a small JSON document with SSRF controls (SSRF-01..04): https, or http only
+/// to a loopback host in loopback-dev mode; every resolved address checked and the
+/// connection pinned to a checked one; no redirects; bounded size and time. Errors
+/// never carry the fetched body.
+pub(crate) async fn fetch_json(url: &str, loopback_dev: bool) -> Result<Value, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "bad metadata URL".to_owned())?;
+    let host = parsed
+        .host_str()
+        .ok_or("metadata URL has no host")?
+        .to_owned();
+    let port = parsed
+        .port_or_known_default()
+        .ok_or("metadata URL has no port")?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let is_loopback_name = bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|i| i.is_loopback());
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback_dev && is_loopback_name => {}
+        _ => return Err("metadata URLs must be https (SSRF-01)".into()),
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("metadata URL carries credentials".into());
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+        .await
+        .map_err(|_| "metadata host does not resolve".to_owned())?
+        .collect();
+    let Some(addr) = addrs
+        .iter()
+        .copied()
+        .find(|a| address_allowed(a.ip(), loopback_dev && is_loopback_name))
+    else {
+        return Err("metadata host resolves to a refused address (SSRF-02)".into());
+    };
+    if addrs
+        .iter()
+        .any(|a| !address_allowed(a.ip(), loopback_dev && is_loopback_name))
+    {
+        return Err("metadata host resolves to a refused address (SSRF-02)".into());
+    }
+    // Pin the checked address for this one request (SSRF-03: no re-resolution).
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(FETCH_TIMEOUT)
+        .resolve(bare, addr)
+        .build()
+        .map_err(|_| "cannot build a metadata client".to_owned())?;
+    let mut resp = client
+        .get(parsed)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|_| "metadata fetch failed".to_owned())?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "metadata fetch answered HTTP {}",
+            resp.status().as_u16()
+        ));
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|_| "metadata fetch failed".to_owned())?
+    {
+        if buf.len() + chunk.len() > MAX_METADATA_BYTES {
+            return Err("metadata document too large".into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&buf).map_err(|_| "metadata document is not JSON".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssrf_02_private_loopback_and_link_local_addresses_are_refused() {
+        for bad in [
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!address_allowed(bad.parse().unwrap(), false), "{bad}");
+        }
+        for good in ["8.8.8.8", "2001:4860:4860::8888"] {
+            assert!(address_allowed(good.parse().unwrap(), false), "{good}");
+        }
+        assert!(
+            address_allowed("127.0.0.1".parse().unwrap(), true),
+            "loopback-dev mode"
+        );
+        assert!(!address_allowed("10.0.0.1".parse().unwrap(), true));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn ssrf_01_plain_http_and_odd_hosts_are_not_fetched() {
+        assert!(fetch_json("http://example.com/jwks", false).await.is_err());
+        assert!(
+            fetch_json("http://127.0.0.1:9/jwks", false).await.is_err(),
+            "no loopback outside dev mode"
+        );
+        assert!(fetch_json("https://2130706433/jwks", false).await.is_err());
+        assert!(fetch_json("https://0177.0.0.1/jwks", false).await.is_err());
+        assert!(
+            fetch_json("https://[::ffff:10.0.0.1]/jwks", false)
+                .await
+                .is_err()
+        );
+        assert!(
+            fetch_json("https://user:pw@example.com/jwks", false)
+                .await
+                .is_err()
+        );
+        assert!(fetch_json("file:///etc/passwd", false).await.is_err());
+    }
+}

@@ -1,0 +1,449 @@
+//! Black-box tests of the OAuth 2.1 resource server (AUTH-*, SESS-03), against the
+//! real binary, an in-test OpenID provider (discovery + JWKS, keys generated at run
+//! time) and a recording upstream.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read small bodies from a gateway they started"
+)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a test failure"
+)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{self, KeyPair as _};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::*;
+use serde_json::{Value, json};
+
+struct Keys {
+    kid: String,
+    key: KeyPair,
+    jwks_hits: usize,
+}
+
+/// A small OpenID provider: discovery, JWKS, and tokens signed here.
+#[derive(Clone)]
+struct Idp {
+    issuer: String,
+    keys: Arc<Mutex<Keys>>,
+}
+
+fn json_resp(v: &Value) -> ([(&'static str, &'static str); 1], String) {
+    ([("content-type", "application/json")], v.to_string())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Idp {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let idp = Self {
+            issuer: issuer.clone(),
+            keys: Arc::new(Mutex::new(Keys {
+                kid: "k1".into(),
+                key: KeyPair::generate(KeySize::Rsa2048).unwrap(),
+                jwks_hits: 0,
+            })),
+        };
+        let for_jwks = idp.clone();
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let issuer = issuer.clone();
+                    async move {
+                        json_resp(&json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")}))
+                    }
+                }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || {
+                    let idp = for_jwks.clone();
+                    async move { json_resp(&idp.jwks()) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        idp
+    }
+
+    fn jwks(&self) -> Value {
+        let mut k = self.keys.lock().unwrap();
+        k.jwks_hits += 1;
+        let pk = k.key.public_key();
+        json!({"keys": [{"kty": "RSA", "kid": k.kid, "use": "sig", "alg": "RS256",
+            "n": B64.encode(pk.modulus().big_endian_without_leading_zero()),
+            "e": B64.encode(pk.exponent().big_endian_without_leading_zero())}]})
+    }
+
+    fn rotate(&self, kid: &str) {
+        let mut k = self.keys.lock().unwrap();
+        k.kid = kid.into();
+        k.key = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    }
+
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        let k = self.keys.lock().unwrap();
+        let msg = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let mut sig = vec![0; k.key.public_modulus_len()];
+        k.key
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                msg.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+        format!("{msg}.{}", B64.encode(sig))
+    }
+
+    fn claims(&self, aud: &str, sub: &str) -> Value {
+        json!({"iss": self.issuer, "sub": sub, "aud": aud, "client_id": "test-client",
+               "exp": now() + 300, "iat": now(), "scope": "mcp:tools"})
+    }
+
+    fn token_with(&self, claims: &Value) -> String {
+        let kid = self.keys.lock().unwrap().kid.clone();
+        self.sign(
+            &json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}),
+            claims,
+        )
+    }
+}
+
+struct Setup {
+    idp: Idp,
+    rec: Recorder,
+    gw: Gateway,
+    aud: String,
+}
+
+async fn setup() -> Setup {
+    let idp = Idp::start().await;
+    let (rec, url) = start_recorder().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let rest = format!(
+        "[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n{}",
+        idp.issuer,
+        http_upstream("rec", &url)
+    );
+    let gw = Gateway::start_full(&format!("127.0.0.1:{port}"), "", &rest, &[]);
+    wait_listening(&gw).await;
+    Setup {
+        idp,
+        rec,
+        gw,
+        aud: format!("{base}/mcp"),
+    }
+}
+
+async fn wait_listening(gw: &Gateway) {
+    for _ in 0..100 {
+        if reqwest::get(format!("{}/healthz", gw.base)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn authed(c: &Client, token: &str, body: &Value) -> reqwest::RequestBuilder {
+    c.post_raw(body.to_string())
+        .header("authorization", format!("Bearer {token}"))
+}
+
+async fn init_with(c: &mut Client, token: &str) {
+    let r = authed(c, token, &init_body(0)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    c.session = r
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_01_02_03_metadata_at_both_well_known_paths() {
+    let s = setup().await;
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let v: Value = reqwest::get(format!("{}{path}", s.gw.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["resource"], s.aud, "AUTH-03: {path}");
+        assert_eq!(v["authorization_servers"][0], s.idp.issuer.as_str());
+        assert_eq!(v["scopes_supported"], json!(["mcp:tools"]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_05_09_14_no_token_is_401_with_a_challenge_and_nothing_upstream() {
+    let s = setup().await;
+    let c = s.gw.client();
+    let r = c.post(&init_body(1)).await;
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with("Bearer resource_metadata=\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("/.well-known/oauth-protected-resource/mcp\""));
+    assert!(challenge.contains("scope=\"mcp:tools\"") && !challenge.contains("error="));
+    // AUTH-09: a valid session without a token is still 401, on POST and GET.
+    let token = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let mut c = s.gw.client();
+    init_with(&mut c, &token).await;
+    assert_eq!(
+        c.post(&json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(c.get_sse(Some("1.0")).await.status(), 401);
+    // AUTH-14: only the authenticated initialize reached the upstream.
+    assert_eq!(
+        s.rec
+            .methods()
+            .iter()
+            .filter(|m| *m == "initialize")
+            .count(),
+        1
+    );
+    assert!(!s.rec.methods().iter().any(|m| m == "tools/list"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_06_07_08_14_invalid_tokens_are_401_and_never_reach_upstream() {
+    let s = setup().await;
+    let other = Idp::start().await;
+    let good = s.idp.claims(&s.aud, "alice");
+    let mut expired = good.clone();
+    expired["exp"] = json!(now() - 3600);
+    let mut future = good.clone();
+    future["nbf"] = json!(now() + 3600);
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("https://other.example.com/mcp");
+    let mut other_path = good.clone();
+    other_path["aud"] = json!(s.aud.replace("/mcp", "/other"));
+    let mut other_iss = other.claims(&s.aud, "alice");
+    other_iss["iss"] = json!(other.issuer);
+    let good_token = s.idp.token_with(&good);
+    let mut tampered = good_token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let none = format!(
+        "{}.{}.",
+        B64.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
+        B64.encode(good.to_string())
+    );
+    let unknown_kid = s.idp.sign(
+        &json!({"alg": "RS256", "typ": "at+jwt", "kid": "nope"}),
+        &good,
+    );
+    let cases = [
+        ("bad signature", tampered),
+        ("alg none", none),
+        ("unknown kid", unknown_kid),
+        ("expired", s.idp.token_with(&expired)),
+        ("future nbf", s.idp.token_with(&future)),
+        ("wrong aud (AUTH-07)", s.idp.token_with(&wrong_aud)),
+        (
+            "another path's aud (AUTH-07)",
+            s.idp.token_with(&other_path),
+        ),
+        ("untrusted issuer (AUTH-08)", other.token_with(&other_iss)),
+        ("garbage", "not.a.jwt".to_owned()),
+    ];
+    let c = s.gw.client();
+    for (name, token) in &cases {
+        let r = authed(&c, token, &init_body(1)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{name}");
+        let ch = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(ch.contains("error=\"invalid_token\""), "{name}: {ch}");
+    }
+    assert!(
+        s.rec.bodies().is_empty(),
+        "AUTH-14: the upstream saw {:?}",
+        s.rec.methods()
+    );
+    assert_eq!(
+        authed(&c, &good_token, &init_body(1))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_10_11_misplaced_or_malformed_credentials_are_400() {
+    let s = setup().await;
+    let token = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let c = s.gw.client();
+    let in_query = c
+        .http
+        .post(format!("{}?access_token={token}", c.url))
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT)
+        .body(init_body(1).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_query.status(), 400, "AUTH-10");
+    assert!(
+        in_query.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_request")
+    );
+    let dup = c
+        .post_raw(init_body(1).to_string())
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), 400, "AUTH-11: duplicate headers");
+    let empty = c
+        .post_raw(init_body(1).to_string())
+        .header("authorization", "Bearer ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 400, "AUTH-11: empty bearer");
+    assert!(s.rec.bodies().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sess_03_sessions_belong_to_their_user_and_survive_token_refresh() {
+    let s = setup().await;
+    let alice1 = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let mut c = s.gw.client();
+    init_with(&mut c, &alice1).await;
+    let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"});
+    assert_eq!(
+        authed(&c, &alice1, &list).send().await.unwrap().status(),
+        200
+    );
+    // A refreshed token of the same user keeps the session.
+    let mut refreshed = s.idp.claims(&s.aud, "alice");
+    refreshed["exp"] = json!(now() + 600);
+    let alice2 = s.idp.token_with(&refreshed);
+    assert_ne!(alice1, alice2);
+    assert_eq!(
+        authed(&c, &alice2, &list).send().await.unwrap().status(),
+        200
+    );
+    // Another user's valid token on alice's session: 404, as if it did not exist.
+    let bob = s.idp.token_with(&s.idp.claims(&s.aud, "bob"));
+    assert_eq!(
+        authed(&c, &bob, &list).send().await.unwrap().status(),
+        404,
+        "SESS-03"
+    );
+    let del = c
+        .http
+        .delete(&c.url)
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("authorization", format!("Bearer {bob}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 404, "bob cannot delete alice's session");
+    assert_eq!(
+        authed(&c, &alice2, &list).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_06_key_rotation_is_picked_up_without_a_restart() {
+    let s = setup().await;
+    let before = s.idp.keys.lock().unwrap().jwks_hits;
+    s.idp.rotate("k2");
+    let token = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let c = s.gw.client();
+    assert_eq!(
+        authed(&c, &token, &init_body(1))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.idp.keys.lock().unwrap().jwks_hits,
+        before + 1,
+        "one refresh"
+    );
+    // Made-up key IDs do not make the gateway hammer the issuer.
+    for i in 0..5 {
+        let t = s.idp.sign(
+            &json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("x{i}")}),
+            &s.idp.claims(&s.aud, "alice"),
+        );
+        assert_eq!(
+            authed(&c, &t, &init_body(1)).send().await.unwrap().status(),
+            401
+        );
+    }
+    assert_eq!(
+        s.idp.keys.lock().unwrap().jwks_hits,
+        before + 1,
+        "rate-limited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_15_18_the_token_reaches_no_upstream_and_no_log() {
+    let s = setup().await;
+    let token = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let mut c = s.gw.client();
+    init_with(&mut c, &token).await;
+    let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"rec__echo","arguments":{"x":1}}});
+    assert_eq!(
+        authed(&c, &token, &call).send().await.unwrap().status(),
+        200
+    );
+    let bad = format!("{token}x");
+    let _ = authed(&c, &bad, &call).send().await.unwrap();
+    let signature = token.rsplit('.').next().unwrap();
+    let seen = s.rec.all_text();
+    assert!(
+        !seen.contains(signature) && !seen.to_ascii_lowercase().contains("authorization"),
+        "AUTH-15"
+    );
+    let logs = s.gw.logs();
+    assert!(
+        logs.contains("refused an access token"),
+        "the refusal is logged"
+    );
+    assert!(
+        !logs.contains(signature),
+        "AUTH-18: a token reached the logs"
+    );
+}
