@@ -141,6 +141,9 @@ pub struct Upstream {
     pub transport: Transport,
     /// Per-request timeout for this upstream, overriding the default.
     pub request_timeout: Option<Duration>,
+    /// Scopes a token must carry to use this upstream (needs `[auth]`); a token
+    /// without them gets 403 `insufficient_scope` (AUTH-12).
+    pub required_scopes: Vec<String>,
 }
 
 /// How the gateway reaches an upstream.

@@ -101,6 +101,8 @@ struct RawUpstream {
     cwd: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    required_scopes: Vec<Spanned<String>>,
 }
 
 /// Context for building: where we are, to name lines in errors.
@@ -508,10 +510,26 @@ impl RawConfig {
                     )
                 })
                 .transpose()?;
+            let mut required_scopes = Vec::new();
+            for sc in &u.required_scopes {
+                if self.auth.is_none() {
+                    return Err(cx.at(sc, &key("required_scopes"), "needs an [auth] section"));
+                }
+                let v = cx.string(sc, &key("required_scopes"))?;
+                if v.is_empty() || v.contains([' ', '"', '\\']) {
+                    return Err(cx.at(
+                        sc,
+                        &key("required_scopes"),
+                        format!("`{v}` is not a scope"),
+                    ));
+                }
+                required_scopes.push(v);
+            }
             upstreams.push(Upstream {
                 name,
                 transport,
                 request_timeout,
+                required_scopes,
             });
         }
         if upstreams.is_empty() {

@@ -219,3 +219,9 @@ fn auth_section_is_validated() {
             .contains("auth.issuer")
     );
 }
+
+#[test]
+fn required_scopes_need_auth() {
+    let t = format!("{MIN}required_scopes = [\"files:write\"]\n");
+    assert!(load(&t, &[]).unwrap_err().to_string().contains("[auth]"));
+}

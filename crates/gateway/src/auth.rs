@@ -24,7 +24,7 @@ use palisade_config::Auth;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::principal::Principal;
+use crate::principal::{Caller, Principal};
 use crate::refusal::Refusal;
 
 /// Smallest interval between two JWKS fetches for one issuer.
@@ -47,11 +47,25 @@ impl Authenticator {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<Principal, Refusal> {
+    ) -> Result<Caller, Refusal> {
         match self {
-            Self::LocalUser(p) => Ok(p.clone()),
+            Self::LocalUser(p) => Ok(Caller {
+                principal: p.clone(),
+                scopes: None,
+            }),
             Self::OAuth(o) => o.authenticate(headers, query).await,
         }
+    }
+
+    /// The 403 for a caller that lacks `needed` scopes (AUTH-12): the challenge keeps
+    /// the granted scopes and adds the needed ones (AUTH-13).
+    pub(crate) fn insufficient_scope(&self, granted: &[String], needed: &[String]) -> Refusal {
+        let prm = match self {
+            Self::OAuth(o) => o.prm_url.as_str(),
+            Self::LocalUser(_) => "",
+        };
+        Refusal::INSUFFICIENT_SCOPE
+            .with_challenge(challenge::insufficient_scope(prm, granted, needed))
     }
 
     /// The metadata document, when the gateway is a resource server.
@@ -153,7 +167,7 @@ impl OAuth {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<Principal, Refusal> {
+    ) -> Result<Caller, Refusal> {
         let token = match bearer::extract(
             headers
                 .get_all("authorization")
@@ -190,7 +204,10 @@ impl OAuth {
             other => other,
         };
         match result {
-            Ok(c) => Ok(Principal::new(c.issuer, c.subject)),
+            Ok(c) => Ok(Caller {
+                principal: Principal::new(c.issuer, c.subject),
+                scopes: Some(c.scopes),
+            }),
             Err(e) => {
                 tracing::info!(reason = %e, "refused an access token (AUTH-06)");
                 Err(Refusal::INVALID_TOKEN.with_challenge(challenge::invalid_token(&self.prm_url)))

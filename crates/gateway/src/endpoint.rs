@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::edge::{self, EdgePolicy};
-use crate::principal::Principal;
+use crate::principal::{Caller, Principal};
 use crate::refusal::{Fault, Refusal};
 use crate::router::{Router, UpstreamEntry};
 use crate::session::{Session, unix_now};
@@ -71,7 +71,7 @@ impl App {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<Principal, Refusal> {
+    ) -> Result<Caller, Refusal> {
         self.edge.check_host(headers)?;
         self.edge.check_origin(headers)?;
         edge::check_protocol_version(headers)?;
@@ -189,7 +189,8 @@ async fn post_inner(
     body: Body,
 ) -> Result<Response, Refusal> {
     let _busy = Busy::new(&app.in_flight);
-    let principal = app.common_checks(headers, query).await?;
+    let caller = app.common_checks(headers, query).await?;
+    let principal = &caller.principal;
     edge::check_post_accept(headers)?;
     edge::check_content_type(headers)?;
     let bytes = read_limited(body, app.limits.max_request_bytes).await?;
@@ -207,11 +208,11 @@ async fn post_inner(
         if edge::session_header(headers)?.is_some() {
             return Err(Refusal::ALREADY_INITIALIZED.with_id(msg.id()));
         }
-        return initialize(app, &principal, &msg).await;
+        return initialize(app, principal, &msg).await;
     }
     // LIFE-01 / SESS-04: everything else needs a session.
     let session = app
-        .session(headers, &principal)
+        .session(headers, principal)
         .map_err(|r| r.with_id(msg.id()))?;
 
     match msg.kind() {
@@ -223,7 +224,28 @@ async fn post_inner(
             app.router.response(&session, msg).await;
             Ok(accepted())
         }
-        Kind::Request => request(app, session, msg).await,
+        Kind::Request => {
+            // AUTH-12/13: an upstream that requires scopes the token lacks → 403 with
+            // a step-up challenge, before anything is forwarded.
+            if let (Some(granted), Some(idx)) =
+                (&caller.scopes, app.router.static_target(&session, &msg))
+            {
+                let needed: Vec<String> = app
+                    .router
+                    .required_scopes(idx)
+                    .iter()
+                    .filter(|s| !granted.contains(s))
+                    .cloned()
+                    .collect();
+                if !needed.is_empty() {
+                    return Err(app
+                        .auth
+                        .insufficient_scope(granted, &needed)
+                        .with_id(msg.id()));
+                }
+            }
+            request(app, session, msg).await
+        }
     }
 }
 
@@ -360,9 +382,9 @@ async fn get_inner(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, Refusal> {
-    let principal = app.common_checks(headers, query).await?;
+    let caller = app.common_checks(headers, query).await?;
     edge::check_get_accept(headers)?;
-    let session = app.session(headers, &principal)?;
+    let session = app.session(headers, &caller.principal)?;
     for (idx, link) in session.links.iter().enumerate() {
         if let Some(link) = link {
             link.ensure_listening(&session, idx);
@@ -388,7 +410,7 @@ async fn get_inner(
 /// DELETE: the client ends its session (SESS-06).
 pub(crate) async fn delete(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
     let r = async {
-        let principal = app.common_checks(&headers, uri.query()).await?;
+        let principal = app.common_checks(&headers, uri.query()).await?.principal;
         let id = edge::session_header(&headers)?.ok_or(Refusal::SESSION_REQUIRED)?;
         let s = app
             .router

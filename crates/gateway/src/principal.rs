@@ -36,3 +36,11 @@ impl Principal {
         &self.subject
     }
 }
+
+/// An authenticated request: who, and what its token grants.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
+    /// The token's scopes; `None` when authentication is off.
+    pub(crate) scopes: Option<Vec<String>>,
+}

@@ -150,6 +150,13 @@ impl Refusal {
         "Bad Request: malformed credentials",
     );
 
+    /// AUTH-12: the token lacks a scope this upstream requires.
+    pub(crate) const INSUFFICIENT_SCOPE: Self = Self::client(
+        StatusCode::FORBIDDEN,
+        ErrorCode::InvalidRequest,
+        "Forbidden: insufficient scope",
+    );
+
     /// The same refusal with a `WWW-Authenticate` challenge.
     pub(crate) fn with_challenge(mut self, challenge: String) -> Self {
         self.challenge = Some(challenge);

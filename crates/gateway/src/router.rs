@@ -44,6 +44,7 @@ pub(crate) struct Router {
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) guards: GuardChain,
     timeouts: Vec<Timeouts>,
+    scopes: Vec<Vec<String>>,
     max_msg: usize,
     replay: usize,
 }
@@ -91,6 +92,11 @@ impl Router {
             .collect();
         Self {
             upstreams,
+            scopes: config
+                .upstreams
+                .iter()
+                .map(|u| u.required_scopes.clone())
+                .collect(),
             names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
             namespace: config.namespace,
             http,
@@ -269,6 +275,46 @@ impl Router {
             cap: Duration::from_secs(600),
         });
         upstream::call(link, session, idx, msg, sink, t, cancel).await;
+    }
+
+    /// The scopes a token needs to use upstream `idx`.
+    pub(crate) fn required_scopes(&self, idx: usize) -> &[String] {
+        self.scopes.get(idx).map_or(&[], Vec::as_slice)
+    }
+
+    /// The upstream a request is for, when that is known without I/O: by name for
+    /// tools and prompts, by the session's resource index for resources.
+    pub(crate) fn static_target(&self, session: &Session, msg: &Message) -> Option<usize> {
+        let method = msg.method()?;
+        let params: Value = msg.params().ok()?;
+        match method {
+            "tools/call" | "prompts/get" => self
+                .split_name(params.get("name")?.as_str()?)
+                .map(|(i, _)| i),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                if self.upstreams.len() == 1 {
+                    return Some(0);
+                }
+                session
+                    .resource_index
+                    .lock()
+                    .ok()?
+                    .lookup(params.get("uri")?.as_str()?)
+            }
+            "completion/complete" => {
+                let r = params.get("ref")?;
+                match r.get("type")?.as_str()? {
+                    "ref/prompt" => self.split_name(r.get("name")?.as_str()?).map(|(i, _)| i),
+                    _ if self.upstreams.len() == 1 => Some(0),
+                    _ => session
+                        .resource_index
+                        .lock()
+                        .ok()?
+                        .lookup(r.get("uri")?.as_str()?),
+                }
+            }
+            _ => None,
+        }
     }
 
     /// Splits `<upstream>__<name>`; `None` for names of no configured upstream.

@@ -138,14 +138,19 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with("").await
+}
+
+/// `upstream_extra` is appended to the recorder's [[upstream]] table.
+async fn setup_with(upstream_extra: &str) -> Setup {
     let idp = Idp::start().await;
     let (rec, url) = start_recorder().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let upstream = http_upstream("rec", &url);
     let rest = format!(
-        "[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n{}",
-        idp.issuer,
-        http_upstream("rec", &url)
+        "[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n{upstream}{upstream_extra}\n",
+        idp.issuer
     );
     let gw = Gateway::start_full(&format!("127.0.0.1:{port}"), "", &rest, &[]);
     wait_listening(&gw).await;
@@ -445,5 +450,35 @@ async fn auth_15_18_the_token_reaches_no_upstream_and_no_log() {
     assert!(
         !logs.contains(signature),
         "AUTH-18: a token reached the logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_12_13_missing_scopes_get_403_with_a_step_up_challenge() {
+    let s = setup_with("required_scopes = [\"files:write\"]").await;
+    let reader = s.idp.token_with(&s.idp.claims(&s.aud, "alice")); // scope mcp:tools
+    let mut c = s.gw.client();
+    init_with(&mut c, &reader).await;
+    let call = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"rec__echo","arguments":{}}});
+    let r = authed(&c, &reader, &call).send().await.unwrap();
+    assert_eq!(r.status(), 403, "AUTH-12");
+    let ch = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(ch.contains("error=\"insufficient_scope\""), "{ch}");
+    assert!(
+        ch.contains("scope=\"mcp:tools files:write\""),
+        "AUTH-13: granted + needed: {ch}"
+    );
+    assert!(ch.contains("resource_metadata=\""));
+    assert!(
+        !s.rec.methods().iter().any(|m| m == "tools/call"),
+        "nothing forwarded"
+    );
+    // Stepped up: the same user with both scopes.
+    let mut claims = s.idp.claims(&s.aud, "alice");
+    claims["scope"] = json!("mcp:tools files:write");
+    let writer = s.idp.token_with(&claims);
+    assert_eq!(
+        authed(&c, &writer, &call).send().await.unwrap().status(),
+        200
     );
 }
