@@ -127,17 +127,20 @@ struct Target {
     url: String,
     tool: &'static str,
     session: Option<String>,
+    bearer: Option<String>,
 }
 
 async fn initialize(http: &reqwest::Client, t: &mut Target) -> Result<()> {
-    let r = http
+    let mut req = http
         .post(&t.url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}).to_string())
-        .send()
-        .await?;
+            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}).to_string());
+    if let Some(b) = &t.bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
+    let r = req.send().await?;
     if !r.status().is_success() {
         bail!("{}: initialize answered {}", t.name, r.status());
     }
@@ -163,6 +166,9 @@ async fn one_call(http: &reqwest::Client, t: &Target, id: u64) -> Result<Duratio
         .body(body);
     if let Some(s) = &t.session {
         req = req.header("mcp-session-id", s);
+    }
+    if let Some(b) = &t.bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
     }
     let r = req.send().await?;
     let status = r.status();
@@ -300,10 +306,102 @@ async fn wait_http(url: &str) -> Result<()> {
     bail!("{url} never answered")
 }
 
+/// A minimal OpenID provider for the JWT phase: discovery and JWKS on loopback, and
+/// one RS256 `at+jwt` access token signed here (key generated at run time).
+struct BenchIdp {
+    issuer: String,
+    key: Arc<aws_lc_rs::rsa::KeyPair>,
+}
+
+impl BenchIdp {
+    async fn start() -> Result<Self> {
+        use aws_lc_rs::signature::KeyPair as _;
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let key = Arc::new(
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| anyhow::anyhow!("cannot generate a key"))?,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let issuer = format!("http://{}", listener.local_addr()?);
+        let pk = key.public_key();
+        let jwks = json!({"keys": [{"kty": "RSA", "kid": "bench", "use": "sig", "alg": "RS256",
+            "n": b64.encode(pk.modulus().big_endian_without_leading_zero()),
+            "e": b64.encode(pk.exponent().big_endian_without_leading_zero())}]})
+        .to_string();
+        let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")}).to_string();
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let d = discovery.clone();
+                    async move { ([("content-type", "application/json")], d) }
+                }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || {
+                    let j = jwks.clone();
+                    async move { ([("content-type", "application/json")], j) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { issuer, key })
+    }
+
+    fn token(&self, aud: &str) -> Result<String> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let header = json!({"alg": "RS256", "typ": "at+jwt", "kid": "bench"});
+        let claims = json!({"iss": self.issuer, "sub": "bench", "aud": aud, "client_id": "bench",
+            "exp": now + 3600, "iat": now, "scope": "mcp:tools"});
+        let msg = format!(
+            "{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string())
+        );
+        let mut sig = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                msg.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| anyhow::anyhow!("cannot sign"))?;
+        Ok(format!("{msg}.{}", b64.encode(sig)))
+    }
+}
+
+fn start_gateway(
+    args: &Args,
+    dir: &std::path::Path,
+    name: &str,
+    toml: &str,
+    guard: &mut Guard,
+) -> Result<u32> {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, toml)?;
+    let gw = Command::new(&args.gateway)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("PALISADE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", args.gateway))?;
+    let pid = gw.id();
+    guard.0.push(gw);
+    Ok(pid)
+}
+
 async fn run(args: Args) -> Result<()> {
     let me = std::env::current_exe()?;
     let up_port = free_port()?;
     let gw_port = free_port()?;
+    let jwt_port = free_port()?;
     let mut guard = Guard(Vec::new());
     guard.0.push(
         Command::new(&me)
@@ -318,25 +416,36 @@ async fn run(args: Args) -> Result<()> {
     );
     let dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config = dir.join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlisten = \"127.0.0.1:{gw_port}\"\ndata_dir = \"{}\"\n\n[limits]\nmax_sessions = 100000\n\n[[upstream]]\nname = \"up\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:{up_port}/mcp\"\n",
-            dir.join("data").display()
+    let upstream = format!(
+        "[[upstream]]\nname = \"up\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:{up_port}/mcp\"\n"
+    );
+    let gw_pid = start_gateway(
+        &args,
+        &dir,
+        "plain",
+        &format!(
+            "[gateway]\nlisten = \"127.0.0.1:{gw_port}\"\ndata_dir = \"{}\"\n\n[limits]\nmax_sessions = 100000\n\n{upstream}",
+            dir.join("plain").display()
         ),
+        &mut guard,
     )?;
-    let gw = Command::new(&args.gateway)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("PALISADE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", args.gateway))?;
-    let gw_pid = gw.id();
-    guard.0.push(gw);
+    // The same gateway as an OAuth resource server: every call carries a JWT that is
+    // validated against the issuer's (cached) JWKS.
+    let idp = BenchIdp::start().await?;
+    let jwt_pid = start_gateway(
+        &args,
+        &dir,
+        "jwt",
+        &format!(
+            "[gateway]\nlisten = \"127.0.0.1:{jwt_port}\"\ndata_dir = \"{}\"\n\n[auth]\npublic_url = \"http://127.0.0.1:{jwt_port}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n\n{upstream}",
+            dir.join("jwt").display(),
+            idp.issuer
+        ),
+        &mut guard,
+    )?;
     wait_http(&format!("http://127.0.0.1:{up_port}/mcp")).await?;
     wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await?;
+    wait_http(&format!("http://127.0.0.1:{jwt_port}/healthz")).await?;
     let idle_rss = proc_rss_kib(gw_pid);
 
     let http = reqwest::Client::builder()
@@ -348,28 +457,40 @@ async fn run(args: Args) -> Result<()> {
         url: format!("http://127.0.0.1:{up_port}/mcp"),
         tool: "payload",
         session: None,
+        bearer: None,
     };
     let mut through = Target {
         name: "gateway",
         url: format!("http://127.0.0.1:{gw_port}/mcp"),
         tool: "up__payload",
         session: None,
+        bearer: None,
+    };
+    let mut with_jwt = Target {
+        name: "gateway + JWT",
+        url: format!("http://127.0.0.1:{jwt_port}/mcp"),
+        tool: "up__payload",
+        session: None,
+        bearer: Some(idp.token(&format!("http://127.0.0.1:{jwt_port}/mcp"))?),
     };
     initialize(&http, &mut direct).await?;
     initialize(&http, &mut through).await?;
+    initialize(&http, &mut with_jwt).await?;
     let direct = Arc::new(direct);
     let through = Arc::new(through);
+    let with_jwt = Arc::new(with_jwt);
 
-    // Warm up both paths (connections, allocators, caches).
-    throughput_phase(&http, &direct, args.concurrency, 2).await?;
-    throughput_phase(&http, &through, args.concurrency, 2).await?;
+    // Warm up every path (connections, allocators, caches).
+    for t in [&direct, &through, &with_jwt] {
+        throughput_phase(&http, t, args.concurrency, 2).await?;
+    }
 
     let mut results = Vec::new();
-    for t in [&direct, &through] {
-        let ticks0 = proc_cpu_ticks(gw_pid);
+    for (t, pid) in [(&direct, gw_pid), (&through, gw_pid), (&with_jwt, jwt_pid)] {
+        let ticks0 = proc_cpu_ticks(pid);
         let (p50, p99, achieved) = latency_phase(&http, t, args.rate, args.seconds).await?;
         let tput = throughput_phase(&http, t, args.concurrency, args.seconds).await?;
-        let ticks1 = proc_cpu_ticks(gw_pid);
+        let ticks1 = proc_cpu_ticks(pid);
         results.push((
             t.name,
             Figures {
@@ -399,6 +520,7 @@ async fn run(args: Args) -> Result<()> {
                     url: url.clone(),
                     tool: "",
                     session: None,
+                    bearer: None,
                 };
                 initialize(&http, &mut t).await?;
             }
@@ -414,42 +536,37 @@ async fn run(args: Args) -> Result<()> {
         .zip(after_sessions)
         .map(|(a, b)| (b.saturating_sub(a) as f64 * 1024.0) / args.sessions.max(1) as f64);
 
-    let (d, g) = (&results[0].1, &results[1].1);
-    // CPU per call: gateway ticks during its phases / calls it served in them.
-    let gw_calls = g.achieved_rate * args.seconds as f64 + g.throughput * args.seconds as f64;
+    let d = &results[0].1;
     let ticks_per_sec = 100.0; // USER_HZ on Linux
-    let cpu_us_per_call = results[1]
-        .2
-        .map(|t| t as f64 / ticks_per_sec * 1e6 / gw_calls);
-
     println!(
         "## tools/call, {} B result, {} s per phase, 2 cores",
         args.result_bytes, args.seconds
     );
     println!();
     println!(
-        "| path | p50 at {} req/s | p99 at {} req/s | achieved rate | throughput ({} conns) |",
+        "| path | p50 at {} req/s | p99 at {} req/s | achieved rate | throughput ({} conns) | gateway CPU per call |",
         args.rate, args.rate, args.concurrency
     );
-    println!("|---|---|---|---|---|");
-    for (name, f, _) in &results {
+    println!("|---|---|---|---|---|---|");
+    for (i, (name, f, ticks)) in results.iter().enumerate() {
+        let calls = f.achieved_rate * args.seconds as f64 + f.throughput * args.seconds as f64;
+        let cpu = match (i, ticks) {
+            (0, _) | (_, None) => "—".to_owned(),
+            (_, Some(t)) => format!("{:.0} µs", *t as f64 / ticks_per_sec * 1e6 / calls),
+        };
         println!(
-            "| {name} | {:.0} µs | {:.0} µs | {:.0} req/s | {:.0} req/s |",
+            "| {name} | {:.0} µs | {:.0} µs | {:.0} req/s | {:.0} req/s | {cpu} |",
             f.p50_us, f.p99_us, f.achieved_rate, f.throughput
         );
     }
     println!();
-    println!(
-        "- added latency p50: {:.0} µs, p99: {:.0} µs",
-        g.p50_us - d.p50_us,
-        g.p99_us - d.p99_us
-    );
-    println!(
-        "- throughput through the gateway: {:.1}% of direct",
-        100.0 * g.throughput / d.throughput
-    );
-    if let Some(c) = cpu_us_per_call {
-        println!("- gateway CPU per call: {c:.0} µs (user+system, from /proc)");
+    for (name, g, _) in results.iter().skip(1) {
+        println!(
+            "- {name}: added latency p50 {:.0} µs, p99 {:.0} µs; throughput {:.1}% of direct",
+            g.p50_us - d.p50_us,
+            g.p99_us - d.p99_us,
+            100.0 * g.throughput / d.throughput
+        );
     }
     println!(
         "- gateway RSS: {} KiB idle, {} KiB after the run",

@@ -7,6 +7,9 @@
 #      per-scenario table: whatever passes directly must pass through the gateway, and
 #      dns-rebinding-protection must pass through the gateway in any case
 #   4. gateway-sse-resume-check.mjs -> gateway -> fixture
+#   5. oauth-check.mjs -> gateway with [auth] -> server-everything over Streamable HTTP;
+#      real tokens from two real OpenID providers (oidc-idp.mjs = oidc-provider): the
+#      first is the configured issuer, the second is not (AUTH-08)
 #
 #   bash run-gateway.sh PALISADE_BINARY      (needs `npm ci` done in this folder)
 #
@@ -15,7 +18,10 @@
 # their address. Gateway configs are the plain defaults (no allowed_origins, no
 # allowed_hosts) apart from the upstream and, for the fixture, namespace = false.
 # Logs (gateway stderr at PALISADE_LOG=debug, peers, suite results) stay in LOGDIR.
-# Last line: "N passed, N failed" (sum over the four parts); exit 1 on any failure.
+# The OAuth gateway needs a fixed port (public_url = the address clients use), so
+# a free one is picked first. The client secret is random per run; the providers'
+# keys are generated at start-up.
+# Last line: "N passed, N failed" (sum over the five parts); exit 1 on any failure.
 #
 # Skipped for the stdio upstream (documented here, passed with --skip):
 #   "server->client roots/list after initialize (on the standalone GET stream)"
@@ -119,6 +125,28 @@ done
 [ -n "$FX_URL" ] || { echo "fixture did not start" >&2; cat "$LOGDIR/fixture.log" >&2; exit 1; }
 FX_PORT=${FX_URL##*:}; FX_PORT=${FX_PORT%%/*}
 
+# Two real OpenID providers, same clients and secret: idp1 is trusted, idp2 is not.
+OIDC_CLIENT=palisade-oauth-check
+OIDC_SECRET=$(node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))')
+for i in 1 2; do
+  node oidc-idp.mjs --port 0 --client-id "$OIDC_CLIENT" --client-id "$OIDC_CLIENT-2" \
+    --client-secret "$OIDC_SECRET" >"$LOGDIR/idp$i.out" 2>"$LOGDIR/idp$i.err" &
+  pids+=($!)
+done
+# wait_issuer N: prints the issuer of idp N once it is ready
+wait_issuer() {
+  local iss
+  for _ in $(seq 1 100); do
+    iss=$(sed -n 's/^oidc-provider issuer \(http[^ ]*\)/\1/p' "$LOGDIR/idp$1.out" | head -1)
+    [ -n "$iss" ] && { echo "$iss"; return 0; }
+    sleep 0.1
+  done
+  echo "oidc-idp $1 did not start:" >&2; cat "$LOGDIR/idp$1.err" >&2; return 1
+}
+ISSUER1=$(wait_issuer 1) || exit 1
+ISSUER2=$(wait_issuer 2) || exit 1
+GW_OAUTH_PORT=$(free_port)
+
 # ---------------------------------------------------------------- gateway configs
 cat >"$LOGDIR/gw-everything-http.toml" <<EOF
 [gateway]
@@ -158,12 +186,34 @@ transport = "streamable-http"
 url = "http://127.0.0.1:$FX_PORT/mcp"
 EOF
 
+cat >"$LOGDIR/gw-oauth.toml" <<EOF
+[gateway]
+listen = "127.0.0.1:$GW_OAUTH_PORT"
+endpoint = "/mcp"
+data_dir = "$LOGDIR/data-oauth"
+
+[auth]
+public_url = "http://127.0.0.1:$GW_OAUTH_PORT"
+scopes = ["mcp:tools"]
+
+[[auth.issuer]]
+issuer = "$ISSUER1"
+require_at_jwt = true
+
+[[upstream]]
+name = "everything"
+transport = "streamable-http"
+url = "http://127.0.0.1:$EV_PORT/mcp"
+EOF
+
 start_gateway gw-everything-http "$LOGDIR/gw-everything-http.toml" || exit 1
 GW_EV_HTTP=$GW_ADDR
 start_gateway gw-everything-stdio "$LOGDIR/gw-everything-stdio.toml" || exit 1
 GW_EV_STDIO=$GW_ADDR
 start_gateway gw-fixture "$LOGDIR/gw-fixture.toml" || exit 1
 GW_FX=$GW_ADDR
+start_gateway gw-oauth "$LOGDIR/gw-oauth.toml" || exit 1
+GW_OAUTH=$GW_ADDR
 wait_healthy "$GW_EV_STDIO" || exit 1
 GW_FX_PORT=${GW_FX##*:}
 
@@ -197,9 +247,22 @@ echo "== 4. gateway-sse-resume-check -> gateway $GW_FX -> fixture"
 T 30 node gateway-sse-resume-check.mjs --url "http://$GW_FX/mcp" | tee "$LOGDIR/sse-resume.txt" || rc=1
 tally "$LOGDIR/sse-resume.txt"
 
+# ---------------------------------------------------------------- 5. OAuth with real tokens
+echo "== 5. oauth-check -> gateway $GW_OAUTH ([auth], issuer $ISSUER1) -> server-everything; untrusted $ISSUER2"
+T 60 node oauth-check.mjs --gateway-url "http://$GW_OAUTH/mcp" --issuer "$ISSUER1" --other-issuer "$ISSUER2" \
+  --client-id "$OIDC_CLIENT" --second-client-id "$OIDC_CLIENT-2" --client-secret "$OIDC_SECRET" \
+  | tee "$LOGDIR/oauth.txt" || rc=1
+tally "$LOGDIR/oauth.txt"
+# AUTH-18: none of the JWTs sent (good, wrong-aud, tampered, foreign) is in the debug log.
+if grep -Eq 'eyJ[A-Za-z0-9_-]{10,}\.eyJ' "$LOGDIR/gw-oauth.err"; then
+  echo "FAIL - a JWT reached the gateway log (AUTH-18)"; F=$((F+1)); rc=1
+else
+  echo "ok   - no JWT in the gateway log (AUTH-18)"; P=$((P+1))
+fi
+
 # ---------------------------------------------------------------- report
 echo "== gateway warnings (count, line)"
-for g in gw-everything-http gw-everything-stdio gw-fixture; do gateway_warnings "$g"; done
+for g in gw-everything-http gw-everything-stdio gw-fixture gw-oauth; do gateway_warnings "$g"; done
 echo "logs: $LOGDIR   ($(( $(date +%s) - START )) s)"
 echo "$P passed, $F failed"
 [ "$rc" -eq 0 ] && [ "$F" -eq 0 ]
