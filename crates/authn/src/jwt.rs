@@ -11,6 +11,7 @@
 //! AUTH-17), `exp` in the future and `nbf` in the past within a bounded skew, `sub`
 //! present.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
@@ -181,8 +182,25 @@ pub enum TokenError {
 pub struct JwtValidator {
     audience: CanonicalUri,
     issuers: Vec<Issuer>,
+    /// Per issuer: decoding keys built once from its JWKS, by `kid` ("" for a
+    /// kid-less key); building them per token is most of the cost of a validation.
+    decoders: Vec<HashMap<String, DecodingKey>>,
     leeway_secs: u64,
     claim_paths: ClaimPaths,
+}
+
+fn decoders_of(keys: &JwkSet) -> HashMap<String, DecodingKey> {
+    let mut out = HashMap::new();
+    for jwk in &keys.keys {
+        // The first key with a kid wins, as `JwkSet::find` does.
+        let kid = jwk.common.key_id.clone().unwrap_or_default();
+        if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(kid)
+            && let Ok(key) = DecodingKey::from_jwk(jwk)
+        {
+            slot.insert(key);
+        }
+    }
+    out
 }
 
 impl fmt::Debug for JwtValidator {
@@ -232,6 +250,7 @@ impl JwtValidator {
     ) -> Self {
         Self {
             audience,
+            decoders: issuers.iter().map(|i| decoders_of(&i.keys)).collect(),
             issuers,
             leeway_secs: leeway_secs.min(MAX_LEEWAY_SECS),
             claim_paths,
@@ -241,8 +260,9 @@ impl JwtValidator {
     /// Replaces one issuer's key set (after a JWKS refresh; key rotation needs no
     /// restart).
     pub fn set_keys(&mut self, issuer: &str, keys: JwkSet) {
-        if let Some(i) = self.issuers.iter_mut().find(|i| i.issuer == issuer) {
-            i.keys = keys;
+        if let Some(n) = self.issuers.iter().position(|i| i.issuer == issuer) {
+            self.decoders[n] = decoders_of(&keys);
+            self.issuers[n].keys = keys;
         }
     }
 
@@ -261,11 +281,12 @@ impl JwtValidator {
             return Err(TokenError::AlgorithmNotAllowed);
         }
         let claimed = Self::claimed_issuer(token).ok_or(TokenError::MissingClaim("iss"))?;
-        let issuer = self
+        let n = self
             .issuers
             .iter()
-            .find(|i| i.issuer == claimed)
+            .position(|i| i.issuer == claimed)
             .ok_or(TokenError::UnknownIssuer)?;
+        let issuer = &self.issuers[n];
         if issuer.require_at_jwt {
             let ok = header.typ.as_deref().is_some_and(|t| {
                 t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
@@ -294,7 +315,9 @@ impl JwtValidator {
         {
             return Err(TokenError::BadSignature);
         }
-        let key = DecodingKey::from_jwk(jwk).map_err(|_| TokenError::BadSignature)?;
+        let key = self.decoders[n]
+            .get(jwk.common.key_id.as_deref().unwrap_or_default())
+            .ok_or(TokenError::BadSignature)?;
 
         // Signature only here; every claim is checked below with our own rules.
         let mut v = Validation::new(header.alg);
@@ -303,7 +326,7 @@ impl JwtValidator {
         v.validate_aud = false;
         v.required_spec_claims.clear();
         let data =
-            jsonwebtoken::decode::<Value>(raw, &key, &v).map_err(|_| TokenError::BadSignature)?;
+            jsonwebtoken::decode::<Value>(raw, key, &v).map_err(|_| TokenError::BadSignature)?;
         let c = data.claims;
 
         if c.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {

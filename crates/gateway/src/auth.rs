@@ -22,6 +22,7 @@ use palisade_authn::jwt::{ClaimPaths, Issuer, JwtValidator, TokenError};
 use palisade_authn::prm::ProtectedResourceMetadata;
 use palisade_config::Auth;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::principal::{Caller, Principal};
@@ -31,6 +32,8 @@ use crate::refusal::Refusal;
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_METADATA_BYTES: usize = 1 << 20;
+/// Validated tokens remembered (by SHA-256, never the token itself) until they expire.
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
 
 /// Who may call.
 pub(crate) enum Authenticator {
@@ -86,6 +89,9 @@ pub(crate) struct OAuth {
     jwks_uris: HashMap<String, Option<String>>,
     last_fetch: Mutex<HashMap<String, Instant>>,
     allow_loopback: bool,
+    /// SHA-256 of a validated token → who it names, until its `exp`. A cache hit
+    /// skips the signature check; it never outlives the token.
+    verified: Mutex<HashMap<[u8; 32], (Caller, u64)>>,
 }
 
 fn now_unix() -> u64 {
@@ -154,6 +160,7 @@ impl OAuth {
                 .collect(),
             last_fetch: Mutex::new(HashMap::new()),
             allow_loopback,
+            verified: Mutex::new(HashMap::new()),
         };
         for i in &cfg.issuers {
             if let Err(e) = this.refresh(&i.issuer, false).await {
@@ -189,6 +196,17 @@ impl OAuth {
                     .with_challenge(challenge::invalid_request(&self.prm_url, why)));
             }
         };
+        let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
+        let now = now_unix();
+        if let Some((caller, exp)) = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+            && *exp > now
+        {
+            return Ok(caller.clone());
+        }
         let first = self.validate(&token);
         let result = match first {
             Err(TokenError::UnknownKey) => {
@@ -204,10 +222,21 @@ impl OAuth {
             other => other,
         };
         match result {
-            Ok(c) => Ok(Caller {
-                principal: Principal::new(c.issuer, c.subject),
-                scopes: Some(c.scopes),
-            }),
+            Ok(c) => {
+                let caller = Caller {
+                    principal: Principal::new(c.issuer, c.subject),
+                    scopes: Some(c.scopes),
+                };
+                let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= TOKEN_CACHE_ENTRIES {
+                    cache.retain(|_, (_, exp)| *exp > now);
+                    if cache.len() >= TOKEN_CACHE_ENTRIES {
+                        cache.clear();
+                    }
+                }
+                cache.insert(digest, (caller.clone(), c.expires_at));
+                Ok(caller)
+            }
             Err(e) => {
                 tracing::info!(reason = %e, "refused an access token (AUTH-06)");
                 Err(Refusal::INVALID_TOKEN.with_challenge(challenge::invalid_token(&self.prm_url)))
