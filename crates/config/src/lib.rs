@@ -103,6 +103,29 @@ pub struct AuthIssuer {
     pub jwks_uri: Option<String>,
     /// Require `typ: at+jwt` (RFC 9068).
     pub require_at_jwt: bool,
+    /// RFC 7662 introspection for opaque (non-JWT) tokens, if configured.
+    pub introspection: Option<Introspection>,
+}
+
+/// Where and as whom the gateway introspects opaque tokens (RFC 7662).
+#[derive(Clone)]
+pub struct Introspection {
+    /// The introspection endpoint (https, or http on loopback).
+    pub endpoint: String,
+    /// The gateway's client ID at the authorization server.
+    pub client_id: String,
+    /// Its client secret (from the environment; never printed).
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Bounds; every queue and buffer in the gateway takes its size from here.

@@ -79,6 +79,9 @@ struct RawIssuer {
     issuer: Spanned<String>,
     jwks_uri: Option<Spanned<String>>,
     require_at_jwt: Option<bool>,
+    introspection_endpoint: Option<Spanned<String>>,
+    introspection_client_id: Option<Spanned<String>>,
+    introspection_client_secret: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -611,11 +614,41 @@ impl RawConfig {
                         .as_ref()
                         .map(|j| check_http_url(&cx, j, "auth.issuer.jwks_uri"))
                         .transpose()?;
+                    let introspection = match (
+                        &i.introspection_endpoint,
+                        &i.introspection_client_id,
+                        &i.introspection_client_secret,
+                    ) {
+                        (None, None, None) => None,
+                        (Some(e), Some(id), Some(secret)) => Some(crate::Introspection {
+                            endpoint: check_http_url(&cx, e, "auth.issuer.introspection_endpoint")?,
+                            client_id: cx.string(id, "auth.issuer.introspection_client_id")?,
+                            client_secret: cx
+                                .string(secret, "auth.issuer.introspection_client_secret")?,
+                        }),
+                        _ => {
+                            return Err(cx.at(
+                                &i.issuer,
+                                "auth.issuer",
+                                "introspection needs introspection_endpoint, introspection_client_id and introspection_client_secret",
+                            ));
+                        }
+                    };
                     issuers.push(crate::AuthIssuer {
                         issuer,
                         jwks_uri,
                         require_at_jwt: i.require_at_jwt.unwrap_or(true),
+                        introspection,
                     });
+                }
+                if issuers.iter().filter(|i| i.introspection.is_some()).count() > 1 {
+                    // An opaque token names no issuer: sending it to several would
+                    // leak it to servers that did not issue it.
+                    return Err(cx.at(
+                        &a.public_url,
+                        "auth.issuer",
+                        "at most one issuer may use introspection",
+                    ));
                 }
                 if issuers.is_empty() {
                     return Err(cx.at(

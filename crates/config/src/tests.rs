@@ -225,3 +225,36 @@ fn required_scopes_need_auth() {
     let t = format!("{MIN}required_scopes = [\"files:write\"]\n");
     assert!(load(&t, &[]).unwrap_err().to_string().contains("[auth]"));
 }
+
+#[test]
+fn introspection_needs_all_three_keys_and_one_issuer() {
+    let base = format!(
+        "{MIN}[auth]\npublic_url = \"https://gw.example.com\"\n[[auth.issuer]]\nissuer = \"https://idp.example.com\"\n"
+    );
+    let full = format!(
+        "{base}introspection_endpoint = \"https://idp.example.com/introspect\"\nintrospection_client_id = \"gw\"\nintrospection_client_secret = \"${{S}}\"\n"
+    );
+    let c = load(&full, &[("S", "s3cret")]).unwrap();
+    let a = c.auth.unwrap();
+    assert!(
+        !format!("{a:?}").contains("s3cret"),
+        "the secret never prints"
+    );
+    let partial =
+        format!("{base}introspection_endpoint = \"https://idp.example.com/introspect\"\n");
+    assert!(
+        load(&partial, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("introspection")
+    );
+    let two = format!(
+        "{full}[[auth.issuer]]\nissuer = \"https://idp2.example.com\"\nintrospection_endpoint = \"https://idp2.example.com/i\"\nintrospection_client_id = \"gw\"\nintrospection_client_secret = \"x\"\n"
+    );
+    assert!(
+        load(&two, &[("S", "s")])
+            .unwrap_err()
+            .to_string()
+            .contains("at most one")
+    );
+}

@@ -20,7 +20,7 @@ use palisade_authn::canonical::CanonicalUri;
 use palisade_authn::challenge;
 use palisade_authn::jwt::{ClaimPaths, Issuer, JwtValidator, TokenError};
 use palisade_authn::prm::ProtectedResourceMetadata;
-use palisade_config::Auth;
+use palisade_config::{Auth, Introspection};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -34,6 +34,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_METADATA_BYTES: usize = 1 << 20;
 /// Validated tokens remembered (by SHA-256, never the token itself) until they expire.
 const TOKEN_CACHE_ENTRIES: usize = 10_000;
+/// An introspection verdict is reused at most this long, so revocation takes effect
+/// within it (and never beyond the token's own `exp`).
+const INTROSPECTION_CACHE: u64 = 60;
 
 /// Who may call.
 pub(crate) enum Authenticator {
@@ -92,6 +95,10 @@ pub(crate) struct OAuth {
     /// SHA-256 of a validated token → who it names, until its `exp`. A cache hit
     /// skips the signature check; it never outlives the token.
     verified: Mutex<HashMap<[u8; 32], (Caller, u64)>>,
+    /// The one issuer whose opaque tokens are introspected (RFC 7662), if any.
+    introspection: Option<(String, Introspection)>,
+    canonical: CanonicalUri,
+    leeway: u64,
 }
 
 fn now_unix() -> u64 {
@@ -133,7 +140,12 @@ impl OAuth {
         let prm_body = Bytes::from(serde_json::to_vec(&prm).map_err(|e| e.to_string())?);
         // Loopback-dev mode: an issuer on a loopback http URL may be fetched over
         // loopback; nothing else ever may.
-        let allow_loopback = cfg.issuers.iter().any(|i| i.issuer.starts_with("http://"));
+        let allow_loopback = cfg.issuers.iter().any(|i| {
+            i.issuer.starts_with("http://")
+                || i.introspection
+                    .as_ref()
+                    .is_some_and(|x| x.endpoint.starts_with("http://"))
+        });
         let issuers: Vec<Issuer> = cfg
             .issuers
             .iter()
@@ -144,6 +156,12 @@ impl OAuth {
             })
             .collect();
         let this = Self {
+            introspection: cfg
+                .issuers
+                .iter()
+                .find_map(|i| i.introspection.clone().map(|x| (i.issuer.clone(), x))),
+            canonical: canonical.clone(),
+            leeway: cfg.leeway.as_secs(),
             validator: RwLock::new(JwtValidator::new(
                 canonical,
                 issuers,
@@ -207,6 +225,20 @@ impl OAuth {
         {
             return Ok(caller.clone());
         }
+        if self.introspection.is_some() && token.expose().split('.').count() != 3 {
+            // Not a JWT: ask its issuer (RFC 7662).
+            return match self.introspect(&token, now).await {
+                Ok((caller, exp)) => {
+                    self.remember(digest, &caller, exp.min(now + INTROSPECTION_CACHE), now);
+                    Ok(caller)
+                }
+                Err(e) => {
+                    tracing::info!(reason = %e, "refused an access token (introspection)");
+                    Err(Refusal::INVALID_TOKEN
+                        .with_challenge(challenge::invalid_token(&self.prm_url)))
+                }
+            };
+        }
         let first = self.validate(&token);
         let result = match first {
             Err(TokenError::UnknownKey) => {
@@ -227,14 +259,7 @@ impl OAuth {
                     principal: Principal::new(c.issuer, c.subject),
                     scopes: Some(c.scopes),
                 };
-                let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-                if cache.len() >= TOKEN_CACHE_ENTRIES {
-                    cache.retain(|_, (_, exp)| *exp > now);
-                    if cache.len() >= TOKEN_CACHE_ENTRIES {
-                        cache.clear();
-                    }
-                }
-                cache.insert(digest, (caller.clone(), c.expires_at));
+                self.remember(digest, &caller, c.expires_at, now);
                 Ok(caller)
             }
             Err(e) => {
@@ -242,6 +267,93 @@ impl OAuth {
                 Err(Refusal::INVALID_TOKEN.with_challenge(challenge::invalid_token(&self.prm_url)))
             }
         }
+    }
+
+    /// Remembers a verdict until `until` (Unix seconds); the map stays bounded.
+    fn remember(&self, digest: [u8; 32], caller: &Caller, until: u64, now: u64) {
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= TOKEN_CACHE_ENTRIES {
+            cache.retain(|_, (_, exp)| *exp > now);
+            if cache.len() >= TOKEN_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(digest, (caller.clone(), until));
+    }
+
+    /// RFC 7662: asks the issuer whether an opaque token is active, then applies the
+    /// same rules as to a JWT: the issuer, the audience (this gateway), `exp`, `nbf`.
+    async fn introspect(&self, token: &bearer::Token, now: u64) -> Result<(Caller, u64), String> {
+        use base64::Engine as _;
+        let Some((issuer, cfg)) = &self.introspection else {
+            return Err("no introspection configured".into());
+        };
+        let body = format!(
+            "token={}&token_type_hint=access_token",
+            form_encode(token.expose())
+        );
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            form_encode(&cfg.client_id),
+            form_encode(&cfg.client_secret)
+        ));
+        let v = metadata_request(
+            &cfg.endpoint,
+            self.allow_loopback,
+            Some((body, format!("Basic {basic}"))),
+        )
+        .await?;
+        if v.get("active") != Some(&Value::Bool(true)) {
+            return Err("token is not active".into());
+        }
+        if let Some(iss) = v.get("iss")
+            && iss.as_str() != Some(issuer.as_str())
+        {
+            return Err("introspection names another issuer".into());
+        }
+        let aud_ok = match v.get("aud") {
+            Some(Value::String(a)) => self.canonical.matches(a),
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| self.canonical.matches(a)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err("token not issued for this resource".into());
+        }
+        let exp = v
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or("introspection gives no exp")?;
+        if exp.saturating_add(self.leeway) <= now {
+            return Err("token expired".into());
+        }
+        if v.get("nbf")
+            .and_then(Value::as_u64)
+            .is_some_and(|nbf| nbf > now + self.leeway)
+        {
+            return Err("token not yet valid".into());
+        }
+        let sub = v
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or("introspection gives no sub")?;
+        let mut scopes: Vec<String> = v
+            .get("scope")
+            .and_then(Value::as_str)
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        scopes.sort();
+        scopes.dedup();
+        Ok((
+            Caller {
+                principal: Principal::new(issuer.clone(), sub),
+                scopes: Some(scopes),
+            },
+            exp,
+        ))
     }
 
     fn validate(&self, token: &bearer::Token) -> Result<palisade_authn::jwt::Claims, TokenError> {
@@ -352,6 +464,29 @@ fn address_allowed(ip: IpAddr, loopback_dev: bool) -> bool {
 /// connection pinned to a checked one; no redirects; bounded size and time. Errors
 /// never carry the fetched body.
 pub(crate) async fn fetch_json(url: &str, loopback_dev: bool) -> Result<Value, String> {
+    metadata_request(url, loopback_dev, None).await
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A GET (or, with `form`, a form POST with an `Authorization` value) of a small JSON
+/// document under the SSRF controls of [`fetch_json`].
+async fn metadata_request(
+    url: &str,
+    loopback_dev: bool,
+    form: Option<(String, String)>,
+) -> Result<Value, String> {
     let parsed = reqwest::Url::parse(url).map_err(|_| "bad metadata URL".to_owned())?;
     let host = parsed
         .host_str()
@@ -396,8 +531,15 @@ pub(crate) async fn fetch_json(url: &str, loopback_dev: bool) -> Result<Value, S
         .resolve(bare, addr)
         .build()
         .map_err(|_| "cannot build a metadata client".to_owned())?;
-    let mut resp = client
-        .get(parsed)
+    let req = match form {
+        None => client.get(parsed),
+        Some((body, authorization)) => client
+            .post(parsed)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", authorization)
+            .body(body),
+    };
+    let mut resp = req
         .header("accept", "application/json")
         .send()
         .await

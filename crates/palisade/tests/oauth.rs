@@ -28,6 +28,8 @@ struct Keys {
     kid: String,
     key: KeyPair,
     jwks_hits: usize,
+    /// Opaque tokens this provider answers introspection for.
+    opaque: std::collections::HashMap<String, Value>,
 }
 
 /// A small OpenID provider: discovery, JWKS, and tokens signed here.
@@ -58,9 +60,11 @@ impl Idp {
                 kid: "k1".into(),
                 key: KeyPair::generate(KeySize::Rsa2048).unwrap(),
                 jwks_hits: 0,
+                opaque: std::collections::HashMap::new(),
             })),
         };
         let for_jwks = idp.clone();
+        let for_introspection = idp.clone();
         let app = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -68,6 +72,41 @@ impl Idp {
                     let issuer = issuer.clone();
                     async move {
                         json_resp(&json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")}))
+                    }
+                }),
+            )
+            .route(
+                "/introspect",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                    let idp = for_introspection.clone();
+                    async move {
+                        // RFC 7662: only the gateway, authenticated, may ask.
+                        let expected = format!(
+                            "Basic {}",
+                            base64::engine::general_purpose::STANDARD.encode("gw:gw-secret")
+                        );
+                        if headers.get("authorization").and_then(|v| v.to_str().ok())
+                            != Some(expected.as_str())
+                        {
+                            return (
+                                axum::http::StatusCode::UNAUTHORIZED,
+                                json_resp(&json!({"error": "invalid_client"})),
+                            );
+                        }
+                        let token = body
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix("token="))
+                            .unwrap_or_default()
+                            .to_owned();
+                        let answer = idp
+                            .keys
+                            .lock()
+                            .unwrap()
+                            .opaque
+                            .get(&token)
+                            .cloned()
+                            .unwrap_or(json!({"active": false}));
+                        (axum::http::StatusCode::OK, json_resp(&answer))
                     }
                 }),
             )
@@ -480,5 +519,72 @@ async fn auth_12_13_missing_scopes_get_403_with_a_step_up_challenge() {
     assert_eq!(
         authed(&c, &writer, &call).send().await.unwrap().status(),
         200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_introspected_with_the_same_rules() {
+    let idp = Idp::start().await;
+    let (rec, url) = start_recorder().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let aud = format!("{base}/mcp");
+    let upstream = http_upstream("rec", &url);
+    let rest = format!(
+        "[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\nintrospection_endpoint = \"{iss}/introspect\"\nintrospection_client_id = \"gw\"\nintrospection_client_secret = \"${{GW_SECRET}}\"\n{upstream}",
+        iss = idp.issuer
+    );
+    let gw = Gateway::start_full(
+        &format!("127.0.0.1:{port}"),
+        "",
+        &rest,
+        &[("GW_SECRET", "gw-secret")],
+    );
+    wait_listening(&gw).await;
+    let answer = |active: bool, aud: &str, sub: &str| {
+        json!({"active": active, "iss": idp.issuer, "aud": aud, "sub": sub, "scope": "mcp:tools",
+               "client_id": "c", "exp": now() + 300})
+    };
+    {
+        let mut k = idp.keys.lock().unwrap();
+        k.opaque
+            .insert("opaque-good".into(), answer(true, &aud, "alice"));
+        k.opaque
+            .insert("opaque-revoked".into(), answer(false, &aud, "alice"));
+        k.opaque.insert(
+            "opaque-elsewhere".into(),
+            answer(true, "https://other.example.com/mcp", "alice"),
+        );
+    }
+    let c = gw.client();
+    assert_eq!(
+        authed(&c, "opaque-good", &init_body(1))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for bad in ["opaque-revoked", "opaque-elsewhere", "opaque-unknown"] {
+        let r = authed(&c, bad, &init_body(1)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "AUTH-06: {bad}");
+    }
+    // JWTs of the same issuer still validate locally.
+    let jwt = idp.token_with(&idp.claims(&aud, "bob"));
+    assert_eq!(
+        authed(&c, &jwt, &init_body(2))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        rec.methods().iter().filter(|m| *m == "initialize").count(),
+        2
+    );
+    assert!(
+        !gw.logs().contains("gw-secret"),
+        "AUTH-18: the client secret is never logged"
     );
 }
