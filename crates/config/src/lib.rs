@@ -72,6 +72,28 @@ pub struct Config {
     /// The OAuth 2.1 resource server; `None` means authentication is off, which is
     /// allowed only on a loopback bind.
     pub auth: Option<Auth>,
+    /// The credential vault's keys, if configured.
+    pub vault: Option<VaultKeys>,
+}
+
+/// Where the vault's key-encryption keys are (files holding 64 hex characters).
+#[derive(Debug, Clone)]
+pub struct VaultKeys {
+    /// The current key: seals new secrets.
+    pub key_file: PathBuf,
+    /// Earlier keys, still able to open secrets during a rotation.
+    pub previous_key_files: Vec<PathBuf>,
+}
+
+/// The gateway's own credential for an upstream, injected as a header (AUTH-16).
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The vault secret's name.
+    pub secret: String,
+    /// The header it goes in (lower case).
+    pub header: String,
+    /// Text before the secret, e.g. `Bearer `.
+    pub prefix: String,
 }
 
 /// OAuth 2.1 resource-server settings.
@@ -167,6 +189,8 @@ pub struct Upstream {
     /// Scopes a token must carry to use this upstream (needs `[auth]`); a token
     /// without them gets 403 `insufficient_scope` (AUTH-12).
     pub required_scopes: Vec<String>,
+    /// The gateway's credential for a Streamable HTTP upstream, from the vault.
+    pub credential: Option<Credential>,
 }
 
 /// How the gateway reaches an upstream.

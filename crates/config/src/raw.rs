@@ -22,6 +22,7 @@ pub struct RawConfig {
     #[serde(default, rename = "upstream")]
     upstreams: Vec<RawUpstream>,
     auth: Option<RawAuth>,
+    vault: Option<RawVault>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -56,6 +57,37 @@ struct RawLimits {
     max_in_flight_per_session: Option<Spanned<u64>>,
     shutdown_grace: Option<Spanned<String>>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    key_file: Spanned<String>,
+    #[serde(default)]
+    previous_key_files: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    secret: Spanned<String>,
+    #[serde(default)]
+    header: Option<Spanned<String>>,
+    #[serde(default)]
+    prefix: Option<Spanned<String>>,
+}
+
+/// Headers the gateway sets itself on upstream requests; a credential cannot replace them.
+const RESERVED_HEADERS: [&str; 9] = [
+    "host",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +138,7 @@ struct RawUpstream {
     request_timeout: Option<Spanned<String>>,
     #[serde(default)]
     required_scopes: Vec<Spanned<String>>,
+    credential: Option<RawCredential>,
 }
 
 /// Context for building: where we are, to name lines in errors.
@@ -528,11 +561,60 @@ impl RawConfig {
                 }
                 required_scopes.push(v);
             }
+            let credential = match &u.credential {
+                None => None,
+                Some(c) => {
+                    if !matches!(transport, Transport::Http(_)) {
+                        return Err(cx.at(
+                            &c.secret,
+                            &key("credential"),
+                            "only Streamable HTTP upstreams take a credential header",
+                        ));
+                    }
+                    if self.vault.is_none() {
+                        return Err(cx.at(
+                            &c.secret,
+                            &key("credential"),
+                            "needs a [vault] section",
+                        ));
+                    }
+                    let secret = cx.string(&c.secret, &key("credential.secret"))?;
+                    let header = match &c.header {
+                        Some(h) => cx
+                            .string(h, &key("credential.header"))?
+                            .to_ascii_lowercase(),
+                        None => "authorization".to_owned(),
+                    };
+                    let valid = !header.is_empty()
+                        && header
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !RESERVED_HEADERS.contains(&header.as_str());
+                    if !valid {
+                        return Err(cx.at(
+                            &c.secret,
+                            &key("credential.header"),
+                            format!("`{header}` cannot carry a credential"),
+                        ));
+                    }
+                    let prefix = match &c.prefix {
+                        Some(p) => cx.string(p, &key("credential.prefix"))?,
+                        None if header == "authorization" => "Bearer ".to_owned(),
+                        None => String::new(),
+                    };
+                    Some(crate::Credential {
+                        secret,
+                        header,
+                        prefix,
+                    })
+                }
+            };
             upstreams.push(Upstream {
                 name,
                 transport,
                 request_timeout,
                 required_scopes,
+                credential,
             });
         }
         if upstreams.is_empty() {
@@ -669,6 +751,18 @@ impl RawConfig {
             }
         };
 
+        let vault = match &self.vault {
+            None => None,
+            Some(v) => Some(crate::VaultKeys {
+                key_file: PathBuf::from(cx.string(&v.key_file, "vault.key_file")?),
+                previous_key_files: v
+                    .previous_key_files
+                    .iter()
+                    .map(|p| cx.string(p, "vault.previous_key_files").map(PathBuf::from))
+                    .collect::<Result<_, _>>()?,
+            }),
+        };
+
         let namespace = match &g.namespace {
             Some(v) if !*v.get_ref() && upstreams.len() > 1 => {
                 return Err(cx.at(
@@ -691,6 +785,7 @@ impl RawConfig {
             limits,
             upstreams,
             auth,
+            vault,
         })
     }
 }

@@ -465,8 +465,8 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>, headers: HeaderMap) -> 
                 ready &= st == StdioState::Ready;
                 upstreams.insert(s.name().to_owned(), json!(format!("{st:?}").to_lowercase()));
             }
-            UpstreamEntry::Http { name, .. } => {
-                upstreams.insert(name.clone(), json!("per-session"));
+            UpstreamEntry::Http(t) => {
+                upstreams.insert(t.name.clone(), json!("per-session"));
             }
         }
     }

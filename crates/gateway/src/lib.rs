@@ -28,6 +28,7 @@ use std::time::Duration;
 use axum::routing::get;
 use palisade_config::Config;
 use palisade_store::SqliteStore;
+pub use palisade_store::vault::{Kek, Secret, Vault};
 use tokio_util::sync::CancellationToken;
 
 pub use principal::Principal;
@@ -54,6 +55,76 @@ pub enum GatewayError {
     /// Anything else that prevents a start.
     #[error("{0}")]
     Start(String),
+}
+
+/// Reads the vault's key-encryption keys: the current one first, then earlier ones.
+pub fn vault_keys(keys: &palisade_config::VaultKeys) -> Result<Vec<Kek>, GatewayError> {
+    std::iter::once(&keys.key_file)
+        .chain(&keys.previous_key_files)
+        .map(|path| {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                GatewayError::Start(format!("cannot read vault key {}: {e}", path.display()))
+            })?);
+            Kek::parse(&text).map_err(|e| GatewayError::Start(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// Opens the vault of a configuration.
+pub async fn open_vault(config: &Config) -> Result<Vault, GatewayError> {
+    let keys = config
+        .vault
+        .as_ref()
+        .ok_or_else(|| GatewayError::Start("the configuration has no [vault] section".into()))?;
+    let store = SqliteStore::open(&config.data_dir).await?;
+    Vault::new(store, vault_keys(keys)?).map_err(|e| GatewayError::Start(e.to_string()))
+}
+
+type HeaderCredential = (reqwest::header::HeaderName, reqwest::header::HeaderValue);
+
+/// Resolves each upstream's credential from the vault into a sensitive header; a
+/// missing or unreadable secret refuses the start (fail closed).
+async fn upstream_credentials(
+    config: &Config,
+    store: &SqliteStore,
+) -> Result<Vec<Option<HeaderCredential>>, GatewayError> {
+    let mut out = Vec::new();
+    let mut vault = None;
+    for u in &config.upstreams {
+        let Some(c) = &u.credential else {
+            out.push(None);
+            continue;
+        };
+        if vault.is_none() {
+            let keys = config
+                .vault
+                .as_ref()
+                .ok_or_else(|| GatewayError::Start("credentials need a [vault] section".into()))?;
+            vault = Some(
+                Vault::new(store.clone(), vault_keys(keys)?)
+                    .map_err(|e| GatewayError::Start(e.to_string()))?,
+            );
+        }
+        let Some(v) = &vault else { continue };
+        let secret = v
+            .get(&c.secret)
+            .await
+            .map_err(|e| GatewayError::Start(format!("upstream {}: {e}", u.name)))?;
+        let mut value = zeroize::Zeroizing::new(c.prefix.as_bytes().to_vec());
+        value.extend_from_slice(secret.expose());
+        let mut header = reqwest::header::HeaderValue::from_bytes(&value).map_err(|_| {
+            GatewayError::Start(format!(
+                "upstream {}: the secret is not a valid header value",
+                u.name
+            ))
+        })?;
+        header.set_sensitive(true);
+        let name = reqwest::header::HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
+            GatewayError::Start(format!("upstream {}: bad credential header", u.name))
+        })?;
+        out.push(Some((name, header)));
+    }
+    Ok(out)
 }
 
 /// Runs the gateway until `shutdown` resolves, then drains and stops.
@@ -91,7 +162,14 @@ pub async fn run(
     ));
     let upstream_stop = CancellationToken::new();
     let http = upstream::http::client().map_err(GatewayError::Start)?;
-    let router = Router::new(&config, http, Arc::clone(&sessions), &upstream_stop);
+    let credentials = upstream_credentials(&config, &store).await?;
+    let router = Router::new(
+        &config,
+        &credentials,
+        http,
+        Arc::clone(&sessions),
+        &upstream_stop,
+    );
 
     let mut supervisors = Vec::new();
     for u in &router.upstreams {

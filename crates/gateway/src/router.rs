@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::guard::{Denial, Exchange, GuardChain};
 use crate::principal::Principal;
 use crate::session::{Session, SessionTable, mint_session_id};
-use crate::upstream::{self, Link, Sink, Timeouts, http::HttpLink, stdio::StdioUpstream};
+use crate::upstream::http::{HttpLink, HttpTarget};
+use crate::upstream::{self, Link, Sink, Timeouts, stdio::StdioUpstream};
 
 /// Time allowed for an HTTP upstream's `initialize` and for list requests.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,7 +32,7 @@ const MAX_NAME: usize = 128;
 #[derive(Debug)]
 pub(crate) enum UpstreamEntry {
     Stdio(Arc<StdioUpstream>),
-    Http { name: String, url: String },
+    Http(HttpTarget),
 }
 
 /// The routing state shared by all requests.
@@ -57,6 +58,7 @@ fn error(id: &Id, code: ErrorCode, msg: &str) -> Message {
 impl Router {
     pub(crate) fn new(
         config: &Config,
+        credentials: &[Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>],
         http: reqwest::Client,
         sessions: Arc<SessionTable>,
         shutdown: &CancellationToken,
@@ -76,10 +78,11 @@ impl Router {
                     Arc::clone(&sessions),
                     shutdown.child_token(),
                 )),
-                Transport::Http(h) => UpstreamEntry::Http {
+                Transport::Http(h) => UpstreamEntry::Http(HttpTarget {
                     name: u.name.clone(),
                     url: h.url.clone(),
-                },
+                    credential: credentials.get(i).cloned().flatten(),
+                }),
             })
             .collect();
         let timeouts = config
@@ -138,8 +141,9 @@ impl Router {
         let links: Vec<Option<Link>> = join_all(self.upstreams.iter().map(|u| async move {
             match u {
                 UpstreamEntry::Stdio(s) => Some(Link::Stdio(Arc::clone(s))),
-                UpstreamEntry::Http { name, url } => {
-                    match HttpLink::connect(name, url, self.http.clone(), client_caps, self.max_msg, CONTROL_TIMEOUT).await {
+                UpstreamEntry::Http(target) => {
+                    let name = &target.name;
+                    match HttpLink::connect(target, self.http.clone(), client_caps, self.max_msg, CONTROL_TIMEOUT).await {
                         Ok(l) => Some(Link::Http(l)),
                         Err(e) => {
                             tracing::warn!(upstream = %name, error = %e, "could not open an upstream session");

@@ -32,8 +32,40 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage the credential vault (secrets the gateway presents to upstreams).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Run the bundled demo MCP server on stdin/stdout (used by the quickstart).
     DemoServer,
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Print a new random vault key (64 hex characters) for a key file.
+    NewKey,
+    /// Store a secret; the value is read from standard input, never from arguments.
+    Set {
+        /// The secret's name.
+        name: String,
+        /// The configuration file (its [vault] keys and data_dir).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List secrets: names, sealing key IDs and times, never values.
+    List {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Re-encrypt every secret with the current key (vault.key_file); the keys in
+    /// vault.previous_key_files open the old ones.
+    RotateKey {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +125,71 @@ async fn shutdown_signal() {
     }
 }
 
+fn secrets(command: SecretsCommand) -> Result<()> {
+    use std::io::Read;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        SecretsCommand::NewKey => {
+            let key = palisade_gateway::Kek::generate_text()?;
+            println!("{}", key.as_str());
+        }
+        SecretsCommand::Set { name, config } => {
+            let valid = !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            anyhow::ensure!(
+                valid,
+                "secret names are 1-128 characters of A-Z, a-z, 0-9, '-', '_' and '.'"
+            );
+            let config = load(&config)?;
+            let mut value = zeroize_vec();
+            std::io::stdin().read_to_end(&mut value)?;
+            while value.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                value.pop();
+            }
+            anyhow::ensure!(
+                !value.is_empty(),
+                "the secret is empty (pipe it on standard input)"
+            );
+            let secret = palisade_gateway::Secret::new(std::mem::take(&mut value));
+            rt.block_on(async {
+                let vault = palisade_gateway::open_vault(&config).await?;
+                vault.set(&name, &secret).await?;
+                anyhow::Ok(())
+            })?;
+            println!("stored secret `{name}`");
+        }
+        SecretsCommand::List { config } => {
+            let config = load(&config)?;
+            let list = rt.block_on(async {
+                let vault = palisade_gateway::open_vault(&config).await?;
+                anyhow::Ok(vault.list().await?)
+            })?;
+            for s in list {
+                println!("{}\tkey {}\tupdated {}", s.name, s.key_id, s.updated_at);
+            }
+        }
+        SecretsCommand::RotateKey { config } => {
+            let config = load(&config)?;
+            let n = rt.block_on(async {
+                let vault = palisade_gateway::open_vault(&config).await?;
+                anyhow::Ok(vault.rotate().await?)
+            })?;
+            println!("re-encrypted {n} secret(s) with the current key");
+        }
+    }
+    Ok(())
+}
+
+/// A buffer for a secret read from stdin; the vault's `Secret` zeroes it on drop.
+fn zeroize_vec() -> Vec<u8> {
+    Vec::with_capacity(256)
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -103,6 +200,7 @@ fn main() -> Result<()> {
             println!("{}: ok\n{}", file.display(), config.summary());
             Ok(())
         }
+        Command::Secrets { command } => secrets(command),
         Command::DemoServer => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

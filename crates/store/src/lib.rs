@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod vault;
+
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -118,6 +120,14 @@ const SCHEMA: &[&str] = &[
         close_reason TEXT
     ) STRICT",
     "CREATE INDEX IF NOT EXISTS sessions_open ON sessions (closed_at, created_at)",
+    // v2: the credential vault (values sealed with AES-256-GCM; see vault.rs)
+    "CREATE TABLE IF NOT EXISTS secrets (
+        name TEXT PRIMARY KEY NOT NULL,
+        key_id TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT",
 ];
 
 impl SqliteStore {
@@ -139,6 +149,10 @@ impl SqliteStore {
             sqlx::query(*stmt).execute(&pool).await?;
         }
         Ok(Self { pool })
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// Closes the pool, flushing the WAL.

@@ -26,11 +26,21 @@ const MAX_RESUMES: usize = 5;
 /// Consecutive failures of the listening GET stream before it stops.
 const MAX_LISTEN_FAILURES: u32 = 5;
 
+/// A configured Streamable HTTP upstream: where it is and the gateway's own credential
+/// for it (AUTH-16), a sensitive header value that is never logged.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpTarget {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) credential: Option<(reqwest::header::HeaderName, HeaderValue)>,
+}
+
 /// One upstream session.
 #[derive(Debug)]
 pub(crate) struct HttpLink {
     name: String,
     url: reqwest::Url,
+    credential: Option<(reqwest::header::HeaderName, HeaderValue)>,
     client: reqwest::Client,
     session_id: Option<HeaderValue>,
     version: ProtocolVersion,
@@ -67,8 +77,7 @@ impl HttpLink {
     /// The client's declared capabilities are passed on, so that the upstream only
     /// asks for what the client can do.
     pub(crate) async fn connect(
-        name: &str,
-        url: &str,
+        target: &HttpTarget,
         client: reqwest::Client,
         client_capabilities: &Value,
         max_msg: usize,
@@ -80,11 +89,13 @@ impl HttpLink {
                 caps.insert(k.into(), v.clone());
             }
         }
-        let url = reqwest::Url::parse(url)
+        let name = target.name.as_str();
+        let url = reqwest::Url::parse(&target.url)
             .map_err(|e| UpstreamError::Unavailable(format!("bad upstream URL: {e}")))?;
         let mut link = Self {
             name: name.to_owned(),
             url,
+            credential: target.credential.clone(),
             client,
             session_id: None,
             version: ProtocolVersion::LATEST,
@@ -179,6 +190,10 @@ impl HttpLink {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(sid) = &self.session_id {
             h.insert("mcp-session-id", sid.clone());
+        }
+        // The gateway's own credential, never the client's (AUTH-15, AUTH-16).
+        if let Some((name, value)) = &self.credential {
+            h.insert(name.clone(), value.clone());
         }
         if with_version {
             h.insert(

@@ -65,11 +65,16 @@ impl Gateway {
         );
         let path = dir.path().join("palisade.toml");
         std::fs::write(&path, config).unwrap();
+        Self::spawn(dir, &path, env)
+    }
+
+    /// Starts `palisade serve` with a config file the test wrote into `dir`.
+    pub fn spawn(dir: tempfile::TempDir, path: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let stderr = dir.path().join("stderr.log");
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--config")
-            .arg(&path)
+            .arg(path)
             .env("PALISADE_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());

@@ -1,0 +1,188 @@
+//! Black-box tests of the credential vault and upstream credentials (AUTH-15,
+//! AUTH-16, AUTH-18): `palisade secrets` on the command line, the gateway's own
+//! credential injected into upstream requests, key rotation.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read small bodies from a gateway they started"
+)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure is a test failure"
+)]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::json;
+
+const SECRET: &str = "upstream-secret-7f3a9c";
+
+fn palisade(args: &[&str], config: &Path, stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn new_key(dir: &Path, name: &str) -> std::path::PathBuf {
+    let out = Command::new(BIN)
+        .args(["secrets", "new-key"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    let path = dir.join(name);
+    std::fs::write(&path, key).unwrap();
+    path
+}
+
+fn write_config(dir: &Path, url: &str, key_file: &Path, previous: &[&Path]) -> std::path::PathBuf {
+    let prev: Vec<String> = previous
+        .iter()
+        .map(|p| format!("\"{}\"", p.display()))
+        .collect();
+    let text = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[vault]\nkey_file = \"{}\"\nprevious_key_files = [{}]\n\n{}credential = {{ secret = \"rec-token\" }}\n",
+        dir.join("data").display(),
+        key_file.display(),
+        prev.join(", "),
+        http_upstream("rec", url)
+    );
+    let path = dir.join("palisade.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_16_the_gateway_presents_its_own_credential_from_the_vault() {
+    let (rec, url) = start_recorder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = new_key(dir.path(), "k1.key");
+    let config = write_config(dir.path(), &url, &k1, &[]);
+
+    let set = palisade(
+        &["secrets", "set", "rec-token"],
+        &config,
+        Some(&format!("{SECRET}\n")),
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let list = palisade(&["secrets", "list"], &config, None);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("rec-token") && !listed.contains(SECRET),
+        "{listed}"
+    );
+    // Sealed at rest: the value is nowhere in the data directory.
+    for f in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+    }
+
+    let gw = Gateway::spawn(dir, &config, &[]);
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c
+        .post_raw(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rec__echo","arguments":{}}}).to_string())
+        .header("authorization", "Bearer client-token-never-forwarded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = rec.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for s in &seen {
+        assert_eq!(
+            s.headers.get("authorization").and_then(|v| v.to_str().ok()),
+            Some(format!("Bearer {SECRET}").as_str()),
+            "AUTH-16 on every upstream request ({})",
+            s.method
+        );
+    }
+    assert!(
+        !rec.all_text().contains("client-token-never-forwarded"),
+        "AUTH-15"
+    );
+    assert!(
+        !gw.logs().contains(SECRET),
+        "AUTH-18: the secret reached the logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_re_encrypts_and_a_missing_secret_refuses_the_start() {
+    let (rec, url) = start_recorder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = new_key(dir.path(), "k1.key");
+    let config = write_config(dir.path(), &url, &k1, &[]);
+    // No secret stored yet: the gateway must not start without its credential.
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..200 {
+        status = serve.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if status.is_none() {
+        let _ = serve.kill();
+    }
+    let out = serve.wait_with_output().unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the gateway started without its credential"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rec-token"));
+
+    assert!(
+        palisade(&["secrets", "set", "rec-token"], &config, Some(SECRET))
+            .status
+            .success()
+    );
+    // Rotate: the new key first, the old one readable meanwhile.
+    let k2 = new_key(dir.path(), "k2.key");
+    let config = write_config(dir.path(), &url, &k2, &[&k1]);
+    let rot = palisade(&["secrets", "rotate-key"], &config, None);
+    assert!(
+        String::from_utf8_lossy(&rot.stdout).contains("re-encrypted 1"),
+        "{rot:?}"
+    );
+    // Afterwards the new key alone opens the vault.
+    let config = write_config(dir.path(), &url, &k2, &[]);
+    let gw = Gateway::spawn(dir, &config, &[]);
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let auth = rec.seen.lock().unwrap()[0]
+        .headers
+        .get("authorization")
+        .cloned();
+    assert_eq!(auth.unwrap().to_str().unwrap(), format!("Bearer {SECRET}"));
+}
