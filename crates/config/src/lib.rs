@@ -191,6 +191,22 @@ pub struct Upstream {
     pub required_scopes: Vec<String>,
     /// The gateway's credential for a Streamable HTTP upstream, from the vault.
     pub credential: Option<Credential>,
+    /// Or: short-lived tokens the gateway obtains for this upstream by OAuth client
+    /// credentials, with `resource` = the upstream's URL (AUTH-16, BCP-03).
+    pub client_credentials: Option<ClientCredentials>,
+}
+
+/// The OAuth client-credentials grant the gateway uses toward one upstream.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    /// The authorization server's token endpoint (https, or http on loopback).
+    pub token_endpoint: String,
+    /// The gateway's client ID there.
+    pub client_id: String,
+    /// The vault secret holding the client secret.
+    pub client_secret: String,
+    /// Minimal scopes to ask for.
+    pub scopes: Vec<String>,
 }
 
 /// How the gateway reaches an upstream.

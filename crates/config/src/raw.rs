@@ -76,6 +76,16 @@ struct RawCredential {
     prefix: Option<Spanned<String>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientCredentials {
+    token_endpoint: Spanned<String>,
+    client_id: Spanned<String>,
+    client_secret: Spanned<String>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+}
+
 /// Headers the gateway sets itself on upstream requests; a credential cannot replace them.
 const RESERVED_HEADERS: [&str; 9] = [
     "host",
@@ -139,6 +149,7 @@ struct RawUpstream {
     #[serde(default)]
     required_scopes: Vec<Spanned<String>>,
     credential: Option<RawCredential>,
+    client_credentials: Option<RawClientCredentials>,
 }
 
 /// Context for building: where we are, to name lines in errors.
@@ -609,12 +620,55 @@ impl RawConfig {
                     })
                 }
             };
+            let client_credentials = match &u.client_credentials {
+                None => None,
+                Some(c) => {
+                    if !matches!(transport, Transport::Http(_)) || credential.is_some() {
+                        return Err(cx.at(
+                            &c.token_endpoint,
+                            &key("client_credentials"),
+                            "only for Streamable HTTP upstreams, and not together with `credential`",
+                        ));
+                    }
+                    if self.vault.is_none() {
+                        return Err(cx.at(
+                            &c.client_secret,
+                            &key("client_credentials"),
+                            "needs a [vault] section",
+                        ));
+                    }
+                    let mut scopes = Vec::new();
+                    for sc in &c.scopes {
+                        let v = cx.string(sc, &key("client_credentials.scopes"))?;
+                        if v.is_empty() || v.contains([' ', '"']) {
+                            return Err(cx.at(
+                                sc,
+                                &key("client_credentials.scopes"),
+                                format!("`{v}` is not a scope"),
+                            ));
+                        }
+                        scopes.push(v);
+                    }
+                    Some(crate::ClientCredentials {
+                        token_endpoint: check_http_url(
+                            &cx,
+                            &c.token_endpoint,
+                            &key("client_credentials.token_endpoint"),
+                        )?,
+                        client_id: cx.string(&c.client_id, &key("client_credentials.client_id"))?,
+                        client_secret: cx
+                            .string(&c.client_secret, &key("client_credentials.client_secret"))?,
+                        scopes,
+                    })
+                }
+            };
             upstreams.push(Upstream {
                 name,
                 transport,
                 request_timeout,
                 required_scopes,
                 credential,
+                client_credentials,
             });
         }
         if upstreams.is_empty() {

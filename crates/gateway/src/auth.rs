@@ -468,7 +468,7 @@ pub(crate) async fn fetch_json(url: &str, loopback_dev: bool) -> Result<Value, S
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
-fn form_encode(s: &str) -> String {
+pub(crate) fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -482,7 +482,7 @@ fn form_encode(s: &str) -> String {
 
 /// A GET (or, with `form`, a form POST with an `Authorization` value) of a small JSON
 /// document under the SSRF controls of [`fetch_json`].
-async fn metadata_request(
+pub(crate) async fn metadata_request(
     url: &str,
     loopback_dev: bool,
     form: Option<(String, String)>,

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod credentials;
 mod edge;
 mod endpoint;
 mod guard;
@@ -80,20 +81,24 @@ pub async fn open_vault(config: &Config) -> Result<Vault, GatewayError> {
     Vault::new(store, vault_keys(keys)?).map_err(|e| GatewayError::Start(e.to_string()))
 }
 
-type HeaderCredential = (reqwest::header::HeaderName, reqwest::header::HeaderValue);
-
-/// Resolves each upstream's credential from the vault into a sensitive header; a
-/// missing or unreadable secret refuses the start (fail closed).
+/// Resolves each upstream's credential from the vault: a static secret becomes a
+/// sensitive header, a client-credentials grant a token source. A missing or
+/// unreadable secret refuses the start (fail closed).
 async fn upstream_credentials(
     config: &Config,
     store: &SqliteStore,
-) -> Result<Vec<Option<HeaderCredential>>, GatewayError> {
+) -> Result<Vec<Option<upstream::http::Credential>>, GatewayError> {
+    use palisade_config::Transport;
     let mut out = Vec::new();
     let mut vault = None;
     for u in &config.upstreams {
-        let Some(c) = &u.credential else {
-            out.push(None);
-            continue;
+        let secret_name = match (&u.credential, &u.client_credentials) {
+            (Some(c), _) => &c.secret,
+            (None, Some(cc)) => &cc.client_secret,
+            (None, None) => {
+                out.push(None);
+                continue;
+            }
         };
         if vault.is_none() {
             let keys = config
@@ -107,9 +112,28 @@ async fn upstream_credentials(
         }
         let Some(v) = &vault else { continue };
         let secret = v
-            .get(&c.secret)
+            .get(secret_name)
             .await
             .map_err(|e| GatewayError::Start(format!("upstream {}: {e}", u.name)))?;
+        if let Some(cc) = &u.client_credentials {
+            let Transport::Http(h) = &u.transport else {
+                return Err(GatewayError::Start(format!(
+                    "upstream {}: client credentials need HTTP",
+                    u.name
+                )));
+            };
+            out.push(Some(upstream::http::Credential::Token(Arc::new(
+                credentials::TokenSource::new(
+                    cc.token_endpoint.clone(),
+                    cc.client_id.clone(),
+                    secret,
+                    cc.scopes.clone(),
+                    h.url.clone(),
+                ),
+            ))));
+            continue;
+        }
+        let Some(c) = &u.credential else { continue };
         let mut value = zeroize::Zeroizing::new(c.prefix.as_bytes().to_vec());
         value.extend_from_slice(secret.expose());
         let mut header = reqwest::header::HeaderValue::from_bytes(&value).map_err(|_| {
@@ -122,7 +146,7 @@ async fn upstream_credentials(
         let name = reqwest::header::HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
             GatewayError::Start(format!("upstream {}: bad credential header", u.name))
         })?;
-        out.push(Some((name, header)));
+        out.push(Some(upstream::http::Credential::Static(name, header)));
     }
     Ok(out)
 }

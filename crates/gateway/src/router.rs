@@ -58,7 +58,7 @@ fn error(id: &Id, code: ErrorCode, msg: &str) -> Message {
 impl Router {
     pub(crate) fn new(
         config: &Config,
-        credentials: &[Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>],
+        credentials: &[Option<crate::upstream::http::Credential>],
         http: reqwest::Client,
         sessions: Arc<SessionTable>,
         shutdown: &CancellationToken,

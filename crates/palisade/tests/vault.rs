@@ -186,3 +186,95 @@ async fn key_rotation_re_encrypts_and_a_missing_secret_refuses_the_start() {
         .cloned();
     assert_eq!(auth.unwrap().to_str().unwrap(), format!("Bearer {SECRET}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_16_bcp_03_client_credentials_tokens_are_for_the_upstream_only() {
+    use std::sync::{Arc, Mutex};
+    let (rec, url) = start_recorder().await;
+    // A token endpoint that records what the gateway asks for.
+    let asked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let log = Arc::clone(&asked);
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let log = Arc::clone(&log);
+            async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                log.lock().unwrap().push((auth, body));
+                (
+                    [("content-type", "application/json")],
+                    json!({"access_token": "upstream-at-5d1e", "token_type": "Bearer", "expires_in": 600}).to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let as_url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = new_key(dir.path(), "k1.key");
+    let text = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[vault]\nkey_file = \"{}\"\n\n{}client_credentials = {{ token_endpoint = \"{as_url}\", client_id = \"palisade\", client_secret = \"as-secret\", scopes = [\"search:read\"] }}\n",
+        dir.path().join("data").display(),
+        k1.display(),
+        http_upstream("rec", &url)
+    );
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(&config, text).unwrap();
+    assert!(
+        palisade(&["secrets", "set", "as-secret"], &config, Some("cs-9b2"))
+            .status
+            .success()
+    );
+
+    let gw = Gateway::spawn(dir, &config, &[]);
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    for i in 0..3 {
+        let r = c.call(i, "rec__echo", json!({})).await;
+        assert!(r.get("result").is_some(), "{r}");
+    }
+    for s in rec.seen.lock().unwrap().iter() {
+        assert_eq!(
+            s.headers.get("authorization").unwrap(),
+            "Bearer upstream-at-5d1e",
+            "AUTH-16"
+        );
+    }
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "one token, reused until it nears expiry");
+    let (auth, body) = &asked[0];
+    use base64::Engine;
+    assert_eq!(
+        auth,
+        &format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("palisade:cs-9b2")
+        )
+    );
+    assert!(body.contains("grant_type=client_credentials"));
+    let encoded_url: String = url
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    assert!(
+        body.contains(&format!("resource={encoded_url}")),
+        "BCP-03: audience = the upstream: {body}"
+    );
+    assert!(
+        body.contains("scope=search%3Aread"),
+        "minimal scope: {body}"
+    );
+    assert!(
+        !gw.logs().contains("cs-9b2") && !gw.logs().contains("upstream-at-5d1e"),
+        "AUTH-18"
+    );
+}

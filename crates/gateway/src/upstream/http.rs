@@ -26,13 +26,22 @@ const MAX_RESUMES: usize = 5;
 /// Consecutive failures of the listening GET stream before it stops.
 const MAX_LISTEN_FAILURES: u32 = 5;
 
+/// The gateway's own credential for an upstream (AUTH-16): never the client's.
+#[derive(Debug, Clone)]
+pub(crate) enum Credential {
+    /// A static secret from the vault, as a sensitive header.
+    Static(reqwest::header::HeaderName, HeaderValue),
+    /// Short-lived tokens by OAuth client credentials.
+    Token(Arc<crate::credentials::TokenSource>),
+}
+
 /// A configured Streamable HTTP upstream: where it is and the gateway's own credential
-/// for it (AUTH-16), a sensitive header value that is never logged.
+/// for it, never logged.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpTarget {
     pub(crate) name: String,
     pub(crate) url: String,
-    pub(crate) credential: Option<(reqwest::header::HeaderName, HeaderValue)>,
+    pub(crate) credential: Option<Credential>,
 }
 
 /// One upstream session.
@@ -40,7 +49,7 @@ pub(crate) struct HttpTarget {
 pub(crate) struct HttpLink {
     name: String,
     url: reqwest::Url,
-    credential: Option<(reqwest::header::HeaderName, HeaderValue)>,
+    credential: Option<Credential>,
     client: reqwest::Client,
     session_id: Option<HeaderValue>,
     version: ProtocolVersion,
@@ -184,7 +193,7 @@ impl HttpLink {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn headers(&self, with_version: bool) -> HeaderMap {
+    async fn headers(&self, with_version: bool) -> Result<HeaderMap, UpstreamError> {
         let mut h = HeaderMap::new();
         h.insert(ACCEPT, HeaderValue::from_static(ACCEPT_BOTH));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -192,8 +201,18 @@ impl HttpLink {
             h.insert("mcp-session-id", sid.clone());
         }
         // The gateway's own credential, never the client's (AUTH-15, AUTH-16).
-        if let Some((name, value)) = &self.credential {
-            h.insert(name.clone(), value.clone());
+        match &self.credential {
+            None => {}
+            Some(Credential::Static(name, value)) => {
+                h.insert(name.clone(), value.clone());
+            }
+            Some(Credential::Token(source)) => {
+                let value = source
+                    .header()
+                    .await
+                    .map_err(|e| UpstreamError::Unavailable(format!("no upstream token: {e}")))?;
+                h.insert(reqwest::header::AUTHORIZATION, value);
+            }
         }
         if with_version {
             h.insert(
@@ -201,7 +220,7 @@ impl HttpLink {
                 HeaderValue::from_static(self.version.as_str()),
             );
         }
-        h
+        Ok(h)
     }
 
     async fn post(
@@ -212,7 +231,7 @@ impl HttpLink {
         let resp = self
             .client
             .post(self.url.clone())
-            .headers(self.headers(with_version))
+            .headers(self.headers(with_version).await?)
             .body(msg.raw().clone())
             .send()
             .await
@@ -357,7 +376,7 @@ impl HttpLink {
     }
 
     async fn get(&self, last_event_id: Option<&str>) -> Result<reqwest::Response, UpstreamError> {
-        let mut h = self.headers(true);
+        let mut h = self.headers(true).await?;
         h.remove(CONTENT_TYPE);
         h.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         if let Some(id) = last_event_id.and_then(|s| HeaderValue::from_str(s).ok()) {
@@ -451,7 +470,9 @@ impl HttpLink {
         if self.session_id.is_none() {
             return;
         }
-        let mut h = self.headers(true);
+        let Ok(mut h) = self.headers(true).await else {
+            return;
+        };
         h.remove(CONTENT_TYPE);
         let _ = tokio::time::timeout(
             Duration::from_secs(5),
