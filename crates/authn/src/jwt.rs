@@ -216,6 +216,17 @@ impl fmt::Debug for JwtValidator {
     }
 }
 
+/// The `alg` a JWT's header declares, if the header is JSON with a string `alg`.
+fn declared_alg(raw: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = raw.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg")?.as_str().map(str::to_owned)
+}
+
 fn family_fits(alg: Algorithm, jwk: &Jwk) -> bool {
     match (&jwk.algorithm, alg) {
         (AlgorithmParameters::RSA(_), a) => matches!(
@@ -276,7 +287,15 @@ impl JwtValidator {
     /// Validates `token` at time `now` (Unix seconds).
     pub fn validate(&self, token: &Token, now: u64) -> Result<Claims, TokenError> {
         let raw = token.expose();
-        let header = jsonwebtoken::decode_header(raw).map_err(|_| TokenError::NotAJwt)?;
+        let header = jsonwebtoken::decode_header(raw).map_err(|_| {
+            // `none` and other algorithms the library does not know fail to decode:
+            // name them for what they are in the log.
+            if declared_alg(raw).is_some() {
+                TokenError::AlgorithmNotAllowed
+            } else {
+                TokenError::NotAJwt
+            }
+        })?;
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
