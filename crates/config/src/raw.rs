@@ -300,14 +300,15 @@ impl RawConfig {
                     )
                 })?;
                 // Architecture Invariant: authentication may be off only on a loopback
-                // bind. No authenticator is configurable yet, so every bind is loopback.
+                // bind, and remote mode requires TLS. The TLS listener is not there
+                // yet, so every bind is loopback, with or without [auth].
                 if !addr.ip().is_loopback() {
                     return Err(cx.at(
                         v,
                         "gateway.listen",
                         format!(
-                            "`{addr}` is not a loopback address; without authentication the \
-                             gateway binds only to 127.0.0.1 or [::1]"
+                            "`{addr}` is not a loopback address; the gateway binds only to \
+                             127.0.0.1 or [::1] until its TLS listener exists (put a TLS proxy in front)"
                         ),
                     ));
                 }

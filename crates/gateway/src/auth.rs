@@ -37,6 +37,10 @@ const TOKEN_CACHE_ENTRIES: usize = 10_000;
 /// An introspection verdict is reused at most this long, so revocation takes effect
 /// within it (and never beyond the token's own `exp`).
 const INTROSPECTION_CACHE: u64 = 60;
+/// A refused opaque token is refused again without asking, this long.
+const REFUSAL_CACHE: u64 = 10;
+/// Concurrent introspection calls.
+const MAX_INTROSPECTIONS: usize = 8;
 
 /// Who may call.
 pub(crate) enum Authenticator {
@@ -97,6 +101,11 @@ pub(crate) struct OAuth {
     verified: Mutex<HashMap<[u8; 32], (Caller, u64)>>,
     /// The one issuer whose opaque tokens are introspected (RFC 7662), if any.
     introspection: Option<(String, Introspection)>,
+    /// Opaque tokens refused recently (by SHA-256), so that garbage cannot make the
+    /// gateway call the introspection endpoint at will.
+    refused: Mutex<HashMap<[u8; 32], u64>>,
+    /// At most this many introspection calls at once.
+    introspecting: tokio::sync::Semaphore,
     canonical: CanonicalUri,
     leeway: u64,
 }
@@ -179,6 +188,8 @@ impl OAuth {
             last_fetch: Mutex::new(HashMap::new()),
             allow_loopback,
             verified: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            introspecting: tokio::sync::Semaphore::new(MAX_INTROSPECTIONS),
         };
         for i in &cfg.issuers {
             if let Err(e) = this.refresh(&i.issuer, false).await {
@@ -226,8 +237,37 @@ impl OAuth {
             return Ok(caller.clone());
         }
         if self.introspection.is_some() && token.expose().split('.').count() != 3 {
-            // Not a JWT: ask its issuer (RFC 7662).
-            return match self.introspect(&token, now).await {
+            // Not a JWT: ask its issuer (RFC 7662), unless it was refused just now or
+            // too many introspections are running.
+            let refused_recently = self
+                .refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&digest)
+                .is_some_and(|until| *until > now);
+            let permit = if refused_recently {
+                None
+            } else {
+                tokio::time::timeout(Duration::from_secs(2), self.introspecting.acquire())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            };
+            let verdict = match permit {
+                Some(_permit) => self.introspect(&token, now).await,
+                None => Err("refused recently, or introspection busy".to_owned()),
+            };
+            if verdict.is_err() && !refused_recently {
+                let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if r.len() >= TOKEN_CACHE_ENTRIES {
+                    r.retain(|_, until| *until > now);
+                    if r.len() >= TOKEN_CACHE_ENTRIES {
+                        r.clear();
+                    }
+                }
+                r.insert(digest, now + REFUSAL_CACHE);
+            }
+            return match verdict {
                 Ok((caller, exp)) => {
                     self.remember(digest, &caller, exp.min(now + INTROSPECTION_CACHE), now);
                     Ok(caller)
@@ -447,14 +487,24 @@ fn address_allowed(ip: IpAddr, loopback_dev: bool) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])))
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (18..20).contains(&o[1]))
+                || o[0] >= 240
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0))
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
+            // Also every form that embeds or tunnels an IPv4 address (NAT64, 6to4,
+            // Teredo, IPv4-compatible), and deprecated site-local addresses.
             !(v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80)
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0)
+                || s[..6].iter().all(|x| *x == 0))
         }
     }
 }
@@ -578,6 +628,14 @@ mod tests {
             "169.254.169.254",
             "0.0.0.0",
             "100.64.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378::1",
+            "::10.0.0.1",
+            "fec0::1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "192.0.0.1",
             "::1",
             "fc00::1",
             "fe80::1",

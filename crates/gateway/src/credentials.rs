@@ -18,6 +18,8 @@ use crate::auth::{form_encode, metadata_request};
 
 /// Renew this long before the token expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(30);
+/// After a failed token fetch, requests to that upstream fail fast this long.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 /// Upper bound on how long one upstream token is used, whatever `expires_in` says.
 const MAX_TOKEN_LIFE: Duration = Duration::from_secs(3600);
 
@@ -30,6 +32,8 @@ pub(crate) struct TokenSource {
     resource: String,
     loopback_dev: bool,
     cached: Mutex<Option<(HeaderValue, Instant)>>,
+    /// After a failed fetch, requests fail fast until this instant.
+    failed_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for TokenSource {
@@ -59,12 +63,21 @@ impl TokenSource {
             resource,
             loopback_dev,
             cached: Mutex::new(None),
+            failed_until: std::sync::Mutex::new(None),
         }
     }
 
     /// `Bearer <token>` for the next upstream request; fetched when missing or about
     /// to expire. Concurrent callers wait for one fetch.
     pub(crate) async fn header(&self) -> Result<HeaderValue, String> {
+        if self
+            .failed_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| Instant::now() < t)
+        {
+            return Err("the token endpoint failed moments ago".into());
+        }
         let mut cached = self.cached.lock().await;
         if let Some((value, until)) = cached.as_ref()
             && Instant::now() + RENEW_BEFORE < *until
@@ -85,12 +98,20 @@ impl TokenSource {
         if !self.scopes.is_empty() {
             body.push_str(&format!("&scope={}", form_encode(&self.scopes.join(" "))));
         }
-        let v = metadata_request(
+        let v = match metadata_request(
             &self.endpoint,
             self.loopback_dev,
             Some((body, format!("Basic {basic}"))),
         )
-        .await?;
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                *self.failed_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Instant::now() + FAILURE_BACKOFF);
+                return Err(e);
+            }
+        };
         let token = v
             .get("access_token")
             .and_then(Value::as_str)

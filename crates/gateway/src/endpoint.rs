@@ -227,8 +227,9 @@ async fn post_inner(
         Kind::Request => {
             // AUTH-12/13: an upstream that requires scopes the token lacks → 403 with
             // a step-up challenge, before anything is forwarded.
-            if let (Some(granted), Some(idx)) =
-                (&caller.scopes, app.router.static_target(&session, &msg))
+            if let Some(granted) = &caller.scopes
+                && app.router.any_scopes()
+                && let Some(idx) = app.router.target(&session, &msg).await
             {
                 let needed: Vec<String> = app
                     .router

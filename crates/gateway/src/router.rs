@@ -286,9 +286,14 @@ impl Router {
         self.scopes.get(idx).map_or(&[], Vec::as_slice)
     }
 
-    /// The upstream a request is for, when that is known without I/O: by name for
-    /// tools and prompts, by the session's resource index for resources.
-    pub(crate) fn static_target(&self, session: &Session, msg: &Message) -> Option<usize> {
+    /// Whether any upstream requires scopes (so targets must be resolved up front).
+    pub(crate) fn any_scopes(&self) -> bool {
+        self.scopes.iter().any(|s| !s.is_empty())
+    }
+
+    /// The upstream a routed request is for, resolved the way the router will route it
+    /// (names, then the session's resource index, refreshed once when unknown).
+    pub(crate) async fn target(&self, session: &Arc<Session>, msg: &Message) -> Option<usize> {
         let method = msg.method()?;
         let params: Value = msg.params().ok()?;
         match method {
@@ -296,25 +301,14 @@ impl Router {
                 .split_name(params.get("name")?.as_str()?)
                 .map(|(i, _)| i),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                if self.upstreams.len() == 1 {
-                    return Some(0);
-                }
-                session
-                    .resource_index
-                    .lock()
-                    .ok()?
-                    .lookup(params.get("uri")?.as_str()?)
+                self.route_by_uri(session, params.get("uri")?.as_str()?)
+                    .await
             }
             "completion/complete" => {
                 let r = params.get("ref")?;
                 match r.get("type")?.as_str()? {
                     "ref/prompt" => self.split_name(r.get("name")?.as_str()?).map(|(i, _)| i),
-                    _ if self.upstreams.len() == 1 => Some(0),
-                    _ => session
-                        .resource_index
-                        .lock()
-                        .ok()?
-                        .lookup(r.get("uri")?.as_str()?),
+                    _ => self.route_by_uri(session, r.get("uri")?.as_str()?).await,
                 }
             }
             _ => None,

@@ -40,7 +40,12 @@ pub(crate) struct RelayedRequest {
     pub(crate) upstream: usize,
     /// The ID the upstream used.
     pub(crate) upstream_id: Id,
+    /// When it was relayed; unanswered entries expire after [`RELAYED_TTL`].
+    at: Instant,
 }
+
+/// How long a relayed server→client request waits for the client's answer.
+const RELAYED_TTL: Duration = Duration::from_secs(600);
 
 /// One client session.
 #[derive(Debug)]
@@ -229,6 +234,9 @@ impl Session {
         );
         let mut r = lock(&self.relayed);
         if r.len() >= MAX_RELAYED {
+            r.retain(|_, v| v.at.elapsed() < RELAYED_TTL);
+        }
+        if r.len() >= MAX_RELAYED {
             return None;
         }
         r.insert(
@@ -236,6 +244,7 @@ impl Session {
             RelayedRequest {
                 upstream,
                 upstream_id,
+                at: Instant::now(),
             },
         );
         Some(id)

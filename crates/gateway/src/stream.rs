@@ -117,7 +117,10 @@ impl ClientStream {
             if exclusive {
                 st.reader_generation += 1;
             }
-            (st.reader_generation, after.map_or(st.delivered, |s| s + 1))
+            (
+                st.reader_generation,
+                after.map_or(st.delivered, |s| s.saturating_add(1)),
+            )
         };
         self.notify.notify_waiters();
         let this = Arc::clone(self);

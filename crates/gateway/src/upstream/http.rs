@@ -414,7 +414,11 @@ impl HttpLink {
         }
         let this = Arc::clone(self);
         let weak: Weak<Session> = Arc::downgrade(session);
-        tokio::spawn(async move { this.listen(weak, idx).await });
+        tokio::spawn(async move {
+            Arc::clone(&this).listen(weak, idx).await;
+            // A later client GET may try again.
+            this.listening.store(false, Ordering::Release);
+        });
     }
 
     async fn listen(self: Arc<Self>, session: Weak<Session>, idx: usize) {
@@ -451,7 +455,11 @@ impl HttpLink {
                 Ok(o) => {
                     failures = 0;
                     last = o.last_event_id.or(last);
-                    tokio::time::sleep(o.retry.unwrap_or(Duration::from_secs(1))).await;
+                    let wait = o
+                        .retry
+                        .unwrap_or(Duration::from_secs(1))
+                        .max(Duration::from_millis(250));
+                    tokio::time::sleep(wait).await;
                 }
                 Err(_) => {
                     failures += 1;

@@ -315,10 +315,10 @@ pub(crate) async fn call(
                     // Progress keeps a request alive up to the hard cap (LIFE-06).
                     idle_deadline = Instant::now() + timeouts.idle;
                 }
-                if let Some(out) = from_upstream(link, session, idx, m).await
-                    && sink.send(out).await.is_err() {
-                        // Nobody is reading any more (shutdown); keep nothing.
-                    }
+                if let Some(out) = from_upstream(link, session, idx, m).await {
+                    // A failed send means nobody reads any more (shutdown).
+                    let _ = sink.send(out).await;
+                }
             }
             () = tokio::time::sleep_until(deadline) => {
                 link.forget(upstream_id);

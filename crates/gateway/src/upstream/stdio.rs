@@ -35,6 +35,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A child that ran this long resets the backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 const MAX_STDERR_LINE: usize = 4096;
+/// How long the shared stdout reader waits to hand a response to its request.
+const DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
 /// The child's state, visible to `/healthz` and to callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,7 +483,14 @@ impl StdioUpstream {
                         if let Some(Id::Number(n)) = m.id() {
                             self.forget(*n);
                         }
-                        let _ = tx.send(m).await;
+                        // A response must arrive; but one stuck consumer must not stall
+                        // the reader every session shares.
+                        if tokio::time::timeout(DELIVERY_WAIT, tx.send(m))
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!(upstream = %self.name, "dropped a response its request no longer reads");
+                        }
                     }
                     None => {
                         tracing::debug!(upstream = %self.name, "dropped an unsolicited response (LIFE-05)")
@@ -494,7 +503,10 @@ impl StdioUpstream {
                         .and_then(|n| lock(&self.pending).get(&n).map(|p| p.tx.clone()));
                     match target {
                         Some(tx) => {
-                            let _ = tx.send(m).await;
+                            // Progress is advisory: drop it rather than stall the reader.
+                            if tx.try_send(m).is_err() {
+                                tracing::debug!(upstream = %self.name, "dropped progress for a busy request");
+                            }
                         }
                         None => {
                             tracing::debug!(upstream = %self.name, "dropped progress for no request")
@@ -507,8 +519,31 @@ impl StdioUpstream {
                     // are session-scoped on the client side, so this is not relayed.
                     return;
                 }
+                // List changes carry no data and concern every session of the child.
+                // Anything else (log lines, resource updates) may carry one session's
+                // data: it goes only to the session that owns every request in
+                // flight, like server requests, and is dropped otherwise.
+                let everyone = matches!(
+                    m.method(),
+                    Some(
+                        "notifications/tools/list_changed"
+                            | "notifications/prompts/list_changed"
+                            | "notifications/resources/list_changed"
+                    )
+                );
+                let targets = if everyone {
+                    self.sessions.with_upstream(self.idx)
+                } else {
+                    match self.sole_owner() {
+                        Some((s, _)) => vec![s],
+                        None => {
+                            tracing::debug!(upstream = %self.name, method = ?m.method(), "dropped a notification that cannot be attributed to one session");
+                            Vec::new()
+                        }
+                    }
+                };
                 let link = Link::Stdio(Arc::clone(self));
-                for s in self.sessions.with_upstream(self.idx) {
+                for s in targets {
                     if let Some(out) = super::from_upstream(&link, &s, self.idx, m.clone()).await {
                         s.deliver_unsolicited(&out);
                     }
@@ -527,19 +562,14 @@ impl StdioUpstream {
             let _ = self.write(&Message::response(&id, &json!({}))).await;
             return;
         }
-        let owners: Vec<(Arc<Session>, mpsc::Sender<Message>)> = lock(&self.pending)
-            .values()
-            .filter_map(|p| p.session.upgrade().map(|s| (s, p.tx.clone())))
-            .collect();
-        let first = owners.first().map(|(s, _)| s.id.clone());
-        let single = first.is_some() && owners.iter().all(|(s, _)| Some(&s.id) == first.as_ref());
-        if single && let Some((_, tx)) = owners.into_iter().next() {
+        if let Some((_, tx)) = self.sole_owner() {
             // Handled by the request's own relay loop, as if it arrived on its
-            // response stream.
-            let _ = tx.send(m).await;
-            return;
+            // response stream; refused if that request cannot take it now.
+            if tx.try_send(m).is_ok() {
+                return;
+            }
         }
-        tracing::warn!(upstream = %self.name, method = ?m.method(), "refused a server request that cannot be attributed to one session");
+        tracing::warn!(upstream = %self.name, "refused a server request that cannot be attributed to one session");
         let _ = self
             .write(&Message::error(
                 Some(&id),
@@ -547,6 +577,22 @@ impl StdioUpstream {
                 "palisade cannot attribute this request to a client session",
             ))
             .await;
+    }
+
+    /// The one session that owns every request in flight to this child, with one of
+    /// its requests' channels; `None` when there are none or several.
+    fn sole_owner(&self) -> Option<(Arc<Session>, mpsc::Sender<Message>)> {
+        let owners: Vec<(Arc<Session>, mpsc::Sender<Message>)> = lock(&self.pending)
+            .values()
+            .filter_map(|p| p.session.upgrade().map(|s| (s, p.tx.clone())))
+            .collect();
+        let first = owners.first().map(|(s, _)| s.id.clone());
+        let single = first.is_some() && owners.iter().all(|(s, _)| Some(&s.id) == first.as_ref());
+        if single {
+            owners.into_iter().next()
+        } else {
+            None
+        }
     }
 }
 
