@@ -54,7 +54,7 @@ impl fmt::Debug for Kek {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VaultError {
-    /// The key is not 32 bytes (64 hex characters or base64 of 32 bytes).
+    /// The key is not 32 bytes written as 64 hex characters.
     #[error("a vault key must be 32 bytes, as 64 hex characters")]
     BadKey,
     /// No configured key sealed this record.
@@ -83,8 +83,9 @@ impl From<sqlx::Error> for VaultError {
 impl Kek {
     /// A KEK from its text form: 64 hex characters (whitespace ignored).
     pub fn parse(text: &str) -> Result<Self, VaultError> {
-        let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        if hex.len() != 64 {
+        let hex: Zeroizing<String> =
+            Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(VaultError::BadKey);
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
@@ -316,6 +317,10 @@ mod tests {
         let v2 = Vault::new(s.clone(), vec![Kek::parse(&other).unwrap()]).unwrap();
         assert!(matches!(v2.get("b").await, Err(VaultError::UnknownKey(_))));
         assert!(Kek::parse("abcd").is_err());
+        assert!(
+            Kek::parse(&format!("+f{}", &K1[2..])).is_err(),
+            "signs are not hex"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

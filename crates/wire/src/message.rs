@@ -116,6 +116,61 @@ struct Envelope<'a> {
     error: Slot<'a>,
 }
 
+/// Deserialises any JSON value and fails on an object with a repeated key, at any
+/// depth.
+struct NoDuplicates;
+
+impl<'de> Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NoDuplicates;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value without duplicate keys")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+                Ok(NoDuplicates)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NoDuplicates, A::Error> {
+                while seq.next_element::<NoDuplicates>()?.is_some() {}
+                Ok(NoDuplicates)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<NoDuplicates, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if !seen.insert(key.into_owned()) {
+                        return Err(serde::de::Error::custom("duplicate key"));
+                    }
+                    map.next_value::<NoDuplicates>()?;
+                }
+                Ok(NoDuplicates)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 fn span_of(input: &[u8], raw: &RawValue) -> Range<usize> {
     // `raw` borrows from `input` (serde_json's borrowed RawValue), so the offset is
     // the distance between the two pointers; computed without `unsafe`.
@@ -164,10 +219,14 @@ impl Message {
         let input = raw.as_ref();
         let id_span = env.id.0.map(|r| span_of(input, r));
         let params_span = env.params.0.map(|r| span_of(input, r));
-        if let Some(p) = env.params.0
-            && !matches!(p.get().as_bytes().first(), Some(b'{' | b'['))
-        {
-            return Err(ParseError::Invalid("params must be an object or array"));
+        if let Some(p) = env.params.0 {
+            if !matches!(p.get().as_bytes().first(), Some(b'{' | b'[')) {
+                return Err(ParseError::Invalid("params must be an object or array"));
+            }
+            // A duplicated key reads differently to different parsers (first wins or
+            // last wins): refuse it anywhere in params, where routing and policy look.
+            serde_json::from_str::<NoDuplicates>(p.get())
+                .map_err(|_| ParseError::Invalid("duplicate member in params"))?;
         }
         let (kind, method, id) = match env.method.0 {
             Some(m) => {

@@ -77,6 +77,18 @@ fn envelope_rules() {
     );
     assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":7}"#).is_err());
     assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).is_err());
+    // Duplicate keys anywhere in params: parsers disagree on which one wins.
+    assert!(
+        parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#)
+            .is_err()
+    );
+    assert!(
+        parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"x":1,"x":2}}}"#
+        )
+        .is_err()
+    );
+    assert!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"a":[{"k":1},{"k":2}],"s":"\u0041"}}"#).is_ok());
 }
 
 #[test]
