@@ -344,27 +344,20 @@ impl Router {
                 "Unknown tool or prompt",
             ))
         };
-        let mut v = msg.to_value().map_err(|_| unknown())?;
-        let name = v
-            .get("params")
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                Box::new(error(
-                    &id,
-                    ErrorCode::InvalidParams,
-                    "params.name is required",
-                ))
-            })?
-            .to_owned();
+        let name = msg.param_str("name").ok_or_else(|| {
+            Box::new(error(
+                &id,
+                ErrorCode::InvalidParams,
+                "params.name is required",
+            ))
+        })?;
         let (idx, local) = self.split_name(&name).ok_or_else(unknown)?;
         if !self.namespace {
             return Ok((idx, msg.clone()));
         }
-        if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut) {
-            p.insert("name".into(), json!(local));
-        }
-        let rewritten = Message::from_value(&Value::Object(v)).map_err(|_| unknown())?;
+        // Splice the upstream's own name into the original bytes: one shallow parse of
+        // params instead of a full parse and re-serialisation.
+        let rewritten = msg.with_param_str("name", local).ok_or_else(unknown)?;
         Ok((idx, rewritten))
     }
 

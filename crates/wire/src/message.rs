@@ -351,6 +351,38 @@ impl Message {
         }
     }
 
+    /// The string member `key` of an object `params`, if present.
+    pub fn param_str(&self, key: &str) -> Option<String> {
+        let (_, value) = self.param_member(key)?;
+        serde_json::from_str::<String>(value).ok()
+    }
+
+    /// The span (in `raw`) and text of the top-level member `key` of `params`.
+    fn param_member(&self, key: &str) -> Option<(Range<usize>, &str)> {
+        let span = self.params_span.clone()?;
+        let params = std::str::from_utf8(self.raw.get(span.clone())?).ok()?;
+        // Values stay raw: only the top level of params is read.
+        let members: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
+            serde_json::from_str(params).ok()?;
+        let value = members.get(key)?;
+        let offset = (value.get().as_ptr() as usize).checked_sub(params.as_ptr() as usize)?;
+        let start = span.start + offset;
+        Some((start..start + value.get().len(), value.get()))
+    }
+
+    /// The same message with the string member `key` of `params` replaced, spliced
+    /// into the original bytes (a namespaced tool name becomes the upstream's own);
+    /// `None` when `params` has no such member.
+    pub fn with_param_str(&self, key: &str, value: &str) -> Option<Self> {
+        let (span, _) = self.param_member(key)?;
+        let new = serde_json::to_string(value).ok()?;
+        let mut out = BytesMut::with_capacity(self.raw.len() + new.len());
+        out.put_slice(&self.raw[..span.start]);
+        out.put_slice(new.as_bytes());
+        out.put_slice(&self.raw[span.end..]);
+        Self::parse(out.freeze()).ok()
+    }
+
     /// Builds a message from a JSON object (a guard's rewrite); it is validated like
     /// any received message.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, ParseError> {

@@ -105,6 +105,22 @@ fn with_id_splices_only_the_id() {
 }
 
 #[test]
+fn with_param_str_splices_one_member() {
+    let raw = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"name":"keep"}, "name" : "up__echo","x":1}}"#;
+    let m = parse(raw).unwrap();
+    assert_eq!(m.param_str("name").as_deref(), Some("up__echo"));
+    let n = m.with_param_str("name", "echo").unwrap();
+    assert_eq!(
+        std::str::from_utf8(n.raw()).unwrap(),
+        raw.replace("\"up__echo\"", "\"echo\"")
+    );
+    assert_eq!(n.param_str("name").as_deref(), Some("echo"));
+    assert!(m.with_param_str("missing", "x").is_none());
+    let escaped = m.with_param_str("name", "a\"b").unwrap();
+    assert_eq!(escaped.param_str("name").as_deref(), Some("a\"b"));
+}
+
+#[test]
 fn built_messages_round_trip() {
     let m = Message::request(&Id::Number(3), "ping", &serde_json::json!({}));
     assert_eq!(m.kind(), Kind::Request);
