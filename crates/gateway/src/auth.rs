@@ -259,13 +259,7 @@ impl OAuth {
             };
             if verdict.is_err() && !refused_recently {
                 let mut r = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-                if r.len() >= TOKEN_CACHE_ENTRIES {
-                    r.retain(|_, until| *until > now);
-                    if r.len() >= TOKEN_CACHE_ENTRIES {
-                        r.clear();
-                    }
-                }
-                r.insert(digest, now + REFUSAL_CACHE);
+                insert_bounded(&mut r, digest, now + REFUSAL_CACHE, now, |until| *until);
             }
             return match verdict {
                 Ok((caller, exp)) => {
@@ -312,13 +306,13 @@ impl OAuth {
     /// Remembers a verdict until `until` (Unix seconds); the map stays bounded.
     fn remember(&self, digest: [u8; 32], caller: &Caller, until: u64, now: u64) {
         let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= TOKEN_CACHE_ENTRIES {
-            cache.retain(|_, (_, exp)| *exp > now);
-            if cache.len() >= TOKEN_CACHE_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(digest, (caller.clone(), until));
+        insert_bounded(
+            &mut cache,
+            digest,
+            (caller.clone(), until),
+            now,
+            |(_, exp)| *exp,
+        );
     }
 
     /// RFC 7662: asks the issuer whether an opaque token is active, then applies the
@@ -465,6 +459,24 @@ impl OAuth {
         }
         Err(last_err)
     }
+}
+
+/// Inserts into a token-digest map that never holds more than
+/// [`TOKEN_CACHE_ENTRIES`]: when full, expired entries go first, then everything.
+fn insert_bounded<V>(
+    map: &mut HashMap<[u8; 32], V>,
+    key: [u8; 32],
+    value: V,
+    now: u64,
+    expiry: impl Fn(&V) -> u64,
+) {
+    if map.len() >= TOKEN_CACHE_ENTRIES {
+        map.retain(|_, v| expiry(v) > now);
+        if map.len() >= TOKEN_CACHE_ENTRIES {
+            map.clear();
+        }
+    }
+    map.insert(key, value);
 }
 
 /// Whether an address may be fetched: public only, unless loopback-dev mode allows
