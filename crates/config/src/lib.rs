@@ -52,7 +52,8 @@ impl ConfigError {
 /// The validated configuration of one gateway.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The address the gateway listens on (loopback).
+    /// The address the gateway listens on: loopback, or any address with
+    /// authentication and TLS (or `dangerous.plaintext_listener`).
     pub listen: SocketAddr,
     /// The MCP endpoint path, e.g. `/mcp`.
     pub endpoint: String,
@@ -74,6 +75,31 @@ pub struct Config {
     pub auth: Option<Auth>,
     /// The credential vault's keys, if configured.
     pub vault: Option<VaultKeys>,
+    /// The TLS listener's certificate and key; `None` serves plain HTTP.
+    pub tls: Option<Tls>,
+    /// Protections the operator switched off, by name.
+    pub dangerous: Dangerous,
+}
+
+/// The listener's certificate chain and private key, both PEM files, reloaded without a
+/// restart when they change (checked every `reload_interval`, and on SIGHUP).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the files are checked for a change.
+    pub reload_interval: Duration,
+}
+
+/// Protections switched off in `[dangerous]`; every flag is false by default and only
+/// set where it changes something.
+#[derive(Debug, Clone, Default)]
+pub struct Dangerous {
+    /// A non-loopback listener without TLS: tokens cross the network in clear unless a
+    /// TLS-terminating proxy stands in front.
+    pub plaintext_listener: bool,
 }
 
 /// Where the vault's key-encryption keys are (files holding 64 hex characters).
@@ -248,11 +274,17 @@ impl Config {
     pub fn summary(&self) -> String {
         let l = &self.limits;
         let mut s = format!(
-            "listen: http://{}{}\ndata_dir: {}\nnamespace tools: {}\nallowed origins: {:?}\n\
+            "listen: {}://{}{}{}\ndata_dir: {}\nnamespace tools: {}\nallowed origins: {:?}\n\
              limits: request {} B, upstream message {} B, sessions {}, timeout {:?} (cap {:?}), \
              idle {:?}, lifetime {:?}, replay {} events, queue {}, in-flight/session {}\nupstreams:\n",
+            if self.tls.is_some() { "https" } else { "http" },
             self.listen,
             self.endpoint,
+            if self.dangerous.plaintext_listener {
+                " (DANGEROUS: plaintext on a non-loopback address)"
+            } else {
+                ""
+            },
             self.data_dir.display(),
             self.namespace,
             self.allowed_origins,

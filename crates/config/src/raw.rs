@@ -23,6 +23,7 @@ pub struct RawConfig {
     upstreams: Vec<RawUpstream>,
     auth: Option<RawAuth>,
     vault: Option<RawVault>,
+    dangerous: Option<RawDangerous>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -40,6 +41,23 @@ struct RawGateway {
     #[serde(default)]
     allowed_hosts: Vec<Spanned<String>>,
     namespace: Option<Spanned<bool>>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+    reload_interval: Option<Spanned<String>>,
+}
+
+/// Settings that weaken a protection; each one is named for what it gives up.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDangerous {
+    #[serde(default)]
+    plaintext_listener: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -299,19 +317,6 @@ impl RawConfig {
                         format!("`{s}` is not an address like 127.0.0.1:8787"),
                     )
                 })?;
-                // Architecture Invariant: authentication may be off only on a loopback
-                // bind, and remote mode requires TLS. The TLS listener is not there
-                // yet, so every bind is loopback, with or without [auth].
-                if !addr.ip().is_loopback() {
-                    return Err(cx.at(
-                        v,
-                        "gateway.listen",
-                        format!(
-                            "`{addr}` is not a loopback address; the gateway binds only to \
-                             127.0.0.1 or [::1] until its TLS listener exists (put a TLS proxy in front)"
-                        ),
-                    ));
-                }
                 addr
             }
             None => SocketAddr::from(([127, 0, 0, 1], 8787)),
@@ -818,6 +823,60 @@ impl RawConfig {
             }),
         };
 
+        let tls = match &g.tls {
+            None => None,
+            Some(t) => {
+                let path = |v: &Spanned<String>, key: &str| -> Result<PathBuf, ConfigError> {
+                    let s = cx.string(v, key)?;
+                    if s.trim().is_empty() {
+                        return Err(cx.at(v, key, "must name a PEM file"));
+                    }
+                    Ok(PathBuf::from(s))
+                };
+                Some(crate::Tls {
+                    cert: path(&t.cert, "gateway.tls.cert")?,
+                    key: path(&t.key, "gateway.tls.key")?,
+                    reload_interval: cx.duration(
+                        t.reload_interval.as_ref(),
+                        "gateway.tls.reload_interval",
+                        Duration::from_secs(30),
+                        Duration::from_secs(24 * 3600),
+                    )?,
+                })
+            }
+        };
+        let plaintext_listener = self
+            .dangerous
+            .as_ref()
+            .and_then(|d| d.plaintext_listener.as_ref());
+        // Architecture Invariant: authentication may be off only on a loopback bind,
+        // and a listener reachable from other machines speaks TLS unless the operator
+        // says, in [dangerous], that a TLS-terminating proxy stands in front (TR-04).
+        if !listen.ip().is_loopback() {
+            let at = |msg: String| match &g.listen {
+                Some(v) => cx.at(v, "gateway.listen", msg),
+                None => ConfigError::new(cx.origin, msg),
+            };
+            if auth.is_none() {
+                return Err(at(format!(
+                    "`{listen}` is not a loopback address; authentication may be off only on \
+                     127.0.0.1 or [::1] (add an [auth] section)"
+                )));
+            }
+            if tls.is_none() && !plaintext_listener.is_some_and(|v| *v.get_ref()) {
+                return Err(at(format!(
+                    "`{listen}` is not a loopback address and [gateway.tls] is not set; tokens \
+                     would cross the network in clear (set [gateway.tls], or \
+                     [dangerous] plaintext_listener = true behind a TLS-terminating proxy)"
+                )));
+            }
+        }
+        let dangerous = crate::Dangerous {
+            plaintext_listener: plaintext_listener.is_some_and(|v| *v.get_ref())
+                && !listen.ip().is_loopback()
+                && tls.is_none(),
+        };
+
         let namespace = match &g.namespace {
             Some(v) if !*v.get_ref() && upstreams.len() > 1 => {
                 return Err(cx.at(
@@ -841,6 +900,8 @@ impl RawConfig {
             upstreams,
             auth,
             vault,
+            tls,
+            dangerous,
         })
     }
 }

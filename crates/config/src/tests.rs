@@ -78,7 +78,62 @@ fn unset_variables_name_the_key_and_line() {
 fn tr_04_non_loopback_listen_is_refused_without_auth() {
     let text = format!("[gateway]\nlisten = \"0.0.0.0:8787\"\n{MIN}");
     let err = load(&text, &[]).unwrap_err().to_string();
-    assert!(err.contains("loopback"), "{err}");
+    assert!(err.contains("loopback") && err.contains("[auth]"), "{err}");
+    // TLS does not stand in for authentication.
+    let text = format!(
+        "[gateway]\nlisten = \"0.0.0.0:8787\"\n[gateway.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n{MIN}"
+    );
+    assert!(load(&text, &[]).unwrap_err().to_string().contains("[auth]"));
+}
+
+const AUTH: &str = r#"
+[auth]
+public_url = "https://mcp.example.com"
+[[auth.issuer]]
+issuer = "https://idp.example.com"
+"#;
+
+#[test]
+fn tr_04_non_loopback_listen_needs_tls_or_a_dangerous_opt_out() {
+    let bare = format!("[gateway]\nlisten = \"0.0.0.0:8443\"\n{AUTH}{MIN}");
+    let err = load(&bare, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("test.toml:2") && err.contains("gateway.tls") && err.contains("dangerous"),
+        "{err}"
+    );
+
+    let tls = format!(
+        "[gateway]\nlisten = \"0.0.0.0:8443\"\n[gateway.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n{AUTH}{MIN}"
+    );
+    let c = load(&tls, &[]).unwrap();
+    let t = c.tls.as_ref().unwrap();
+    assert_eq!(t.cert, Path::new("c.pem"));
+    assert_eq!(t.reload_interval, std::time::Duration::from_secs(30));
+    assert!(!c.dangerous.plaintext_listener);
+    assert!(
+        c.summary()
+            .starts_with("listen: https://0.0.0.0:8443/mcp\n"),
+        "{}",
+        c.summary()
+    );
+
+    let opted_out = format!("{bare}\n[dangerous]\nplaintext_listener = true\n");
+    let c = load(&opted_out, &[]).unwrap();
+    assert!(c.dangerous.plaintext_listener && c.tls.is_none());
+    assert!(c.summary().contains("DANGEROUS"), "{}", c.summary());
+    let no = format!("{bare}\n[dangerous]\nplaintext_listener = false\n");
+    assert!(load(&no, &[]).is_err());
+
+    // On loopback the flag changes nothing and is not reported as in force.
+    let local = format!("{AUTH}{MIN}\n[dangerous]\nplaintext_listener = true\n");
+    assert!(!load(&local, &[]).unwrap().dangerous.plaintext_listener);
+    // Unknown keys in the new sections are refused like everywhere else.
+    let typo = format!("{MIN}\n[dangerous]\nplaintext = true\n");
+    assert!(load(&typo, &[]).is_err());
+    let typo = format!("[gateway.tls]\ncert = \"c\"\nkey = \"k\"\nreload = \"1s\"\n{MIN}");
+    assert!(load(&typo, &[]).is_err());
+    let empty = format!("[gateway.tls]\ncert = \"\"\nkey = \"k\"\n{MIN}");
+    assert!(load(&empty, &[]).unwrap_err().to_string().contains("PEM"));
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub(crate) struct EdgePolicy {
     allowed_hosts: Vec<String>,
     /// The listener is on loopback: only loopback names are valid `Host`s (TR-03).
     loopback: bool,
+    /// The gateway's own scheme, for same-origin requests: `https` with TLS.
+    scheme: &'static str,
 }
 
 impl EdgePolicy {
@@ -22,11 +24,13 @@ impl EdgePolicy {
         allowed_origins: Vec<String>,
         allowed_hosts: Vec<String>,
         loopback: bool,
+        tls: bool,
     ) -> Self {
         Self {
             allowed_origins,
             allowed_hosts,
             loopback,
+            scheme: if tls { "https" } else { "http" },
         }
     }
 
@@ -48,7 +52,7 @@ impl EdgePolicy {
     }
 
     /// TR-02: an `Origin` that is present must be allowlisted or be the gateway's
-    /// own origin (`http://` + the already validated `Host`); absent is fine
+    /// own origin (its scheme + the already validated `Host`); absent is fine
     /// (non-browser clients send none). `Origin: null` is never allowed. Other local
     /// origins (another port on localhost) are cross-origin and refused.
     pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -65,13 +69,38 @@ impl EdgePolicy {
             .trim()
             .to_ascii_lowercase();
         let same_origin = single(headers, header::HOST)
-            .is_some_and(|h| origin == format!("http://{}", h.to_ascii_lowercase()));
+            .is_some_and(|h| origin == format!("{}://{}", self.scheme, h.to_ascii_lowercase()));
         if same_origin || self.allowed_origins.contains(&origin) {
             Ok(())
         } else {
             Err(Refusal::ORIGIN_NOT_ALLOWED)
         }
     }
+}
+
+/// HTTP/2 and HTTP/3 carry the host in the `:authority` pseudo-header, which hyper
+/// puts in the request URI rather than in `Host`. Every check reads `Host`, so a
+/// request with an authority and no `Host` gets one from it; a request whose `Host`
+/// differs from its authority is malformed (RFC 9113 §8.3.1) and refused.
+pub(crate) async fn authority_as_host(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if let Some(authority) = req.uri().authority().map(|a| a.as_str().to_owned()) {
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) => match header::HeaderValue::from_str(&authority) {
+                Ok(v) => {
+                    req.headers_mut().insert(header::HOST, v);
+                }
+                Err(_) => return Refusal::HOST_NOT_ALLOWED.into_response(),
+            },
+            (Some(h), None) if h.as_bytes().eq_ignore_ascii_case(authority.as_bytes()) => {}
+            _ => return Refusal::HOST_NOT_ALLOWED.into_response(),
+        }
+    }
+    next.run(req).await
 }
 
 fn single(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -208,7 +237,7 @@ mod tests {
 
     #[test]
     fn tr_03_loopback_hosts_only() {
-        let p = EdgePolicy::new(vec![], vec![], true);
+        let p = EdgePolicy::new(vec![], vec![], true, false);
         for ok in [
             "localhost:8787",
             "127.0.0.1:8787",
@@ -235,7 +264,7 @@ mod tests {
 
     #[test]
     fn tr_02_origin_allowlist() {
-        let p = EdgePolicy::new(vec!["http://localhost:6274".into()], vec![], true);
+        let p = EdgePolicy::new(vec!["http://localhost:6274".into()], vec![], true, false);
         assert!(p.check_origin(&h(&[])).is_ok());
         assert!(
             p.check_origin(&h(&[("origin", "http://localhost:6274")]))

@@ -18,6 +18,7 @@ mod refusal;
 mod router;
 mod session;
 mod stream;
+mod tls;
 mod upstream;
 
 use std::future::Future;
@@ -56,6 +57,13 @@ pub enum GatewayError {
     /// Anything else that prevents a start.
     #[error("{0}")]
     Start(String),
+}
+
+/// Checks that the TLS certificate and key load and belong together, as `run` would.
+pub fn check_tls(tls: &palisade_config::Tls) -> Result<(), GatewayError> {
+    tls::Certificates::open(&tls.cert, &tls.key)
+        .map(drop)
+        .map_err(|e| GatewayError::Start(format!("TLS: {e}")))
 }
 
 /// Reads the vault's key-encryption keys: the current one first, then earlier ones.
@@ -177,6 +185,20 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| GatewayError::Start(e.to_string()))?;
+    let certificates = match &config.tls {
+        None => None,
+        Some(t) => Some(
+            tls::Certificates::open(&t.cert, &t.key)
+                .map_err(|e| GatewayError::Start(format!("TLS: {e}")))?,
+        ),
+    };
+    if config.dangerous.plaintext_listener {
+        tracing::warn!(
+            %addr,
+            "DANGEROUS: plain HTTP on a non-loopback address; tokens cross the network in \
+             clear unless a TLS-terminating proxy stands in front"
+        );
+    }
 
     let l = &config.limits;
     let sessions = Arc::new(SessionTable::new(
@@ -208,6 +230,7 @@ pub async fn run(
             config.allowed_origins.clone(),
             config.allowed_hosts.clone(),
             config.listen.ip().is_loopback(),
+            config.tls.is_some(),
         ),
         store: Arc::clone(&store) as Arc<dyn palisade_store::SessionStore>,
         auth,
@@ -235,18 +258,34 @@ pub async fn run(
             "/.well-known/oauth-protected-resource",
             get(endpoint::protected_resource_metadata),
         )
-        .with_state(Arc::clone(&app));
+        .with_state(Arc::clone(&app))
+        .layer(axum::middleware::from_fn(edge::authority_as_host));
 
     on_ready(addr);
-    tracing::info!(%addr, endpoint = %config.endpoint, "palisade listening");
+    tracing::info!(
+        %addr,
+        endpoint = %config.endpoint,
+        tls = certificates.is_some(),
+        "palisade listening"
+    );
 
     let serve_stop = CancellationToken::new();
-    let serve_stop2 = serve_stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, routes)
-            .with_graceful_shutdown(async move { serve_stop2.cancelled().await })
-            .await
-    });
+    let server = match (&certificates, &config.tls) {
+        (Some(certs), Some(t)) => {
+            let server_config = certs.server_config().map_err(GatewayError::Start)?;
+            let listener = tls::TlsListener::new(listener, server_config)
+                .map_err(|e| GatewayError::Start(e.to_string()))?;
+            tokio::spawn(Arc::clone(certs).watch(t.reload_interval, serve_stop.clone()));
+            tokio::spawn(serve(listener, routes, serve_stop.clone()))
+        }
+        _ => {
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            tokio::spawn(serve(listener, routes, serve_stop.clone()))
+        }
+    };
 
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
@@ -279,4 +318,15 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `routes` on `listener` until `stop`, then lets open connections finish.
+async fn serve<L>(listener: L, routes: axum::Router, stop: CancellationToken) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, routes)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
 }

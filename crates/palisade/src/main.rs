@@ -197,6 +197,9 @@ fn main() -> Result<()> {
             command: ConfigCommand::Check { file },
         } => {
             let config = load(&file)?;
+            if let Some(tls) = &config.tls {
+                palisade_gateway::check_tls(tls)?;
+            }
             println!("{}: ok\n{}", file.display(), config.summary());
             Ok(())
         }
@@ -211,11 +214,16 @@ fn main() -> Result<()> {
         Command::Serve { config } => {
             init_tracing();
             let config = load(&config)?;
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(palisade_gateway::run(config, shutdown_signal(), |addr| {
-                println!("palisade: listening on http://{addr}");
+                println!("palisade: listening on {scheme}://{addr}");
             }))?;
             Ok(())
         }

@@ -100,6 +100,25 @@ async fn tr_03_a_foreign_host_on_a_loopback_bind_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "healthz is behind the Host check too");
+
+    // An absolute-form request target names the host too; it must agree with `Host`.
+    let addr = gw.base.strip_prefix("http://").unwrap();
+    let body = init_body(1).to_string();
+    let raw = format!(
+        "POST http://evil.com/mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, raw.as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut reply)
+        .await
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(rec.bodies().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,7 +114,11 @@ impl Gateway {
 
     /// Waits until /healthz answers 200.
     pub async fn ready(&self) {
-        let c = reqwest::Client::new();
+        self.ready_with(&reqwest::Client::new()).await;
+    }
+
+    /// Waits until /healthz answers 200 to `c`.
+    pub async fn ready_with(&self, c: &reqwest::Client) {
         for _ in 0..200 {
             if let Ok(r) = c.get(format!("{}/healthz", self.base)).send().await
                 && r.status() == 200
@@ -145,8 +149,12 @@ impl Gateway {
     }
 
     pub fn client(&self) -> Client {
+        self.client_with(reqwest::Client::new())
+    }
+
+    pub fn client_with(&self, http: reqwest::Client) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http,
             url: self.mcp.clone(),
             session: None,
         }
