@@ -220,6 +220,26 @@ pub struct Upstream {
     /// Or: short-lived tokens the gateway obtains for this upstream by OAuth client
     /// credentials, with `resource` = the upstream's URL (AUTH-16, BCP-03).
     pub client_credentials: Option<ClientCredentials>,
+    /// Or: a token for this upstream obtained per caller by exchanging the caller's own
+    /// access token at the authorization server (RFC 8693); needs `[auth]`.
+    pub token_exchange: Option<TokenExchange>,
+}
+
+/// RFC 8693 token exchange toward one upstream: the gateway, authenticated as itself,
+/// trades the caller's access token for one whose audience is the upstream.
+#[derive(Debug, Clone)]
+pub struct TokenExchange {
+    /// The authorization server's token endpoint (https, or http on loopback).
+    pub token_endpoint: String,
+    /// The gateway's client ID there.
+    pub client_id: String,
+    /// The vault secret holding the client secret.
+    pub client_secret: String,
+    /// The `audience` to ask for, when the server names upstreams that way; the
+    /// `resource` is always the upstream's URL.
+    pub audience: Option<String>,
+    /// Minimal scopes to ask for.
+    pub scopes: Vec<String>,
 }
 
 /// The OAuth client-credentials grant the gateway uses toward one upstream.
@@ -309,7 +329,23 @@ impl Config {
                     sp.env.keys().collect::<Vec<_>>()
                 )),
                 Transport::Http(h) => {
-                    s.push_str(&format!("  {} (streamable http): {}\n", u.name, h.url));
+                    let credential = match (&u.credential, &u.client_credentials, &u.token_exchange)
+                    {
+                        (Some(c), _, _) => {
+                            format!(", credential: vault secret `{}` in {}", c.secret, c.header)
+                        }
+                        (_, Some(c), _) => {
+                            format!(", credential: client credentials at {}", c.token_endpoint)
+                        }
+                        (_, _, Some(t)) => {
+                            format!(", credential: token exchange at {}", t.token_endpoint)
+                        }
+                        _ => String::new(),
+                    };
+                    s.push_str(&format!(
+                        "  {} (streamable http): {}{credential}\n",
+                        u.name, h.url
+                    ));
                 }
             }
         }

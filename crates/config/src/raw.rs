@@ -104,6 +104,18 @@ struct RawClientCredentials {
     scopes: Vec<Spanned<String>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenExchange {
+    token_endpoint: Spanned<String>,
+    client_id: Spanned<String>,
+    client_secret: Spanned<String>,
+    #[serde(default)]
+    audience: Option<Spanned<String>>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+}
+
 /// Headers the gateway sets itself on upstream requests; a credential cannot replace them.
 const RESERVED_HEADERS: [&str; 9] = [
     "host",
@@ -168,6 +180,7 @@ struct RawUpstream {
     required_scopes: Vec<Spanned<String>>,
     credential: Option<RawCredential>,
     client_credentials: Option<RawClientCredentials>,
+    token_exchange: Option<RawTokenExchange>,
 }
 
 /// Context for building: where we are, to name lines in errors.
@@ -187,6 +200,19 @@ impl<E: Env> Ctx<'_, E> {
             &format!("{}:{line}", self.origin),
             format!("`{key}`: {msg}"),
         )
+    }
+
+    /// OAuth scope tokens: non-empty, no spaces or quotes.
+    fn scopes(&self, list: &[Spanned<String>], key: &str) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for sc in list {
+            let v = self.string(sc, key)?;
+            if v.is_empty() || v.contains([' ', '"', '\\']) {
+                return Err(self.at(sc, key, format!("`{v}` is not a scope")));
+            }
+            out.push(v);
+        }
+        Ok(out)
     }
 
     fn string(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
@@ -643,18 +669,7 @@ impl RawConfig {
                             "needs a [vault] section",
                         ));
                     }
-                    let mut scopes = Vec::new();
-                    for sc in &c.scopes {
-                        let v = cx.string(sc, &key("client_credentials.scopes"))?;
-                        if v.is_empty() || v.contains([' ', '"']) {
-                            return Err(cx.at(
-                                sc,
-                                &key("client_credentials.scopes"),
-                                format!("`{v}` is not a scope"),
-                            ));
-                        }
-                        scopes.push(v);
-                    }
+                    let scopes = cx.scopes(&c.scopes, &key("client_credentials.scopes"))?;
                     Some(crate::ClientCredentials {
                         token_endpoint: check_http_url(
                             &cx,
@@ -668,6 +683,62 @@ impl RawConfig {
                     })
                 }
             };
+            let token_exchange = match &u.token_exchange {
+                None => None,
+                Some(c) => {
+                    if !matches!(transport, Transport::Http(_))
+                        || credential.is_some()
+                        || client_credentials.is_some()
+                    {
+                        return Err(cx.at(
+                            &c.token_endpoint,
+                            &key("token_exchange"),
+                            "only for Streamable HTTP upstreams, and not together with \
+                             `credential` or `client_credentials`",
+                        ));
+                    }
+                    if self.auth.is_none() {
+                        return Err(cx.at(
+                            &c.token_endpoint,
+                            &key("token_exchange"),
+                            "needs an [auth] section: it exchanges the caller's access token",
+                        ));
+                    }
+                    if self.vault.is_none() {
+                        return Err(cx.at(
+                            &c.client_secret,
+                            &key("token_exchange"),
+                            "needs a [vault] section",
+                        ));
+                    }
+                    let audience = match &c.audience {
+                        None => None,
+                        Some(a) => {
+                            let v = cx.string(a, &key("token_exchange.audience"))?;
+                            if v.trim().is_empty() {
+                                return Err(cx.at(
+                                    a,
+                                    &key("token_exchange.audience"),
+                                    "must not be empty",
+                                ));
+                            }
+                            Some(v)
+                        }
+                    };
+                    Some(crate::TokenExchange {
+                        token_endpoint: check_http_url(
+                            &cx,
+                            &c.token_endpoint,
+                            &key("token_exchange.token_endpoint"),
+                        )?,
+                        client_id: cx.string(&c.client_id, &key("token_exchange.client_id"))?,
+                        client_secret: cx
+                            .string(&c.client_secret, &key("token_exchange.client_secret"))?,
+                        audience,
+                        scopes: cx.scopes(&c.scopes, &key("token_exchange.scopes"))?,
+                    })
+                }
+            };
             upstreams.push(Upstream {
                 name,
                 transport,
@@ -675,6 +746,7 @@ impl RawConfig {
                 required_scopes,
                 credential,
                 client_credentials,
+                token_exchange,
             });
         }
         if upstreams.is_empty() {

@@ -313,3 +313,63 @@ fn introspection_needs_all_three_keys_and_one_issuer() {
             .contains("at most one")
     );
 }
+
+#[test]
+fn auth_16_token_exchange_needs_auth_vault_and_http() {
+    let up = "[[upstream]]\nname = \"api\"\ntransport = \"streamable-http\"\nurl = \"https://api.example.com/mcp\"\n\
+              [upstream.token_exchange]\ntoken_endpoint = \"https://idp.example.com/token\"\n\
+              client_id = \"palisade\"\nclient_secret = \"idp-secret\"\n";
+    let vault = "[vault]\nkey_file = \"k\"\n";
+    let err = load(&format!("{up}{vault}"), &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("[auth]") && err.contains("test.toml:6"),
+        "{err}"
+    );
+    let err = load(&format!("{up}{AUTH}"), &[]).unwrap_err().to_string();
+    assert!(err.contains("[vault]"), "{err}");
+
+    let c = load(
+        &format!("{up}audience = \"api\"\nscopes = [\"read\"]\n{AUTH}{vault}"),
+        &[],
+    )
+    .unwrap();
+    let t = c.upstreams[0].token_exchange.as_ref().unwrap();
+    assert_eq!(t.token_endpoint, "https://idp.example.com/token");
+    assert_eq!(t.audience.as_deref(), Some("api"));
+    assert_eq!(t.scopes, ["read"]);
+    assert!(
+        c.summary()
+            .contains("token exchange at https://idp.example.com/token")
+    );
+
+    // One credential per upstream; plain http only to loopback; scopes are tokens.
+    let both = format!(
+        "{up}{AUTH}{vault}[upstream.client_credentials]\ntoken_endpoint = \"https://idp.example.com/token\"\n\
+         client_id = \"p\"\nclient_secret = \"s\"\n"
+    );
+    assert!(
+        load(&both, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("not together")
+    );
+    let plain = up.replace(
+        "https://idp.example.com/token",
+        "http://idp.example.com/token",
+    );
+    assert!(
+        load(&format!("{plain}{AUTH}{vault}"), &[])
+            .unwrap_err()
+            .to_string()
+            .contains("loopback")
+    );
+    let bad_scope = format!("{up}scopes = [\"a b\"]\n{AUTH}{vault}");
+    assert!(
+        load(&bad_scope, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("not a scope")
+    );
+    let typo = format!("{up}audiences = \"x\"\n{AUTH}{vault}");
+    assert!(load(&typo, &[]).is_err());
+}

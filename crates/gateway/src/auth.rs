@@ -25,7 +25,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::principal::{Caller, Principal};
+use crate::principal::{Caller, Principal, SubjectToken};
 use crate::refusal::Refusal;
 
 /// Smallest interval between two JWKS fetches for one issuer.
@@ -62,8 +62,23 @@ impl Authenticator {
             Self::LocalUser(p) => Ok(Caller {
                 principal: p.clone(),
                 scopes: None,
+                token: None,
             }),
-            Self::OAuth(o) => o.authenticate(headers, query).await,
+            Self::OAuth(o) => {
+                let mut caller = o.authenticate(headers, query).await?;
+                if o.keep_tokens
+                    && let Credentials::Bearer(t) = bearer::extract(
+                        headers
+                            .get_all("authorization")
+                            .iter()
+                            .map(|v| v.as_bytes()),
+                        query,
+                    )
+                {
+                    caller.token = Some(SubjectToken::new(t.expose()));
+                }
+                Ok(caller)
+            }
         }
     }
 
@@ -108,6 +123,10 @@ pub(crate) struct OAuth {
     introspecting: tokio::sync::Semaphore,
     canonical: CanonicalUri,
     leeway: u64,
+    /// Attach the caller's token to each `Caller`, for upstreams whose credential is
+    /// obtained by token exchange. Off otherwise: no token is held longer than the
+    /// request that carried it.
+    pub(crate) keep_tokens: bool,
 }
 
 fn now_unix() -> u64 {
@@ -171,6 +190,7 @@ impl OAuth {
                 .find_map(|i| i.introspection.clone().map(|x| (i.issuer.clone(), x))),
             canonical: canonical.clone(),
             leeway: cfg.leeway.as_secs(),
+            keep_tokens: false,
             validator: RwLock::new(JwtValidator::new(
                 canonical,
                 issuers,
@@ -292,6 +312,7 @@ impl OAuth {
                 let caller = Caller {
                     principal: Principal::new(c.issuer, c.subject),
                     scopes: Some(c.scopes),
+                    token: None,
                 };
                 self.remember(digest, &caller, c.expires_at, now);
                 Ok(caller)
@@ -385,6 +406,7 @@ impl OAuth {
             Caller {
                 principal: Principal::new(issuer.clone(), sub),
                 scopes: Some(scopes),
+                token: None,
             },
             exp,
         ))

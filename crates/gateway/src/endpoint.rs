@@ -208,12 +208,13 @@ async fn post_inner(
         if edge::session_header(headers)?.is_some() {
             return Err(Refusal::ALREADY_INITIALIZED.with_id(msg.id()));
         }
-        return initialize(app, principal, &msg).await;
+        return initialize(app, &caller, &msg).await;
     }
     // LIFE-01 / SESS-04: everything else needs a session.
     let session = app
         .session(headers, principal)
         .map_err(|r| r.with_id(msg.id()))?;
+    session.subject.set(caller.token.as_ref());
 
     match msg.kind() {
         Kind::Notification => {
@@ -250,11 +251,8 @@ async fn post_inner(
     }
 }
 
-async fn initialize(
-    app: &Arc<App>,
-    principal: &Principal,
-    msg: &Message,
-) -> Result<Response, Refusal> {
+async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Response, Refusal> {
+    let principal = &caller.principal;
     if !app.router.sessions.has_room() {
         return Err(Refusal::TOO_MANY_SESSIONS.with_id(msg.id()));
     }
@@ -266,7 +264,11 @@ async fn initialize(
             let _ = s.wait_ready(std::time::Duration::from_secs(10)).await;
         }
     }
-    let (session, response) = match app.router.initialize(principal, msg).await {
+    let (session, response) = match app
+        .router
+        .initialize(principal, caller.token.clone(), msg)
+        .await
+    {
         Ok(v) => v,
         Err(err) => return Ok(json_response(StatusCode::BAD_REQUEST, &err)),
     };
@@ -386,6 +388,7 @@ async fn get_inner(
     let caller = app.common_checks(headers, query).await?;
     edge::check_get_accept(headers)?;
     let session = app.session(headers, &caller.principal)?;
+    session.subject.set(caller.token.as_ref());
     for (idx, link) in session.links.iter().enumerate() {
         if let Some(link) = link {
             link.ensure_listening(&session, idx);

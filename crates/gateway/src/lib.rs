@@ -100,10 +100,11 @@ async fn upstream_credentials(
     let mut out = Vec::new();
     let mut vault = None;
     for u in &config.upstreams {
-        let secret_name = match (&u.credential, &u.client_credentials) {
-            (Some(c), _) => &c.secret,
-            (None, Some(cc)) => &cc.client_secret,
-            (None, None) => {
+        let secret_name = match (&u.credential, &u.client_credentials, &u.token_exchange) {
+            (Some(c), _, _) => &c.secret,
+            (None, Some(cc), _) => &cc.client_secret,
+            (None, None, Some(te)) => &te.client_secret,
+            (None, None, None) => {
                 out.push(None);
                 continue;
             }
@@ -123,21 +124,26 @@ async fn upstream_credentials(
             .get(secret_name)
             .await
             .map_err(|e| GatewayError::Start(format!("upstream {}: {e}", u.name)))?;
+        // `config` allows token credentials only on Streamable HTTP upstreams.
+        let url = match &u.transport {
+            Transport::Http(h) => h.url.clone(),
+            Transport::Stdio(_) => String::new(),
+        };
         if let Some(cc) = &u.client_credentials {
-            let Transport::Http(h) = &u.transport else {
-                return Err(GatewayError::Start(format!(
-                    "upstream {}: client credentials need HTTP",
-                    u.name
-                )));
-            };
             out.push(Some(upstream::http::Credential::Token(Arc::new(
                 credentials::TokenSource::new(
                     cc.token_endpoint.clone(),
                     cc.client_id.clone(),
                     secret,
                     cc.scopes.clone(),
-                    h.url.clone(),
+                    url,
                 ),
+            ))));
+            continue;
+        }
+        if let Some(te) = &u.token_exchange {
+            out.push(Some(upstream::http::Credential::Exchange(Arc::new(
+                credentials::ExchangeSource::new(te, secret, url),
             ))));
             continue;
         }
@@ -170,11 +176,13 @@ pub async fn run(
     let store = Arc::new(SqliteStore::open(&config.data_dir).await?);
     let auth = match &config.auth {
         None => auth::Authenticator::LocalUser(Principal::local_user()),
-        Some(a) => auth::Authenticator::OAuth(Box::new(
-            auth::OAuth::build(a, &config.endpoint)
+        Some(a) => {
+            let mut o = auth::OAuth::build(a, &config.endpoint)
                 .await
-                .map_err(GatewayError::Start)?,
-        )),
+                .map_err(GatewayError::Start)?;
+            o.keep_tokens = config.upstreams.iter().any(|u| u.token_exchange.is_some());
+            auth::Authenticator::OAuth(Box::new(o))
+        }
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

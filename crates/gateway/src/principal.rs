@@ -2,6 +2,9 @@
 //! issuer and subject; in no-auth local mode the principal is the local OS user, bound
 //! exactly the way OAuth principals will be (`iss` + `sub`).
 
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Principal {
@@ -43,4 +46,60 @@ pub(crate) struct Caller {
     pub(crate) principal: Principal,
     /// The token's scopes; `None` when authentication is off.
     pub(crate) scopes: Option<Vec<String>>,
+    /// The caller's own token, kept only when an upstream's credential is obtained by
+    /// exchanging it (RFC 8693). It goes to the authorization server, never upstream.
+    pub(crate) token: Option<SubjectToken>,
+}
+
+/// A caller's access token held for token exchange. `Debug` never shows it, and the
+/// text is zeroed when the last holder lets go.
+#[derive(Clone)]
+pub(crate) struct SubjectToken(Arc<zeroize::Zeroizing<String>>, [u8; 32]);
+
+impl SubjectToken {
+    pub(crate) fn new(token: &str) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(token.as_bytes()).into();
+        Self(Arc::new(zeroize::Zeroizing::new(token.to_owned())), digest)
+    }
+
+    /// The token text, for the exchange request only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Its SHA-256, to tell a refreshed token from the one already exchanged.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        self.1
+    }
+}
+
+impl fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectToken(<redacted>)")
+    }
+}
+
+/// The latest token of a session's caller, shared by the session's upstream links.
+#[derive(Debug, Default)]
+pub(crate) struct SubjectSlot(Mutex<Option<SubjectToken>>);
+
+impl SubjectSlot {
+    pub(crate) fn new(token: Option<SubjectToken>) -> Self {
+        Self(Mutex::new(token))
+    }
+
+    /// Records the token of the latest authenticated request of the session.
+    pub(crate) fn set(&self, token: Option<&SubjectToken>) {
+        if let Some(t) = token {
+            let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.as_ref().is_none_or(|old| old.digest() != t.digest()) {
+                *slot = Some(t.clone());
+            }
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<SubjectToken> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }

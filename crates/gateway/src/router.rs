@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::guard::{Denial, Exchange, GuardChain};
-use crate::principal::Principal;
-use crate::session::{Session, SessionTable, mint_session_id};
+use crate::principal::{Principal, SubjectSlot, SubjectToken};
+use crate::session::{NewSession, Session, SessionTable, mint_session_id};
 use crate::upstream::http::{HttpLink, HttpTarget};
 use crate::upstream::{self, Link, Sink, Timeouts, stdio::StdioUpstream};
 
@@ -116,6 +116,7 @@ impl Router {
     pub(crate) async fn initialize(
         &self,
         principal: &Principal,
+        token: Option<SubjectToken>,
         msg: &Message,
     ) -> Result<(Arc<Session>, Message), Message> {
         let Some(id) = msg.id() else {
@@ -137,13 +138,15 @@ impl Router {
             ));
         };
         let version = ProtocolVersion::negotiate(requested);
+        let subject = Arc::new(SubjectSlot::new(token));
+        let subject = &subject;
 
         let links: Vec<Option<Link>> = join_all(self.upstreams.iter().map(|u| async move {
             match u {
                 UpstreamEntry::Stdio(s) => Some(Link::Stdio(Arc::clone(s))),
                 UpstreamEntry::Http(target) => {
                     let name = &target.name;
-                    match HttpLink::connect(target, self.http.clone(), client_caps, self.max_msg, CONTROL_TIMEOUT).await {
+                    match HttpLink::connect(target, self.http.clone(), client_caps, subject, self.max_msg, CONTROL_TIMEOUT).await {
                         Ok(l) => Some(Link::Http(l)),
                         Err(e) => {
                             tracing::warn!(upstream = %name, error = %e, "could not open an upstream session");
@@ -156,15 +159,16 @@ impl Router {
         .await;
 
         let advertised = advertise(&links);
-        let session = Arc::new(Session::new(
-            mint_session_id(),
-            principal.clone(),
+        let session = Arc::new(Session::new(NewSession {
+            id: mint_session_id(),
+            principal: principal.clone(),
             version,
-            client_caps.clone(),
-            advertised.clone(),
+            client_capabilities: client_caps.clone(),
+            advertised: advertised.clone(),
             links,
-            self.replay,
-        ));
+            subject: Arc::clone(subject),
+            replay_capacity: self.replay,
+        }));
         let result = json!({
             "protocolVersion": version.as_str(),
             "capabilities": advertised,

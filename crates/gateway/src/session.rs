@@ -14,7 +14,7 @@ use palisade_wire::{Id, Message, ProtocolVersion};
 use rand::RngCore;
 use tokio::time::Instant;
 
-use crate::principal::Principal;
+use crate::principal::{Principal, SubjectSlot};
 use crate::stream::ClientStream;
 use crate::upstream::Link;
 
@@ -60,6 +60,8 @@ pub(crate) struct Session {
     /// One link per configured upstream, `None` where the upstream could not be
     /// initialised for this session.
     pub(crate) links: Vec<Option<Link>>,
+    /// The caller's latest token, for upstreams reached by token exchange.
+    pub(crate) subject: Arc<SubjectSlot>,
     created: Instant,
     last_used_ms: AtomicU64,
     closed: AtomicBool,
@@ -112,16 +114,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a new session is made of; the rest of its state starts empty.
+pub(crate) struct NewSession {
+    pub(crate) id: String,
+    pub(crate) principal: Principal,
+    pub(crate) version: ProtocolVersion,
+    pub(crate) client_capabilities: serde_json::Value,
+    pub(crate) advertised: serde_json::Value,
+    pub(crate) links: Vec<Option<Link>>,
+    pub(crate) subject: Arc<SubjectSlot>,
+    pub(crate) replay_capacity: usize,
+}
+
 impl Session {
-    pub(crate) fn new(
-        id: String,
-        principal: Principal,
-        version: ProtocolVersion,
-        client_capabilities: serde_json::Value,
-        advertised: serde_json::Value,
-        links: Vec<Option<Link>>,
-        replay_capacity: usize,
-    ) -> Self {
+    pub(crate) fn new(n: NewSession) -> Self {
+        let NewSession {
+            id,
+            principal,
+            version,
+            client_capabilities,
+            advertised,
+            links,
+            subject,
+            replay_capacity,
+        } = n;
         Self {
             id,
             principal,
@@ -129,6 +145,7 @@ impl Session {
             client_capabilities,
             advertised,
             links,
+            subject,
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -434,15 +451,16 @@ mod tests {
     }
 
     fn session(p: &Principal) -> Arc<Session> {
-        Arc::new(Session::new(
-            mint_session_id(),
-            p.clone(),
-            ProtocolVersion::LATEST,
-            serde_json::json!({}),
-            serde_json::json!({}),
-            vec![],
-            8,
-        ))
+        Arc::new(Session::new(NewSession {
+            id: mint_session_id(),
+            principal: p.clone(),
+            version: ProtocolVersion::LATEST,
+            client_capabilities: serde_json::json!({}),
+            advertised: serde_json::json!({}),
+            links: vec![],
+            subject: Arc::default(),
+            replay_capacity: 8,
+        }))
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]

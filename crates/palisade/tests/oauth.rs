@@ -30,6 +30,8 @@ struct Keys {
     jwks_hits: usize,
     /// Opaque tokens this provider answers introspection for.
     opaque: std::collections::HashMap<String, Value>,
+    /// Token-exchange requests: (Authorization header, form body).
+    exchanges: Vec<(String, String)>,
 }
 
 /// A small OpenID provider: discovery, JWKS, and tokens signed here.
@@ -61,10 +63,12 @@ impl Idp {
                 key: KeyPair::generate(KeySize::Rsa2048).unwrap(),
                 jwks_hits: 0,
                 opaque: std::collections::HashMap::new(),
+                exchanges: Vec::new(),
             })),
         };
         let for_jwks = idp.clone();
         let for_introspection = idp.clone();
+        let for_exchange = idp.clone();
         let app = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -111,6 +115,13 @@ impl Idp {
                 }),
             )
             .route(
+                "/token",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                    let idp = for_exchange.clone();
+                    async move { idp.exchange(&headers, body) }
+                }),
+            )
+            .route(
                 "/jwks",
                 axum::routing::get(move || {
                     let idp = for_jwks.clone();
@@ -119,6 +130,56 @@ impl Idp {
             );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         idp
+    }
+
+    /// RFC 8693 token exchange: trades a token this provider issued for
+    /// `xchg-<sub>-<n>`; refuses subjects named `mallory`.
+    fn exchange(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: String,
+    ) -> impl axum::response::IntoResponse + use<> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let subject = body
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("subject_token="))
+            .unwrap_or_default()
+            .to_owned();
+        let n = {
+            let mut k = self.keys.lock().unwrap();
+            k.exchanges.push((auth, body));
+            k.exchanges.len()
+        };
+        let sub = subject
+            .split('.')
+            .nth(1)
+            .and_then(|p| B64.decode(p).ok())
+            .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+            .and_then(|c| c["sub"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if sub.is_empty() || sub == "mallory" {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                json_resp(&json!({"error": "invalid_grant"})),
+            );
+        }
+        (
+            axum::http::StatusCode::OK,
+            json_resp(&json!({
+                "access_token": format!("xchg-{sub}-{n}"),
+                "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "token_type": "Bearer",
+                "expires_in": 600
+            })),
+        )
+    }
+
+    fn exchanges(&self) -> Vec<(String, String)> {
+        self.keys.lock().unwrap().exchanges.clone()
     }
 
     fn jwks(&self) -> Value {
@@ -587,4 +648,166 @@ async fn opaque_tokens_are_introspected_with_the_same_rules() {
         !gw.logs().contains("gw-secret"),
         "AUTH-18: the client secret is never logged"
     );
+}
+
+/// The recorder behind a gateway whose credential for it is RFC 8693 token exchange
+/// at the test provider.
+async fn setup_exchange() -> Setup {
+    let idp = Idp::start().await;
+    let (rec, url) = start_recorder().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), "vault.key");
+    let text = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
+         [vault]\nkey_file = \"{}\"\n\
+         [auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\n\
+         {}token_exchange = {{ token_endpoint = \"{iss}/token\", client_id = \"gw-x\", \
+         client_secret = \"x-secret\", audience = \"rec-api\", scopes = [\"rec:read\"] }}\n",
+        dir.path().join("data").display(),
+        key.display(),
+        http_upstream("rec", &url),
+        iss = idp.issuer,
+    );
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(&config, text).unwrap();
+    assert!(
+        cli(&["secrets", "set", "x-secret"], &config, Some("xs-41"))
+            .status
+            .success()
+    );
+    let gw = Gateway::spawn(dir, &config, &[]);
+    wait_listening(&gw).await;
+    Setup {
+        idp,
+        rec,
+        gw,
+        aud: format!("{base}/mcp"),
+    }
+}
+
+fn form_value<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    body.split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_15_16_token_exchange_gives_each_caller_an_upstream_token() {
+    let s = setup_exchange().await;
+    let call = |c: &Client, token: &str, id: i64| {
+        authed(
+            c,
+            token,
+            &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": {"name": "rec__echo", "arguments": {}}}),
+        )
+        .send()
+    };
+
+    let alice1 = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let mut a = s.gw.client();
+    init_with(&mut a, &alice1).await;
+    let r = body_json(call(&a, &alice1, 1).await.unwrap()).await;
+    assert!(r.get("result").is_some(), "{r}");
+    let r = body_json(call(&a, &alice1, 2).await.unwrap()).await;
+    assert!(r.get("result").is_some(), "{r}");
+
+    let ex = s.idp.exchanges();
+    assert_eq!(
+        ex.len(),
+        1,
+        "one exchange per session and caller token: {ex:?}"
+    );
+    let (auth, body) = &ex[0];
+    use base64::engine::general_purpose::STANDARD;
+    assert_eq!(auth, &format!("Basic {}", STANDARD.encode("gw-x:xs-41")));
+    assert_eq!(
+        form_value(body, "grant_type"),
+        Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange")
+    );
+    assert_eq!(form_value(body, "subject_token"), Some(alice1.as_str()));
+    assert_eq!(
+        form_value(body, "subject_token_type"),
+        Some("urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token")
+    );
+    assert_eq!(form_value(body, "audience"), Some("rec-api"));
+    assert_eq!(form_value(body, "scope"), Some("rec%3Aread"));
+    assert!(form_value(body, "resource").is_some_and(|r| r.starts_with("http%3A%2F%2F127.0.0.1")));
+
+    // A refreshed token on the same session is exchanged afresh.
+    let mut refreshed = s.idp.claims(&s.aud, "alice");
+    refreshed["jti"] = json!("second");
+    let alice2 = s.idp.token_with(&refreshed);
+    assert_ne!(alice1, alice2);
+    let r = body_json(call(&a, &alice2, 3).await.unwrap()).await;
+    assert!(r.get("result").is_some(), "{r}");
+    assert_eq!(
+        form_value(&s.idp.exchanges()[1].1, "subject_token"),
+        Some(alice2.as_str())
+    );
+
+    // Another user gets a token of their own.
+    let bob = s.idp.token_with(&s.idp.claims(&s.aud, "bob"));
+    let mut b = s.gw.client();
+    init_with(&mut b, &bob).await;
+    let r = body_json(call(&b, &bob, 1).await.unwrap()).await;
+    assert!(r.get("result").is_some(), "{r}");
+
+    // A caller the provider will not exchange for gets an error; nothing is sent
+    // upstream on their behalf, with or without a token.
+    let before = s.rec.seen.lock().unwrap().len();
+    let mallory = s.idp.token_with(&s.idp.claims(&s.aud, "mallory"));
+    let mut m = s.gw.client();
+    init_with(&mut m, &mallory).await;
+    let r = body_json(call(&m, &mallory, 1).await.unwrap()).await;
+    assert!(r.get("error").is_some(), "{r}");
+    assert_eq!(
+        s.rec.seen.lock().unwrap().len(),
+        before,
+        "nothing upstream for a refused exchange"
+    );
+
+    // The upstream saw only exchanged tokens, each for the right caller.
+    let seen: Vec<String> = s
+        .rec
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(!seen.is_empty());
+    for h in &seen {
+        assert!(
+            h.starts_with("Bearer xchg-alice-") || h.starts_with("Bearer xchg-bob-"),
+            "AUTH-15/16: {h}"
+        );
+    }
+    assert!(seen.iter().any(|h| h == "Bearer xchg-alice-1"));
+    assert!(seen.iter().any(|h| h == "Bearer xchg-alice-2"));
+    assert!(seen.iter().any(|h| h.starts_with("Bearer xchg-bob-")));
+    let all = s.rec.all_text();
+    for t in [&alice1, &alice2, &bob, &mallory] {
+        assert!(
+            !all.contains(t.as_str()),
+            "a caller token reached the upstream"
+        );
+    }
+    // AUTH-18: neither the callers' tokens nor the exchanged ones are logged.
+    let logs = s.gw.logs();
+    for t in [
+        alice1.as_str(),
+        alice2.as_str(),
+        bob.as_str(),
+        "xchg-",
+        "xs-41",
+    ] {
+        assert!(!logs.contains(t), "{t} in the logs");
+    }
 }

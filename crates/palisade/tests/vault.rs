@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -21,36 +20,6 @@ use common::*;
 use serde_json::json;
 
 const SECRET: &str = "upstream-secret-7f3a9c";
-
-fn palisade(args: &[&str], config: &Path, stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn new_key(dir: &Path, name: &str) -> std::path::PathBuf {
-    let out = Command::new(BIN)
-        .args(["secrets", "new-key"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let key = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(key.trim().len(), 64);
-    let path = dir.join(name);
-    std::fs::write(&path, key).unwrap();
-    path
-}
 
 fn write_config(dir: &Path, url: &str, key_file: &Path, previous: &[&Path]) -> std::path::PathBuf {
     let prev: Vec<String> = previous
@@ -76,7 +45,7 @@ async fn auth_16_the_gateway_presents_its_own_credential_from_the_vault() {
     let k1 = new_key(dir.path(), "k1.key");
     let config = write_config(dir.path(), &url, &k1, &[]);
 
-    let set = palisade(
+    let set = cli(
         &["secrets", "set", "rec-token"],
         &config,
         Some(&format!("{SECRET}\n")),
@@ -86,7 +55,7 @@ async fn auth_16_the_gateway_presents_its_own_credential_from_the_vault() {
         "{}",
         String::from_utf8_lossy(&set.stderr)
     );
-    let list = palisade(&["secrets", "list"], &config, None);
+    let list = cli(&["secrets", "list"], &config, None);
     let listed = String::from_utf8_lossy(&list.stdout);
     assert!(
         listed.contains("rec-token") && !listed.contains(SECRET),
@@ -162,14 +131,14 @@ async fn key_rotation_re_encrypts_and_a_missing_secret_refuses_the_start() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("rec-token"));
 
     assert!(
-        palisade(&["secrets", "set", "rec-token"], &config, Some(SECRET))
+        cli(&["secrets", "set", "rec-token"], &config, Some(SECRET))
             .status
             .success()
     );
     // Rotate: the new key first, the old one readable meanwhile.
     let k2 = new_key(dir.path(), "k2.key");
     let config = write_config(dir.path(), &url, &k2, &[&k1]);
-    let rot = palisade(&["secrets", "rotate-key"], &config, None);
+    let rot = cli(&["secrets", "rotate-key"], &config, None);
     assert!(
         String::from_utf8_lossy(&rot.stdout).contains("re-encrypted 1"),
         "{rot:?}"
@@ -223,7 +192,7 @@ async fn auth_16_bcp_03_client_credentials_tokens_are_for_the_upstream_only() {
     let config = dir.path().join("palisade.toml");
     std::fs::write(&config, text).unwrap();
     assert!(
-        palisade(&["secrets", "set", "as-secret"], &config, Some("cs-9b2"))
+        cli(&["secrets", "set", "as-secret"], &config, Some("cs-9b2"))
             .status
             .success()
     );

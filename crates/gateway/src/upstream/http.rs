@@ -33,6 +33,8 @@ pub(crate) enum Credential {
     Static(reqwest::header::HeaderName, HeaderValue),
     /// Short-lived tokens by OAuth client credentials.
     Token(Arc<crate::credentials::TokenSource>),
+    /// Per-caller tokens by RFC 8693 token exchange of the caller's token.
+    Exchange(Arc<crate::credentials::ExchangeSource>),
 }
 
 /// A configured Streamable HTTP upstream: where it is and the gateway's own credential
@@ -50,6 +52,8 @@ pub(crate) struct HttpLink {
     name: String,
     url: reqwest::Url,
     credential: Option<Credential>,
+    /// This session's exchanged token, for `Credential::Exchange`.
+    exchanged: Option<crate::credentials::Exchanged>,
     client: reqwest::Client,
     session_id: Option<HeaderValue>,
     version: ProtocolVersion,
@@ -89,6 +93,7 @@ impl HttpLink {
         target: &HttpTarget,
         client: reqwest::Client,
         client_capabilities: &Value,
+        subject: &Arc<crate::principal::SubjectSlot>,
         max_msg: usize,
         timeout: Duration,
     ) -> Result<Arc<Self>, UpstreamError> {
@@ -105,6 +110,13 @@ impl HttpLink {
             name: name.to_owned(),
             url,
             credential: target.credential.clone(),
+            exchanged: match &target.credential {
+                Some(Credential::Exchange(source)) => Some(crate::credentials::Exchanged::new(
+                    Arc::clone(source),
+                    Arc::clone(subject),
+                )),
+                _ => None,
+            },
             client,
             session_id: None,
             version: ProtocolVersion::LATEST,
@@ -211,6 +223,14 @@ impl HttpLink {
                     .header()
                     .await
                     .map_err(|e| UpstreamError::Unavailable(format!("no upstream token: {e}")))?;
+                h.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            Some(Credential::Exchange(_)) => {
+                let value = match &self.exchanged {
+                    Some(x) => x.header().await,
+                    None => Err("no exchange state".to_owned()),
+                }
+                .map_err(|e| UpstreamError::Unavailable(format!("no upstream token: {e}")))?;
                 h.insert(reqwest::header::AUTHORIZATION, value);
             }
         }

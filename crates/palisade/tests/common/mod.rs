@@ -12,7 +12,7 @@
     reason = "tests read small bodies from a gateway they started"
 )]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -457,4 +457,36 @@ pub async fn start_recorder() -> (Recorder, String) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (rec, format!("http://{addr}/mcp"))
+}
+
+/// Runs `palisade <args> --config <config>`, with `stdin` piped in.
+pub fn cli(args: &[&str], config: &std::path::Path, stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// A fresh vault key file from `palisade secrets new-key`.
+pub fn new_key(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let out = Command::new(BIN)
+        .args(["secrets", "new-key"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(key.trim().len(), 64);
+    let path = dir.join(name);
+    std::fs::write(&path, key).unwrap();
+    path
 }
