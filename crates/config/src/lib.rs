@@ -102,13 +102,22 @@ pub struct Dangerous {
     pub plaintext_listener: bool,
 }
 
-/// Where the vault's key-encryption keys are (files holding 64 hex characters).
+/// Where the vault's key-encryption keys are (64 hex characters each).
 #[derive(Debug, Clone)]
 pub struct VaultKeys {
     /// The current key: seals new secrets.
-    pub key_file: PathBuf,
+    pub current: KeySource,
     /// Earlier keys, still able to open secrets during a rotation.
     pub previous_key_files: Vec<PathBuf>,
+}
+
+/// Where the current key-encryption key is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A file (mode 0600 is the operator's job).
+    File(PathBuf),
+    /// An environment variable of the gateway process, e.g. set by a secret manager.
+    Env(String),
 }
 
 /// The gateway's own credential for an upstream, injected as a header (AUTH-16).

@@ -79,7 +79,8 @@ struct RawLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVault {
-    key_file: Spanned<String>,
+    key_file: Option<Spanned<String>>,
+    key_env: Option<Spanned<String>>,
     #[serde(default)]
     previous_key_files: Vec<Spanned<String>>,
 }
@@ -886,7 +887,32 @@ impl RawConfig {
         let vault = match &self.vault {
             None => None,
             Some(v) => Some(crate::VaultKeys {
-                key_file: PathBuf::from(cx.string(&v.key_file, "vault.key_file")?),
+                current: match (&v.key_file, &v.key_env) {
+                    (Some(f), None) => {
+                        crate::KeySource::File(PathBuf::from(cx.string(f, "vault.key_file")?))
+                    }
+                    (None, Some(e)) => {
+                        let name = cx.string(e, "vault.key_env")?;
+                        let ok = name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+                            && name
+                                .bytes()
+                                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                        if !ok {
+                            return Err(cx.at(
+                                e,
+                                "vault.key_env",
+                                format!("`{name}` is not an environment variable name like PALISADE_VAULT_KEY"),
+                            ));
+                        }
+                        crate::KeySource::Env(name)
+                    }
+                    _ => {
+                        return Err(ConfigError::new(
+                            cx.origin,
+                            "[vault] needs exactly one of `key_file` and `key_env`",
+                        ));
+                    }
+                },
                 previous_key_files: v
                     .previous_key_files
                     .iter()

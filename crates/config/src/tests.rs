@@ -373,3 +373,30 @@ fn auth_16_token_exchange_needs_auth_vault_and_http() {
     let typo = format!("{up}audiences = \"x\"\n{AUTH}{vault}");
     assert!(load(&typo, &[]).is_err());
 }
+
+#[test]
+fn the_vault_key_comes_from_exactly_one_place() {
+    let c = load(
+        &format!("{MIN}[vault]\nkey_env = \"PALISADE_VAULT_KEY\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.vault.unwrap().current,
+        crate::KeySource::Env("PALISADE_VAULT_KEY".into())
+    );
+    let c = load(&format!("{MIN}[vault]\nkey_file = \"/k\"\n"), &[]).unwrap();
+    assert_eq!(
+        c.vault.unwrap().current,
+        crate::KeySource::File("/k".into())
+    );
+    for bad in [
+        "[vault]\n",
+        "[vault]\nkey_file = \"/k\"\nkey_env = \"K\"\n",
+        "[vault]\nkey_env = \"lower\"\n",
+        "[vault]\nkey_env = \"1ABC\"\n",
+        "[vault]\nkey_env = \"\"\n",
+    ] {
+        assert!(load(&format!("{MIN}{bad}"), &[]).is_err(), "{bad}");
+    }
+}

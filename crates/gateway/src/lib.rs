@@ -68,14 +68,24 @@ pub fn check_tls(tls: &palisade_config::Tls) -> Result<(), GatewayError> {
 
 /// Reads the vault's key-encryption keys: the current one first, then earlier ones.
 pub fn vault_keys(keys: &palisade_config::VaultKeys) -> Result<Vec<Kek>, GatewayError> {
-    std::iter::once(&keys.key_file)
-        .chain(&keys.previous_key_files)
-        .map(|path| {
-            let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                GatewayError::Start(format!("cannot read vault key {}: {e}", path.display()))
+    use palisade_config::KeySource;
+    let read_file = |path: &std::path::Path| {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            GatewayError::Start(format!("cannot read vault key {}: {e}", path.display()))
+        })?);
+        Kek::parse(&text).map_err(|e| GatewayError::Start(format!("{}: {e}", path.display())))
+    };
+    let current = match &keys.current {
+        KeySource::File(path) => read_file(path)?,
+        KeySource::Env(name) => {
+            let text = zeroize::Zeroizing::new(std::env::var(name).map_err(|_| {
+                GatewayError::Start(format!("the vault key variable {name} is not set"))
             })?);
-            Kek::parse(&text).map_err(|e| GatewayError::Start(format!("{}: {e}", path.display())))
-        })
+            Kek::parse(&text).map_err(|e| GatewayError::Start(format!("{name}: {e}")))?
+        }
+    };
+    std::iter::once(Ok(current))
+        .chain(keys.previous_key_files.iter().map(|p| read_file(p)))
         .collect()
 }
 

@@ -247,3 +247,72 @@ async fn auth_16_bcp_03_client_credentials_tokens_are_for_the_upstream_only() {
         "AUTH-18"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vault_key_may_come_from_an_environment_variable() {
+    let (rec, url) = start_recorder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = new_key(dir.path(), "k.key");
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    std::fs::remove_file(&key_path).unwrap();
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[vault]\nkey_env = \"TEST_VAULT_KEY\"\n{}credential = {{ secret = \"rec-token\" }}\n",
+            dir.path().join("data").display(),
+            http_upstream("rec", &url)
+        ),
+    )
+    .unwrap();
+    let env = [("TEST_VAULT_KEY", key.trim())];
+    let set = cli_with_env(
+        &["secrets", "set", "rec-token"],
+        &config,
+        Some(SECRET),
+        &env,
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+
+    // Without the variable the gateway does not start, and says which one is missing.
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("TEST_VAULT_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TEST_VAULT_KEY is not set"), "{err}");
+    // With another key, the secret does not open: fail closed, key not echoed.
+    let other = Command::new(BIN)
+        .args(["secrets", "new-key"])
+        .output()
+        .unwrap();
+    let other = String::from_utf8(other.stdout).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("TEST_VAULT_KEY", other.trim())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(other.trim()));
+
+    let gw = Gateway::spawn(dir, &config, &env);
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c.call(1, "rec__echo", json!({})).await;
+    assert!(r.get("result").is_some(), "{r}");
+    let seen = rec.seen.lock().unwrap().clone();
+    assert!(seen.iter().all(
+        |s| s.headers.get("authorization").and_then(|v| v.to_str().ok())
+            == Some(format!("Bearer {SECRET}").as_str())
+    ));
+    assert!(!gw.logs().contains(key.trim()), "the key reached the logs");
+}

@@ -461,7 +461,18 @@ pub async fn start_recorder() -> (Recorder, String) {
 
 /// Runs `palisade <args> --config <config>`, with `stdin` piped in.
 pub fn cli(args: &[&str], config: &std::path::Path, stdin: Option<&str>) -> std::process::Output {
+    cli_with_env(args, config, stdin, &[])
+}
+
+/// [`cli`] with extra environment variables.
+pub fn cli_with_env(
+    args: &[&str],
+    config: &std::path::Path,
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut child = Command::new(BIN)
+        .envs(env.iter().copied())
         .args(args)
         .arg("--config")
         .arg(config)
