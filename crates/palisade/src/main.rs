@@ -2,6 +2,8 @@
 
 #![forbid(unsafe_code)]
 
+mod inspect_cmd;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -39,6 +41,9 @@ enum Command {
     },
     /// Run the bundled demo MCP server on stdin/stdout (used by the quickstart).
     DemoServer,
+    /// Inspect tool definitions or text for poisoning, injection, secrets and PII.
+    /// Exit code: 0 clean, 1 findings, 2 error.
+    Inspect(inspect_cmd::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,8 +195,20 @@ fn zeroize_vec() -> Vec<u8> {
     Vec::with_capacity(256)
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if let Command::Inspect(a) = &cli.command {
+        return Ok(inspect_cmd::run(
+            a.kind,
+            a.format,
+            a.rules.as_deref(),
+            &a.input,
+        ));
+    }
+    run(cli).map(|()| std::process::ExitCode::SUCCESS)
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Config {
             command: ConfigCommand::Check { file },
@@ -227,5 +244,6 @@ fn main() -> Result<()> {
             }))?;
             Ok(())
         }
+        Command::Inspect(_) => Ok(()),
     }
 }

@@ -1,0 +1,623 @@
+//! Rule packs: versioned TOML files of detection rules that operators can extend or
+//! replace without rebuilding. The built-in pack is `rules/default.toml`.
+//!
+//! Each rule is a regular expression with optional literal triggers. All triggers of
+//! a pack go into one Aho-Corasick automaton (ASCII case-insensitive), so a text is
+//! scanned once, and only the rules whose triggers occur run their expression, and
+//! only around where their triggers occur. Rules without triggers run on every text
+//! of their scope, after one combined automaton has said which of them can match.
+//!
+//! Patterns are byte-oriented and ASCII (`\w`, `\s`, `\b` and case folding are
+//! ASCII): the text has been normalised, so look-alikes are already ASCII, and ASCII
+//! classes keep the regex engine on its fast automata.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex::bytes::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use crate::{Category, Scope, Severity, validate};
+
+/// The pack compiled into the binary.
+pub const BUILTIN: &str = include_str!("../rules/default.toml");
+
+/// At most this many findings per rule and text.
+const MAX_PER_RULE: usize = 16;
+/// A rule woken by a trigger runs on this many bytes either side of it: more than
+/// any rule's reach from its trigger words.
+const WINDOW: usize = 512;
+/// Digit rules run on this many bytes either side of a long enough digit run.
+const DIGIT_WINDOW: usize = 48;
+/// Beyond this many separate windows, a rule runs on the whole text.
+const MAX_WINDOWS: usize = 32;
+
+/// A rule pack that does not load.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// Not TOML, or not the rule-pack shape.
+    #[error("rule pack: {0}")]
+    Parse(String),
+    /// A rule that cannot be compiled or is inconsistent.
+    #[error("rule {id}: {message}")]
+    Rule {
+        /// The rule's ID.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPack {
+    format: u32,
+    version: String,
+    #[serde(default)]
+    extends: Option<String>,
+    #[serde(default)]
+    threshold: Option<f32>,
+    #[serde(default)]
+    disable: Vec<String>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    category: Category,
+    severity: Severity,
+    reason: String,
+    pattern: String,
+    #[serde(default)]
+    scope: Vec<Scope>,
+    #[serde(default)]
+    triggers: Vec<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    min_entropy: Option<f32>,
+    #[serde(default)]
+    validate: Option<Validator>,
+    #[serde(default)]
+    case_sensitive: bool,
+    /// Instead of triggers: run only near runs of at least this many digits (single
+    /// separators such as space, dash, dot and parentheses allowed inside a run).
+    #[serde(default)]
+    digits: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Validator {
+    Luhn,
+    Iban,
+    UsSsn,
+}
+
+struct Rule {
+    id: String,
+    category: Category,
+    severity: Severity,
+    reason: String,
+    scopes: BTreeSet<Scope>,
+    regex: Regex,
+    /// Matched against the ASCII-lowercased text (the pattern's letters lowercased),
+    /// so that the regex engine's literal prefilters apply.
+    folded: bool,
+    group: Option<String>,
+    min_entropy: Option<f32>,
+    validate: Option<Validator>,
+    digits: Option<usize>,
+}
+
+/// A compiled rule pack.
+pub struct RulePack {
+    version: String,
+    threshold: f32,
+    rules: Vec<Rule>,
+    prefilter: Option<AhoCorasick>,
+    /// For each trigger pattern, the rules it wakes.
+    woken_by: Vec<Vec<usize>>,
+    /// Rules without triggers, and one automaton that tells which of them can match.
+    always: Vec<usize>,
+    always_set: Option<regex::bytes::RegexSet>,
+}
+
+impl fmt::Debug for RulePack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RulePack")
+            .field("version", &self.version)
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One rule's match, before it becomes a finding.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleMatch<'p> {
+    pub(crate) id: &'p str,
+    pub(crate) category: Category,
+    pub(crate) severity: Severity,
+    pub(crate) reason: &'p str,
+    pub(crate) span: std::ops::Range<usize>,
+}
+
+impl RulePack {
+    /// The built-in pack.
+    pub fn builtin() -> Result<Self, RuleError> {
+        Self::from_toml(BUILTIN)
+    }
+
+    /// Loads a pack. A pack with `extends = "builtin"` adds its rules to the built-in
+    /// ones (a rule with the same ID replaces the built-in rule) and may `disable`
+    /// built-in rules by ID; otherwise it stands alone.
+    pub fn from_toml(text: &str) -> Result<Self, RuleError> {
+        let raw: RawPack = toml::from_str(text).map_err(|e| RuleError::Parse(e.to_string()))?;
+        if raw.format != 1 {
+            return Err(RuleError::Parse(format!(
+                "format {} is not supported (1 is)",
+                raw.format
+            )));
+        }
+        let (mut rules, base_threshold, version) = match raw.extends.as_deref() {
+            None => (Vec::new(), None, raw.version.clone()),
+            Some("builtin") => {
+                let base: RawPack =
+                    toml::from_str(BUILTIN).map_err(|e| RuleError::Parse(e.to_string()))?;
+                (
+                    base.rules,
+                    base.threshold,
+                    format!("{}+{}", base.version, raw.version),
+                )
+            }
+            Some(other) => {
+                return Err(RuleError::Parse(format!(
+                    "extends = \"{other}\": only \"builtin\" can be extended"
+                )));
+            }
+        };
+        for id in &raw.disable {
+            let before = rules.len();
+            rules.retain(|r| &r.id != id);
+            if rules.len() == before {
+                return Err(RuleError::Rule {
+                    id: id.clone(),
+                    message: "disabled, but there is no such rule".into(),
+                });
+            }
+        }
+        for r in raw.rules {
+            rules.retain(|b| b.id != r.id);
+            rules.push(r);
+        }
+        let threshold = raw.threshold.or(base_threshold).unwrap_or(0.69);
+        if !(0.0..=1.0).contains(&threshold) || threshold == 0.0 {
+            return Err(RuleError::Parse("threshold must be in (0, 1]".into()));
+        }
+        Self::compile(version, threshold, rules)
+    }
+
+    fn compile(version: String, threshold: f32, raw: Vec<RawRule>) -> Result<Self, RuleError> {
+        let mut ids = BTreeSet::new();
+        let mut rules = Vec::with_capacity(raw.len());
+        let mut triggers: Vec<String> = Vec::new();
+        let mut woken_by: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        for (idx, r) in raw.into_iter().enumerate() {
+            let bad = |message: String| RuleError::Rule {
+                id: r.id.clone(),
+                message,
+            };
+            let id_ok = !r.id.is_empty()
+                && r.id.len() <= 64
+                && r.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !id_ok {
+                return Err(bad("IDs are [A-Za-z0-9_-]{1,64}".into()));
+            }
+            if !ids.insert(r.id.clone()) {
+                return Err(bad("the ID appears twice".into()));
+            }
+            let folded = !r.case_sensitive;
+            let pattern = if folded {
+                lowercase_literals(&r.pattern)
+            } else {
+                r.pattern.clone()
+            };
+            let regex = RegexBuilder::new(&pattern)
+                .unicode(false)
+                .size_limit(1 << 24)
+                .dfa_size_limit(1 << 22)
+                .build()
+                .map_err(|e| bad(format!("pattern: {e}")))?;
+            if let Some(g) = &r.group
+                && !regex.capture_names().flatten().any(|n| n == g)
+            {
+                return Err(bad(format!("the pattern has no group named `{g}`")));
+            }
+            for t in &r.triggers {
+                if t.is_empty() || !t.is_ascii() {
+                    return Err(bad(format!("trigger `{t}` must be non-empty ASCII")));
+                }
+                let key = t.to_ascii_lowercase();
+                match triggers.iter().position(|x| *x == key) {
+                    Some(p) => woken_by[p].push(idx),
+                    None => {
+                        triggers.push(key);
+                        woken_by.push(vec![idx]);
+                    }
+                }
+            }
+            match (r.triggers.is_empty(), r.digits) {
+                (false, Some(_)) => {
+                    return Err(bad("`triggers` and `digits` exclude each other".into()));
+                }
+                (_, Some(0)) => return Err(bad("`digits` must be at least 1".into())),
+                (true, None) => always.push(idx),
+                _ => {}
+            }
+            let scopes: BTreeSet<Scope> = if r.scope.is_empty() {
+                [Scope::Text, Scope::Tool].into_iter().collect()
+            } else {
+                r.scope.iter().copied().collect()
+            };
+            rules.push(Rule {
+                id: r.id,
+                category: r.category,
+                severity: r.severity,
+                reason: r.reason,
+                scopes,
+                regex,
+                folded,
+                group: r.group,
+                min_entropy: r.min_entropy,
+                validate: r.validate,
+                digits: r.digits,
+            });
+        }
+        // The scan reports the longest trigger at each position and skips those that
+        // start inside it; a trigger also wakes the rules of every trigger it contains.
+        let direct = woken_by.clone();
+        for (i, t) in triggers.iter().enumerate() {
+            for (j, u) in triggers.iter().enumerate() {
+                if i != j && t.contains(u.as_str()) {
+                    woken_by[i].extend(direct[j].iter().copied());
+                }
+            }
+            woken_by[i].sort_unstable();
+            woken_by[i].dedup();
+        }
+        let prefilter = if triggers.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&triggers)
+                    .map_err(|e| RuleError::Parse(e.to_string()))?,
+            )
+        };
+        let always_set = if always.is_empty() {
+            None
+        } else {
+            Some(
+                regex::bytes::RegexSetBuilder::new(always.iter().map(|&i| rules[i].regex.as_str()))
+                    .unicode(false)
+                    .size_limit(1 << 24)
+                    .dfa_size_limit(1 << 22)
+                    .build()
+                    .map_err(|e| RuleError::Parse(e.to_string()))?,
+            )
+        };
+        Ok(Self {
+            version,
+            threshold,
+            rules,
+            prefilter,
+            woken_by,
+            always,
+            always_set,
+        })
+    }
+
+    /// The pack's version (with the built-in version when it extends it).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The score at or above which a text or tool is malicious.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// How many rules the pack has.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the pack has no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Time spent by each rule over `texts` (as if every rule were woken), slowest
+    /// first; for tuning packs.
+    pub fn profile(&self, texts: &[&str]) -> Vec<(String, std::time::Duration)> {
+        let mut out: Vec<_> = self
+            .rules
+            .iter()
+            .map(|rule| {
+                let t = std::time::Instant::now();
+                let mut sink = Vec::new();
+                for x in texts {
+                    rule.run(x, x, &mut sink);
+                    sink.clear();
+                }
+                (rule.id.clone(), t.elapsed())
+            })
+            .collect();
+        if let Some(ac) = &self.prefilter {
+            let t = std::time::Instant::now();
+            let n: usize = texts.iter().map(|x| ac.find_iter(*x).count()).sum();
+            out.push((format!("(prefilter, {n} hits)"), t.elapsed()));
+        }
+        out.sort_by_key(|x| std::cmp::Reverse(x.1));
+        out
+    }
+
+    /// Runs every rule of `scope` whose triggers occur in `text`.
+    pub(crate) fn scan<'p>(&'p self, text: &str, scope: Scope, out: &mut Vec<RuleMatch<'p>>) {
+        let mut woken = vec![false; self.rules.len()];
+        // Where each woken rule's triggers occur; `None` once there are so many that
+        // the whole text is cheaper.
+        let mut windows: Vec<Option<Vec<(usize, usize)>>> =
+            vec![Some(Vec::new()); self.rules.len()];
+        if let Some(ac) = &self.prefilter {
+            for m in ac.find_iter(text) {
+                for &r in &self.woken_by[m.pattern().as_usize()] {
+                    woken[r] = true;
+                    let start = m.start().saturating_sub(WINDOW);
+                    let end = (m.end() + WINDOW).min(text.len());
+                    let full = match &mut windows[r] {
+                        Some(w) => {
+                            let n = w.len();
+                            match w.last_mut() {
+                                Some(last) if last.1 >= start => {
+                                    last.1 = last.1.max(end);
+                                    false
+                                }
+                                _ if n >= MAX_WINDOWS => true,
+                                _ => {
+                                    w.push((start, end));
+                                    false
+                                }
+                            }
+                        }
+                        None => false,
+                    };
+                    if full {
+                        windows[r] = None;
+                    }
+                }
+            }
+        }
+        for &r in &self.always {
+            windows[r] = None;
+        }
+        let in_scope: Vec<usize> = self
+            .always
+            .iter()
+            .copied()
+            .filter(|&r| self.rules[r].scopes.contains(&scope))
+            .collect();
+        if !in_scope.is_empty()
+            && let Some(set) = &self.always_set
+        {
+            // Trigger-less rules are all case-sensitive or folded alike per rule; the
+            // set runs on the text as given, and each rule that can match re-runs on
+            // the text it expects.
+            // The set's patterns are the rules' own: folded ones expect lowercase.
+            let lower = text.to_ascii_lowercase();
+            if set.is_match(lower.as_bytes()) || set.is_match(text.as_bytes()) {
+                let hits = set.matches(lower.as_bytes());
+                let raw_hits = set.matches(text.as_bytes());
+                for (k, &r) in self.always.iter().enumerate() {
+                    let hit = if self.rules[r].folded {
+                        hits.matched(k)
+                    } else {
+                        raw_hits.matched(k)
+                    };
+                    if hit && in_scope.contains(&r) {
+                        woken[r] = true;
+                    }
+                }
+            }
+        }
+        // Digit rules: near runs of digits only.
+        let mut runs: Option<Vec<(usize, usize, usize)>> = None;
+        for (r, rule) in self.rules.iter().enumerate() {
+            let Some(min) = rule.digits else { continue };
+            if !rule.scopes.contains(&scope) {
+                continue;
+            }
+            let runs = runs.get_or_insert_with(|| digit_runs(text));
+            let mut w: Vec<(usize, usize)> = Vec::new();
+            for &(a, b, n) in runs.iter() {
+                if n < min {
+                    continue;
+                }
+                let (a, b) = (
+                    a.saturating_sub(DIGIT_WINDOW),
+                    (b + DIGIT_WINDOW).min(text.len()),
+                );
+                match w.last_mut() {
+                    Some(last) if last.1 >= a => last.1 = last.1.max(b),
+                    _ => w.push((a, b)),
+                }
+            }
+            if !w.is_empty() {
+                woken[r] = true;
+                windows[r] = Some(w);
+            }
+        }
+        let lower = woken
+            .iter()
+            .zip(&self.rules)
+            .any(|(w, r)| *w && r.folded && r.scopes.contains(&scope))
+            .then(|| text.to_ascii_lowercase());
+        for ((rule, w), win) in self.rules.iter().zip(woken).zip(windows) {
+            if !w || !rule.scopes.contains(&scope) {
+                continue;
+            }
+            let hay = if rule.folded {
+                lower.as_deref().unwrap_or(text)
+            } else {
+                text
+            };
+            match win {
+                Some(ws) if !ws.is_empty() => {
+                    for (mut a, mut b) in ws {
+                        while !text.is_char_boundary(a) {
+                            a -= 1;
+                        }
+                        while !text.is_char_boundary(b) {
+                            b += 1;
+                        }
+                        let before = out.len();
+                        rule.run(&hay[a..b], &text[a..b], out);
+                        for m in &mut out[before..] {
+                            m.span = m.span.start + a..m.span.end + a;
+                        }
+                    }
+                }
+                _ => rule.run(hay, text, out),
+            }
+        }
+    }
+}
+
+/// Runs of digits, allowing single separators (space, `-`, `.`, `/`, `(`, `)`) between
+/// them: (start, end, number of digits).
+fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i;
+        let mut n = 0;
+        while i < b.len() {
+            if b[i].is_ascii_digit() {
+                n += 1;
+                i += 1;
+                end = i;
+            } else if matches!(b[i], b' ' | b'-' | b'.' | b'/' | b'(' | b')')
+                && b.get(i + 1)
+                    .is_some_and(|c| c.is_ascii_digit() || *c == b'(')
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        out.push((start, end, n));
+    }
+    out
+}
+
+/// Lowercases the ASCII letters of a pattern that stand for themselves, leaving
+/// escapes (`\S`, `\B`, `\x1B`, …) alone, so that a case-insensitive rule can run
+/// case-sensitively on lowercased text.
+fn lowercase_literals(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == '(' && chars.as_str().starts_with("?P<") {
+            // A named group: `(?P<name>` keeps its flag letter.
+            out.push_str("(?P<");
+            chars.nth(2);
+        } else if c == '\\' {
+            out.push(c);
+            match chars.next() {
+                Some(x @ ('x' | 'u' | 'U')) => {
+                    out.push(x);
+                }
+                Some(n) => out.push(n),
+                None => {}
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+impl Rule {
+    /// Runs on `hay` (the text, lowercased for folded rules: same length and
+    /// boundaries); spans and checks use `text`.
+    fn run<'p>(&'p self, hay: &str, text: &str, out: &mut Vec<RuleMatch<'p>>) {
+        let mut n = 0;
+        let mut accept = |span: std::ops::Range<usize>| -> bool {
+            // Byte-level patterns can end inside a multi-byte character: widen to
+            // character boundaries.
+            let mut span = span;
+            while !text.is_char_boundary(span.start) {
+                span.start -= 1;
+            }
+            while !text.is_char_boundary(span.end) {
+                span.end += 1;
+            }
+            let s = &text[span.clone()];
+            let ok = self
+                .min_entropy
+                .is_none_or(|min| validate::entropy(s) >= min)
+                && match self.validate {
+                    None => true,
+                    Some(Validator::Luhn) => validate::luhn(s),
+                    Some(Validator::Iban) => validate::iban(s),
+                    Some(Validator::UsSsn) => validate::us_ssn(s),
+                };
+            if ok {
+                out.push(RuleMatch {
+                    id: &self.id,
+                    category: self.category,
+                    severity: self.severity,
+                    reason: &self.reason,
+                    span,
+                });
+                n += 1;
+            }
+            n >= MAX_PER_RULE
+        };
+        match &self.group {
+            None => {
+                for m in self.regex.find_iter(hay.as_bytes()) {
+                    if accept(m.range()) {
+                        return;
+                    }
+                }
+            }
+            Some(g) => {
+                for c in self.regex.captures_iter(hay.as_bytes()) {
+                    if let Some(m) = c.name(g)
+                        && accept(m.range())
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
