@@ -262,7 +262,22 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
                 {
                     push(&mut out, &mut map, ' ', i);
                 }
-                push(&mut out, &mut map, c, i);
+                // The rest of an ASCII run is copied whole.
+                let run = bytes[i..]
+                    .iter()
+                    .position(|&b| b >= 0x80 || b == 0x1b)
+                    .map_or(bytes.len(), |k| i + k);
+                out.push_str(&input[i..run]);
+                let (from, to) = (
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                    u32::try_from(run).unwrap_or(u32::MAX),
+                );
+                map.extend(from..to);
+                while chars.peek().is_some_and(|&(k, _)| k < run) {
+                    chars.next();
+                }
+                prev = input[..run].chars().next_back();
+                continue;
             }
             c => {
                 let mut any = false;

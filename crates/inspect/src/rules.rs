@@ -89,6 +89,13 @@ struct RawRule {
     /// separators such as space, dash, dot and parentheses allowed inside a run).
     #[serde(default)]
     digits: Option<usize>,
+    /// Severity in tool metadata and parameter names, when it differs.
+    #[serde(default)]
+    tool_severity: Option<Severity>,
+    /// A match is dropped when this pattern matches the text just before it in the
+    /// same sentence (negation, or a description of the attack rather than the attack).
+    #[serde(default)]
+    unless_before: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +120,12 @@ struct Rule {
     min_entropy: Option<f32>,
     validate: Option<Validator>,
     digits: Option<usize>,
+    tool_severity: Option<Severity>,
+    unless_before: Option<Regex>,
 }
+
+/// How far back `unless_before` looks.
+const UNLESS_REACH: usize = 100;
 
 /// A compiled rule pack.
 pub struct RulePack {
@@ -236,6 +248,16 @@ impl RulePack {
                 .dfa_size_limit(1 << 22)
                 .build()
                 .map_err(|e| bad(format!("pattern: {e}")))?;
+            let unless_before = match &r.unless_before {
+                None => None,
+                Some(u) => Some(
+                    RegexBuilder::new(&lowercase_literals(u))
+                        .unicode(false)
+                        .size_limit(1 << 22)
+                        .build()
+                        .map_err(|e| bad(format!("unless_before: {e}")))?,
+                ),
+            };
             if let Some(g) = &r.group
                 && !regex.capture_names().flatten().any(|n| n == g)
             {
@@ -279,6 +301,8 @@ impl RulePack {
                 min_entropy: r.min_entropy,
                 validate: r.validate,
                 digits: r.digits,
+                tool_severity: r.tool_severity,
+                unless_before,
             });
         }
         // The scan reports the longest trigger at each position and skips those that
@@ -358,7 +382,7 @@ impl RulePack {
                 let t = std::time::Instant::now();
                 let mut sink = Vec::new();
                 for x in texts {
-                    rule.run(x, x, &mut sink);
+                    rule.run(x, x, Scope::Text, &mut sink);
                     sink.clear();
                 }
                 (rule.id.clone(), t.elapsed())
@@ -368,6 +392,24 @@ impl RulePack {
             let t = std::time::Instant::now();
             let n: usize = texts.iter().map(|x| ac.find_iter(*x).count()).sum();
             out.push((format!("(prefilter, {n} hits)"), t.elapsed()));
+            let mut per: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+            for x in texts {
+                for m in ac.find_iter(*x) {
+                    *per.entry(m.pattern().as_usize()).or_default() += 1;
+                }
+            }
+            let mut per: Vec<_> = per.into_iter().collect();
+            per.sort_by_key(|p| std::cmp::Reverse(p.1));
+            for (pat, hits) in per.into_iter().take(15) {
+                let rules: Vec<&str> = self.woken_by[pat]
+                    .iter()
+                    .map(|&r| self.rules[r].id.as_str())
+                    .collect();
+                out.push((
+                    format!("(trigger #{pat}: {hits} hits, wakes {rules:?})"),
+                    std::time::Duration::ZERO,
+                ));
+            }
         }
         out.sort_by_key(|x| std::cmp::Reverse(x.1));
         out
@@ -492,13 +534,13 @@ impl RulePack {
                             b += 1;
                         }
                         let before = out.len();
-                        rule.run(&hay[a..b], &text[a..b], out);
+                        rule.run(&hay[a..b], &text[a..b], scope, out);
                         for m in &mut out[before..] {
                             m.span = m.span.start + a..m.span.end + a;
                         }
                     }
                 }
-                _ => rule.run(hay, text, out),
+                _ => rule.run(hay, text, scope, out),
             }
         }
     }
@@ -567,8 +609,12 @@ fn lowercase_literals(pattern: &str) -> String {
 impl Rule {
     /// Runs on `hay` (the text, lowercased for folded rules: same length and
     /// boundaries); spans and checks use `text`.
-    fn run<'p>(&'p self, hay: &str, text: &str, out: &mut Vec<RuleMatch<'p>>) {
+    fn run<'p>(&'p self, hay: &str, text: &str, scope: Scope, out: &mut Vec<RuleMatch<'p>>) {
         let mut n = 0;
+        let severity = match (scope, self.tool_severity) {
+            (Scope::Tool | Scope::Param, Some(s)) => s,
+            _ => self.severity,
+        };
         let mut accept = |span: std::ops::Range<usize>| -> bool {
             // Byte-level patterns can end inside a multi-byte character: widen to
             // character boundaries.
@@ -583,17 +629,29 @@ impl Rule {
             let ok = self
                 .min_entropy
                 .is_none_or(|min| validate::entropy(s) >= min)
+                && (self.category != Category::Secret || !validate::placeholder(s))
                 && match self.validate {
                     None => true,
                     Some(Validator::Luhn) => validate::luhn(s),
                     Some(Validator::Iban) => validate::iban(s),
                     Some(Validator::UsSsn) => validate::us_ssn(s),
                 };
-            if ok {
+            let negated = self.unless_before.as_ref().is_some_and(|u| {
+                let mut from = span.start.saturating_sub(UNLESS_REACH);
+                while !hay.is_char_boundary(from) {
+                    from += 1;
+                }
+                let before = &hay[from..span.start];
+                let sentence = before
+                    .rfind(['.', '!', '?', '\n'])
+                    .map_or(before, |i| &before[i + 1..]);
+                u.is_match(sentence.as_bytes())
+            });
+            if ok && !negated {
                 out.push(RuleMatch {
                     id: &self.id,
                     category: self.category,
-                    severity: self.severity,
+                    severity,
                     reason: &self.reason,
                     span,
                 });

@@ -64,6 +64,37 @@ pub(crate) fn us_ssn(s: &str) -> bool {
         if a != 0 && a != 666 && a < 900 && g != 0 && s != 0)
 }
 
+/// Whether a candidate secret is a placeholder or documentation value rather than a
+/// credential: masks, template variables, runs of one character, alphabetic or
+/// numeric sequences, and the usual stand-in words.
+pub(crate) fn placeholder(s: &str) -> bool {
+    const MARKERS: [&str; 16] = [
+        "xxxx",
+        "****",
+        "....",
+        "<",
+        ">",
+        "${",
+        "$(",
+        "{{",
+        "%s",
+        "example",
+        "sample",
+        "dummy",
+        "placeholder",
+        "changeme",
+        "redacted",
+        "your_",
+    ];
+    const SEQUENCES: [&str; 4] = ["abcdefgh", "12345678", "01234567", "qwertyui"];
+    let lower = s.to_ascii_lowercase();
+    if MARKERS.iter().any(|m| lower.contains(m)) || SEQUENCES.iter().any(|q| lower.contains(q)) {
+        return true;
+    }
+    let b = lower.as_bytes();
+    b.windows(6).any(|w| w.iter().all(|&c| c == w[0]))
+}
+
 /// Shannon entropy in bits per character.
 pub(crate) fn entropy(s: &str) -> f32 {
     let mut counts = [0u32; 256];
@@ -116,6 +147,20 @@ mod tests {
         assert!(!us_ssn("666-45-6789"));
         assert!(!us_ssn("912-45-6789"));
         assert!(!us_ssn("123-00-6789"));
+    }
+
+    #[test]
+    fn placeholders_are_recognised() {
+        for p in [
+            "ghp_xxxxxxxxxxxx",
+            "AIzaaaaaaaaaaaaaaa",
+            "<API token>",
+            "${TOKEN}",
+            "sk_live_abcdefghij",
+        ] {
+            assert!(placeholder(p), "{p}");
+        }
+        assert!(!placeholder("q8Zt3XvK1pLm9RwY"));
     }
 
     #[test]
