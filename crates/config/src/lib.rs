@@ -79,6 +79,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Protections the operator switched off, by name.
     pub dangerous: Dangerous,
+    /// Inspection of upstream answers and tool definitions.
+    pub inspection: Inspection,
 }
 
 /// The listener's certificate chain and private key, both PEM files, reloaded without a
@@ -232,6 +234,92 @@ pub struct Upstream {
     /// Or: a token for this upstream obtained per caller by exchanging the caller's own
     /// access token at the authorization server (RFC 8693); needs `[auth]`.
     pub token_exchange: Option<TokenExchange>,
+    /// What inspection does with this upstream's answers and tools.
+    pub inspection: InspectionActions,
+}
+
+/// Inspection of upstream answers and tool definitions.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// Off only when the operator says so.
+    pub enabled: bool,
+    /// A rule pack to use instead of the built-in one (it may extend it).
+    pub rules: Option<PathBuf>,
+    /// The defaults for every upstream.
+    pub actions: InspectionActions,
+}
+
+/// What to do with what inspection finds; the defaults protect without configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InspectionActions {
+    /// Prompt injection in a tool result, resource or prompt.
+    pub injection: OnInjection,
+    /// Secrets in an answer.
+    pub secrets: OnData,
+    /// Personal data in an answer.
+    pub pii: OnData,
+    /// Hidden text (tag characters, zero-width, bidi, terminal escapes) in an answer.
+    pub hidden: OnHidden,
+    /// A poisoned tool definition.
+    pub tools: OnTool,
+}
+
+impl Default for InspectionActions {
+    fn default() -> Self {
+        Self {
+            injection: OnInjection::Block,
+            secrets: OnData::Redact,
+            pii: OnData::Flag,
+            hidden: OnHidden::Strip,
+            tools: OnTool::Block,
+        }
+    }
+}
+
+/// What happens to an answer that carries an injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnInjection {
+    /// The client gets an error instead of the answer.
+    Block,
+    /// The answer's text is wrapped in delimiters with datamarking.
+    Spotlight,
+    /// The answer passes, annotated in `_meta`, and an alert is logged.
+    Flag,
+}
+
+/// What happens to secrets or personal data in an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnData {
+    /// Replaced by `[REDACTED:<rule>]`.
+    Redact,
+    /// The client gets an error instead of the answer.
+    Block,
+    /// Passed, annotated and logged.
+    Flag,
+    /// Not looked for.
+    Off,
+}
+
+/// What happens to hidden text in an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnHidden {
+    /// Removed.
+    Strip,
+    /// Passed, annotated and logged.
+    Flag,
+}
+
+/// What happens to a poisoned tool definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTool {
+    /// Hidden from `tools/list`, and calls to it are refused.
+    Block,
+    /// Listed, and an alert is logged.
+    Flag,
 }
 
 /// RFC 8693 token exchange toward one upstream: the gateway, authenticated as itself,
@@ -328,7 +416,26 @@ impl Config {
             l.upstream_queue,
             l.max_in_flight_per_session,
         );
+        let i = &self.inspection;
+        if i.enabled {
+            s.push_str(&format!(
+                "inspection: on, rules {}, {}\n",
+                i.rules
+                    .as_ref()
+                    .map_or_else(|| "built-in".to_owned(), |p| p.display().to_string()),
+                actions(&i.actions)
+            ));
+        } else {
+            s.push_str("inspection: OFF\n");
+        }
         for u in &self.upstreams {
+            if i.enabled && u.inspection != i.actions {
+                s.push_str(&format!(
+                    "  {} inspection: {}\n",
+                    u.name,
+                    actions(&u.inspection)
+                ));
+            }
             match &u.transport {
                 Transport::Stdio(sp) => s.push_str(&format!(
                     "  {} (stdio): {} {:?}, env: {:?}\n",
@@ -360,6 +467,14 @@ impl Config {
         }
         s
     }
+}
+
+fn actions(a: &InspectionActions) -> String {
+    format!(
+        "injection {:?}, secrets {:?}, pii {:?}, hidden {:?}, tools {:?}",
+        a.injection, a.secrets, a.pii, a.hidden, a.tools
+    )
+    .to_lowercase()
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub struct RawConfig {
     auth: Option<RawAuth>,
     vault: Option<RawVault>,
     dangerous: Option<RawDangerous>,
+    inspection: Option<RawInspection>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -182,6 +183,38 @@ struct RawUpstream {
     credential: Option<RawCredential>,
     client_credentials: Option<RawClientCredentials>,
     token_exchange: Option<RawTokenExchange>,
+    inspection: Option<RawActions>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInspection {
+    enabled: Option<bool>,
+    rules: Option<Spanned<String>>,
+    #[serde(flatten)]
+    actions: RawActions,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RawActions {
+    injection: Option<crate::OnInjection>,
+    secrets: Option<crate::OnData>,
+    pii: Option<crate::OnData>,
+    hidden: Option<crate::OnHidden>,
+    tools: Option<crate::OnTool>,
+}
+
+impl RawActions {
+    fn over(self, base: crate::InspectionActions) -> crate::InspectionActions {
+        crate::InspectionActions {
+            injection: self.injection.unwrap_or(base.injection),
+            secrets: self.secrets.unwrap_or(base.secrets),
+            pii: self.pii.unwrap_or(base.pii),
+            hidden: self.hidden.unwrap_or(base.hidden),
+            tools: self.tools.unwrap_or(base.tools),
+        }
+    }
 }
 
 /// Context for building: where we are, to name lines in errors.
@@ -468,6 +501,18 @@ impl RawConfig {
             )?,
         };
 
+        let raw_inspection = self.inspection.as_ref();
+        let base_actions = raw_inspection.map_or(crate::InspectionActions::default(), |i| {
+            i.actions.over(crate::InspectionActions::default())
+        });
+        let inspection = crate::Inspection {
+            enabled: raw_inspection.and_then(|i| i.enabled).unwrap_or(true),
+            rules: match raw_inspection.and_then(|i| i.rules.as_ref()) {
+                None => None,
+                Some(r) => Some(PathBuf::from(cx.string(r, "inspection.rules")?)),
+            },
+            actions: base_actions,
+        };
         let mut upstreams: Vec<Upstream> = Vec::new();
         for u in &self.upstreams {
             let name = cx.string(&u.name, "upstream.name")?;
@@ -748,6 +793,7 @@ impl RawConfig {
                 credential,
                 client_credentials,
                 token_exchange,
+                inspection: u.inspection.map_or(base_actions, |a| a.over(base_actions)),
             });
         }
         if upstreams.is_empty() {
@@ -1000,6 +1046,7 @@ impl RawConfig {
             vault,
             tls,
             dangerous,
+            inspection,
         })
     }
 }

@@ -400,3 +400,47 @@ fn the_vault_key_comes_from_exactly_one_place() {
         assert!(load(&format!("{MIN}{bad}"), &[]).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn inspection_protects_by_default_and_is_set_per_upstream() {
+    let c = load(MIN, &[]).unwrap();
+    assert!(c.inspection.enabled);
+    let d = crate::InspectionActions::default();
+    assert_eq!(d.injection, crate::OnInjection::Block);
+    assert_eq!(d.secrets, crate::OnData::Redact);
+    assert_eq!(c.upstreams[0].inspection, d);
+    assert!(
+        c.summary()
+            .contains("inspection: on, rules built-in, injection block"),
+        "{}",
+        c.summary()
+    );
+
+    let t = format!(
+        "[inspection]\ninjection = \"spotlight\"\npii = \"redact\"\n{MIN}inspection = {{ secrets = \"block\" }}\n"
+    );
+    let c = load(&t, &[]).unwrap();
+    let a = c.upstreams[0].inspection;
+    assert_eq!(
+        a.injection,
+        crate::OnInjection::Spotlight,
+        "global default applies"
+    );
+    assert_eq!(a.pii, crate::OnData::Redact);
+    assert_eq!(a.secrets, crate::OnData::Block, "the upstream overrides");
+    assert!(
+        c.summary()
+            .contains("demo inspection: injection spotlight, secrets block"),
+        "{}",
+        c.summary()
+    );
+
+    for bad in [
+        "[inspection]\ninjection = \"ignore\"\n",
+        "[inspection]\nunknown = 1\n",
+    ] {
+        assert!(load(&format!("{bad}{MIN}"), &[]).is_err(), "{bad}");
+    }
+    let off = load(&format!("[inspection]\nenabled = false\n{MIN}"), &[]).unwrap();
+    assert!(off.summary().contains("inspection: OFF"));
+}

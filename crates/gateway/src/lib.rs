@@ -13,6 +13,7 @@ mod credentials;
 mod edge;
 mod endpoint;
 mod guard;
+mod inspect;
 mod principal;
 mod refusal;
 mod router;
@@ -227,12 +228,36 @@ pub async fn run(
     let upstream_stop = CancellationToken::new();
     let http = upstream::http::client().map_err(GatewayError::Start)?;
     let credentials = upstream_credentials(&config, &store).await?;
+    let inspection = if config.inspection.enabled {
+        let inspector = match &config.inspection.rules {
+            None => palisade_inspect::Inspector::builtin(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    GatewayError::Start(format!("inspection rules {}: {e}", path.display()))
+                })?;
+                palisade_inspect::Inspector::new(
+                    palisade_inspect::RulePack::from_toml(&text).map_err(|e| {
+                        GatewayError::Start(format!("inspection rules {}: {e}", path.display()))
+                    })?,
+                )
+            }
+        };
+        tracing::info!(rules = inspector.pack().version(), "inspection on");
+        Some(inspect::Inspection::new(
+            inspector,
+            config.upstreams.iter().map(|u| u.inspection).collect(),
+        ))
+    } else {
+        tracing::warn!("inspection is OFF: upstream answers and tools pass unexamined");
+        None
+    };
     let router = Router::new(
         &config,
         &credentials,
         http,
         Arc::clone(&sessions),
         &upstream_stop,
+        inspection,
     );
 
     let mut supervisors = Vec::new();

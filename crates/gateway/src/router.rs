@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::guard::{Denial, Exchange, GuardChain};
+use crate::inspect::{Inspection, Outcome};
 use crate::principal::{Principal, SubjectSlot, SubjectToken};
 use crate::session::{NewSession, Session, SessionTable, mint_session_id};
 use crate::upstream::http::{HttpLink, HttpTarget};
@@ -48,6 +49,8 @@ pub(crate) struct Router {
     scopes: Vec<Vec<String>>,
     max_msg: usize,
     replay: usize,
+    /// Inspection of answers and tool definitions; `None` when switched off.
+    inspection: Option<Inspection>,
 }
 
 /// A JSON-RPC error for the client, before any upstream is involved.
@@ -62,6 +65,7 @@ impl Router {
         http: reqwest::Client,
         sessions: Arc<SessionTable>,
         shutdown: &CancellationToken,
+        inspection: Option<Inspection>,
     ) -> Self {
         let l = &config.limits;
         let upstreams = config
@@ -108,6 +112,7 @@ impl Router {
             timeouts,
             max_msg: l.max_response_bytes,
             replay: l.replay_buffer_events,
+            inspection,
         }
     }
 
@@ -282,7 +287,42 @@ impl Router {
             idle: Duration::from_secs(60),
             cap: Duration::from_secs(600),
         });
-        upstream::call(link, session, idx, msg, sink, t, cancel).await;
+        let method = msg.method().unwrap_or_default().to_owned();
+        let inspected = matches!(
+            method.as_str(),
+            "tools/call" | "resources/read" | "prompts/get"
+        );
+        let Some(ins) = self.inspection.as_ref().filter(|_| inspected) else {
+            upstream::call(link, session, idx, msg, sink, t, cancel).await;
+            return;
+        };
+        // What the client asked about, as it named it.
+        let subject = match method.as_str() {
+            "resources/read" => msg.param_str("uri").unwrap_or_default(),
+            _ => self.prefixed(idx, &msg.param_str("name").unwrap_or_default()),
+        };
+        // The answer passes inspection on its way to the client; progress and
+        // server-to-client requests pass as they are.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(upstream::REQUEST_CHANNEL);
+        let relay = async {
+            while let Some(m) = rx.recv().await {
+                let out = if m.is_response() {
+                    match ins.answer(idx, &method, &subject, &m) {
+                        Outcome::Pass => m,
+                        Outcome::Rewrite(x) | Outcome::Withhold(x) => x,
+                    }
+                } else {
+                    m
+                };
+                // Keep draining even if the client's stream is gone, so the call
+                // finishes normally.
+                let _ = sink.send(out).await;
+            }
+        };
+        tokio::join!(
+            upstream::call(link, session, idx, msg, tx, t, cancel),
+            relay
+        );
     }
 
     /// The scopes a token needs to use upstream `idx`.
@@ -356,6 +396,19 @@ impl Router {
             ))
         })?;
         let (idx, local) = self.split_name(&name).ok_or_else(unknown)?;
+        if msg.method() == Some("tools/call")
+            && let Some(rules) = self
+                .inspection
+                .as_ref()
+                .and_then(|i| i.quarantined(idx, local))
+        {
+            return Err(Box::new(Message::error_with_data(
+                Some(&id),
+                ErrorCode::Withheld,
+                "This tool is quarantined: its definition failed inspection",
+                Some(json!({ "rules": rules })),
+            )));
+        }
         if !self.namespace {
             return Ok((idx, msg.clone()));
         }
@@ -497,6 +550,12 @@ impl Router {
                     if key == "tools" && !obj.get("inputSchema").is_some_and(Value::is_object) {
                         // FEAT-04: a tool without an object inputSchema is dropped.
                         tracing::warn!(upstream = %self.names[idx], tool = %name, "dropped a tool with an invalid inputSchema (FEAT-04)");
+                        continue;
+                    }
+                    if key == "tools"
+                        && let Some(ins) = &self.inspection
+                        && !ins.admit_tool(idx, &Value::Object(obj.clone()))
+                    {
                         continue;
                     }
                     let full = self.prefixed(idx, &name);

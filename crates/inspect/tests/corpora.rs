@@ -44,7 +44,7 @@ fn rates(pairs: &[(bool, bool)]) -> (f64, f64) {
 }
 
 #[test]
-fn feat_02_tool_poisoning_is_found_and_real_tools_pass() {
+fn mcp03_tool_poisoning_is_found_and_real_tools_pass() {
     let ins = Inspector::builtin();
     let pairs: Vec<(bool, bool)> = corpus("tools-poisoning.jsonl")
         .iter()

@@ -25,6 +25,9 @@ pub enum ErrorCode {
     ResourceNotFound,
     /// The message is larger than the configured limit (-32011).
     PayloadTooLarge,
+    /// The gateway withheld an upstream's answer or refused a quarantined tool
+    /// because inspection found content it does not pass on (-32012).
+    Withheld,
 }
 
 impl ErrorCode {
@@ -41,6 +44,7 @@ impl ErrorCode {
             Self::ResourceNotFound => -32002,
             Self::UpstreamUnavailable => -32010,
             Self::PayloadTooLarge => -32011,
+            Self::Withheld => -32012,
         }
     }
 }
