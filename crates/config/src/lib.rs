@@ -236,6 +236,22 @@ pub struct Upstream {
     pub token_exchange: Option<TokenExchange>,
     /// What inspection does with this upstream's answers and tools.
     pub inspection: InspectionActions,
+    /// How this upstream's tool and prompt definitions are pinned (FEAT-02).
+    pub pinning: PinMode,
+}
+
+/// How definitions are pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinMode {
+    /// Trust on first use: a new item is pinned at first sight (unless it fails
+    /// inspection); a changed one is quarantined until approved.
+    #[default]
+    Tofu,
+    /// Every new or changed item is quarantined until approved.
+    Strict,
+    /// No pinning.
+    Off,
 }
 
 /// Inspection of upstream answers and tool definitions.
@@ -393,7 +409,7 @@ impl Config {
         let mut s = format!(
             "listen: {}://{}{}{}\ndata_dir: {}\nnamespace tools: {}\nallowed origins: {:?}\n\
              limits: request {} B, upstream message {} B, sessions {}, timeout {:?} (cap {:?}), \
-             idle {:?}, lifetime {:?}, replay {} events, queue {}, in-flight/session {}\nupstreams:\n",
+             idle {:?}, lifetime {:?}, replay {} events, queue {}, in-flight/session {}\n",
             if self.tls.is_some() { "https" } else { "http" },
             self.listen,
             self.endpoint,
@@ -428,6 +444,7 @@ impl Config {
         } else {
             s.push_str("inspection: OFF\n");
         }
+        s.push_str("upstreams:\n");
         for u in &self.upstreams {
             if i.enabled && u.inspection != i.actions {
                 s.push_str(&format!(
@@ -436,6 +453,11 @@ impl Config {
                     actions(&u.inspection)
                 ));
             }
+            s.push_str(&format!(
+                "  {} pinning: {}\n",
+                u.name,
+                format!("{:?}", u.pinning).to_lowercase()
+            ));
             match &u.transport {
                 Transport::Stdio(sp) => s.push_str(&format!(
                     "  {} (stdio): {} {:?}, env: {:?}\n",

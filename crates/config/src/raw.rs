@@ -25,6 +25,7 @@ pub struct RawConfig {
     vault: Option<RawVault>,
     dangerous: Option<RawDangerous>,
     inspection: Option<RawInspection>,
+    pinning: Option<RawPinning>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -184,6 +185,13 @@ struct RawUpstream {
     client_credentials: Option<RawClientCredentials>,
     token_exchange: Option<RawTokenExchange>,
     inspection: Option<RawActions>,
+    pinning: Option<crate::PinMode>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPinning {
+    mode: Option<crate::PinMode>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -794,6 +802,10 @@ impl RawConfig {
                 client_credentials,
                 token_exchange,
                 inspection: u.inspection.map_or(base_actions, |a| a.over(base_actions)),
+                pinning: u
+                    .pinning
+                    .or_else(|| self.pinning.as_ref().and_then(|p| p.mode))
+                    .unwrap_or_default(),
             });
         }
         if upstreams.is_empty() {

@@ -444,3 +444,22 @@ fn inspection_protects_by_default_and_is_set_per_upstream() {
     let off = load(&format!("[inspection]\nenabled = false\n{MIN}"), &[]).unwrap();
     assert!(off.summary().contains("inspection: OFF"));
 }
+
+#[test]
+fn feat_02_pinning_defaults_to_tofu_and_is_set_per_upstream() {
+    let c = load(MIN, &[]).unwrap();
+    assert_eq!(c.upstreams[0].pinning, crate::PinMode::Tofu);
+    assert!(
+        c.summary().contains("demo pinning: tofu"),
+        "{}",
+        c.summary()
+    );
+    let t = format!(
+        "[pinning]\nmode = \"strict\"\n{MIN}{}",
+        MIN.replace("demo", "other") + "pinning = \"off\"\n"
+    );
+    let c = load(&t, &[]).unwrap();
+    assert_eq!(c.upstreams[0].pinning, crate::PinMode::Strict);
+    assert_eq!(c.upstreams[1].pinning, crate::PinMode::Off);
+    assert!(load(&format!("[pinning]\nmode = \"lax\"\n{MIN}"), &[]).is_err());
+}

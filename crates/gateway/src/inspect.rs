@@ -6,8 +6,7 @@
 //! and a poisoned tool is hidden from the list and refused when called. Findings are
 //! logged by rule ID, category and location — never the text that matched.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use palisade_config::{InspectionActions, OnData, OnHidden, OnInjection, OnTool};
 use palisade_inspect::{Category, Inspector, Report, Severity, Verdict};
@@ -23,9 +22,6 @@ const DATAMARK: char = '\u{2c6}';
 pub(crate) struct Inspection {
     inspector: Arc<Inspector>,
     actions: Vec<InspectionActions>,
-    /// Tools whose definitions failed inspection, by upstream and upstream-local
-    /// name, with the rules that fired.
-    quarantined: Mutex<HashMap<(usize, String), Vec<String>>>,
 }
 
 /// What one answer became.
@@ -43,7 +39,6 @@ impl Inspection {
         Self {
             inspector: Arc::new(inspector),
             actions,
-            quarantined: Mutex::new(HashMap::new()),
         }
     }
 
@@ -201,44 +196,29 @@ impl Inspection {
         }
     }
 
-    /// Inspects one tool definition of upstream `idx` (its own name). Returns false
-    /// when the tool must be hidden; records it as quarantined either way it fails.
-    pub(crate) fn admit_tool(&self, idx: usize, tool: &Value) -> bool {
-        let name = tool
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let report = self.inspector.inspect_tool(tool);
-        let mut q = self.quarantined.lock().unwrap_or_else(|e| e.into_inner());
+    /// Inspects one tool or prompt definition of upstream `idx`. Returns the rules
+    /// that make it malicious, if they do (logged, never the text).
+    pub(crate) fn check_definition(
+        &self,
+        idx: usize,
+        kind: &str,
+        item: &Value,
+    ) -> Option<Vec<String>> {
+        let report = self.inspector.inspect_tool(item);
         if report.verdict != Verdict::Malicious {
-            q.remove(&(idx, name));
-            return true;
+            return None;
         }
+        let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
+        log_findings(idx, name, kind, &report);
         let mut rules: Vec<String> = report.attacks().map(|f| f.rule.clone()).collect();
         rules.sort();
         rules.dedup();
-        log_findings(idx, &name, "tool definition", &report);
-        match self.actions(idx).tools {
-            OnTool::Block => {
-                tracing::warn!(upstream = idx, tool = %name, ?rules, "quarantined a poisoned tool definition (hidden, calls refused)");
-                q.insert((idx, name), rules);
-                false
-            }
-            OnTool::Flag => {
-                tracing::warn!(upstream = idx, tool = %name, ?rules, "a tool definition failed inspection (flag only)");
-                true
-            }
-        }
+        Some(rules)
     }
 
-    /// The rules that quarantined tool `name` of upstream `idx`, if it is.
-    pub(crate) fn quarantined(&self, idx: usize, name: &str) -> Option<Vec<String>> {
-        self.quarantined
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(idx, name.to_owned()))
-            .cloned()
+    /// Whether a definition that failed inspection is hidden (`tools = "block"`).
+    pub(crate) fn blocks_definitions(&self, idx: usize) -> bool {
+        self.actions(idx).tools == OnTool::Block
     }
 }
 

@@ -14,6 +14,7 @@ mod edge;
 mod endpoint;
 mod guard;
 mod inspect;
+mod pins;
 mod principal;
 mod refusal;
 mod router;
@@ -258,6 +259,11 @@ pub async fn run(
         Arc::clone(&sessions),
         &upstream_stop,
         inspection,
+        Some(pins::Pins::new(
+            Arc::clone(&store),
+            config.upstreams.iter().map(|u| u.name.clone()).collect(),
+            config.upstreams.iter().map(|u| u.pinning).collect(),
+        )),
     );
 
     let mut supervisors = Vec::new();

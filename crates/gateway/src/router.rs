@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::guard::{Denial, Exchange, GuardChain};
 use crate::inspect::{Inspection, Outcome};
+use crate::pins::Pins;
 use crate::principal::{Principal, SubjectSlot, SubjectToken};
 use crate::session::{NewSession, Session, SessionTable, mint_session_id};
 use crate::upstream::http::{HttpLink, HttpTarget};
@@ -51,6 +52,11 @@ pub(crate) struct Router {
     replay: usize,
     /// Inspection of answers and tool definitions; `None` when switched off.
     inspection: Option<Inspection>,
+    /// Pins of tool and prompt definitions.
+    pins: Option<Pins>,
+    /// Tools and prompts withheld (by upstream, kind and upstream-local name), with
+    /// the reason a caller is told.
+    quarantine: std::sync::Mutex<std::collections::HashMap<(usize, &'static str, String), String>>,
 }
 
 /// A JSON-RPC error for the client, before any upstream is involved.
@@ -66,6 +72,7 @@ impl Router {
         sessions: Arc<SessionTable>,
         shutdown: &CancellationToken,
         inspection: Option<Inspection>,
+        pins: Option<Pins>,
     ) -> Self {
         let l = &config.limits;
         let upstreams = config
@@ -113,7 +120,52 @@ impl Router {
             max_msg: l.max_response_bytes,
             replay: l.replay_buffer_events,
             inspection,
+            pins,
+            quarantine: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Whether a listed tool or prompt may be offered; records the verdict so that
+    /// calls to a withheld item are refused.
+    async fn admit(&self, idx: usize, kind: &'static str, item: &Value) -> bool {
+        let Some(name) = item.get("name").and_then(Value::as_str) else {
+            return false;
+        };
+        // With `tools = "flag"`, a failed inspection is only logged.
+        let failed = self
+            .inspection
+            .as_ref()
+            .and_then(|i| i.check_definition(idx, kind, item))
+            .filter(|_| {
+                self.inspection
+                    .as_ref()
+                    .is_some_and(|i| i.blocks_definitions(idx))
+            });
+        let (ok, reason) = match &self.pins {
+            Some(p) if p.enabled(idx) => (
+                p.admit(idx, kind, item, failed.as_deref()).await,
+                "its definition is new or changed and waits for approval (palisade pins)"
+                    .to_owned(),
+            ),
+            _ => match &failed {
+                Some(rules) => {
+                    tracing::warn!(upstream = %self.names[idx], kind, item = %name, ?rules, "quarantined a poisoned definition (hidden, calls refused)");
+                    (
+                        false,
+                        format!("its definition failed inspection ({})", rules.join(", ")),
+                    )
+                }
+                _ => (true, String::new()),
+            },
+        };
+        let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (idx, kind, name.to_owned());
+        if ok {
+            q.remove(&key);
+        } else if q.len() < MAX_ITEMS || q.contains_key(&key) {
+            q.insert(key, reason);
+        }
+        ok
     }
 
     /// Opens a session for `principal` from an `initialize` request. Returns the
@@ -396,17 +448,22 @@ impl Router {
             ))
         })?;
         let (idx, local) = self.split_name(&name).ok_or_else(unknown)?;
-        if msg.method() == Some("tools/call")
-            && let Some(rules) = self
-                .inspection
-                .as_ref()
-                .and_then(|i| i.quarantined(idx, local))
-        {
-            return Err(Box::new(Message::error_with_data(
+        let kind = if msg.method() == Some("prompts/get") {
+            "prompt"
+        } else {
+            "tool"
+        };
+        let held = self
+            .quarantine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(idx, kind, local.to_owned()))
+            .cloned();
+        if let Some(reason) = held {
+            return Err(Box::new(Message::error(
                 Some(&id),
                 ErrorCode::Withheld,
-                "This tool is quarantined: its definition failed inspection",
-                Some(json!({ "rules": rules })),
+                &format!("This {kind} is quarantined: {reason}"),
             )));
         }
         if !self.namespace {
@@ -552,10 +609,8 @@ impl Router {
                         tracing::warn!(upstream = %self.names[idx], tool = %name, "dropped a tool with an invalid inputSchema (FEAT-04)");
                         continue;
                     }
-                    if key == "tools"
-                        && let Some(ins) = &self.inspection
-                        && !ins.admit_tool(idx, &Value::Object(obj.clone()))
-                    {
+                    let kind = if key == "tools" { "tool" } else { "prompt" };
+                    if !self.admit(idx, kind, &Value::Object(obj.clone())).await {
                         continue;
                     }
                     let full = self.prefixed(idx, &name);

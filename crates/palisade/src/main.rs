@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod inspect_cmd;
+mod pins_cmd;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,11 @@ enum Command {
     },
     /// Run the bundled demo MCP server on stdin/stdout (used by the quickstart).
     DemoServer,
+    /// Review and decide on pinned tool and prompt definitions.
+    Pins {
+        #[command(subcommand)]
+        command: pins_cmd::PinsCommand,
+    },
     /// Inspect tool definitions or text for poisoning, injection, secrets and PII.
     /// Exit code: 0 clean, 1 findings, 2 error.
     Inspect(inspect_cmd::Args),
@@ -245,5 +251,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Inspect(_) => Ok(()),
+        Command::Pins { command } => pins_cmd::run(command, load),
     }
 }

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod pins;
 pub mod vault;
 
 use std::future::Future;
@@ -127,6 +128,20 @@ const SCHEMA: &[&str] = &[
         nonce BLOB NOT NULL,
         ciphertext BLOB NOT NULL,
         updated_at INTEGER NOT NULL
+    ) STRICT",
+    // v3: pins of upstream tool and prompt definitions (see pins.rs)
+    "CREATE TABLE IF NOT EXISTS pins (
+        upstream TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        status TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        decided_by TEXT,
+        decided_at INTEGER,
+        note TEXT,
+        PRIMARY KEY (upstream, kind, name, hash)
     ) STRICT",
 ];
 

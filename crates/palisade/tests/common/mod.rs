@@ -345,6 +345,8 @@ pub struct Seen {
 #[derive(Clone, Default)]
 pub struct Recorder {
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Replaces the `echo` tool's description, to change a definition (a rug pull).
+    pub echo_description: Arc<Mutex<Option<String>>>,
 }
 
 impl Recorder {
@@ -418,7 +420,7 @@ async fn recorder_handler(
             "serverInfo": {"name": "recorder", "version": "1"}
         })),
         "tools/list" => json_reply(json!({"tools": [
-            {"name": "echo", "description": "echo", "inputSchema": {"type": "object"}},
+            {"name": "echo", "description": rec.echo_description.lock().unwrap().clone().unwrap_or_else(|| "echo".into()), "inputSchema": {"type": "object"}},
             {"name": "slow", "description": "slow", "inputSchema": {"type": "object"}},
             {"name": "sample", "description": "asks for sampling", "inputSchema": {"type": "object"}},
             {"name": "broken", "description": "no schema"},
