@@ -402,6 +402,7 @@ async fn run(args: Args) -> Result<()> {
     let up_port = free_port()?;
     let gw_port = free_port()?;
     let jwt_port = free_port()?;
+    let bare_port = free_port()?;
     let mut guard = Guard(Vec::new());
     guard.0.push(
         Command::new(&me)
@@ -443,6 +444,18 @@ async fn run(args: Args) -> Result<()> {
         ),
         &mut guard,
     )?;
+    // The same gateway with inspection and pinning off: what the data path alone costs.
+    let bare_pid = start_gateway(
+        &args,
+        &dir,
+        "bare",
+        &format!(
+            "[gateway]\nlisten = \"127.0.0.1:{bare_port}\"\ndata_dir = \"{}\"\n\n[inspection]\nenabled = false\n[pinning]\nmode = \"off\"\n\n{upstream}",
+            dir.join("bare").display()
+        ),
+        &mut guard,
+    )?;
+    wait_http(&format!("http://127.0.0.1:{bare_port}/healthz")).await?;
     wait_http(&format!("http://127.0.0.1:{up_port}/mcp")).await?;
     wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await?;
     wait_http(&format!("http://127.0.0.1:{jwt_port}/healthz")).await?;
@@ -466,6 +479,13 @@ async fn run(args: Args) -> Result<()> {
         session: None,
         bearer: None,
     };
+    let mut bare = Target {
+        name: "gateway, inspection off",
+        url: format!("http://127.0.0.1:{bare_port}/mcp"),
+        tool: "up__payload",
+        session: None,
+        bearer: None,
+    };
     let mut with_jwt = Target {
         name: "gateway + JWT",
         url: format!("http://127.0.0.1:{jwt_port}/mcp"),
@@ -476,17 +496,24 @@ async fn run(args: Args) -> Result<()> {
     initialize(&http, &mut direct).await?;
     initialize(&http, &mut through).await?;
     initialize(&http, &mut with_jwt).await?;
+    initialize(&http, &mut bare).await?;
+    let bare = Arc::new(bare);
     let direct = Arc::new(direct);
     let through = Arc::new(through);
     let with_jwt = Arc::new(with_jwt);
 
     // Warm up every path (connections, allocators, caches).
-    for t in [&direct, &through, &with_jwt] {
+    for t in [&direct, &bare, &through, &with_jwt] {
         throughput_phase(&http, t, args.concurrency, 2).await?;
     }
 
     let mut results = Vec::new();
-    for (t, pid) in [(&direct, gw_pid), (&through, gw_pid), (&with_jwt, jwt_pid)] {
+    for (t, pid) in [
+        (&direct, gw_pid),
+        (&bare, bare_pid),
+        (&through, gw_pid),
+        (&with_jwt, jwt_pid),
+    ] {
         let ticks0 = proc_cpu_ticks(pid);
         let (p50, p99, achieved) = latency_phase(&http, t, args.rate, args.seconds).await?;
         let tput = throughput_phase(&http, t, args.concurrency, args.seconds).await?;
