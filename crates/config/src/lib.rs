@@ -238,6 +238,20 @@ pub struct Upstream {
     pub inspection: InspectionActions,
     /// How this upstream's tool and prompt definitions are pinned (FEAT-02).
     pub pinning: PinMode,
+    /// Tools whose arguments get extra checks (OBS-04).
+    pub argument_checks: ArgumentChecks,
+}
+
+/// Tools (by upstream-local name, `*` as a wildcard) whose string arguments are
+/// checked before forwarding (OBS-04).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArgumentChecks {
+    /// Arguments are file paths: no `..` segments, NUL or control characters.
+    pub paths: Vec<String>,
+    /// Arguments reach a shell: no metacharacters.
+    pub commands: Vec<String>,
+    /// Arguments are URLs: no loopback, private, link-local or metadata targets.
+    pub urls: Vec<String>,
 }
 
 /// How definitions are pinned.

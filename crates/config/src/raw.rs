@@ -186,6 +186,18 @@ struct RawUpstream {
     token_exchange: Option<RawTokenExchange>,
     inspection: Option<RawActions>,
     pinning: Option<crate::PinMode>,
+    argument_checks: Option<RawArgumentChecks>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawArgumentChecks {
+    #[serde(default)]
+    paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    commands: Vec<Spanned<String>>,
+    #[serde(default)]
+    urls: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -793,6 +805,40 @@ impl RawConfig {
                     })
                 }
             };
+            let argument_checks = match &u.argument_checks {
+                None => crate::ArgumentChecks::default(),
+                Some(a) => {
+                    let globs = |list: &[Spanned<String>],
+                                 key: &str|
+                     -> Result<Vec<String>, ConfigError> {
+                        list.iter()
+                            .map(|v| {
+                                let g = cx.string(v, key)?;
+                                let ok = !g.is_empty()
+                                    && g.len() <= 128
+                                    && g.bytes().all(|b| {
+                                        b.is_ascii_alphanumeric()
+                                            || matches!(b, b'_' | b'.' | b'-' | b'*')
+                                    });
+                                if ok {
+                                    Ok(g)
+                                } else {
+                                    Err(cx.at(
+                                        v,
+                                        key,
+                                        format!("`{g}` is not a tool name or a glob like read_*"),
+                                    ))
+                                }
+                            })
+                            .collect()
+                    };
+                    crate::ArgumentChecks {
+                        paths: globs(&a.paths, &key("argument_checks.paths"))?,
+                        commands: globs(&a.commands, &key("argument_checks.commands"))?,
+                        urls: globs(&a.urls, &key("argument_checks.urls"))?,
+                    }
+                }
+            };
             upstreams.push(Upstream {
                 name,
                 transport,
@@ -802,6 +848,7 @@ impl RawConfig {
                 client_credentials,
                 token_exchange,
                 inspection: u.inspection.map_or(base_actions, |a| a.over(base_actions)),
+                argument_checks,
                 pinning: u
                     .pinning
                     .or_else(|| self.pinning.as_ref().and_then(|p| p.mode))

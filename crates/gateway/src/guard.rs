@@ -64,8 +64,10 @@ impl GuardChain {
         // 1. Capabilities: an upstream may ask the client only for what the client
         //    declared (LIFE-03).
         let msg = run(client_capability(&msg, cx), msg)?;
-        // 2. (next) tool pinning, poisoning / injection / secret scanning, list
-        //    filtering by policy.
+        // 2. Elicitation may not ask for secrets, and its URLs carry no credentials
+        //    (FEAT-09, FEAT-11).
+        let msg = run(elicitation(&msg), msg)?;
+        // Definitions and answers are inspected by the router (see ARCHITECTURE.md).
         Ok(msg)
     }
 }
@@ -126,5 +128,164 @@ fn client_capability(msg: &Message, cx: &Exchange<'_>) -> Verdict {
             code: ErrorCode::MethodNotFound,
             public: "the client did not declare this capability",
         })
+    }
+}
+
+/// Words that name a secret a form must not collect (FEAT-09): credentials, payment
+/// data and one-time codes. Matched against property names, titles and descriptions,
+/// lowercased, with `_` and `-` read as spaces.
+const SECRET_WORDS: [&str; 24] = [
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
+    "pin code",
+    "api key",
+    "apikey",
+    "access key",
+    "secret",
+    "token",
+    "credential",
+    "private key",
+    "seed phrase",
+    "mnemonic",
+    "recovery phrase",
+    "credit card",
+    "card number",
+    "cvv",
+    "cvc",
+    "security code",
+    "ssn",
+    "social security",
+    "one time code",
+    "2fa code",
+];
+
+/// FEAT-09 / FEAT-11: an `elicitation/create` in form mode must not ask for secrets;
+/// in URL mode its URL must carry no credentials.
+fn elicitation(msg: &Message) -> Verdict {
+    if msg.method() != Some("elicitation/create") {
+        return Verdict::Allow;
+    }
+    let params: Value = msg.params().unwrap_or(Value::Null);
+    if params.get("mode").and_then(Value::as_str) == Some("url") {
+        let url = params
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return if url_carries_credentials(url) {
+            tracing::warn!("refused an elicitation URL that carries credentials (FEAT-11)");
+            Verdict::Deny(Denial {
+                code: ErrorCode::InvalidParams,
+                public: "elicitation URLs must not carry credentials",
+            })
+        } else {
+            if url.starts_with("http://") {
+                tracing::warn!("an elicitation URL is plain http (FEAT-11)");
+            }
+            Verdict::Allow
+        };
+    }
+    let Some(props) = params
+        .pointer("/requestedSchema/properties")
+        .and_then(Value::as_object)
+    else {
+        return Verdict::Allow;
+    };
+    for (name, schema) in props {
+        let mut text = name.clone();
+        for k in ["title", "description", "format"] {
+            if let Some(v) = schema.get(k).and_then(Value::as_str) {
+                text.push(' ');
+                text.push_str(v);
+            }
+        }
+        let text = text.to_lowercase().replace(['_', '-'], " ");
+        if SECRET_WORDS.iter().any(|w| text.contains(w)) {
+            tracing::warn!(field = %name, "refused an elicitation that asks for a secret (FEAT-09)");
+            return Verdict::Deny(Denial {
+                code: ErrorCode::InvalidParams,
+                public: "elicitation must not ask for passwords, keys, tokens or payment data",
+            });
+        }
+    }
+    Verdict::Allow
+}
+
+fn url_carries_credentials(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let authority = lower.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    authority.contains('@')
+        || lower.split(['?', '&', '#']).skip(1).any(|kv| {
+            let key = kv.split('=').next().unwrap_or("");
+            matches!(
+                key,
+                "token"
+                    | "access_token"
+                    | "id_token"
+                    | "code"
+                    | "password"
+                    | "secret"
+                    | "api_key"
+                    | "apikey"
+                    | "key"
+                    | "session"
+                    | "sessionid"
+                    | "auth"
+            )
+        })
+}
+
+#[cfg(test)]
+mod elicitation_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ask(params: Value) -> Message {
+        Message::request(&palisade_wire::Id::Number(1), "elicitation/create", &params)
+    }
+
+    #[test]
+    fn feat_09_forms_may_not_ask_for_secrets() {
+        for (name, extra) in [
+            ("password", json!({})),
+            ("api_key", json!({})),
+            ("github-token", json!({})),
+            ("answer", json!({"description": "Your credit card number"})),
+            ("x", json!({"title": "Seed phrase"})),
+        ] {
+            let mut prop = json!({"type": "string"});
+            if let (Some(p), Some(e)) = (prop.as_object_mut(), extra.as_object()) {
+                p.extend(e.clone());
+            }
+            let m = ask(
+                json!({"message": "?", "requestedSchema": {"type": "object", "properties": {name: prop}}}),
+            );
+            assert!(matches!(elicitation(&m), Verdict::Deny(_)), "{name}");
+        }
+        let ok = ask(
+            json!({"message": "?", "requestedSchema": {"type": "object", "properties": {
+            "name": {"type": "string"}, "age": {"type": "number"}}}}),
+        );
+        assert!(matches!(elicitation(&ok), Verdict::Allow));
+    }
+
+    #[test]
+    fn feat_11_elicitation_urls_carry_no_credentials() {
+        for url in [
+            "https://example.com/connect?token=abc",
+            "https://user:pw@example.com/",
+            "https://example.com/cb?state=1&access_token=x",
+        ] {
+            let m = ask(json!({"mode": "url", "url": url, "message": "go", "elicitationId": "1"}));
+            assert!(matches!(elicitation(&m), Verdict::Deny(_)), "{url}");
+        }
+        let m = ask(
+            json!({"mode": "url", "url": "https://example.com/connect?state=1", "message": "go", "elicitationId": "1"}),
+        );
+        assert!(matches!(elicitation(&m), Verdict::Allow));
     }
 }

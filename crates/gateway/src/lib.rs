@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod args;
 mod auth;
 mod credentials;
 mod edge;

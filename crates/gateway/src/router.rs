@@ -30,6 +30,9 @@ const MAX_ITEMS: usize = 10_000;
 /// Longest tool or prompt name (FEAT-03).
 const MAX_NAME: usize = 128;
 
+/// Compiled input schemas by (upstream, tool), with the hash of the schema text.
+type SchemaCache = std::collections::HashMap<(usize, String), (String, Arc<jsonschema::Validator>)>;
+
 /// A configured upstream and how sessions reach it.
 #[derive(Debug)]
 pub(crate) enum UpstreamEntry {
@@ -57,6 +60,11 @@ pub(crate) struct Router {
     /// Tools and prompts withheld (by upstream, kind and upstream-local name), with
     /// the reason a caller is told.
     quarantine: std::sync::Mutex<std::collections::HashMap<(usize, &'static str, String), String>>,
+    /// Compiled input schemas of admitted tools (by upstream and local name), with the
+    /// hash of the schema they were compiled from (FEAT-04).
+    schemas: std::sync::Mutex<SchemaCache>,
+    /// Per upstream: tools whose arguments get path, command or URL checks (OBS-04).
+    argument_checks: Vec<palisade_config::ArgumentChecks>,
 }
 
 /// A JSON-RPC error for the client, before any upstream is involved.
@@ -122,7 +130,95 @@ impl Router {
             inspection,
             pins,
             quarantine: std::sync::Mutex::new(std::collections::HashMap::new()),
+            schemas: std::sync::Mutex::new(std::collections::HashMap::new()),
+            argument_checks: config
+                .upstreams
+                .iter()
+                .map(|u| u.argument_checks.clone())
+                .collect(),
         }
+    }
+
+    /// FEAT-04: compiles (or reuses) the tool's input schema; `false` when it is not a
+    /// valid JSON Schema, in which case the tool is dropped.
+    fn learn_schema(&self, idx: usize, name: &str, tool: &Value) -> bool {
+        let Some(schema) = tool.get("inputSchema") else {
+            return false;
+        };
+        let (_, hash) = crate::pins::canonical(schema);
+        let key = (idx, name.to_owned());
+        let mut schemas = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
+        if schemas.get(&key).is_some_and(|(h, _)| *h == hash) {
+            return true;
+        }
+        // No remote or file references are resolved: compiling a schema never
+        // reaches the network.
+        match jsonschema::options()
+            .should_validate_formats(false)
+            .build(schema)
+        {
+            Ok(v) => {
+                if schemas.len() < MAX_ITEMS || schemas.contains_key(&key) {
+                    schemas.insert(key, (hash, Arc::new(v)));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %self.names[idx], tool = %name, error = %e, "dropped a tool whose inputSchema is not a valid JSON Schema (FEAT-04)");
+                schemas.remove(&key);
+                false
+            }
+        }
+    }
+
+    /// FEAT-04: arguments that do not match the tool's input schema are answered with
+    /// a tool error (`isError: true`) and never forwarded. A tool not listed yet has no
+    /// schema here and is forwarded.
+    fn check_arguments(&self, idx: usize, msg: &Message) -> Option<Message> {
+        let id = msg.id()?;
+        let params: Value = msg.params().ok()?;
+        let name = params.get("name")?.as_str()?;
+        let args = params
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        if let Some(checks) = self.argument_checks.get(idx)
+            && let Some(problem) = crate::args::check(checks, name, &args)
+        {
+            tracing::warn!(upstream = %self.names[idx], tool = %name, %problem, "refused arguments (OBS-04)");
+            return Some(Message::response(
+                id,
+                &json!({
+                    "content": [{"type": "text", "text": format!("Refused arguments for this tool: {problem}")}],
+                    "isError": true
+                }),
+            ));
+        }
+        let validator = self
+            .schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(idx, name.to_owned()))
+            .map(|(_, v)| Arc::clone(v))?;
+        let problems: Vec<String> = validator
+            .iter_errors(&args)
+            .take(5)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                format!("{}: {e}", if at.is_empty() { "/" } else { at.as_str() })
+            })
+            .collect();
+        if problems.is_empty() {
+            return None;
+        }
+        tracing::info!(upstream = %self.names[idx], tool = %name, "refused arguments that do not match the input schema (FEAT-04)");
+        Some(Message::response(
+            id,
+            &json!({
+                "content": [{"type": "text", "text": format!("Invalid arguments for this tool: {}", problems.join("; "))}],
+                "isError": true
+            }),
+        ))
     }
 
     /// Whether a listed tool or prompt may be offered; records the verdict so that
@@ -157,6 +253,14 @@ impl Router {
                 }
                 _ => (true, String::new()),
             },
+        };
+        let (ok, reason) = if ok && kind == "tool" && !self.learn_schema(idx, name, item) {
+            (
+                false,
+                "its inputSchema is not a valid JSON Schema".to_owned(),
+            )
+        } else {
+            (ok, reason)
         };
         let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
         let key = (idx, kind, name.to_owned());
@@ -277,7 +381,15 @@ impl Router {
                 .await
             }
             "tools/call" | "prompts/get" => match self.route_by_name(&msg) {
-                Ok((idx, m)) => return self.forward(session, idx, m, sink, cancel).await,
+                Ok((idx, m)) => {
+                    match (method == "tools/call")
+                        .then(|| self.check_arguments(idx, &m))
+                        .flatten()
+                    {
+                        Some(refused) => refused,
+                        None => return self.forward(session, idx, m, sink, cancel).await,
+                    }
+                }
                 Err(e) => *e,
             },
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {

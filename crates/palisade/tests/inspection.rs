@@ -282,3 +282,73 @@ async fn feat_02_a_changed_definition_is_quarantined_until_approved() {
             .success()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_04_arguments_are_validated_against_the_input_schema() {
+    let (rec, _gw, c) = setup("").await;
+    let list = c
+        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    let names = tool_names(&list);
+    assert!(names.contains(&"rec__sum".to_owned()), "{names:?}");
+    assert!(
+        !names.contains(&"rec__weird".to_owned()),
+        "an invalid schema drops the tool"
+    );
+
+    for (id, args) in [
+        (2, json!({"a": 1, "b": "two"})),
+        (3, json!({"a": 1})),
+        (4, json!({"a": 1, "b": 2, "c": 3})),
+    ] {
+        let r = c.call(id, "rec__sum", args.clone()).await;
+        assert_eq!(r["result"]["isError"], true, "{args}: {r}");
+        assert!(text_of(&r).starts_with("Invalid arguments"), "{r}");
+    }
+    assert_eq!(
+        rec.methods().iter().filter(|m| *m == "tools/call").count(),
+        0,
+        "invalid arguments are never forwarded"
+    );
+    let r = c.call(5, "rec__sum", json!({"a": 1, "b": 2})).await;
+    assert!(r["result"]["isError"].is_null(), "{r}");
+    assert_eq!(
+        rec.methods().iter().filter(|m| *m == "tools/call").count(),
+        1
+    );
+    let r = c.call(6, "rec__weird", json!({})).await;
+    assert_eq!(r["error"]["code"], -32012, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_04_marked_tools_get_path_command_and_url_checks() {
+    let (rec, url) = start_recorder().await;
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "{}[upstream.argument_checks]\nurls = [\"ech*\"]\npaths = [\"sum\"]\n",
+            http_upstream("rec", &url)
+        ),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c
+        .call(
+            1,
+            "rec__echo",
+            json!({"target": {"url": "http://169.254.169.254/latest/meta-data/"}}),
+        )
+        .await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    assert!(text_of(&r).contains("/target/url"), "{r}");
+    assert!(
+        !rec.methods().contains(&"tools/call".to_owned()),
+        "never forwarded"
+    );
+    let r = c
+        .call(2, "rec__echo", json!({"url": "https://example.com/"}))
+        .await;
+    assert!(r["result"]["isError"].is_null(), "{r}");
+    assert!(gw.logs().contains("refused arguments (OBS-04)"));
+}
