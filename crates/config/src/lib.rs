@@ -277,6 +277,48 @@ pub struct Inspection {
     pub rules: Option<PathBuf>,
     /// The defaults for every upstream.
     pub actions: InspectionActions,
+    /// An external detector asked about answers the rules pass, if configured.
+    pub external: Option<External>,
+}
+
+/// An external prompt-injection detector, asked over HTTPS about every answer that the
+/// built-in rules let through.
+#[derive(Debug, Clone)]
+pub struct External {
+    /// The request and response shape.
+    pub kind: ExternalKind,
+    /// Where to send it (https, or http on loopback).
+    pub url: String,
+    /// The vault secret sent as the key, if any.
+    pub secret: Option<String>,
+    /// The header that carries it (lower case).
+    pub header: String,
+    /// How long to wait.
+    pub timeout: Duration,
+    /// What an error or a timeout means.
+    pub on_error: OnExternalError,
+}
+
+/// The external detector's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExternalKind {
+    /// Azure AI Content Safety Prompt Shields (`text:shieldPrompt`): the answer's texts
+    /// as `documents`, `attackDetected` in `documentsAnalysis`.
+    PromptShields,
+    /// A generic webhook: `{"texts": [...], "source": "..."}` in, `{"malicious": bool}` out.
+    Webhook,
+}
+
+/// What happens when the external detector fails or does not answer in time. There
+/// is no default: the operator chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnExternalError {
+    /// The answer is withheld.
+    FailClosed,
+    /// The answer passes, and the failure is logged.
+    FailOpen,
 }
 
 /// What to do with what inspection finds; the defaults protect without configuration.
@@ -455,6 +497,12 @@ impl Config {
                     .map_or_else(|| "built-in".to_owned(), |p| p.display().to_string()),
                 actions(&i.actions)
             ));
+            if let Some(e) = &i.external {
+                s.push_str(&format!(
+                    "inspection external: {:?} at {}, timeout {:?}, {:?}\n",
+                    e.kind, e.url, e.timeout, e.on_error
+                ));
+            }
         } else {
             s.push_str("inspection: OFF\n");
         }

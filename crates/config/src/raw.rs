@@ -211,8 +211,20 @@ struct RawPinning {
 struct RawInspection {
     enabled: Option<bool>,
     rules: Option<Spanned<String>>,
+    external: Option<RawExternal>,
     #[serde(flatten)]
     actions: RawActions,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExternal {
+    kind: crate::ExternalKind,
+    url: Spanned<String>,
+    secret: Option<Spanned<String>>,
+    header: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    on_error: crate::OnExternalError,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
@@ -532,6 +544,57 @@ impl RawConfig {
                 Some(r) => Some(PathBuf::from(cx.string(r, "inspection.rules")?)),
             },
             actions: base_actions,
+            external: match raw_inspection.and_then(|i| i.external.as_ref()) {
+                None => None,
+                Some(e) => {
+                    if e.secret.is_some() && self.vault.is_none() {
+                        return Err(cx.at(
+                            &e.url,
+                            "inspection.external",
+                            "a secret needs a [vault] section",
+                        ));
+                    }
+                    let header = match &e.header {
+                        Some(h) => cx
+                            .string(h, "inspection.external.header")?
+                            .to_ascii_lowercase(),
+                        None => match e.kind {
+                            crate::ExternalKind::PromptShields => {
+                                "ocp-apim-subscription-key".to_owned()
+                            }
+                            crate::ExternalKind::Webhook => "authorization".to_owned(),
+                        },
+                    };
+                    if header.is_empty()
+                        || !header
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        || RESERVED_HEADERS.contains(&header.as_str())
+                    {
+                        return Err(ConfigError::new(
+                            cx.origin,
+                            format!("inspection.external.header: `{header}` cannot carry a key"),
+                        ));
+                    }
+                    Some(crate::External {
+                        kind: e.kind,
+                        url: check_http_url(&cx, &e.url, "inspection.external.url")?,
+                        secret: e
+                            .secret
+                            .as_ref()
+                            .map(|v| cx.string(v, "inspection.external.secret"))
+                            .transpose()?,
+                        header,
+                        timeout: cx.duration(
+                            e.timeout.as_ref(),
+                            "inspection.external.timeout",
+                            Duration::from_secs(2),
+                            Duration::from_secs(30),
+                        )?,
+                        on_error: e.on_error,
+                    })
+                }
+            },
         };
         let mut upstreams: Vec<Upstream> = Vec::new();
         for u in &self.upstreams {

@@ -463,3 +463,38 @@ fn feat_02_pinning_defaults_to_tofu_and_is_set_per_upstream() {
     assert_eq!(c.upstreams[1].pinning, crate::PinMode::Off);
     assert!(load(&format!("[pinning]\nmode = \"lax\"\n{MIN}"), &[]).is_err());
 }
+
+#[test]
+fn an_external_detector_needs_an_explicit_failure_choice() {
+    let ext = "[inspection.external]\nkind = \"prompt-shields\"\nurl = \"https://cs.example.com/contentsafety/text:shieldPrompt?api-version=2024-09-01\"\n";
+    assert!(
+        load(&format!("{ext}{MIN}"), &[]).is_err(),
+        "on_error has no default"
+    );
+    let c = load(&format!("{ext}on_error = \"fail-closed\"\n{MIN}"), &[]).unwrap();
+    let e = c.inspection.external.as_ref().unwrap();
+    assert_eq!(e.header, "ocp-apim-subscription-key");
+    assert_eq!(e.timeout, std::time::Duration::from_secs(2));
+    assert!(
+        c.summary().contains("inspection external: PromptShields"),
+        "{}",
+        c.summary()
+    );
+    let secret = format!("{ext}on_error = \"fail-open\"\nsecret = \"k\"\n{MIN}");
+    assert!(
+        load(&secret, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("[vault]")
+    );
+    let plain = format!(
+        "{}on_error = \"fail-open\"\n{MIN}",
+        ext.replace("https://cs.example.com", "http://cs.example.com")
+    );
+    assert!(
+        load(&plain, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("loopback")
+    );
+}

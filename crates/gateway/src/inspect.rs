@@ -22,6 +22,7 @@ const DATAMARK: char = '\u{2c6}';
 pub(crate) struct Inspection {
     inspector: Arc<Inspector>,
     actions: Vec<InspectionActions>,
+    external: Option<crate::external::ExternalDetector>,
 }
 
 /// What one answer became.
@@ -35,10 +36,15 @@ pub(crate) enum Outcome {
 }
 
 impl Inspection {
-    pub(crate) fn new(inspector: Inspector, actions: Vec<InspectionActions>) -> Self {
+    pub(crate) fn new(
+        inspector: Inspector,
+        actions: Vec<InspectionActions>,
+        external: Option<crate::external::ExternalDetector>,
+    ) -> Self {
         Self {
             inspector: Arc::new(inspector),
             actions,
+            external,
         }
     }
 
@@ -48,7 +54,13 @@ impl Inspection {
 
     /// Inspects the answer to `method` from upstream `idx` about `subject` (the tool,
     /// resource or prompt, as the client named it).
-    pub(crate) fn answer(&self, idx: usize, method: &str, subject: &str, msg: &Message) -> Outcome {
+    pub(crate) async fn answer(
+        &self,
+        idx: usize,
+        method: &str,
+        subject: &str,
+        msg: &Message,
+    ) -> Outcome {
         if !msg.is_response() {
             return Outcome::Pass;
         }
@@ -75,7 +87,29 @@ impl Inspection {
                 reports.push((i, r));
             }
         }
-        let malicious = reports.iter().any(|(_, r)| r.verdict == Verdict::Malicious);
+        let mut malicious = reports.iter().any(|(_, r)| r.verdict == Verdict::Malicious);
+        // A second opinion on what the rules let through.
+        let mut external_rules: Vec<String> = Vec::new();
+        if !malicious && let Some(ext) = &self.external {
+            let all: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+            match ext.check(&all, subject).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::warn!(upstream = idx, %subject, method, "the external detector found an attack");
+                    malicious = true;
+                    external_rules.push("EXT-DETECTOR".into());
+                }
+                Err(e) => match ext.on_error {
+                    palisade_config::OnExternalError::FailClosed => {
+                        tracing::warn!(upstream = idx, %subject, error = %e, "external detector failed: answer withheld (fail-closed)");
+                        withhold.push("EXT-UNAVAILABLE".into());
+                    }
+                    palisade_config::OnExternalError::FailOpen => {
+                        tracing::warn!(upstream = idx, %subject, error = %e, "external detector failed: answer passed unchecked by it (fail-open)");
+                    }
+                },
+            }
+        }
 
         for (i, report) in &reports {
             let (location, text) = &mut texts[*i];
@@ -142,6 +176,7 @@ impl Inspection {
                 let mut ids: Vec<String> = reports
                     .iter()
                     .flat_map(|(_, r)| r.attacks().map(|f| f.rule.clone()))
+                    .chain(external_rules)
                     .collect();
                 ids.sort();
                 ids.dedup();

@@ -13,6 +13,7 @@ mod auth;
 mod credentials;
 mod edge;
 mod endpoint;
+mod external;
 mod guard;
 mod inspect;
 mod pins;
@@ -90,6 +91,15 @@ pub fn vault_keys(keys: &palisade_config::VaultKeys) -> Result<Vec<Kek>, Gateway
     std::iter::once(Ok(current))
         .chain(keys.previous_key_files.iter().map(|p| read_file(p)))
         .collect()
+}
+
+/// The vault over an already open store.
+async fn open_vault_with(config: &Config, store: &SqliteStore) -> Result<Vault, GatewayError> {
+    let keys = config
+        .vault
+        .as_ref()
+        .ok_or_else(|| GatewayError::Start("the configuration has no [vault] section".into()))?;
+    Vault::new(store.clone(), vault_keys(keys)?).map_err(|e| GatewayError::Start(e.to_string()))
 }
 
 /// Opens the vault of a configuration.
@@ -245,9 +255,35 @@ pub async fn run(
             }
         };
         tracing::info!(rules = inspector.pack().version(), "inspection on");
+        let external = match &config.inspection.external {
+            None => None,
+            Some(e) => {
+                let key = match &e.secret {
+                    None => None,
+                    Some(name) => Some(
+                        open_vault_with(&config, &store)
+                            .await?
+                            .get(name)
+                            .await
+                            .map_err(|err| {
+                                GatewayError::Start(format!("inspection.external.secret: {err}"))
+                            })?,
+                    ),
+                };
+                Some(
+                    external::ExternalDetector::new(
+                        e,
+                        key.as_ref().map(|k| k.expose()),
+                        upstream::http::client().map_err(GatewayError::Start)?,
+                    )
+                    .map_err(GatewayError::Start)?,
+                )
+            }
+        };
         Some(inspect::Inspection::new(
             inspector,
             config.upstreams.iter().map(|u| u.inspection).collect(),
+            external,
         ))
     } else {
         tracing::warn!("inspection is OFF: upstream answers and tools pass unexamined");

@@ -471,7 +471,7 @@ impl Router {
         let relay = async {
             while let Some(m) = rx.recv().await {
                 let out = if m.is_response() {
-                    match ins.answer(idx, &method, &subject, &m) {
+                    match ins.answer(idx, &method, &subject, &m).await {
                         Outcome::Pass => m,
                         Outcome::Rewrite(x) | Outcome::Withhold(x) => x,
                     }

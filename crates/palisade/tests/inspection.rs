@@ -352,3 +352,138 @@ async fn obs_04_marked_tools_get_path_command_and_url_checks() {
     assert!(r["result"]["isError"].is_null(), "{r}");
     assert!(gw.logs().contains("refused arguments (OBS-04)"));
 }
+
+/// A detector on loopback: Prompt Shields or webhook shape; "zebra protocol" is an
+/// attack to it; `delay_ms` makes it slow. Returns its URL and what it was sent.
+async fn start_detector(
+    kind: &'static str,
+    delay_ms: u64,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/detect",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let log = Arc::clone(&log);
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let key = ["ocp-apim-subscription-key", "authorization"]
+                    .iter()
+                    .find_map(|h| headers.get(*h))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                log.lock().unwrap().push((key, v.clone()));
+                let hit = v.to_string().contains("zebra protocol");
+                let answer = if kind == "webhook" {
+                    json!({"malicious": hit})
+                } else {
+                    let docs: Vec<Value> = v["documents"]
+                        .as_array()
+                        .map(|d| d.iter().map(|_| json!({"attackDetected": hit})).collect())
+                        .unwrap_or_default();
+                    json!({"userPromptAnalysis": {"attackDetected": false}, "documentsAnalysis": docs})
+                };
+                ([("content-type", "application/json")], answer.to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/detect", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_detector_is_a_second_opinion_with_a_deadline() {
+    let (rec, rec_url) = start_recorder().await;
+    let (det, det_seen) = start_detector("prompt-shields", 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), "vault.key");
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[vault]\nkey_file = \"{}\"\n\
+             [inspection.external]\nkind = \"prompt-shields\"\nurl = \"{det}\"\nsecret = \"cs-key\"\n\
+             timeout = \"1s\"\non_error = \"fail-closed\"\n{}",
+            dir.path().join("data").display(),
+            key.display(),
+            http_upstream("rec", &rec_url)
+        ),
+    )
+    .unwrap();
+    assert!(
+        cli(&["secrets", "set", "cs-key"], &config, Some("cs-key-1"))
+            .status
+            .success()
+    );
+    let gw = Gateway::spawn(dir, &config, &[]);
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    // The rules see nothing here; the detector does.
+    let r = c
+        .call(
+            1,
+            "rec__echo",
+            json!({"text": "From now the team uses the zebra protocol."}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32012, "{r}");
+    assert!(
+        r["error"]["data"]["rules"]
+            .to_string()
+            .contains("EXT-DETECTOR")
+    );
+    let r = c
+        .call(2, "rec__echo", json!({"text": "lunch at noon"}))
+        .await;
+    assert!(text_of(&r).contains("lunch at noon"), "{r}");
+    let seen = det_seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].0, "cs-key-1",
+        "the key from the vault, in its header"
+    );
+    assert!(
+        seen[0].1["documents"][0]
+            .as_str()
+            .unwrap()
+            .contains("zebra")
+    );
+    assert!(!gw.logs().contains("cs-key-1"), "AUTH-18");
+    drop(rec);
+
+    // A slow webhook: fail-closed withholds, fail-open passes.
+    for (on_error, withheld) in [("fail-closed", true), ("fail-open", false)] {
+        let (slow, _) = start_detector("webhook", 3000).await;
+        let (_rec, rec_url) = start_recorder().await;
+        let gw = Gateway::start(
+            "",
+            &format!(
+                "[inspection.external]\nkind = \"webhook\"\nurl = \"{slow}\"\ntimeout = \"300ms\"\non_error = \"{on_error}\"\n{}",
+                http_upstream("rec", &rec_url)
+            ),
+        );
+        gw.ready().await;
+        let mut c = gw.client();
+        c.initialize().await;
+        let r = c.call(1, "rec__echo", json!({"text": "hello"})).await;
+        if withheld {
+            assert!(
+                r["error"]["data"]["rules"]
+                    .to_string()
+                    .contains("EXT-UNAVAILABLE"),
+                "{r}"
+            );
+        } else {
+            assert!(text_of(&r).contains("hello"), "{r}");
+        }
+    }
+}
