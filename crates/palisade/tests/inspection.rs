@@ -25,8 +25,17 @@ fn text_of(r: &Value) -> String {
 }
 
 async fn setup(inspection: &str) -> (Recorder, Gateway, Client) {
+    setup_full(inspection, "").await
+}
+
+/// A gateway with `before` ahead of the recorder's [[upstream]] table and `after`
+/// inside it, and a client with a session.
+async fn setup_full(before: &str, after: &str) -> (Recorder, Gateway, Client) {
     let (rec, url) = start_recorder().await;
-    let gw = Gateway::start("", &format!("{inspection}\n{}", http_upstream("rec", &url)));
+    let gw = Gateway::start(
+        "",
+        &format!("{before}\n{}{after}", http_upstream("rec", &url)),
+    );
     gw.ready().await;
     let mut c = gw.client();
     c.initialize().await;
@@ -322,17 +331,11 @@ async fn feat_04_arguments_are_validated_against_the_input_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn obs_04_marked_tools_get_path_command_and_url_checks() {
-    let (rec, url) = start_recorder().await;
-    let gw = Gateway::start(
+    let (rec, gw, c) = setup_full(
         "",
-        &format!(
-            "{}[upstream.argument_checks]\nurls = [\"ech*\"]\npaths = [\"sum\"]\n",
-            http_upstream("rec", &url)
-        ),
-    );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
+        "[upstream.argument_checks]\nurls = [\"ech*\"]\npaths = [\"sum\"]\n",
+    )
+    .await;
     let r = c
         .call(
             1,
@@ -463,17 +466,13 @@ async fn an_external_detector_is_a_second_opinion_with_a_deadline() {
     // A slow webhook: fail-closed withholds, fail-open passes.
     for (on_error, withheld) in [("fail-closed", true), ("fail-open", false)] {
         let (slow, _) = start_detector("webhook", 3000).await;
-        let (_rec, rec_url) = start_recorder().await;
-        let gw = Gateway::start(
-            "",
+        let (_rec, _gw, c) = setup_full(
             &format!(
-                "[inspection.external]\nkind = \"webhook\"\nurl = \"{slow}\"\ntimeout = \"300ms\"\non_error = \"{on_error}\"\n{}",
-                http_upstream("rec", &rec_url)
+                "[inspection.external]\nkind = \"webhook\"\nurl = \"{slow}\"\ntimeout = \"300ms\"\non_error = \"{on_error}\""
             ),
-        );
-        gw.ready().await;
-        let mut c = gw.client();
-        c.initialize().await;
+            "",
+        )
+        .await;
         let r = c.call(1, "rec__echo", json!({"text": "hello"})).await;
         if withheld {
             assert!(
