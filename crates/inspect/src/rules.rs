@@ -322,7 +322,7 @@ impl RulePack {
         } else {
             Some(
                 AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
+                    .ascii_case_insensitive(false)
                     .match_kind(MatchKind::LeftmostLongest)
                     .kind(Some(AhoCorasickKind::DFA))
                     .build(&triggers)
@@ -390,11 +390,14 @@ impl RulePack {
             .collect();
         if let Some(ac) = &self.prefilter {
             let t = std::time::Instant::now();
-            let n: usize = texts.iter().map(|x| ac.find_iter(*x).count()).sum();
+            let n: usize = texts
+                .iter()
+                .map(|x| ac.find_iter(x.to_ascii_lowercase().as_str()).count())
+                .sum();
             out.push((format!("(prefilter, {n} hits)"), t.elapsed()));
             let mut per: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
             for x in texts {
-                for m in ac.find_iter(*x) {
+                for m in ac.find_iter(x.to_ascii_lowercase().as_str()) {
                     *per.entry(m.pattern().as_usize()).or_default() += 1;
                 }
             }
@@ -418,12 +421,15 @@ impl RulePack {
     /// Runs every rule of `scope` whose triggers occur in `text`.
     pub(crate) fn scan<'p>(&'p self, text: &str, scope: Scope, out: &mut Vec<RuleMatch<'p>>) {
         let mut woken = vec![false; self.rules.len()];
+        // One lowercase copy serves the trigger automaton (built from lowercase
+        // triggers, which keeps it small) and the folded rules.
+        let lower = text.to_ascii_lowercase();
         // Where each woken rule's triggers occur; `None` once there are so many that
         // the whole text is cheaper.
         let mut windows: Vec<Option<Vec<(usize, usize)>>> =
             vec![Some(Vec::new()); self.rules.len()];
         if let Some(ac) = &self.prefilter {
-            for m in ac.find_iter(text) {
+            for m in ac.find_iter(lower.as_str()) {
                 for &r in &self.woken_by[m.pattern().as_usize()] {
                     woken[r] = true;
                     let start = m.start().saturating_sub(WINDOW);
@@ -467,7 +473,6 @@ impl RulePack {
             // set runs on the text as given, and each rule that can match re-runs on
             // the text it expects.
             // The set's patterns are the rules' own: folded ones expect lowercase.
-            let lower = text.to_ascii_lowercase();
             if set.is_match(lower.as_bytes()) || set.is_match(text.as_bytes()) {
                 let hits = set.matches(lower.as_bytes());
                 let raw_hits = set.matches(text.as_bytes());
@@ -510,20 +515,11 @@ impl RulePack {
                 windows[r] = Some(w);
             }
         }
-        let lower = woken
-            .iter()
-            .zip(&self.rules)
-            .any(|(w, r)| *w && r.folded && r.scopes.contains(&scope))
-            .then(|| text.to_ascii_lowercase());
         for ((rule, w), win) in self.rules.iter().zip(woken).zip(windows) {
             if !w || !rule.scopes.contains(&scope) {
                 continue;
             }
-            let hay = if rule.folded {
-                lower.as_deref().unwrap_or(text)
-            } else {
-                text
-            };
+            let hay = if rule.folded { lower.as_str() } else { text };
             match win {
                 Some(ws) if !ws.is_empty() => {
                     for (mut a, mut b) in ws {
