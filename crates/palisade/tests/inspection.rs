@@ -486,3 +486,37 @@ async fn an_external_detector_is_a_second_opinion_with_a_deadline() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_upstream_example_refuses_a_poisoned_tool_at_first_sight() {
+    let (rec, url) = start_recorder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/http-upstream.toml");
+    let env = [
+        ("UPSTREAM_URL", url.as_str()),
+        ("PALISADE_LISTEN", "127.0.0.1:0"),
+        ("PALISADE_DATA_DIR", data.to_str().unwrap()),
+    ];
+    let gw = Gateway::spawn(dir, &example, &env);
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let list = c
+        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    let names = tool_names(&list);
+    assert!(names.contains(&"up__echo".to_owned()), "{names:?}");
+    assert!(!names.contains(&"up__lookup".to_owned()), "{names:?}");
+    let r = c.call(2, "up__lookup", json!({"word": "x"})).await;
+    assert_eq!(r["error"]["code"], -32012, "{r}");
+    assert!(!rec.all_text().contains("\"lookup\""));
+    // `palisade pins --config` with the example and the same environment sees it.
+    let out = cli_with_env(&["pins", "list", "--pending"], &example, None, &env);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("lookup") && text.contains("failed inspection"),
+        "{text}"
+    );
+}
