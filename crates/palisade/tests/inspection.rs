@@ -396,10 +396,7 @@ async fn start_detector(
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/detect", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
+    (format!("{}/detect", serve_loopback(app).await), seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,9 +177,7 @@ async fn auth_16_bcp_03_client_credentials_tokens_are_for_the_upstream_only() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let as_url = format!("http://{}/token", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let as_url = format!("{}/token", serve_loopback(app).await);
 
     let dir = tempfile::tempdir().unwrap();
     let k1 = new_key(dir.path(), "k1.key");

@@ -463,10 +463,16 @@ pub async fn start_recorder() -> (Recorder, String) {
     let app = axum::Router::new()
         .route("/mcp", axum::routing::any(recorder_handler))
         .with_state(rec.clone());
+    (rec, format!("{}/mcp", serve_loopback(app).await))
+}
+
+/// Serves `app` on a free loopback port for the rest of the test; returns
+/// `http://127.0.0.1:<port>`.
+pub async fn serve_loopback(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (rec, format!("http://{addr}/mcp"))
+    format!("http://{addr}")
 }
 
 /// Runs `palisade <args> --config <config>`, with `stdin` piped in.
