@@ -1,0 +1,397 @@
+//! Stage 2 for one `[[upstream]]` table: name, transport, timeouts, scopes, the
+//! gateway's credential for it, inspection, argument checks and pinning.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Ctx, RESERVED_HEADERS, RawActions, RawConfig, RawTransport, check_http_url, is_loopback_host,
+    url_scheme_host,
+};
+use crate::{ConfigError, Env, HttpSpec, Limits, StdioSpec, Transport, Upstream};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    secret: Spanned<String>,
+    #[serde(default)]
+    header: Option<Spanned<String>>,
+    #[serde(default)]
+    prefix: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientCredentials {
+    token_endpoint: Spanned<String>,
+    client_id: Spanned<String>,
+    client_secret: Spanned<String>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenExchange {
+    token_endpoint: Spanned<String>,
+    client_id: Spanned<String>,
+    client_secret: Spanned<String>,
+    #[serde(default)]
+    audience: Option<Spanned<String>>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    name: Spanned<String>,
+    transport: Spanned<RawTransport>,
+    command: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    cwd: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    required_scopes: Vec<Spanned<String>>,
+    credential: Option<RawCredential>,
+    client_credentials: Option<RawClientCredentials>,
+    token_exchange: Option<RawTokenExchange>,
+    inspection: Option<RawActions>,
+    pinning: Option<crate::PinMode>,
+    argument_checks: Option<RawArgumentChecks>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawArgumentChecks {
+    #[serde(default)]
+    paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    commands: Vec<Spanned<String>>,
+    #[serde(default)]
+    urls: Vec<Spanned<String>>,
+}
+
+impl RawConfig {
+    /// Validates one upstream table; `upstreams` are the ones before it.
+    pub(super) fn build_upstream<E: Env>(
+        &self,
+        cx: &Ctx<'_, E>,
+        u: &RawUpstream,
+        upstreams: &[Upstream],
+        limits: &Limits,
+        base_actions: crate::InspectionActions,
+    ) -> Result<Upstream, ConfigError> {
+        let name = cx.string(&u.name, "upstream.name")?;
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid {
+            return Err(cx.at(
+                &u.name,
+                "upstream.name",
+                format!("`{name}` must be 1-32 characters of A-Z, a-z, 0-9 and -"),
+            ));
+        }
+        if upstreams.iter().any(|o| o.name.eq_ignore_ascii_case(&name)) {
+            return Err(cx.at(&u.name, "upstream.name", format!("`{name}` is used twice")));
+        }
+        let key = |k: &str| format!("upstream.{name}.{k}");
+        let transport = match *u.transport.get_ref() {
+            RawTransport::Stdio => {
+                if let Some(url) = &u.url {
+                    return Err(cx.at(url, &key("url"), "not allowed with transport = \"stdio\""));
+                }
+                let Some(cmd) = &u.command else {
+                    return Err(cx.at(
+                        &u.transport,
+                        &key("command"),
+                        "a stdio upstream needs `command`",
+                    ));
+                };
+                let command = cx.string(cmd, &key("command"))?;
+                if command.trim().is_empty() {
+                    return Err(cx.at(cmd, &key("command"), "must not be empty"));
+                }
+                let args = u
+                    .args
+                    .iter()
+                    .map(|a| cx.string(a, &key("args")))
+                    .collect::<Result<_, _>>()?;
+                let mut env = BTreeMap::new();
+                for (k, v) in &u.env {
+                    let valid = !k.is_empty() && !k.contains(['=', '\0']);
+                    if !valid {
+                        return Err(cx.at(v, &key("env"), format!("`{k}` is not a variable name")));
+                    }
+                    env.insert(k.clone(), cx.string(v, &key(&format!("env.{k}")))?);
+                }
+                let cwd = u
+                    .cwd
+                    .as_ref()
+                    .map(|c| cx.string(c, &key("cwd")).map(PathBuf::from))
+                    .transpose()?;
+                Transport::Stdio(StdioSpec {
+                    command: PathBuf::from(command),
+                    args,
+                    env,
+                    cwd,
+                })
+            }
+            RawTransport::StreamableHttp => {
+                for (present, k) in [
+                    (u.command.is_some(), "command"),
+                    (!u.args.is_empty(), "args"),
+                    (!u.env.is_empty(), "env"),
+                    (u.cwd.is_some(), "cwd"),
+                ] {
+                    if present {
+                        return Err(cx.at(
+                            &u.transport,
+                            &key(k),
+                            "not allowed with transport = \"streamable-http\"",
+                        ));
+                    }
+                }
+                let Some(url_v) = &u.url else {
+                    return Err(cx.at(
+                        &u.transport,
+                        &key("url"),
+                        "a streamable-http upstream needs `url`",
+                    ));
+                };
+                let url = cx.string(url_v, &key("url"))?;
+                match url_scheme_host(&url) {
+                    Some(("https", _)) => {}
+                    Some(("http", host)) if is_loopback_host(host) => {}
+                    Some(("http", _)) => {
+                        return Err(cx.at(
+                            url_v,
+                            &key("url"),
+                            format!(
+                                "`{url}`: plain http is allowed only to loopback hosts; use https"
+                            ),
+                        ));
+                    }
+                    _ => {
+                        return Err(cx.at(
+                            url_v,
+                            &key("url"),
+                            format!("`{url}` is not an http(s) URL without credentials"),
+                        ));
+                    }
+                }
+                Transport::Http(HttpSpec { url })
+            }
+        };
+        let request_timeout = u
+            .request_timeout
+            .as_ref()
+            .map(|v| {
+                cx.duration(
+                    Some(v),
+                    &key("request_timeout"),
+                    limits.request_timeout,
+                    limits.max_request_timeout,
+                )
+            })
+            .transpose()?;
+        let mut required_scopes = Vec::new();
+        for sc in &u.required_scopes {
+            if self.auth.is_none() {
+                return Err(cx.at(sc, &key("required_scopes"), "needs an [auth] section"));
+            }
+            let v = cx.string(sc, &key("required_scopes"))?;
+            if v.is_empty() || v.contains([' ', '"', '\\']) {
+                return Err(cx.at(sc, &key("required_scopes"), format!("`{v}` is not a scope")));
+            }
+            required_scopes.push(v);
+        }
+        let credential = match &u.credential {
+            None => None,
+            Some(c) => {
+                if !matches!(transport, Transport::Http(_)) {
+                    return Err(cx.at(
+                        &c.secret,
+                        &key("credential"),
+                        "only Streamable HTTP upstreams take a credential header",
+                    ));
+                }
+                if self.vault.is_none() {
+                    return Err(cx.at(&c.secret, &key("credential"), "needs a [vault] section"));
+                }
+                let secret = cx.string(&c.secret, &key("credential.secret"))?;
+                let header = match &c.header {
+                    Some(h) => cx
+                        .string(h, &key("credential.header"))?
+                        .to_ascii_lowercase(),
+                    None => "authorization".to_owned(),
+                };
+                let valid = !header.is_empty()
+                    && header
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !RESERVED_HEADERS.contains(&header.as_str());
+                if !valid {
+                    return Err(cx.at(
+                        &c.secret,
+                        &key("credential.header"),
+                        format!("`{header}` cannot carry a credential"),
+                    ));
+                }
+                let prefix = match &c.prefix {
+                    Some(p) => cx.string(p, &key("credential.prefix"))?,
+                    None if header == "authorization" => "Bearer ".to_owned(),
+                    None => String::new(),
+                };
+                Some(crate::Credential {
+                    secret,
+                    header,
+                    prefix,
+                })
+            }
+        };
+        let client_credentials = match &u.client_credentials {
+            None => None,
+            Some(c) => {
+                if !matches!(transport, Transport::Http(_)) || credential.is_some() {
+                    return Err(cx.at(
+                        &c.token_endpoint,
+                        &key("client_credentials"),
+                        "only for Streamable HTTP upstreams, and not together with `credential`",
+                    ));
+                }
+                if self.vault.is_none() {
+                    return Err(cx.at(
+                        &c.client_secret,
+                        &key("client_credentials"),
+                        "needs a [vault] section",
+                    ));
+                }
+                let scopes = cx.scopes(&c.scopes, &key("client_credentials.scopes"))?;
+                Some(crate::ClientCredentials {
+                    token_endpoint: check_http_url(
+                        cx,
+                        &c.token_endpoint,
+                        &key("client_credentials.token_endpoint"),
+                    )?,
+                    client_id: cx.string(&c.client_id, &key("client_credentials.client_id"))?,
+                    client_secret: cx
+                        .string(&c.client_secret, &key("client_credentials.client_secret"))?,
+                    scopes,
+                })
+            }
+        };
+        let token_exchange = match &u.token_exchange {
+            None => None,
+            Some(c) => {
+                if !matches!(transport, Transport::Http(_))
+                    || credential.is_some()
+                    || client_credentials.is_some()
+                {
+                    return Err(cx.at(
+                        &c.token_endpoint,
+                        &key("token_exchange"),
+                        "only for Streamable HTTP upstreams, and not together with \
+                         `credential` or `client_credentials`",
+                    ));
+                }
+                if self.auth.is_none() {
+                    return Err(cx.at(
+                        &c.token_endpoint,
+                        &key("token_exchange"),
+                        "needs an [auth] section: it exchanges the caller's access token",
+                    ));
+                }
+                if self.vault.is_none() {
+                    return Err(cx.at(
+                        &c.client_secret,
+                        &key("token_exchange"),
+                        "needs a [vault] section",
+                    ));
+                }
+                let audience = match &c.audience {
+                    None => None,
+                    Some(a) => {
+                        let v = cx.string(a, &key("token_exchange.audience"))?;
+                        if v.trim().is_empty() {
+                            return Err(cx.at(
+                                a,
+                                &key("token_exchange.audience"),
+                                "must not be empty",
+                            ));
+                        }
+                        Some(v)
+                    }
+                };
+                Some(crate::TokenExchange {
+                    token_endpoint: check_http_url(
+                        cx,
+                        &c.token_endpoint,
+                        &key("token_exchange.token_endpoint"),
+                    )?,
+                    client_id: cx.string(&c.client_id, &key("token_exchange.client_id"))?,
+                    client_secret: cx
+                        .string(&c.client_secret, &key("token_exchange.client_secret"))?,
+                    audience,
+                    scopes: cx.scopes(&c.scopes, &key("token_exchange.scopes"))?,
+                })
+            }
+        };
+        let argument_checks = match &u.argument_checks {
+            None => crate::ArgumentChecks::default(),
+            Some(a) => {
+                let globs =
+                    |list: &[Spanned<String>], key: &str| -> Result<Vec<String>, ConfigError> {
+                        list.iter()
+                            .map(|v| {
+                                let g = cx.string(v, key)?;
+                                let ok = !g.is_empty()
+                                    && g.len() <= 128
+                                    && g.bytes().all(|b| {
+                                        b.is_ascii_alphanumeric()
+                                            || matches!(b, b'_' | b'.' | b'-' | b'*')
+                                    });
+                                if ok {
+                                    Ok(g)
+                                } else {
+                                    Err(cx.at(
+                                        v,
+                                        key,
+                                        format!("`{g}` is not a tool name or a glob like read_*"),
+                                    ))
+                                }
+                            })
+                            .collect()
+                    };
+                crate::ArgumentChecks {
+                    paths: globs(&a.paths, &key("argument_checks.paths"))?,
+                    commands: globs(&a.commands, &key("argument_checks.commands"))?,
+                    urls: globs(&a.urls, &key("argument_checks.urls"))?,
+                }
+            }
+        };
+        Ok(Upstream {
+            name,
+            transport,
+            request_timeout,
+            required_scopes,
+            credential,
+            client_credentials,
+            token_exchange,
+            inspection: u.inspection.map_or(base_actions, |a| a.over(base_actions)),
+            argument_checks,
+            pinning: u
+                .pinning
+                .or_else(|| self.pinning.as_ref().and_then(|p| p.mode))
+                .unwrap_or_default(),
+        })
+    }
+}
