@@ -23,7 +23,13 @@ pub(crate) struct Inspection {
     inspector: Arc<Inspector>,
     actions: Vec<InspectionActions>,
     external: Option<crate::external::ExternalDetector>,
+    /// Verdicts on definitions by the hash of their canonical JSON: an unchanged
+    /// definition is inspected (and its findings logged) once, not on every list.
+    verdicts: std::sync::Mutex<std::collections::HashMap<String, Option<Vec<String>>>>,
 }
+
+/// Definition verdicts kept; beyond this the cache starts over.
+const MAX_VERDICTS: usize = 10_000;
 
 /// What one answer became.
 pub(crate) enum Outcome {
@@ -45,6 +51,7 @@ impl Inspection {
             inspector: Arc::new(inspector),
             actions,
             external,
+            verdicts: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -239,6 +246,21 @@ impl Inspection {
         kind: &str,
         item: &Value,
     ) -> Option<Vec<String>> {
+        let (_, hash) = crate::pins::canonical(item);
+        let lock = || self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = lock().get(&hash) {
+            return v.clone();
+        }
+        let verdict = self.inspect_definition(idx, kind, item);
+        let mut cache = lock();
+        if cache.len() >= MAX_VERDICTS {
+            cache.clear();
+        }
+        cache.insert(hash, verdict.clone());
+        verdict
+    }
+
+    fn inspect_definition(&self, idx: usize, kind: &str, item: &Value) -> Option<Vec<String>> {
         let report = self.inspector.inspect_tool(item);
         if report.verdict != Verdict::Malicious {
             return None;

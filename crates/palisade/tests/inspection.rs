@@ -134,6 +134,15 @@ async fn mcp03_feat_03_a_poisoned_tool_is_hidden_and_refused() {
         !names.contains(&"rec__lookup"),
         "the poisoned tool is hidden: {names:?}"
     );
+    // An unchanged definition is inspected (and logged) once, not on every list.
+    let logged = gw.logs().matches("rule=INJ-HIDDEN-BLOCK").count();
+    assert!(logged > 0, "{}", gw.logs());
+    let again = c
+        .request(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .await;
+    assert!(!again.to_string().contains("rec__lookup"));
+    assert_eq!(gw.logs().matches("rule=INJ-HIDDEN-BLOCK").count(), logged);
+    assert!(!gw.logs().contains('\u{1b}'), "plain text in log files, no colour codes");
     let r = c.call(2, "rec__lookup", json!({"word": "x"})).await;
     assert_eq!(r["error"]["code"], -32012, "{r}");
     assert!(
