@@ -142,7 +142,10 @@ async fn mcp03_feat_03_a_poisoned_tool_is_hidden_and_refused() {
         .await;
     assert!(!again.to_string().contains("rec__lookup"));
     assert_eq!(gw.logs().matches("rule=INJ-HIDDEN-BLOCK").count(), logged);
-    assert!(!gw.logs().contains('\u{1b}'), "plain text in log files, no colour codes");
+    assert!(
+        !gw.logs().contains('\u{1b}'),
+        "plain text in log files, no colour codes"
+    );
     let r = c.call(2, "rec__lookup", json!({"word": "x"})).await;
     assert_eq!(r["error"]["code"], -32012, "{r}");
     assert!(
