@@ -415,27 +415,16 @@ async fn start_detector(
 async fn an_external_detector_is_a_second_opinion_with_a_deadline() {
     let (rec, rec_url) = start_recorder().await;
     let (det, det_seen) = start_detector("prompt-shields", 0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let key = new_key(dir.path(), "vault.key");
-    let config = dir.path().join("palisade.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[vault]\nkey_file = \"{}\"\n\
-             [inspection.external]\nkind = \"prompt-shields\"\nurl = \"{det}\"\nsecret = \"cs-key\"\n\
+    let gw = spawn_with_secret(
+        "127.0.0.1:0",
+        &format!(
+            "[inspection.external]\nkind = \"prompt-shields\"\nurl = \"{det}\"\nsecret = \"cs-key\"\n\
              timeout = \"1s\"\non_error = \"fail-closed\"\n{}",
-            dir.path().join("data").display(),
-            key.display(),
             http_upstream("rec", &rec_url)
         ),
-    )
-    .unwrap();
-    assert!(
-        cli(&["secrets", "set", "cs-key"], &config, Some("cs-key-1"))
-            .status
-            .success()
+        "cs-key",
+        "cs-key-1",
     );
-    let gw = Gateway::spawn(dir, &config, &[]);
     gw.ready().await;
     let mut c = gw.client();
     c.initialize().await;

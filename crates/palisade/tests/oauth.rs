@@ -657,27 +657,14 @@ async fn setup_exchange() -> Setup {
     let (rec, url) = start_recorder().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let key = new_key(dir.path(), "vault.key");
-    let text = format!(
-        "[gateway]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-         [vault]\nkey_file = \"{}\"\n\
-         [auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\n\
+    let rest = format!(
+        "[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\n\
          {}token_exchange = {{ token_endpoint = \"{iss}/token\", client_id = \"gw-x\", \
          client_secret = \"x-secret\", audience = \"rec-api\", scopes = [\"rec:read\"] }}\n",
-        dir.path().join("data").display(),
-        key.display(),
         http_upstream("rec", &url),
         iss = idp.issuer,
     );
-    let config = dir.path().join("palisade.toml");
-    std::fs::write(&config, text).unwrap();
-    assert!(
-        cli(&["secrets", "set", "x-secret"], &config, Some("xs-41"))
-            .status
-            .success()
-    );
-    let gw = Gateway::spawn(dir, &config, &[]);
+    let gw = spawn_with_secret(&format!("127.0.0.1:{port}"), &rest, "x-secret", "xs-41");
     wait_listening(&gw).await;
     Setup {
         idp,

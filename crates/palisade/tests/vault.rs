@@ -179,23 +179,15 @@ async fn auth_16_bcp_03_client_credentials_tokens_are_for_the_upstream_only() {
     );
     let as_url = format!("{}/token", serve_loopback(app).await);
 
-    let dir = tempfile::tempdir().unwrap();
-    let k1 = new_key(dir.path(), "k1.key");
-    let text = format!(
-        "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[vault]\nkey_file = \"{}\"\n\n{}client_credentials = {{ token_endpoint = \"{as_url}\", client_id = \"palisade\", client_secret = \"as-secret\", scopes = [\"search:read\"] }}\n",
-        dir.path().join("data").display(),
-        k1.display(),
-        http_upstream("rec", &url)
+    let gw = spawn_with_secret(
+        "127.0.0.1:0",
+        &format!(
+            "{}client_credentials = {{ token_endpoint = \"{as_url}\", client_id = \"palisade\", client_secret = \"as-secret\", scopes = [\"search:read\"] }}\n",
+            http_upstream("rec", &url)
+        ),
+        "as-secret",
+        "cs-9b2",
     );
-    let config = dir.path().join("palisade.toml");
-    std::fs::write(&config, text).unwrap();
-    assert!(
-        cli(&["secrets", "set", "as-secret"], &config, Some("cs-9b2"))
-            .status
-            .success()
-    );
-
-    let gw = Gateway::spawn(dir, &config, &[]);
     gw.ready().await;
     let mut c = gw.client();
     c.initialize().await;

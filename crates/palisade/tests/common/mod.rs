@@ -517,3 +517,28 @@ pub fn new_key(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     std::fs::write(&path, key).unwrap();
     path
 }
+
+/// Starts `palisade serve` listening on `listen`, with a fresh vault key, `rest` after
+/// the `[gateway]` and `[vault]` sections, and the vault secret `name` set to `value`
+/// before the start.
+pub fn spawn_with_secret(listen: &str, rest: &str, name: &str, value: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), "vault.key");
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n[vault]\nkey_file = \"{}\"\n{rest}",
+            dir.path().join("data").display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let set = cli(&["secrets", "set", name], &config, Some(value));
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    Gateway::spawn(dir, &config, &[])
+}
