@@ -240,15 +240,16 @@ impl Inspection {
 
     /// Inspects one tool or prompt definition of upstream `idx`. Returns the rules
     /// that make it malicious, if they do (logged, never the text).
+    /// `hash` is the hash of the item's canonical form (`pins::canonical`).
     pub(crate) fn check_definition(
         &self,
         idx: usize,
         kind: &str,
         item: &Value,
+        hash: &str,
     ) -> Option<Vec<String>> {
-        let (_, hash) = crate::pins::canonical(item);
         let lock = || self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = lock().get(&hash) {
+        if let Some(v) = lock().get(hash) {
             return v.clone();
         }
         let verdict = self.inspect_definition(idx, kind, item);
@@ -256,7 +257,7 @@ impl Inspection {
         if cache.len() >= MAX_VERDICTS {
             cache.clear();
         }
-        cache.insert(hash, verdict.clone());
+        cache.insert(hash.to_owned(), verdict.clone());
         verdict
     }
 

@@ -55,24 +55,22 @@ impl Pins {
     /// Whether a definition may be offered: it matches an approved pin, or is new and
     /// trusted on first use. `failed` holds the inspection rules it failed, if any;
     /// such a definition is never trusted on first use. A store error admits nothing.
+    /// `definition` and `hash` are the item's [`canonical`] form.
     pub(crate) async fn admit(
         &self,
         idx: usize,
         kind: &str,
-        item: &Value,
+        name: &str,
+        (definition, hash): (&str, &str),
         failed: Option<&[String]>,
     ) -> bool {
-        let Some(name) = item.get("name").and_then(Value::as_str) else {
-            return false;
-        };
-        let (definition, hash) = canonical(item);
         let key = (idx, kind.to_owned(), name.to_owned());
         if self
             .approved
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
-            .is_some_and(|h| *h == hash)
+            .is_some_and(|h| h == hash)
         {
             return true;
         }
@@ -85,8 +83,8 @@ impl Pins {
                     upstream,
                     kind,
                     name,
-                    hash: &hash,
-                    definition: &definition,
+                    hash,
+                    definition,
                 },
                 self.modes.get(idx) == Some(&PinMode::Tofu),
                 note.as_deref(),
@@ -101,7 +99,7 @@ impl Pins {
                 self.approved
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, hash);
+                    .insert(key, hash.to_owned());
                 true
             }
             Ok(Seen::Pending) => {

@@ -227,11 +227,12 @@ impl Router {
         let Some(name) = item.get("name").and_then(Value::as_str) else {
             return false;
         };
+        let (definition, hash) = crate::pins::canonical(item);
         // With `tools = "flag"`, a failed inspection is only logged.
         let failed = self
             .inspection
             .as_ref()
-            .and_then(|i| i.check_definition(idx, kind, item))
+            .and_then(|i| i.check_definition(idx, kind, item, &hash))
             .filter(|_| {
                 self.inspection
                     .as_ref()
@@ -239,7 +240,8 @@ impl Router {
             });
         let (ok, reason) = match &self.pins {
             Some(p) if p.enabled(idx) => (
-                p.admit(idx, kind, item, failed.as_deref()).await,
+                p.admit(idx, kind, name, (&definition, &hash), failed.as_deref())
+                    .await,
                 "its definition is new or changed and waits for approval (palisade pins)"
                     .to_owned(),
             ),
