@@ -143,11 +143,6 @@ impl Report {
     pub fn attacks(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.category.is_attack())
     }
-
-    /// The highest severity among attack findings.
-    pub fn max_attack_severity(&self) -> Option<Severity> {
-        self.attacks().map(|f| f.severity).max()
-    }
 }
 
 /// The detectors with one rule pack.
