@@ -327,6 +327,11 @@ pub async fn run(
 
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(endpoint::reaper(Arc::clone(&app), reaper_stop.clone()));
+    let rechecker = {
+        let app = Arc::clone(&app);
+        let stop = reaper_stop.clone();
+        tokio::spawn(async move { app.router.run_rechecks(stop).await })
+    };
 
     let routes = axum::Router::new()
         .route(
@@ -395,6 +400,7 @@ pub async fn run(
     serve_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let _ = reaper.await;
+    let _ = rechecker.await;
 
     // LOC-06: stop stdio children (stdin closed, SIGTERM, SIGKILL).
     upstream_stop.cancel();

@@ -1,11 +1,16 @@
-//! Pinning of upstream tool and prompt definitions (FEAT-02, OWASP MCP03).
+//! Pinning of an upstream's whole surface (FEAT-02, OWASP MCP03): its server
+//! instructions and every tool, prompt, resource and resource template it lists.
 //!
-//! Every definition an upstream lists is hashed over its canonical JSON (sorted
-//! keys, every nested string) and compared with the pins in the store. In `tofu` mode
-//! a new item is pinned at first sight unless it failed inspection; in `strict` mode
-//! it waits for approval. A changed definition — a rug pull — always waits: it is
-//! hidden from the list and calls to it are refused until `palisade pins approve`.
-//! Approvals made by the CLI are picked up on the next list, without a restart.
+//! Every definition is hashed over its canonical JSON (sorted keys, every nested
+//! string) and compared with the pins in the store. In `strict` mode anything new or
+//! changed waits for approval. In `tofu` mode the first list of each kind is pinned
+//! as it is (minus definitions that fail inspection); after that, a changed
+//! definition or a new name in the set — a rug pull either way — waits: it is hidden
+//! and calls to it are refused until `palisade pins approve`. Resources are the one
+//! exception: they are data, and servers add them as data appears, so in `tofu` mode
+//! a new resource URI is pinned at first sight; a changed description of a known URI
+//! still waits. Approvals made by the CLI are picked up on the next list, without a
+//! restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +29,13 @@ pub(crate) struct Pins {
     modes: Vec<PinMode>,
     /// Approved hashes seen recently, so that an unchanged list costs no query.
     approved: Mutex<HashMap<(usize, String, String), String>>,
+    /// (upstream, kind) pairs known to have been listed before.
+    seen_kinds: Mutex<std::collections::HashSet<(usize, String)>>,
 }
+
+/// The pin name of an upstream's server instructions: `@` cannot appear in a tool
+/// or prompt name that passes FEAT-03, so it never collides with one.
+pub(crate) const INSTRUCTIONS: &str = "@instructions";
 
 /// The canonical form of a definition and its SHA-256: serde_json objects keep
 /// their keys sorted, so equal definitions serialise equally.
@@ -44,6 +55,37 @@ impl Pins {
             names,
             modes,
             approved: Mutex::new(HashMap::new()),
+            seen_kinds: Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Whether this is the first time upstream `idx` lists anything of `kind` (its
+    /// first sight, in `tofu` mode). Ask once per list, before admitting its items. A
+    /// store error counts as seen: nothing new is trusted on a guess.
+    pub(crate) async fn first_sight(&self, idx: usize, kind: &str) -> bool {
+        let key = (idx, kind.to_owned());
+        if self
+            .seen_kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return false;
+        }
+        let upstream = self.names.get(idx).map_or("", String::as_str);
+        match self.store.pin_kind_seen(upstream, kind).await {
+            Ok(false) => true,
+            Ok(true) => {
+                self.seen_kinds
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key);
+                false
+            }
+            Err(e) => {
+                tracing::error!(%upstream, kind, error = %e, "pin store error");
+                false
+            }
         }
     }
 
@@ -53,9 +95,10 @@ impl Pins {
     }
 
     /// Whether a definition may be offered: it matches an approved pin, or is new and
-    /// trusted on first use. `failed` holds the inspection rules it failed, if any;
-    /// such a definition is never trusted on first use. A store error admits nothing.
-    /// `definition` and `hash` are the item's [`canonical`] form.
+    /// trusted on first use (`first_sight` is [`Pins::first_sight`] of its list).
+    /// `failed` holds the inspection rules it failed, if any; such a definition is
+    /// never trusted on first use. A store error admits nothing. `definition` and
+    /// `hash` are the item's [`canonical`] form.
     pub(crate) async fn admit(
         &self,
         idx: usize,
@@ -63,6 +106,7 @@ impl Pins {
         name: &str,
         (definition, hash): (&str, &str),
         failed: Option<&[String]>,
+        first_sight: bool,
     ) -> bool {
         let key = (idx, kind.to_owned(), name.to_owned());
         if self
@@ -75,7 +119,15 @@ impl Pins {
             return true;
         }
         let upstream = self.names.get(idx).map_or("", String::as_str);
-        let note = failed.map(|r| format!("failed inspection: {}", r.join(", ")));
+        let tofu = self.modes.get(idx) == Some(&PinMode::Tofu);
+        let trust_new = tofu && (first_sight || kind == "resource");
+        let note = match failed {
+            Some(r) => Some(format!("failed inspection: {}", r.join(", "))),
+            None if tofu && !trust_new => {
+                Some("new or changed since the upstream was first pinned".to_owned())
+            }
+            None => None,
+        };
         let seen = self
             .store
             .pin_observe(
@@ -86,7 +138,7 @@ impl Pins {
                     hash,
                     definition,
                 },
-                self.modes.get(idx) == Some(&PinMode::Tofu),
+                trust_new,
                 note.as_deref(),
                 crate::session::unix_now(),
             )

@@ -18,7 +18,7 @@ use crate::guard::{Denial, Exchange, GuardChain};
 use crate::inspect::{Inspection, Outcome};
 use crate::pins::Pins;
 use crate::principal::{Principal, SubjectSlot, SubjectToken};
-use crate::session::{NewSession, Session, SessionTable, mint_session_id};
+use crate::session::{NewSession, Recheck, Rechecks, Session, SessionTable, mint_session_id};
 use crate::upstream::http::{HttpLink, HttpTarget};
 use crate::upstream::{self, Link, Sink, Timeouts, stdio::StdioUpstream};
 
@@ -65,7 +65,14 @@ pub(crate) struct Router {
     schemas: std::sync::Mutex<SchemaCache>,
     /// Per upstream: tools whose arguments get path, command or URL checks (OBS-04).
     argument_checks: Vec<palisade_config::ArgumentChecks>,
+    /// Lists upstreams announced as changed, waiting to be re-checked.
+    rechecks: Arc<Rechecks>,
+    recheck_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Recheck>>>,
 }
+
+/// Re-checks waiting at most; more announcements are dropped until there is room
+/// (the next list checks anyway).
+const RECHECK_QUEUE: usize = 64;
 
 /// A JSON-RPC error for the client, before any upstream is involved.
 fn error(id: &Id, code: ErrorCode, msg: &str) -> Message {
@@ -112,8 +119,11 @@ impl Router {
                 cap: l.max_request_timeout,
             })
             .collect();
+        let (rechecks, recheck_queue) = Rechecks::new(RECHECK_QUEUE);
         Self {
             upstreams,
+            rechecks: Arc::new(rechecks),
+            recheck_queue: std::sync::Mutex::new(Some(recheck_queue)),
             scopes: config
                 .upstreams
                 .iter()
@@ -221,18 +231,29 @@ impl Router {
         ))
     }
 
-    /// Whether a listed tool or prompt may be offered; records the verdict so that
-    /// calls to a withheld item are refused.
-    async fn admit(&self, idx: usize, kind: &'static str, item: &Value) -> bool {
-        let Some(name) = item.get("name").and_then(Value::as_str) else {
+    /// Whether upstream `idx` lists `kind` for the first time (its first sight in
+    /// `tofu` mode); `false` when it is not pinned.
+    async fn first_sight(&self, idx: usize, kind: &str) -> bool {
+        match &self.pins {
+            Some(p) if p.enabled(idx) => p.first_sight(idx, kind).await,
+            _ => false,
+        }
+    }
+
+    /// Whether a listed item (or an upstream's instructions) may be offered; records
+    /// the verdict so that calls to or reads of a withheld item are refused.
+    /// `first_sight` is [`Router::first_sight`], asked once per list.
+    async fn admit(&self, idx: usize, kind: &'static str, item: &Value, first_sight: bool) -> bool {
+        let Some((name, form)) = pin_form(kind, item) else {
             return false;
         };
-        let (definition, hash) = crate::pins::canonical(item);
+        let name = name.as_str();
+        let (definition, hash) = crate::pins::canonical(&form);
         // With `tools = "flag"`, a failed inspection is only logged.
         let failed = self
             .inspection
             .as_ref()
-            .and_then(|i| i.check_definition(idx, kind, item, &hash))
+            .and_then(|i| i.check_definition(idx, kind, &form, &hash))
             .filter(|_| {
                 self.inspection
                     .as_ref()
@@ -240,8 +261,15 @@ impl Router {
             });
         let (ok, reason) = match &self.pins {
             Some(p) if p.enabled(idx) => (
-                p.admit(idx, kind, name, (&definition, &hash), failed.as_deref())
-                    .await,
+                p.admit(
+                    idx,
+                    kind,
+                    name,
+                    (&definition, &hash),
+                    failed.as_deref(),
+                    first_sight,
+                )
+                .await,
                 "its definition is new or changed and waits for approval (palisade pins)"
                     .to_owned(),
             ),
@@ -272,6 +300,23 @@ impl Router {
             q.insert(key, reason);
         }
         ok
+    }
+
+    /// Why a resource of upstream `idx` is withheld, if it is: its own definition, or
+    /// a withheld template its URI falls under.
+    fn resource_held(&self, idx: usize, uri: &str) -> Option<String> {
+        let q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reason) = q.get(&(idx, "resource", uri.to_owned())) {
+            return Some(reason.clone());
+        }
+        q.iter()
+            .find(|((i, kind, template), _)| {
+                *i == idx && *kind == "resource-template" && {
+                    let p = template_prefix(template);
+                    !p.is_empty() && uri.starts_with(p)
+                }
+            })
+            .map(|(_, reason)| reason.clone())
     }
 
     /// Opens a session for `principal` from an `initialize` request. Returns the
@@ -321,6 +366,7 @@ impl Router {
         }))
         .await;
 
+        let instructions = self.instructions(&links).await;
         let advertised = advertise(&links);
         let session = Arc::new(Session::new(NewSession {
             id: mint_session_id(),
@@ -331,13 +377,44 @@ impl Router {
             links,
             subject: Arc::clone(subject),
             replay_capacity: self.replay,
+            rechecks: Some(Arc::clone(&self.rechecks)),
         }));
-        let result = json!({
+        let mut result = json!({
             "protocolVersion": version.as_str(),
             "capabilities": advertised,
             "serverInfo": { "name": "palisade", "title": "Palisade MCP gateway", "version": env!("CARGO_PKG_VERSION") },
         });
+        if let (Some(text), Some(obj)) = (instructions, result.as_object_mut()) {
+            obj.insert("instructions".into(), json!(text));
+        }
         Ok((session, Message::response(id, &result)))
+    }
+
+    /// The upstreams' server instructions that pass inspection and pinning (withheld
+    /// ones are logged), each under its upstream's name when names are namespaced.
+    async fn instructions(&self, links: &[Option<Link>]) -> Option<String> {
+        let mut parts = Vec::new();
+        for (idx, link) in links.iter().enumerate() {
+            let Some(text) = link.as_ref().and_then(Link::instructions) else {
+                continue;
+            };
+            let first = self.first_sight(idx, "instructions").await;
+            let item = json!({ "instructions": text });
+            if self.admit(idx, "instructions", &item, first).await {
+                parts.push((idx, text));
+            }
+        }
+        if !self.namespace {
+            return parts.pop().map(|(_, t)| t);
+        }
+        let sections: Vec<String> = parts
+            .into_iter()
+            .map(|(idx, text)| {
+                let name = &self.names[idx];
+                format!("Upstream server `{name}` (its tools and prompts are named `{name}__…`):\n{text}")
+            })
+            .collect();
+        (!sections.is_empty()).then(|| sections.join("\n\n"))
     }
 
     /// Runs one client request of a session; everything for the client goes to `sink`.
@@ -401,7 +478,14 @@ impl Router {
                     .and_then(|p| p.get("uri")?.as_str().map(str::to_owned));
                 match uri {
                     Some(uri) => match self.route_by_uri(session, &uri).await {
-                        Some(idx) => return self.forward(session, idx, msg, sink, cancel).await,
+                        Some(idx) => match self.resource_held(idx, &uri) {
+                            Some(reason) if method != "resources/unsubscribe" => Message::error(
+                                Some(&id),
+                                ErrorCode::Withheld,
+                                &format!("This resource is quarantined: {reason}"),
+                            ),
+                            _ => return self.forward(session, idx, msg, sink, cancel).await,
+                        },
                         None => error(&id, ErrorCode::ResourceNotFound, "Resource not found"),
                     },
                     None => error(&id, ErrorCode::InvalidParams, "params.uri is required"),
@@ -708,7 +792,17 @@ impl Router {
         let mut items = Vec::new();
         let mut exact = Vec::new();
         let mut templates = Vec::new();
+        let kind = match key {
+            "tools" => "tool",
+            "prompts" => "prompt",
+            "resources" => "resource",
+            _ => "resource-template",
+        };
         for (idx, list) in per_upstream {
+            if list.is_empty() {
+                continue;
+            }
+            let first = self.first_sight(idx, kind).await;
             for mut item in list {
                 let Some(obj) = item.as_object_mut() else {
                     continue;
@@ -723,8 +817,10 @@ impl Router {
                         tracing::warn!(upstream = %self.names[idx], tool = %name, "dropped a tool with an invalid inputSchema (FEAT-04)");
                         continue;
                     }
-                    let kind = if key == "tools" { "tool" } else { "prompt" };
-                    if !self.admit(idx, kind, &Value::Object(obj.clone())).await {
+                    if !self
+                        .admit(idx, kind, &Value::Object(obj.clone()), first)
+                        .await
+                    {
                         continue;
                     }
                     let full = self.prefixed(idx, &name);
@@ -733,11 +829,18 @@ impl Router {
                         continue;
                     }
                     obj.insert("name".into(), json!(full));
-                } else if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
-                    exact.push((uri.to_owned(), idx));
-                } else if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {
-                    let prefix = t.split('{').next().unwrap_or("").to_owned();
-                    templates.push((prefix, idx));
+                } else {
+                    if !self
+                        .admit(idx, kind, &Value::Object(obj.clone()), first)
+                        .await
+                    {
+                        continue;
+                    }
+                    if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
+                        exact.push((uri.to_owned(), idx));
+                    } else if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {
+                        templates.push((template_prefix(t).to_owned(), idx));
+                    }
                 }
                 items.push(item);
             }
@@ -798,6 +901,70 @@ impl Router {
         out
     }
 
+    /// Runs the re-checks of announced list changes until `stop`; call once.
+    pub(crate) async fn run_rechecks(&self, stop: CancellationToken) {
+        let Some(mut rx) = self
+            .recheck_queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        loop {
+            let r = tokio::select! {
+                () = stop.cancelled() => return,
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => return,
+                },
+            };
+            self.rechecks.taken(&r);
+            self.recheck(&r).await;
+        }
+    }
+
+    /// Fetches a list an upstream announced as changed and admits each item again,
+    /// so that a new or changed definition is quarantined (and logged) now rather
+    /// than when a client next lists.
+    async fn recheck(&self, r: &Recheck) {
+        let Some(session) = r.session.upgrade().filter(|s| !s.is_closed()) else {
+            return;
+        };
+        let Some(Some(link)) = session.links.get(r.upstream) else {
+            return;
+        };
+        let lists: &[(&str, &str, &'static str)] = match r.list {
+            "tools/list" => &[("tools/list", "tools", "tool")],
+            "prompts/list" => &[("prompts/list", "prompts", "prompt")],
+            _ => &[
+                ("resources/list", "resources", "resource"),
+                (
+                    "resources/templates/list",
+                    "resourceTemplates",
+                    "resource-template",
+                ),
+            ],
+        };
+        for &(method, key, kind) in lists {
+            let items = self.fetch_all(link, &session, method, key).await;
+            if items.is_empty() {
+                continue;
+            }
+            let first = self.first_sight(r.upstream, kind).await;
+            let mut withheld = 0usize;
+            for item in &items {
+                if kind == "tool" && !item.get("inputSchema").is_some_and(Value::is_object) {
+                    continue;
+                }
+                if !self.admit(r.upstream, kind, item, first).await {
+                    withheld += 1;
+                }
+            }
+            tracing::info!(upstream = %self.names[r.upstream], list = method, items = items.len(), withheld, "re-checked a list the upstream announced as changed");
+        }
+    }
+
     /// Handles a client notification inside a session.
     pub(crate) async fn notification(&self, session: &Arc<Session>, msg: Message) {
         match msg.method() {
@@ -833,6 +1000,43 @@ impl Router {
             tracing::warn!(upstream = link.name(), error = %e, "could not relay a client response");
         }
     }
+}
+
+/// The name an item is pinned under and the form that is pinned and inspected:
+/// tools and prompts as listed; resources and templates by URI (or URI template),
+/// without the fields that change with the data rather than the definition (`size`,
+/// `annotations.lastModified`), and with their `name` — free text such as a file
+/// name, not an identifier — kept out of the tool-name checks; instructions as
+/// `{"instructions": …}`.
+fn pin_form(kind: &str, item: &Value) -> Option<(String, Value)> {
+    match kind {
+        "tool" | "prompt" => Some((item.get("name")?.as_str()?.to_owned(), item.clone())),
+        "resource" | "resource-template" => {
+            let key = if kind == "resource" {
+                "uri"
+            } else {
+                "uriTemplate"
+            };
+            let name = item.get(key)?.as_str()?.to_owned();
+            let mut form = item.clone();
+            let obj = form.as_object_mut()?;
+            obj.remove("size");
+            if let Some(a) = obj.get_mut("annotations").and_then(Value::as_object_mut) {
+                a.remove("lastModified");
+            }
+            if let Some(n) = obj.remove("name") {
+                obj.insert("resourceName".into(), n);
+            }
+            Some((name, form))
+        }
+        "instructions" => Some((crate::pins::INSTRUCTIONS.to_owned(), item.clone())),
+        _ => None,
+    }
+}
+
+/// The literal start of a URI template (before its first expression).
+fn template_prefix(template: &str) -> &str {
+    template.split('{').next().unwrap_or("")
 }
 
 fn has_cap(caps: &Value, name: &str) -> bool {

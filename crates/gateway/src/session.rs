@@ -76,6 +76,57 @@ pub(crate) struct Session {
     /// URI → upstream index, from the lists this session has seen.
     pub(crate) resource_index: Mutex<ResourceIndex>,
     replay_capacity: usize,
+    /// Where announced list changes go to be re-checked.
+    rechecks: Option<Arc<Rechecks>>,
+}
+
+/// A list an upstream announced as changed, to be fetched again and checked
+/// against the pins (FEAT-02).
+#[derive(Debug)]
+pub(crate) struct Recheck {
+    /// The session whose link to the upstream is used.
+    pub(crate) session: std::sync::Weak<Session>,
+    pub(crate) upstream: usize,
+    /// `tools/list`, `prompts/list` or `resources/list`.
+    pub(crate) list: &'static str,
+}
+
+/// The queue of re-checks: bounded, and at most one waiting per (upstream, list),
+/// so a burst of announcements — or one announcement to many sessions of a shared
+/// stdio child — costs one re-check.
+#[derive(Debug)]
+pub(crate) struct Rechecks {
+    tx: tokio::sync::mpsc::Sender<Recheck>,
+    queued: Mutex<std::collections::HashSet<(usize, &'static str)>>,
+}
+
+impl Rechecks {
+    pub(crate) fn new(capacity: usize) -> (Self, tokio::sync::mpsc::Receiver<Recheck>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        (
+            Self {
+                tx,
+                queued: Mutex::new(std::collections::HashSet::new()),
+            },
+            rx,
+        )
+    }
+
+    fn request(&self, r: Recheck) {
+        let key = (r.upstream, r.list);
+        if !lock(&self.queued).insert(key) {
+            return;
+        }
+        if self.tx.try_send(r).is_err() {
+            lock(&self.queued).remove(&key);
+            tracing::debug!("dropped a list re-check: the queue is full");
+        }
+    }
+
+    /// Marks a re-check as taken off the queue, so later announcements queue again.
+    pub(crate) fn taken(&self, r: &Recheck) {
+        lock(&self.queued).remove(&(r.upstream, r.list));
+    }
 }
 
 /// Where `resources/read` and friends go.
@@ -124,6 +175,7 @@ pub(crate) struct NewSession {
     pub(crate) links: Vec<Option<Link>>,
     pub(crate) subject: Arc<SubjectSlot>,
     pub(crate) replay_capacity: usize,
+    pub(crate) rechecks: Option<Arc<Rechecks>>,
 }
 
 impl Session {
@@ -137,6 +189,7 @@ impl Session {
             links,
             subject,
             replay_capacity,
+            rechecks,
         } = n;
         Self {
             id,
@@ -158,6 +211,25 @@ impl Session {
             calls: Mutex::new(HashMap::new()),
             resource_index: Mutex::new(ResourceIndex::default()),
             replay_capacity,
+            rechecks,
+        }
+    }
+
+    /// Called for every notification from upstream `idx`: a list change is queued
+    /// for a re-check through this session's link.
+    pub(crate) fn list_changed(self: &Arc<Self>, idx: usize, method: &str) {
+        let list = match method {
+            "notifications/tools/list_changed" => "tools/list",
+            "notifications/prompts/list_changed" => "prompts/list",
+            "notifications/resources/list_changed" => "resources/list",
+            _ => return,
+        };
+        if let Some(r) = &self.rechecks {
+            r.request(Recheck {
+                session: Arc::downgrade(self),
+                upstream: idx,
+                list,
+            });
         }
     }
 
@@ -460,6 +532,7 @@ mod tests {
             links: vec![],
             subject: Arc::default(),
             replay_capacity: 8,
+            rechecks: None,
         }))
     }
 

@@ -1,5 +1,6 @@
-//! Pins of what each upstream offers: every tool and prompt definition, hashed over
-//! its canonical JSON, with who approved which version and when (FEAT-02).
+//! Pins of what each upstream offers: its server instructions and every tool,
+//! prompt, resource and resource template definition, hashed over its canonical
+//! JSON, with who approved which version and when (FEAT-02).
 //!
 //! One row per (upstream, kind, name, hash). A row is `approved`, `pending` (seen,
 //! waiting for a decision), `rejected`, or `superseded` (approved once, replaced by a
@@ -12,7 +13,7 @@ use crate::{SqliteStore, StoreError};
 pub struct Pin {
     /// The upstream's configured name.
     pub upstream: String,
-    /// `tool` or `prompt`.
+    /// `tool`, `prompt`, `resource`, `resource-template` or `instructions`.
     pub kind: String,
     /// The item's name at the upstream (not namespaced).
     pub name: String,
@@ -65,7 +66,7 @@ fn pin(r: Row) -> Pin {
 pub struct Sighting<'a> {
     /// The upstream's configured name.
     pub upstream: &'a str,
-    /// `tool` or `prompt`.
+    /// `tool`, `prompt`, `resource`, `resource-template` or `instructions`.
     pub kind: &'a str,
     /// The item's name at the upstream.
     pub name: &'a str,
@@ -151,6 +152,18 @@ impl SqliteStore {
         } else {
             Seen::Pending
         })
+    }
+
+    /// Whether anything of `kind` from `upstream` has been seen before: the first
+    /// list of a kind is the upstream's first sight in trust-on-first-use mode.
+    pub async fn pin_kind_seen(&self, upstream: &str, kind: &str) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM pins WHERE upstream = ? AND kind = ? LIMIT 1")
+                .bind(upstream)
+                .bind(kind)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.is_some())
     }
 
     /// Every pin, or only those waiting for a decision.

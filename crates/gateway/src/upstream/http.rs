@@ -58,6 +58,8 @@ pub(crate) struct HttpLink {
     session_id: Option<HeaderValue>,
     version: ProtocolVersion,
     capabilities: Value,
+    /// The `instructions` of the upstream's `initialize` result, if any.
+    instructions: Option<String>,
     next_id: AtomicI64,
     max_msg: usize,
     listening: AtomicBool,
@@ -121,6 +123,7 @@ impl HttpLink {
             session_id: None,
             version: ProtocolVersion::LATEST,
             capabilities: json!({}),
+            instructions: None,
             next_id: AtomicI64::new(1),
             max_msg,
             listening: AtomicBool::new(false),
@@ -184,6 +187,10 @@ impl HttpLink {
             .get("capabilities")
             .cloned()
             .unwrap_or_else(|| json!({}));
+        link.instructions = result
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let link = Arc::new(link);
         link.send(Message::notification(
             "notifications/initialized",
@@ -195,6 +202,10 @@ impl HttpLink {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn instructions(&self) -> Option<&str> {
+        self.instructions.as_deref()
     }
 
     pub(crate) fn capabilities(&self) -> &Value {

@@ -75,6 +75,14 @@ impl Link {
         }
     }
 
+    /// The upstream's `initialize` result `instructions`, if it gave any.
+    pub(crate) fn instructions(&self) -> Option<String> {
+        match self {
+            Self::Stdio(s) => s.instructions(),
+            Self::Http(h) => h.instructions().map(str::to_owned),
+        }
+    }
+
     fn next_id(&self) -> i64 {
         match self {
             Self::Stdio(s) => s.next_id(),
@@ -149,12 +157,17 @@ impl Link {
 /// dropped it.
 pub(crate) async fn from_upstream(
     link: &Link,
-    session: &Session,
+    session: &Arc<Session>,
     idx: usize,
     msg: Message,
 ) -> Option<Message> {
     match msg.kind() {
         Kind::Notification => {
+            if let Some(method) = msg.method() {
+                // The changed list is re-checked against the pins at once, so that a
+                // rug pull is quarantined even if the client never lists again.
+                session.list_changed(idx, method);
+            }
             let cx = Exchange {
                 session,
                 advertised: &session.advertised,

@@ -171,6 +171,14 @@ impl StdioUpstream {
             .unwrap_or_else(|| json!({}))
     }
 
+    /// The `instructions` of the child's `initialize` result, if any.
+    pub(crate) fn instructions(&self) -> Option<String> {
+        lock(&self.init_result)
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
     fn writer(&self) -> Option<mpsc::Sender<Bytes>> {
         lock(&self.writer).clone()
     }
