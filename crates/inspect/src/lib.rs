@@ -239,12 +239,12 @@ impl Inspector {
         let mut matches = Vec::new();
         // Secrets and PII are matched on the original, so that redaction is exact;
         // everything else on the normalised text.
-        self.pack.scan(n.text(), scope, &mut matches);
-        if n.changed() {
-            matches.retain(|m| m.category.is_attack());
+        if !n.changed() {
+            self.pack.scan(n.text(), scope, None, &mut matches);
+        } else {
+            self.pack.scan(n.text(), scope, Some(true), &mut matches);
             let mut raw = Vec::new();
-            self.pack.scan(s, scope, &mut raw);
-            raw.retain(|m| !m.category.is_attack());
+            self.pack.scan(s, scope, Some(false), &mut raw);
             for m in &mut matches {
                 m.span = n.original_span(m.span.clone());
             }

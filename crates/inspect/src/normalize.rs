@@ -303,6 +303,15 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
         }
         prev = Some(c);
     }
+    if hidden.is_empty() && out == input {
+        // Non-ASCII text that needed no change: no second pass over the original.
+        return Normalized {
+            text: Cow::Borrowed(input),
+            map: None,
+            original_len: input.len(),
+            hidden,
+        };
+    }
     Normalized {
         text: Cow::Owned(out),
         map: Some(map),

@@ -305,25 +305,15 @@ impl RulePack {
                 unless_before,
             });
         }
-        // The scan reports the longest trigger at each position and skips those that
-        // start inside it; a trigger also wakes the rules of every trigger it contains.
-        let direct = woken_by.clone();
-        for (i, t) in triggers.iter().enumerate() {
-            for (j, u) in triggers.iter().enumerate() {
-                if i != j && t.contains(u.as_str()) {
-                    woken_by[i].extend(direct[j].iter().copied());
-                }
-            }
-            woken_by[i].sort_unstable();
-            woken_by[i].dedup();
-        }
+        // The scan reports every occurrence of every trigger, overlapping ones too, so
+        // each trigger wakes exactly its own rules.
         let prefilter = if triggers.is_empty() {
             None
         } else {
             Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(false)
-                    .match_kind(MatchKind::LeftmostLongest)
+                    .match_kind(MatchKind::Standard)
                     .kind(Some(AhoCorasickKind::DFA))
                     .build(&triggers)
                     .map_err(|e| RuleError::Parse(e.to_string()))?,
@@ -392,12 +382,15 @@ impl RulePack {
             let t = std::time::Instant::now();
             let n: usize = texts
                 .iter()
-                .map(|x| ac.find_iter(x.to_ascii_lowercase().as_str()).count())
+                .map(|x| {
+                    ac.find_overlapping_iter(x.to_ascii_lowercase().as_str())
+                        .count()
+                })
                 .sum();
             out.push((format!("(prefilter, {n} hits)"), t.elapsed()));
             let mut per: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
             for x in texts {
-                for m in ac.find_iter(x.to_ascii_lowercase().as_str()) {
+                for m in ac.find_overlapping_iter(x.to_ascii_lowercase().as_str()) {
                     *per.entry(m.pattern().as_usize()).or_default() += 1;
                 }
             }
@@ -418,8 +411,18 @@ impl RulePack {
         out
     }
 
-    /// Runs every rule of `scope` whose triggers occur in `text`.
-    pub(crate) fn scan<'p>(&'p self, text: &str, scope: Scope, out: &mut Vec<RuleMatch<'p>>) {
+    /// Runs every rule of `scope` whose triggers occur in `text`; only attack rules
+    /// (`Some(true)`), only secret and PII rules (`Some(false)`), or all (`None`).
+    pub(crate) fn scan<'p>(
+        &'p self,
+        text: &str,
+        scope: Scope,
+        attacks: Option<bool>,
+        out: &mut Vec<RuleMatch<'p>>,
+    ) {
+        let wanted = |rule: &Rule| {
+            rule.scopes.contains(&scope) && attacks.is_none_or(|a| a == rule.category.is_attack())
+        };
         let mut woken = vec![false; self.rules.len()];
         // One lowercase copy serves the trigger automaton (built from lowercase
         // triggers, which keeps it small) and the folded rules.
@@ -429,7 +432,7 @@ impl RulePack {
         let mut windows: Vec<Option<Vec<(usize, usize)>>> =
             vec![Some(Vec::new()); self.rules.len()];
         if let Some(ac) = &self.prefilter {
-            for m in ac.find_iter(lower.as_str()) {
+            for m in ac.find_overlapping_iter(lower.as_str()) {
                 for &r in &self.woken_by[m.pattern().as_usize()] {
                     woken[r] = true;
                     let start = m.start().saturating_sub(WINDOW);
@@ -464,7 +467,7 @@ impl RulePack {
             .always
             .iter()
             .copied()
-            .filter(|&r| self.rules[r].scopes.contains(&scope))
+            .filter(|&r| wanted(&self.rules[r]))
             .collect();
         if !in_scope.is_empty()
             && let Some(set) = &self.always_set
@@ -492,7 +495,7 @@ impl RulePack {
         let mut runs: Option<Vec<(usize, usize, usize)>> = None;
         for (r, rule) in self.rules.iter().enumerate() {
             let Some(min) = rule.digits else { continue };
-            if !rule.scopes.contains(&scope) {
+            if !wanted(rule) {
                 continue;
             }
             let runs = runs.get_or_insert_with(|| digit_runs(text));
@@ -516,7 +519,7 @@ impl RulePack {
             }
         }
         for ((rule, w), win) in self.rules.iter().zip(woken).zip(windows) {
-            if !w || !rule.scopes.contains(&scope) {
+            if !w || !wanted(rule) {
                 continue;
             }
             let hay = if rule.folded { lower.as_str() } else { text };

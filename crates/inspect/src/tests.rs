@@ -192,3 +192,46 @@ pattern = 'bluebird\s+protocol'
         assert!(RulePack::from_toml(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn overlapping_triggers_each_wake_their_rule() {
+    // "ignore previous" and "previous instructions" overlap in the text; neither
+    // contains the other. Each must still wake its own rule.
+    let pack = RulePack::from_toml(
+        r#"format = 1
+version = "t"
+[[rule]]
+id = "A"
+category = "injection"
+severity = "high"
+reason = "a"
+triggers = ["ignore previous"]
+pattern = 'ignore previous'
+[[rule]]
+id = "B"
+category = "injection"
+severity = "high"
+reason = "b"
+triggers = ["previous instructions"]
+pattern = 'previous instructions'
+"#,
+    )
+    .unwrap();
+    let r = Inspector::new(pack).inspect_text("Please IGNORE PREVIOUS INSTRUCTIONS now.");
+    let ids = rules(&r);
+    assert!(ids.contains(&"A") && ids.contains(&"B"), "{ids:?}");
+}
+
+#[test]
+fn non_ascii_text_that_needs_no_change_is_scanned_once_and_spans_hold() {
+    // Non-ASCII but already normal: secrets are found with exact spans.
+    let text = "Grüße — key AKIAIOSFODNN7EXAMPLQ here";
+    let i = Inspector::builtin();
+    let r = i.inspect_text(text);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.rule == "SEC-AWS-ACCESS-KEY")
+        .unwrap_or_else(|| panic!("{:?}", r.findings));
+    assert_eq!(&text[f.span.0..f.span.1], "AKIAIOSFODNN7EXAMPLQ");
+}
