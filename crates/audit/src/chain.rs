@@ -1,0 +1,251 @@
+//! Records and the chain between them.
+//!
+//! A record is one JSON line, `{"seq":…,"ts":…,"prev":…,"event":{…},"hash":…}`. `hash` is
+//! the SHA-256 of the line's own bytes up to `,"hash"` with the closing `}` — so any
+//! edited byte changes it — and `prev` is the hash of the record before; the first
+//! record of a chain has `seq` 0 and `prev` [`GENESIS`]. A checkpoint record signs
+//! the chain head before it. Every file the writer opens begins with an *opening*
+//! checkpoint, so a rotated file stands on its own and a file whose first records
+//! were cut away is recognised.
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::event::Event;
+use crate::key::{hex, key_id, unhex, verify_signature};
+
+/// The `prev` of the first record of a chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The longest record the verifier reads (a record is far smaller).
+const MAX_LINE: usize = 1 << 20;
+
+#[derive(Serialize)]
+struct Unhashed<'a> {
+    seq: u64,
+    ts: &'a str,
+    prev: &'a str,
+    event: &'a Event,
+}
+
+/// Encodes one record; returns the line (without a newline) and its hash.
+pub fn encode(
+    seq: u64,
+    ts: &str,
+    prev: &str,
+    event: &Event,
+) -> Result<(String, String), serde_json::Error> {
+    let body = serde_json::to_string(&Unhashed {
+        seq,
+        ts,
+        prev,
+        event,
+    })?;
+    let hash = hex(&Sha256::digest(body.as_bytes()));
+    let open = body.strip_suffix('}').unwrap_or(&body);
+    Ok((format!("{open},\"hash\":\"{hash}\"}}"), hash))
+}
+
+/// What a checkpoint signs: the position of the checkpoint, the chain head before
+/// it, and whether it opens a file.
+pub fn checkpoint_message(seq: u64, prev: &str, opens_file: bool) -> Vec<u8> {
+    let kind = if opens_file { "opens-file" } else { "periodic" };
+    format!("palisade-audit-checkpoint-v1\n{seq}\n{prev}\n{kind}").into_bytes()
+}
+
+/// A checkpoint event for the record at `seq` after `prev`, signed with `key`.
+pub fn checkpoint(key: &crate::key::SigningKey, seq: u64, prev: &str, opens_file: bool) -> Event {
+    Event::Checkpoint {
+        key_id: key.id().to_owned(),
+        public_key: key.public_hex().to_owned(),
+        opens_file,
+        signature: key.sign(&checkpoint_message(seq, prev, opens_file)),
+    }
+}
+
+/// One record as read back.
+#[derive(Debug)]
+pub struct Record {
+    /// Position in the chain.
+    pub seq: u64,
+    /// The hash of the record before.
+    pub prev: String,
+    /// This record's hash.
+    pub hash: String,
+    /// The event, as JSON.
+    pub event: Value,
+}
+
+/// Checks one line's own hash and reads it.
+pub fn parse(line: &str) -> Result<Record, String> {
+    const TAG: &str = ",\"hash\":\"";
+    let at = line.rfind(TAG).ok_or("no hash: not a record")?;
+    let hash = line[at + TAG.len()..]
+        .strip_suffix("\"}")
+        .ok_or("malformed hash field")?;
+    if hash.len() != 64 || unhex(hash).is_none() {
+        return Err("malformed hash field".into());
+    }
+    let body = format!("{}}}", &line[..at]);
+    if hex(&Sha256::digest(body.as_bytes())) != hash {
+        return Err("its hash does not match its content: the record was edited".into());
+    }
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("not JSON: {e}"))?;
+    let seq = v.get("seq").and_then(Value::as_u64).ok_or("no seq")?;
+    let prev = v
+        .get("prev")
+        .and_then(Value::as_str)
+        .filter(|p| p.len() == 64)
+        .ok_or("no prev")?
+        .to_owned();
+    let event = v
+        .get("event")
+        .filter(|e| e.is_object())
+        .ok_or("no event")?
+        .clone();
+    Ok(Record {
+        seq,
+        prev,
+        hash: hash.to_owned(),
+        event,
+    })
+}
+
+/// What a valid file holds.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Records read.
+    pub records: u64,
+    /// Signed checkpoints among them.
+    pub checkpoints: u64,
+    /// The first and last `seq`.
+    pub first_seq: u64,
+    /// The last `seq`.
+    pub last_seq: u64,
+    /// The hash of the last record.
+    pub last_hash: String,
+    /// Records after the last checkpoint: chained, not yet signed.
+    pub unsigned_tail: u64,
+    /// IDs of the keys that signed checkpoints.
+    pub keys: BTreeSet<String>,
+}
+
+/// The first record that breaks the chain.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}{}: {reason}", seq.map(|s| format!(" (seq {s})")).unwrap_or_default())]
+pub struct Broken {
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// The record's `seq`, when it could be read.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Verifies a log file: every record's hash, the chain from record to record, every
+/// checkpoint's signature, and — when `trusted` is not empty — that every checkpoint
+/// was signed by one of the `trusted` public keys (raw 32 bytes each). A file must
+/// start at the beginning of a chain or at a checkpoint that opens a file.
+pub fn verify(reader: impl BufRead, trusted: &[Vec<u8>]) -> Result<Summary, Broken> {
+    let trusted: BTreeSet<String> = trusted.iter().map(|k| hex(k)).collect();
+    let mut s = Summary::default();
+    let mut last: Option<(u64, String)> = None;
+    let lines = reader.split(b'\n');
+    for (i, line) in lines.enumerate() {
+        let n = i + 1;
+        let broken = |seq: Option<u64>, reason: String| Broken {
+            line: n,
+            seq,
+            reason,
+        };
+        let bytes = line.map_err(|e| broken(None, format!("unreadable: {e}")))?;
+        if bytes.len() > MAX_LINE {
+            return Err(broken(None, "longer than any record".into()));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| broken(None, "not UTF-8".into()))?;
+        let r = parse(text).map_err(|e| broken(None, e))?;
+        let fail = |reason: String| Broken {
+            line: n,
+            seq: Some(r.seq),
+            reason,
+        };
+        let kind = r.event.get("type").and_then(Value::as_str).unwrap_or("");
+        match &last {
+            None => {
+                let opens = kind == "checkpoint"
+                    && r.event.get("opens_file").and_then(Value::as_bool) == Some(true);
+                if r.seq == 0 {
+                    if r.prev != GENESIS {
+                        return Err(fail(
+                            "the first record of a chain must follow the genesis hash".into(),
+                        ));
+                    }
+                } else if !opens {
+                    return Err(fail(
+                        "the file does not begin with a checkpoint that opens it: records before this one were removed".into(),
+                    ));
+                }
+                s.first_seq = r.seq;
+            }
+            Some((seq, hash)) => {
+                if r.seq != seq + 1 {
+                    return Err(fail(format!(
+                        "follows seq {seq}: a record is missing, inserted or out of order"
+                    )));
+                }
+                if r.prev != *hash {
+                    return Err(fail(
+                        "does not chain to the record before it: a record is missing, inserted or out of order".into(),
+                    ));
+                }
+            }
+        }
+        if kind == "checkpoint" {
+            let field = |k: &str| r.event.get(k).and_then(Value::as_str).unwrap_or("");
+            let opens = r.event.get("opens_file").and_then(Value::as_bool) == Some(true);
+            if opens && last.is_some() {
+                return Err(fail("a checkpoint that opens a file stands in the middle of one: files were spliced".into()));
+            }
+            let public = field("public_key");
+            let Some(pk) = unhex(public).filter(|k| k.len() == 32) else {
+                return Err(fail("checkpoint without a valid public key".into()));
+            };
+            if field("key_id") != key_id(&pk) {
+                return Err(fail(
+                    "checkpoint key ID does not match its public key".into(),
+                ));
+            }
+            let msg = checkpoint_message(r.seq, &r.prev, opens);
+            if !verify_signature(public, &msg, field("signature")) {
+                return Err(fail("checkpoint signature is not valid".into()));
+            }
+            if !trusted.is_empty() && !trusted.contains(public) {
+                return Err(fail(format!(
+                    "checkpoint signed by key {} which is not among the trusted keys",
+                    field("key_id")
+                )));
+            }
+            s.keys.insert(field("key_id").to_owned());
+            s.checkpoints += 1;
+            s.unsigned_tail = 0;
+        } else {
+            s.unsigned_tail += 1;
+        }
+        s.records += 1;
+        s.last_seq = r.seq;
+        s.last_hash.clone_from(&r.hash);
+        last = Some((r.seq, r.hash));
+    }
+    if s.records == 0 {
+        return Err(Broken {
+            line: 0,
+            seq: None,
+            reason: "the file holds no records".into(),
+        });
+    }
+    Ok(s)
+}

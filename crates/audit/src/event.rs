@@ -1,0 +1,163 @@
+//! The typed audit events. Each names who, what and the decision; none carries a
+//! token, a secret or a raw argument value (arguments appear as a SHA-256 unless the
+//! operator opted a tool in).
+
+use serde::{Deserialize, Serialize};
+
+/// What was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Allowed to proceed.
+    Allow,
+    /// Refused.
+    Deny,
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The gateway started writing this log (after a start or a file rotation).
+    Start {
+        /// The gateway's version.
+        version: String,
+        /// SHA-256 of the configuration file it runs, hex.
+        config_sha256: String,
+    },
+    /// The gateway is stopping.
+    Stop,
+    /// A signed checkpoint: `signature` is Ed25519 over the chain head before this
+    /// record (see [`crate::chain::checkpoint_message`]).
+    Checkpoint {
+        /// SHA-256 of the public key, hex, first 16 characters.
+        key_id: String,
+        /// The raw 32-byte Ed25519 public key, hex.
+        public_key: String,
+        /// Whether this checkpoint opens a file (signed, so that a file whose first
+        /// records were cut away cannot pass for a rotated one).
+        opens_file: bool,
+        /// The signature, hex.
+        signature: String,
+    },
+    /// An authentication attempt with a bearer token (never the token itself).
+    Auth {
+        /// Allowed, or denied.
+        decision: Decision,
+        /// The principal, when the token was valid.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        principal: Option<String>,
+        /// The OAuth client, when the token names one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+        /// The peer address.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        /// Why it was denied (an RFC 6750 error code and a short reason).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A session was opened.
+    SessionOpen {
+        /// A reference to the session: a prefix of the SHA-256 of its ID, never the ID.
+        session: String,
+        /// Who opened it.
+        principal: String,
+        /// The MCP protocol version agreed.
+        protocol: String,
+    },
+    /// A session ended.
+    SessionClose {
+        /// The session reference.
+        session: String,
+        /// Whose it was.
+        principal: String,
+        /// Why: `deleted`, `idle`, `lifetime`, `shutdown`.
+        reason: String,
+    },
+    /// A list was answered: how much of it the principal was offered.
+    List {
+        /// The session reference.
+        session: String,
+        /// Who asked.
+        principal: String,
+        /// `tools/list`, `prompts/list`, …
+        method: String,
+        /// Items offered.
+        offered: usize,
+        /// Items withheld (quarantined, failed inspection, invalid).
+        withheld: usize,
+    },
+    /// A call, prompt or read was decided.
+    Call {
+        /// The session reference.
+        session: String,
+        /// Who called.
+        principal: String,
+        /// `tools/call`, `prompts/get`, `resources/read`, …
+        method: String,
+        /// The upstream it goes to, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        upstream: Option<String>,
+        /// The tool or prompt name (namespaced), or the resource URI.
+        target: String,
+        /// SHA-256 of the canonical JSON arguments, hex.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        arguments_sha256: Option<String>,
+        /// The arguments themselves, only for tools the operator opted in.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        arguments: Option<serde_json::Value>,
+        /// Allowed to reach the upstream, or refused.
+        decision: Decision,
+        /// What decided a refusal (a quarantine, a schema, an argument check).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Inspection found something in an upstream's answer or definitions.
+    Finding {
+        /// The upstream.
+        upstream: String,
+        /// The tool, prompt or resource concerned.
+        subject: String,
+        /// Where: the method of the answer, or `definition`.
+        location: String,
+        /// The rules that fired.
+        rules: Vec<String>,
+        /// What the gateway did: `block`, `spotlight`, `redact`, `strip`, `flag`.
+        action: String,
+    },
+    /// A pinned definition changed state.
+    Pin {
+        /// The upstream.
+        upstream: String,
+        /// `tool`, `prompt`, `resource`, `resource-template`, `instructions`.
+        kind: String,
+        /// The item.
+        name: String,
+        /// SHA-256 of its canonical definition, hex.
+        hash: String,
+        /// `pinned` (trusted on first use), `quarantined`, `rejected`.
+        status: String,
+        /// Why, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+}
+
+impl Event {
+    /// The event's type name, as written in the `type` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Start { .. } => "start",
+            Self::Stop => "stop",
+            Self::Checkpoint { .. } => "checkpoint",
+            Self::Auth { .. } => "auth",
+            Self::SessionOpen { .. } => "session_open",
+            Self::SessionClose { .. } => "session_close",
+            Self::List { .. } => "list",
+            Self::Call { .. } => "call",
+            Self::Finding { .. } => "finding",
+            Self::Pin { .. } => "pin",
+        }
+    }
+}

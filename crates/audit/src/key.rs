@@ -1,0 +1,150 @@
+//! The checkpoint signing key: Ed25519 through aws-lc-rs, kept as a PKCS#8 file
+//! readable only by its owner, with the public key beside it (`<key>.pub`, hex).
+//! Rotating means pointing the gateway at a new key file: later checkpoints carry
+//! the new key's ID, and the verifier accepts every key it is given.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use sha2::{Digest, Sha256};
+
+/// Why a key could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+#[error("audit signing key {path}: {message}")]
+pub struct KeyError {
+    path: PathBuf,
+    message: String,
+}
+
+fn key_error(path: &Path, message: impl Into<String>) -> KeyError {
+    KeyError {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes of a hex string; `None` if it is not hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The ID of a public key: the first 16 hex characters of its SHA-256.
+pub fn key_id(public_key: &[u8]) -> String {
+    hex(&Sha256::digest(public_key))[..16].to_owned()
+}
+
+/// Whether `signature_hex` is a valid Ed25519 signature of `message` by
+/// `public_key_hex`.
+pub fn verify_signature(public_key_hex: &str, message: &[u8], signature_hex: &str) -> bool {
+    let (Some(pk), Some(sig)) = (unhex(public_key_hex), unhex(signature_hex)) else {
+        return false;
+    };
+    UnparsedPublicKey::new(&ED25519, pk)
+        .verify(message, &sig)
+        .is_ok()
+}
+
+/// Reads a public key written by [`SigningKey::load_or_create`] (hex, one line).
+pub fn read_public_key(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| key_error(path, e.to_string()))?;
+    match unhex(text.trim()) {
+        Some(k) if k.len() == 32 => Ok(k),
+        _ => Err(key_error(
+            path,
+            "not an Ed25519 public key (64 hex characters)",
+        )),
+    }
+}
+
+/// The key that signs checkpoints. Its `Debug` shows only the key ID.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+    public_hex: String,
+    id: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("id", &self.id).finish()
+    }
+}
+
+impl SigningKey {
+    /// Loads the PKCS#8 key at `path`, or creates one there (mode 0600, in a new
+    /// file: an existing file is never overwritten) and writes `<path>.pub`.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(|_| key_error(path, "could not generate a key"))?;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts
+                    .open(path)
+                    .map_err(|e| key_error(path, e.to_string()))?;
+                f.write_all(doc.as_ref())
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| key_error(path, e.to_string()))?;
+                doc.as_ref().to_vec()
+            }
+            Err(e) => return Err(key_error(path, e.to_string())),
+        };
+        let pair = Ed25519KeyPair::from_pkcs8(&bytes)
+            .map_err(|e| key_error(path, format!("not an Ed25519 PKCS#8 key: {e}")))?;
+        let public = pair.public_key().as_ref().to_vec();
+        let public_hex = hex(&public);
+        let pub_path = public_key_path(path);
+        if std::fs::read_to_string(&pub_path)
+            .ok()
+            .as_deref()
+            .map(str::trim)
+            != Some(public_hex.as_str())
+        {
+            std::fs::write(&pub_path, format!("{public_hex}\n"))
+                .map_err(|e| key_error(&pub_path, e.to_string()))?;
+        }
+        Ok(Self {
+            pair,
+            id: key_id(&public),
+            public_hex,
+        })
+    }
+
+    /// The key's ID (see [`key_id`]).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The raw public key, hex.
+    pub fn public_hex(&self) -> &str {
+        &self.public_hex
+    }
+
+    /// Signs `message`; the signature in hex.
+    pub fn sign(&self, message: &[u8]) -> String {
+        hex(self.pair.sign(message).as_ref())
+    }
+}
+
+/// Where the public key of the key at `path` is written: `<path>.pub`.
+pub fn public_key_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}

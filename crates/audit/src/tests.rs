@@ -1,0 +1,287 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "tests: a failure is a test failure"
+)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::chain::{Broken, verify};
+use crate::key::read_public_key;
+use crate::{AuditLog, AuditOptions, Decision, Event, Fsync};
+
+fn options(dir: &Path) -> AuditOptions {
+    AuditOptions {
+        path: dir.join("audit.jsonl"),
+        key: dir.join("audit-signing.key"),
+        fsync: Fsync::Always,
+        checkpoint_every: 5,
+        checkpoint_interval: Duration::from_secs(3600),
+        max_file_bytes: u64::MAX,
+        keep_files: 0,
+        queue: 64,
+        version: "test".into(),
+        config_sha256: "00".into(),
+    }
+}
+
+fn call(i: usize) -> Event {
+    Event::Call {
+        session: "s1".into(),
+        principal: "alice".into(),
+        method: "tools/call".into(),
+        upstream: Some("files".into()),
+        target: format!("files__read_{i}"),
+        arguments_sha256: Some("ab".repeat(32)),
+        arguments: None,
+        decision: if i.is_multiple_of(3) {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        },
+        reason: None,
+    }
+}
+
+async fn write_log(opts: &AuditOptions, n: usize) {
+    let log = AuditLog::open(opts.clone()).unwrap();
+    for i in 0..n {
+        log.record(call(i)).await.unwrap();
+    }
+    log.close().await;
+}
+
+fn check(path: &Path, keys: &[Vec<u8>]) -> Result<crate::chain::Summary, Broken> {
+    verify(
+        std::io::BufReader::new(std::fs::File::open(path).unwrap()),
+        keys,
+    )
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test]
+async fn obs_01_a_written_log_verifies_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    write_log(&opts, 12).await;
+    let key = read_public_key(&crate::key::public_key_path(&opts.key)).unwrap();
+    let s = check(&opts.path, &[key]).unwrap();
+    // opening checkpoint, start, 12 calls, stop, and checkpoints every 5 records.
+    assert_eq!(s.first_seq, 0);
+    assert!(s.records >= 15 && s.checkpoints >= 3, "{s:?}");
+    assert_eq!(s.unsigned_tail, 0, "close signs the tail");
+    let text = std::fs::read_to_string(&opts.path).unwrap();
+    assert!(text.contains("\"type\":\"call\"") && text.contains("\"decision\":\"deny\""));
+}
+
+#[tokio::test]
+async fn obs_01_every_kind_of_tampering_is_caught_at_the_first_bad_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    write_log(&opts, 12).await;
+    let original = lines(&opts.path);
+    let key = read_public_key(&crate::key::public_key_path(&opts.key)).unwrap();
+    let k = 8; // a call record in the middle (0-based line index)
+    assert!(original[k].contains("\"type\":\"call\""));
+    let tampered = dir.path().join("tampered.jsonl");
+    let cases: Vec<(&str, Vec<String>, usize)> = vec![
+        (
+            "edit",
+            {
+                let mut l = original.clone();
+                l[k] = l[k].replace("\"alice\"", "\"mallory\"");
+                l
+            },
+            k + 1,
+        ),
+        (
+            "edit and re-hash",
+            {
+                // Recomputing the edited record's own hash does not help: the next
+                // record no longer chains to it.
+                let mut l = original.clone();
+                let r = crate::chain::parse(&l[k]).unwrap();
+                let mut ev: Event = serde_json::from_value(r.event).unwrap();
+                if let Event::Call { principal, .. } = &mut ev {
+                    *principal = "mallory".into();
+                }
+                let ts = serde_json::from_str::<serde_json::Value>(&l[k]).unwrap()["ts"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                l[k] = crate::chain::encode(r.seq, &ts, &r.prev, &ev).unwrap().0;
+                l
+            },
+            k + 2,
+        ),
+        (
+            "delete",
+            {
+                let mut l = original.clone();
+                l.remove(k);
+                l
+            },
+            k + 1,
+        ),
+        (
+            "reorder",
+            {
+                let mut l = original.clone();
+                l.swap(k, k + 1);
+                l
+            },
+            k + 1,
+        ),
+        (
+            "insert",
+            {
+                let mut l = original.clone();
+                l.insert(k + 1, original[k - 1].clone());
+                l
+            },
+            k + 2,
+        ),
+        ("cut the head", original[3..].to_vec(), 1),
+    ];
+    for (what, l, line) in cases {
+        write_lines(&tampered, &l);
+        let e = check(&tampered, std::slice::from_ref(&key)).expect_err(what);
+        assert_eq!(e.line, line, "{what}: {e}");
+    }
+    // An untrusted key: a forger who re-signs everything with a key of their own.
+    write_lines(&tampered, &original);
+    let other = tempfile::tempdir().unwrap();
+    let forged = crate::key::SigningKey::load_or_create(&other.path().join("k")).unwrap();
+    let forged_pub = crate::key::unhex(forged.public_hex()).unwrap();
+    let e = check(&tampered, &[forged_pub]).unwrap_err();
+    assert!(e.reason.contains("not among the trusted keys"), "{e}");
+}
+
+#[tokio::test]
+async fn obs_01_a_restart_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    write_log(&opts, 3).await;
+    write_log(&opts, 4).await;
+    let s = check(&opts.path, &[]).unwrap();
+    assert_eq!(lines(&opts.path).len() as u64, s.records);
+    assert_eq!(
+        lines(&opts.path)
+            .iter()
+            .filter(|l| l.contains("\"type\":\"start\""))
+            .count(),
+        2
+    );
+}
+
+fn rotated(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("audit-0") && n.ends_with(".jsonl")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn obs_01_rotated_files_each_verify_and_chain_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.max_file_bytes = 2_000;
+    opts.keep_files = 3;
+    let log = AuditLog::open(opts.clone()).unwrap();
+    for i in 0..60 {
+        log.record(call(i)).await.unwrap();
+    }
+    log.close().await;
+    let files = rotated(dir.path());
+    assert_eq!(files.len(), 3, "older files pruned: {files:?}");
+    let mut last_hash = None;
+    for f in files.iter().chain([&opts.path]) {
+        let s = check(f, &[]).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let first = crate::chain::parse(&lines(f)[0]).unwrap();
+        if let Some(h) = last_hash {
+            assert_eq!(first.prev, h, "{} chains to the file before", f.display());
+        }
+        last_hash = Some(s.last_hash);
+    }
+}
+
+#[tokio::test]
+async fn obs_01_a_torn_last_record_is_kept_aside_and_the_chain_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    write_log(&opts, 3).await;
+    let whole = check(&opts.path, &[]).unwrap();
+    let mut text = std::fs::read_to_string(&opts.path).unwrap();
+    text.push_str("{\"seq\":99,\"ts\":\"2026-");
+    std::fs::write(&opts.path, text).unwrap();
+    write_log(&opts, 2).await;
+    let torn: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("-torn"))
+        .collect();
+    assert_eq!(torn.len(), 1, "the damaged file is kept");
+    let e = check(&torn[0], &[]).unwrap_err();
+    assert_eq!(
+        e.line,
+        lines(&torn[0]).len(),
+        "its last line is the torn one: {e}"
+    );
+    let s = check(&opts.path, &[]).unwrap();
+    assert_eq!(s.first_seq, whole.last_seq + 1);
+    let first = crate::chain::parse(&lines(&opts.path)[0]).unwrap();
+    assert_eq!(first.prev, whole.last_hash);
+}
+
+#[tokio::test]
+async fn obs_01_a_log_that_cannot_be_written_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.path = PathBuf::from("/dev/full");
+    let e = AuditLog::open(opts).unwrap_err();
+    assert!(e.to_string().contains("cannot be written"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_a_quiet_log_is_signed_within_the_checkpoint_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.checkpoint_every = 1_000;
+    opts.checkpoint_interval = Duration::from_millis(300);
+    opts.fsync = Fsync::Interval(Duration::from_millis(100));
+    let log = AuditLog::open(opts.clone()).unwrap();
+    log.record(call(1)).await.unwrap();
+    log.record(call(2)).await.unwrap();
+    let mut signed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if check(&opts.path, &[]).unwrap().unsigned_tail == 0 {
+            signed = true;
+            break;
+        }
+    }
+    assert!(
+        signed,
+        "a periodic checkpoint signs the records without a close"
+    );
+    log.close().await;
+}
