@@ -81,6 +81,57 @@ pub struct Config {
     pub dangerous: Dangerous,
     /// Inspection of upstream answers and tool definitions.
     pub inspection: Inspection,
+    /// The audit log; `None` only with `[dangerous] no_audit_log = true`.
+    pub audit: Option<Audit>,
+    /// SHA-256 of the configuration text, hex (recorded when the gateway starts).
+    pub source_sha256: String,
+}
+
+/// The hash-chained, signed audit log (OBS-01).
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// The log file (default `<data_dir>/audit.jsonl`).
+    pub path: PathBuf,
+    /// The Ed25519 checkpoint key, created at first start if missing (default
+    /// `<data_dir>/audit-signing.key`; its public key is written beside it, `.pub`).
+    pub signing_key: PathBuf,
+    /// When the file is synced.
+    pub fsync: AuditFsync,
+    /// A signed checkpoint after this many records…
+    pub checkpoint_every: u64,
+    /// …or this long after the first unsigned one.
+    pub checkpoint_interval: Duration,
+    /// Rotation size.
+    pub max_file_bytes: u64,
+    /// Rotated files kept; 0 keeps every file.
+    pub keep_files: usize,
+    /// What the gateway does when a record cannot be written.
+    pub on_failure: OnAuditFailure,
+    /// Namespaced tool names (or globs) whose raw arguments are recorded; every
+    /// other call records only the arguments' SHA-256.
+    pub include_arguments: Vec<String>,
+}
+
+/// When the audit file is synced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditFsync {
+    /// Before each batch of records is acknowledged.
+    Always,
+    /// At most this long after a write (records are acknowledged once written).
+    Interval(Duration),
+    /// Left to the operating system.
+    Never,
+}
+
+/// What happens to requests when the audit log cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnAuditFailure {
+    /// Refuse every decision that cannot be recorded.
+    #[default]
+    FailClosed,
+    /// Go on, and log an error for each record lost.
+    FailOpen,
 }
 
 /// The listener's certificate chain and private key, both PEM files, reloaded without a
@@ -456,7 +507,15 @@ pub struct HttpSpec {
 impl Config {
     /// Parses and validates `text`, read from `path`; `env` supplies `${VAR}` values.
     pub fn from_toml(path: &Path, text: &str, env: &impl Env) -> Result<Self, ConfigError> {
-        RawConfig::parse(&path.display().to_string(), text)?.build(env)
+        let mut c = RawConfig::parse(&path.display().to_string(), text)?.build(env)?;
+        c.source_sha256 = {
+            use sha2::Digest;
+            sha2::Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        Ok(c)
     }
 
     /// A one-screen summary of the effective configuration, for `config check`.
@@ -505,6 +564,37 @@ impl Config {
             }
         } else {
             s.push_str("inspection: OFF\n");
+        }
+        match &self.audit {
+            Some(a) => s.push_str(&format!(
+                "audit: {} (signed by {}), fsync {}, checkpoint every {} records or {:?}, \
+                 rotate at {} B keeping {}, {}{}\n",
+                a.path.display(),
+                a.signing_key.display(),
+                match a.fsync {
+                    AuditFsync::Always => "always".to_owned(),
+                    AuditFsync::Never => "never".to_owned(),
+                    AuditFsync::Interval(d) => format!("every {d:?}"),
+                },
+                a.checkpoint_every,
+                a.checkpoint_interval,
+                a.max_file_bytes,
+                if a.keep_files == 0 {
+                    "all".to_owned()
+                } else {
+                    a.keep_files.to_string()
+                },
+                match a.on_failure {
+                    OnAuditFailure::FailClosed => "fail-closed",
+                    OnAuditFailure::FailOpen => "fail-open",
+                },
+                if a.include_arguments.is_empty() {
+                    String::new()
+                } else {
+                    format!(", raw arguments of {:?}", a.include_arguments)
+                }
+            )),
+            None => s.push_str("audit: OFF (DANGEROUS: [dangerous] no_audit_log)\n"),
         }
         s.push_str("upstreams:\n");
         for u in &self.upstreams {

@@ -75,11 +75,51 @@ impl App {
         self.edge.check_host(headers)?;
         self.edge.check_origin(headers)?;
         edge::check_protocol_version(headers)?;
-        let p = self.auth.authenticate(headers, query).await?;
+        let p = self.authenticate(headers, query).await?;
         if self.draining.load(Ordering::Acquire) {
             return Err(Refusal::SHUTTING_DOWN);
         }
         Ok(p)
+    }
+
+    /// Authenticates and records the attempt (OBS-01): a refusal waits for its record,
+    /// a success keeps its place in the log ahead of what the caller then does.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Caller, Refusal> {
+        let result = self.auth.authenticate(headers, query).await;
+        if matches!(self.auth, crate::auth::Authenticator::OAuth(_)) {
+            let event = |decision, principal: Option<String>, reason: Option<String>| {
+                palisade_audit::Event::Auth {
+                    decision,
+                    principal,
+                    client: None,
+                    peer: None,
+                    reason,
+                }
+            };
+            match &result {
+                Ok(c) => self.router.audit.note(event(
+                    palisade_audit::Decision::Allow,
+                    Some(crate::audit::who(&c.principal)),
+                    None,
+                )),
+                Err(r) => {
+                    let _ = self
+                        .router
+                        .audit
+                        .decide(event(
+                            palisade_audit::Decision::Deny,
+                            None,
+                            Some(r.message.to_owned()),
+                        ))
+                        .await;
+                }
+            }
+        }
+        result
     }
 
     fn session(&self, headers: &HeaderMap, principal: &Principal) -> Result<Arc<Session>, Refusal> {
@@ -91,6 +131,17 @@ impl App {
     }
 
     async fn close_session(&self, s: Arc<Session>, reason: CloseReason) {
+        self.router.audit.note(palisade_audit::Event::SessionClose {
+            session: crate::audit::session_ref(&s.id),
+            principal: crate::audit::who(&s.principal),
+            reason: match reason {
+                CloseReason::Deleted => "deleted",
+                CloseReason::IdleExpired => "idle",
+                CloseReason::LifetimeExpired => "lifetime",
+                CloseReason::Shutdown => "shutdown",
+            }
+            .to_owned(),
+        });
         for link in s.links.iter().flatten() {
             link.close().await;
         }
@@ -292,6 +343,11 @@ async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Re
         return Err(Refusal::TOO_MANY_SESSIONS.with_id(msg.id()));
     }
     session.touch();
+    app.router.audit.note(palisade_audit::Event::SessionOpen {
+        session: crate::audit::session_ref(&session.id),
+        principal: crate::audit::who(principal),
+        protocol: session.version.as_str().to_owned(),
+    });
     if let Err(e) = app.store.session_opened(&record).await {
         tracing::warn!(error = %e, "could not record a new session");
     }

@@ -26,6 +26,9 @@ pub(crate) struct Inspection {
     /// Verdicts on definitions by the hash of their canonical JSON: an unchanged
     /// definition is inspected (and its findings logged) once, not on every list.
     verdicts: std::sync::Mutex<std::collections::HashMap<String, Option<Vec<String>>>>,
+    audit: Arc<crate::audit::Auditor>,
+    /// Upstream names, for audit records.
+    names: Vec<String>,
 }
 
 /// Definition verdicts kept; beyond this the cache starts over.
@@ -46,13 +49,50 @@ impl Inspection {
         inspector: Inspector,
         actions: Vec<InspectionActions>,
         external: Option<crate::external::ExternalDetector>,
+        audit: Arc<crate::audit::Auditor>,
+        names: Vec<String>,
     ) -> Self {
         Self {
             inspector: Arc::new(inspector),
             actions,
             external,
             verdicts: std::sync::Mutex::new(std::collections::HashMap::new()),
+            audit,
+            names,
         }
+    }
+
+    fn finding(
+        &self,
+        idx: usize,
+        subject: &str,
+        location: &str,
+        rules: Vec<String>,
+        action: &str,
+    ) -> palisade_audit::Event {
+        palisade_audit::Event::Finding {
+            upstream: self.names.get(idx).cloned().unwrap_or_default(),
+            subject: subject.to_owned(),
+            location: location.to_owned(),
+            rules,
+            action: action.to_owned(),
+        }
+    }
+
+    /// Records what inspection did to an answer; `false` when the record could not
+    /// be written and the answer must not leave (fail-closed).
+    async fn record(
+        &self,
+        idx: usize,
+        method: &str,
+        subject: &str,
+        rules: Vec<String>,
+        action: &str,
+    ) -> bool {
+        self.audit
+            .decide(self.finding(idx, subject, method, rules, action))
+            .await
+            .is_ok()
     }
 
     fn actions(&self, idx: usize) -> InspectionActions {
@@ -94,6 +134,10 @@ impl Inspection {
                 reports.push((i, r));
             }
         }
+        let mut found: Vec<String> = reports
+            .iter()
+            .flat_map(|(_, r)| r.findings.iter().map(|f| f.rule.clone()))
+            .collect();
         let mut malicious = reports.iter().any(|(_, r)| r.verdict == Verdict::Malicious);
         // A second opinion on what the rules let through.
         let mut external_rules: Vec<String> = Vec::new();
@@ -178,6 +222,7 @@ impl Inspection {
             }
         }
 
+        let external_found = external_rules.clone();
         if malicious {
             let attack_rules: Vec<String> = {
                 let mut ids: Vec<String> = reports
@@ -204,10 +249,21 @@ impl Inspection {
         }
 
         let id = msg.id().cloned();
+        let unrecorded = || {
+            Outcome::Withhold(Message::error(
+                id.as_ref(),
+                ErrorCode::InternalError,
+                "The audit log cannot record what inspection found, so the answer is withheld",
+            ))
+        };
         if !withhold.is_empty() {
             withhold.sort();
             withhold.dedup();
             tracing::warn!(upstream = idx, %subject, method, rules = ?withhold, "withheld an upstream answer (inspection)");
+            // A withheld answer stays withheld whether or not it could be recorded.
+            let _ = self
+                .record(idx, method, subject, withhold.clone(), "block")
+                .await;
             return Outcome::Withhold(Message::error_with_data(
                 id.as_ref(),
                 ErrorCode::Withheld,
@@ -216,6 +272,15 @@ impl Inspection {
             ));
         }
         drop(texts);
+        found.extend(external_found);
+        if !found.is_empty() {
+            found.sort();
+            found.dedup();
+            let action = if changed { "rewrite" } else { "flag" };
+            if !self.record(idx, method, subject, found, action).await {
+                return unrecorded();
+            }
+        }
         if !flagged.is_empty() {
             if let Some(obj) = result.as_object_mut() {
                 let meta = obj.entry("_meta").or_insert_with(|| json!({}));
@@ -271,6 +336,18 @@ impl Inspection {
         let mut rules: Vec<String> = report.attacks().map(|f| f.rule.clone()).collect();
         rules.sort();
         rules.dedup();
+        let action = if self.blocks_definitions(idx) {
+            "block"
+        } else {
+            "flag"
+        };
+        self.audit.note(self.finding(
+            idx,
+            name,
+            &format!("{kind} definition"),
+            rules.clone(),
+            action,
+        ));
         Some(rules)
     }
 

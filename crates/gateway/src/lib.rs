@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod audit;
 mod auth;
 mod credentials;
 mod edge;
@@ -188,6 +189,9 @@ async fn upstream_credentials(
     Ok(out)
 }
 
+/// Audit events waiting for the writer at most; producers of decisions wait beyond.
+const AUDIT_QUEUE: usize = 4096;
+
 /// Runs the gateway until `shutdown` resolves, then drains and stops.
 ///
 /// `on_ready` is called with the bound address once the listener accepts.
@@ -197,6 +201,34 @@ pub async fn run(
     on_ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<(), GatewayError> {
     let store = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    let audit_log = match &config.audit {
+        None => {
+            tracing::warn!("DANGEROUS: the audit log is off ([dangerous] no_audit_log)");
+            None
+        }
+        Some(a) => {
+            let log = palisade_audit::AuditLog::open(palisade_audit::AuditOptions {
+                path: a.path.clone(),
+                key: a.signing_key.clone(),
+                fsync: match a.fsync {
+                    palisade_config::AuditFsync::Always => palisade_audit::Fsync::Always,
+                    palisade_config::AuditFsync::Never => palisade_audit::Fsync::Never,
+                    palisade_config::AuditFsync::Interval(d) => palisade_audit::Fsync::Interval(d),
+                },
+                checkpoint_every: a.checkpoint_every,
+                checkpoint_interval: a.checkpoint_interval,
+                max_file_bytes: a.max_file_bytes,
+                keep_files: a.keep_files,
+                queue: AUDIT_QUEUE,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                config_sha256: config.source_sha256.clone(),
+            })
+            .map_err(|e| GatewayError::Start(e.to_string()))?;
+            tracing::info!(path = %a.path.display(), "audit log open");
+            Some(log)
+        }
+    };
+    let auditor = Arc::new(audit::Auditor::new(audit_log, config.audit.as_ref()));
     let auth = match &config.auth {
         None => auth::Authenticator::LocalUser(Principal::local_user()),
         Some(a) => {
@@ -284,6 +316,8 @@ pub async fn run(
             inspector,
             config.upstreams.iter().map(|u| u.inspection).collect(),
             external,
+            Arc::clone(&auditor),
+            config.upstreams.iter().map(|u| u.name.clone()).collect(),
         ))
     } else {
         tracing::warn!("inspection is OFF: upstream answers and tools pass unexamined");
@@ -295,12 +329,16 @@ pub async fn run(
         http,
         Arc::clone(&sessions),
         &upstream_stop,
-        inspection,
-        Some(pins::Pins::new(
-            Arc::clone(&store),
-            config.upstreams.iter().map(|u| u.name.clone()).collect(),
-            config.upstreams.iter().map(|u| u.pinning).collect(),
-        )),
+        router::Defences {
+            inspection,
+            pins: Some(pins::Pins::new(
+                Arc::clone(&store),
+                config.upstreams.iter().map(|u| u.name.clone()).collect(),
+                config.upstreams.iter().map(|u| u.pinning).collect(),
+                Arc::clone(&auditor),
+            )),
+            audit: Arc::clone(&auditor),
+        },
     );
 
     let mut supervisors = Vec::new();
@@ -407,6 +445,7 @@ pub async fn run(
     for s in supervisors {
         let _ = s.await;
     }
+    auditor.close().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

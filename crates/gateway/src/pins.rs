@@ -31,6 +31,7 @@ pub(crate) struct Pins {
     approved: Mutex<HashMap<(usize, String, String), String>>,
     /// (upstream, kind) pairs known to have been listed before.
     seen_kinds: Mutex<std::collections::HashSet<(usize, String)>>,
+    audit: Arc<crate::audit::Auditor>,
 }
 
 /// The pin name of an upstream's server instructions: `@` cannot appear in a tool
@@ -49,13 +50,19 @@ pub(crate) fn canonical(item: &Value) -> (String, String) {
 }
 
 impl Pins {
-    pub(crate) fn new(store: Arc<SqliteStore>, names: Vec<String>, modes: Vec<PinMode>) -> Self {
+    pub(crate) fn new(
+        store: Arc<SqliteStore>,
+        names: Vec<String>,
+        modes: Vec<PinMode>,
+        audit: Arc<crate::audit::Auditor>,
+    ) -> Self {
         Self {
             store,
             names,
             modes,
             approved: Mutex::new(HashMap::new()),
             seen_kinds: Mutex::new(std::collections::HashSet::new()),
+            audit,
         }
     }
 
@@ -143,7 +150,23 @@ impl Pins {
                 crate::session::unix_now(),
             )
             .await;
-        match seen {
+        if let Ok((seen, true)) = &seen {
+            // A version seen for the first time: pinned, or waiting for a person.
+            self.audit.note(palisade_audit::Event::Pin {
+                upstream: upstream.to_owned(),
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                hash: hash.to_owned(),
+                status: match seen {
+                    Seen::Approved => "pinned",
+                    Seen::Pending => "quarantined",
+                    Seen::Rejected => "rejected",
+                }
+                .to_owned(),
+                note: note.clone(),
+            });
+        }
+        match seen.map(|(s, _)| s) {
             Ok(Seen::Approved) => {
                 if failed.is_some() {
                     tracing::warn!(%upstream, kind, item = %name, "serving a definition that fails inspection because it was approved");

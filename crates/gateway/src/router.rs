@@ -67,12 +67,46 @@ pub(crate) struct Router {
     argument_checks: Vec<palisade_config::ArgumentChecks>,
     /// Lists upstreams announced as changed, waiting to be re-checked.
     rechecks: Arc<Rechecks>,
+    /// The audit trail every list and call decision goes to (OBS-01).
+    pub(crate) audit: Arc<crate::audit::Auditor>,
     recheck_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Recheck>>>,
 }
 
 /// Re-checks waiting at most; more announcements are dropped until there is room
 /// (the next list checks anyway).
 const RECHECK_QUEUE: usize = 64;
+
+/// What the router applies to every list and call besides routing.
+#[derive(Debug)]
+pub(crate) struct Defences {
+    /// Inspection of answers and definitions; `None` when switched off.
+    pub(crate) inspection: Option<Inspection>,
+    /// Pins of definitions.
+    pub(crate) pins: Option<Pins>,
+    /// The audit trail.
+    pub(crate) audit: Arc<crate::audit::Auditor>,
+}
+
+/// A call, prompt or read as the audit trail describes it.
+struct Call<'a> {
+    method: &'a str,
+    upstream: Option<usize>,
+    /// The name as the client gave it, or the URI.
+    target: &'a str,
+    msg: &'a Message,
+}
+
+/// The message of a JSON-RPC error the gateway made (never upstream text).
+fn error_text(m: &Message) -> &'static str {
+    match m
+        .to_value()
+        .ok()
+        .and_then(|v| v.get("error")?.get("code")?.as_i64())
+    {
+        Some(c) if c == ErrorCode::Withheld.code() => "quarantined",
+        _ => "unknown or malformed name",
+    }
+}
 
 /// A JSON-RPC error for the client, before any upstream is involved.
 fn error(id: &Id, code: ErrorCode, msg: &str) -> Message {
@@ -86,9 +120,13 @@ impl Router {
         http: reqwest::Client,
         sessions: Arc<SessionTable>,
         shutdown: &CancellationToken,
-        inspection: Option<Inspection>,
-        pins: Option<Pins>,
+        defences: Defences,
     ) -> Self {
+        let Defences {
+            inspection,
+            pins,
+            audit,
+        } = defences;
         let l = &config.limits;
         let upstreams = config
             .upstreams
@@ -123,6 +161,7 @@ impl Router {
         Self {
             upstreams,
             rechecks: Arc::new(rechecks),
+            audit,
             recheck_queue: std::sync::Mutex::new(Some(recheck_queue)),
             scopes: config
                 .upstreams
@@ -184,7 +223,8 @@ impl Router {
     /// FEAT-04: arguments that do not match the tool's input schema are answered with
     /// a tool error (`isError: true`) and never forwarded. A tool not listed yet has no
     /// schema here and is forwarded.
-    fn check_arguments(&self, idx: usize, msg: &Message) -> Option<Message> {
+    /// The second value says why, for the audit record (never the arguments).
+    fn check_arguments(&self, idx: usize, msg: &Message) -> Option<(Message, &'static str)> {
         let id = msg.id()?;
         let params: Value = msg.params().ok()?;
         let name = params.get("name")?.as_str()?;
@@ -196,12 +236,15 @@ impl Router {
             && let Some(problem) = crate::args::check(checks, name, &args)
         {
             tracing::warn!(upstream = %self.names[idx], tool = %name, %problem, "refused arguments (OBS-04)");
-            return Some(Message::response(
-                id,
-                &json!({
-                    "content": [{"type": "text", "text": format!("Refused arguments for this tool: {problem}")}],
-                    "isError": true
-                }),
+            return Some((
+                Message::response(
+                    id,
+                    &json!({
+                        "content": [{"type": "text", "text": format!("Refused arguments for this tool: {problem}")}],
+                        "isError": true
+                    }),
+                ),
+                "refused by the argument checks (OBS-04)",
             ));
         }
         let validator = self
@@ -222,12 +265,15 @@ impl Router {
             return None;
         }
         tracing::info!(upstream = %self.names[idx], tool = %name, "refused arguments that do not match the input schema (FEAT-04)");
-        Some(Message::response(
-            id,
-            &json!({
-                "content": [{"type": "text", "text": format!("Invalid arguments for this tool: {}", problems.join("; "))}],
-                "isError": true
-            }),
+        Some((
+            Message::response(
+                id,
+                &json!({
+                    "content": [{"type": "text", "text": format!("Invalid arguments for this tool: {}", problems.join("; "))}],
+                    "isError": true
+                }),
+            ),
+            "arguments do not match the input schema (FEAT-04)",
         ))
     }
 
@@ -459,36 +505,74 @@ impl Router {
                 )
                 .await
             }
-            "tools/call" | "prompts/get" => match self.route_by_name(&msg) {
-                Ok((idx, m)) => {
-                    match (method == "tools/call")
-                        .then(|| self.check_arguments(idx, &m))
-                        .flatten()
-                    {
-                        Some(refused) => refused,
-                        None => return self.forward(session, idx, m, sink, cancel).await,
-                    }
+            "tools/call" | "prompts/get" => {
+                let target = msg.param_str("name").unwrap_or_default();
+                let routed = self.route_by_name(&msg);
+                let refused = match &routed {
+                    Ok((idx, m)) if method == "tools/call" => self.check_arguments(*idx, m),
+                    Ok(_) => None,
+                    Err(e) => Some(((**e).clone(), error_text(e))),
+                };
+                let call = Call {
+                    method: &method,
+                    upstream: routed.as_ref().ok().map(|(i, _)| *i),
+                    target: &target,
+                    msg: &msg,
+                };
+                match self
+                    .decide(session, &call, refused, routed.ok(), sink.clone(), cancel)
+                    .await
+                {
+                    Some(answer) => answer,
+                    None => return,
                 }
-                Err(e) => *e,
-            },
+            }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri: Option<String> = msg
                     .params::<Value>()
                     .ok()
                     .and_then(|p| p.get("uri")?.as_str().map(str::to_owned));
-                match uri {
-                    Some(uri) => match self.route_by_uri(session, &uri).await {
-                        Some(idx) => match self.resource_held(idx, &uri) {
-                            Some(reason) if method != "resources/unsubscribe" => Message::error(
+                let Some(uri) = uri else {
+                    let _ = sink
+                        .send(error(
+                            &id,
+                            ErrorCode::InvalidParams,
+                            "params.uri is required",
+                        ))
+                        .await;
+                    return;
+                };
+                let idx = self.route_by_uri(session, &uri).await;
+                let refused = match idx {
+                    None => Some((
+                        error(&id, ErrorCode::ResourceNotFound, "Resource not found"),
+                        "resource not found",
+                    )),
+                    Some(i) => match self.resource_held(i, &uri) {
+                        Some(reason) if method != "resources/unsubscribe" => Some((
+                            Message::error(
                                 Some(&id),
                                 ErrorCode::Withheld,
                                 &format!("This resource is quarantined: {reason}"),
                             ),
-                            _ => return self.forward(session, idx, msg, sink, cancel).await,
-                        },
-                        None => error(&id, ErrorCode::ResourceNotFound, "Resource not found"),
+                            "quarantined",
+                        )),
+                        _ => None,
                     },
-                    None => error(&id, ErrorCode::InvalidParams, "params.uri is required"),
+                };
+                let call = Call {
+                    method: &method,
+                    upstream: idx,
+                    target: &uri,
+                    msg: &msg,
+                };
+                let go = idx.map(|i| (i, msg.clone()));
+                match self
+                    .decide(session, &call, refused, go, sink.clone(), cancel)
+                    .await
+                {
+                    Some(answer) => answer,
+                    None => return,
                 }
             }
             "completion/complete" => match self.route_completion(session, &msg).await {
@@ -512,6 +596,75 @@ impl Router {
             _ => error(&id, ErrorCode::MethodNotFound, "Method not found"),
         };
         let _ = sink.send(out).await;
+    }
+
+    /// Records the decision on a call, prompt or read (OBS-01): allowed when
+    /// `refused` is `None`. `Err` carries the answer when an allowed call must not go
+    /// ahead because its record could not be written (fail-closed).
+    async fn record_call(
+        &self,
+        session: &Session,
+        call: &Call<'_>,
+        refused: Option<&str>,
+    ) -> Result<(), Message> {
+        let params: Value = call.msg.params().unwrap_or(Value::Null);
+        let arguments = params.get("arguments");
+        let event = palisade_audit::Event::Call {
+            session: crate::audit::session_ref(&session.id),
+            principal: crate::audit::who(&session.principal),
+            method: call.method.to_owned(),
+            upstream: call.upstream.and_then(|i| self.names.get(i)).cloned(),
+            target: call.target.to_owned(),
+            arguments_sha256: arguments.map(crate::audit::value_sha256),
+            arguments: arguments.and_then(|a| self.audit.arguments_of(call.target, a)),
+            decision: if refused.is_some() {
+                palisade_audit::Decision::Deny
+            } else {
+                palisade_audit::Decision::Allow
+            },
+            reason: refused.map(str::to_owned),
+        };
+        match self.audit.decide(event).await {
+            Ok(()) => Ok(()),
+            Err(crate::audit::Unrecorded) if refused.is_none() => Err(Message::error(
+                call.msg.id(),
+                ErrorCode::InternalError,
+                "The audit log cannot record this call, so it was not made",
+            )),
+            // A refusal stands whether or not it could be recorded.
+            Err(crate::audit::Unrecorded) => Ok(()),
+        }
+    }
+
+    /// Records the decision on a call and carries it out: the refusal's answer, or
+    /// `None` once `go` was forwarded (its answer went to `sink`).
+    async fn decide(
+        &self,
+        session: &Arc<Session>,
+        call: &Call<'_>,
+        refused: Option<(Message, &'static str)>,
+        go: Option<(usize, Message)>,
+        sink: Sink,
+        cancel: CancellationToken,
+    ) -> Option<Message> {
+        if let Err(stop) = self
+            .record_call(session, call, refused.as_ref().map(|r| r.1))
+            .await
+        {
+            return Some(stop);
+        }
+        match (refused, go) {
+            (Some((answer, _)), _) => Some(answer),
+            (None, Some((idx, m))) => {
+                self.forward(session, idx, m, sink, cancel).await;
+                None
+            }
+            (None, None) => Some(Message::error(
+                call.msg.id(),
+                ErrorCode::InternalError,
+                "no upstream for this request",
+            )),
+        }
     }
 
     async fn forward(
@@ -789,6 +942,7 @@ impl Router {
         ))
         .await;
 
+        let listed: usize = per_upstream.iter().map(|(_, l)| l.len()).sum();
         let mut items = Vec::new();
         let mut exact = Vec::new();
         let mut templates = Vec::new();
@@ -856,6 +1010,20 @@ impl Router {
                     ix.templates.push(t);
                 }
             }
+        }
+        let event = palisade_audit::Event::List {
+            session: crate::audit::session_ref(&session.id),
+            principal: crate::audit::who(&session.principal),
+            method: method.to_owned(),
+            offered: items.len(),
+            withheld: listed.saturating_sub(items.len()),
+        };
+        if self.audit.decide(event).await.is_err() {
+            return error(
+                &id,
+                ErrorCode::InternalError,
+                "The audit log cannot record this list, so it is not answered",
+            );
         }
         let mut result = Map::new();
         result.insert(key.to_owned(), Value::Array(items));

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod inspect_cmd;
 mod pins_cmd;
 
@@ -50,6 +51,11 @@ enum Command {
     /// Inspect tool definitions or text for poisoning, injection, secrets and PII.
     /// Exit code: 0 clean, 1 findings, 2 error.
     Inspect(inspect_cmd::Args),
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +220,9 @@ fn main() -> Result<std::process::ExitCode> {
             &a.input,
         ));
     }
+    if let Command::Audit { command } = &cli.command {
+        return Ok(audit_cmd::run(command, load));
+    }
     run(cli).map(|()| std::process::ExitCode::SUCCESS)
 }
 
@@ -253,7 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             }))?;
             Ok(())
         }
-        Command::Inspect(_) => Ok(()),
+        Command::Inspect(_) | Command::Audit { .. } => Ok(()),
         Command::Pins { command } => pins_cmd::run(command, load),
     }
 }

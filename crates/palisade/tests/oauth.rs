@@ -551,6 +551,25 @@ async fn auth_15_18_the_token_reaches_no_upstream_and_no_log() {
         !logs.contains(signature),
         "AUTH-18: a token reached the logs"
     );
+    // OBS-01: both attempts are in the audit log, the token in neither.
+    let audit = std::fs::read_to_string(s.gw.dir.path().join("data/audit.jsonl")).unwrap();
+    let auth: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["type"] == "auth")
+        .collect();
+    assert!(
+        auth.iter()
+            .any(|e| e["decision"] == "allow"
+                && e["principal"].as_str().unwrap().ends_with("|alice")),
+        "{auth:?}"
+    );
+    assert!(
+        auth.iter()
+            .any(|e| e["decision"] == "deny" && e["reason"].is_string()),
+        "{auth:?}"
+    );
+    assert!(!audit.contains(signature), "a token reached the audit log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,17 +88,17 @@ pub enum Seen {
 }
 
 impl SqliteStore {
-    /// Records a sighting of one version of an item and says where it stands. A
-    /// version never seen before is approved at once when `trust_new` is set and the
-    /// item has no approved version yet (trust on first use); otherwise it is pending,
-    /// with `note` saying why.
+    /// Records a sighting of one version of an item and says where it stands, and
+    /// whether this sighting was its first. A version never seen before is approved
+    /// at once when `trust_new` is set and the item has no approved version yet
+    /// (trust on first use); otherwise it is pending, with `note` saying why.
     pub async fn pin_observe(
         &self,
         seen: Sighting<'_>,
         trust_new: bool,
         note: Option<&str>,
         now: i64,
-    ) -> Result<Seen, StoreError> {
+    ) -> Result<(Seen, bool), StoreError> {
         let Sighting {
             upstream,
             kind,
@@ -116,10 +116,10 @@ impl SqliteStore {
         .fetch_optional(self.pool())
         .await?;
         match existing.as_ref().map(|(s,)| s.as_str()) {
-            Some("approved") => return Ok(Seen::Approved),
-            Some("rejected") => return Ok(Seen::Rejected),
+            Some("approved") => return Ok((Seen::Approved, false)),
+            Some("rejected") => return Ok((Seen::Rejected, false)),
             // Pending, or approved once and superseded: a decision is needed.
-            Some(_) => return Ok(Seen::Pending),
+            Some(_) => return Ok((Seen::Pending, false)),
             None => {}
         }
         let has_approved: Option<(i64,)> = sqlx::query_as(
@@ -131,7 +131,7 @@ impl SqliteStore {
         .fetch_optional(self.pool())
         .await?;
         let approve = trust_new && has_approved.is_none() && note.is_none();
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT OR IGNORE INTO pins (upstream, kind, name, hash, definition, status, first_seen, decided_by, decided_at, note)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -147,11 +147,12 @@ impl SqliteStore {
         .bind(note)
         .execute(self.pool())
         .await?;
-        Ok(if approve {
+        let seen = if approve {
             Seen::Approved
         } else {
             Seen::Pending
-        })
+        };
+        Ok((seen, inserted.rows_affected() > 0))
     }
 
     /// Whether anything of `kind` from `upstream` has been seen before: the first
@@ -277,12 +278,25 @@ mod tests {
                 s.pin_observe(seen, trust, note, 1)
                     .await
                     .unwrap_or_else(|e| panic!("{e}"))
+                    .0
             }
         };
         assert_eq!(
             obs("aaa", true, None).await,
             Seen::Approved,
             "first sight, tofu"
+        );
+        let again = Sighting {
+            upstream: "up",
+            kind: "tool",
+            name: "echo",
+            hash: "aaa",
+            definition: "{}",
+        };
+        assert_eq!(
+            s.pin_observe(again, true, None, 1).await.ok(),
+            Some((Seen::Approved, false)),
+            "a second sighting is not new"
         );
         assert_eq!(obs("aaa", true, None).await, Seen::Approved);
         assert_eq!(
@@ -340,6 +354,6 @@ mod tests {
             )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(n, Seen::Pending);
+        assert_eq!(n, (Seen::Pending, true));
     }
 }

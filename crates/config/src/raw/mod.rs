@@ -27,6 +27,7 @@ pub struct RawConfig {
     dangerous: Option<RawDangerous>,
     inspection: Option<RawInspection>,
     pinning: Option<RawPinning>,
+    audit: Option<RawAudit>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -61,6 +62,23 @@ struct RawTls {
 struct RawDangerous {
     #[serde(default)]
     plaintext_listener: Option<Spanned<bool>>,
+    #[serde(default)]
+    no_audit_log: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<Spanned<String>>,
+    signing_key: Option<Spanned<String>>,
+    fsync: Option<Spanned<String>>,
+    checkpoint_every: Option<Spanned<u64>>,
+    checkpoint_interval: Option<Spanned<String>>,
+    max_file_bytes: Option<Spanned<u64>>,
+    keep_files: Option<Spanned<u64>>,
+    on_failure: Option<crate::OnAuditFailure>,
+    #[serde(default)]
+    include_arguments: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -773,6 +791,23 @@ impl RawConfig {
             None => true,
         };
 
+        let no_audit = self
+            .dangerous
+            .as_ref()
+            .and_then(|d| d.no_audit_log.as_ref())
+            .is_some_and(|v| *v.get_ref());
+        let audit = if no_audit {
+            if self.audit.is_some() {
+                return Err(ConfigError::new(
+                    cx.origin,
+                    "[audit] is set but [dangerous] no_audit_log = true switches it off; remove one",
+                ));
+            }
+            None
+        } else {
+            Some(self.build_audit(&cx, &data_dir)?)
+        };
+
         Ok(Config {
             listen,
             endpoint,
@@ -787,6 +822,94 @@ impl RawConfig {
             tls,
             dangerous,
             inspection,
+            audit,
+            source_sha256: String::new(),
+        })
+    }
+
+    fn build_audit(
+        &self,
+        cx: &Ctx<'_, impl Env>,
+        data_dir: &std::path::Path,
+    ) -> Result<crate::Audit, ConfigError> {
+        let d = RawAudit::default();
+        let a = self.audit.as_ref().unwrap_or(&d);
+        let path = |v: Option<&Spanned<String>>, key: &str, default: &str| match v {
+            Some(v) => {
+                let s = cx.string(v, key)?;
+                if s.trim().is_empty() {
+                    return Err(cx.at(v, key, "must not be empty"));
+                }
+                Ok(PathBuf::from(s))
+            }
+            None => Ok(data_dir.join(default)),
+        };
+        let fsync = match &a.fsync {
+            None => crate::AuditFsync::Interval(Duration::from_secs(1)),
+            Some(v) => match cx.string(v, "audit.fsync")?.trim() {
+                "always" => crate::AuditFsync::Always,
+                "never" => crate::AuditFsync::Never,
+                _ => crate::AuditFsync::Interval(
+                    cx.duration(
+                        Some(v),
+                        "audit.fsync",
+                        Duration::from_secs(1),
+                        Duration::from_secs(60),
+                    )
+                    .map_err(|_| {
+                        cx.at(
+                            v,
+                            "audit.fsync",
+                            "one of \"always\", \"never\", or an interval like \"1s\"",
+                        )
+                    })?,
+                ),
+            },
+        };
+        let mut include_arguments = Vec::new();
+        for g in &a.include_arguments {
+            let v = cx.string(g, "audit.include_arguments")?;
+            if v.is_empty() || v.len() > 300 || v.contains(char::is_whitespace) {
+                return Err(cx.at(
+                    g,
+                    "audit.include_arguments",
+                    format!("`{v}` is not a tool name or a glob like files__read_*"),
+                ));
+            }
+            include_arguments.push(v);
+        }
+        Ok(crate::Audit {
+            path: path(a.path.as_ref(), "audit.path", "audit.jsonl")?,
+            signing_key: path(
+                a.signing_key.as_ref(),
+                "audit.signing_key",
+                "audit-signing.key",
+            )?,
+            fsync,
+            checkpoint_every: cx.count(
+                a.checkpoint_every.as_ref(),
+                "audit.checkpoint_every",
+                1000,
+                1_000_000,
+            )? as u64,
+            checkpoint_interval: cx.duration(
+                a.checkpoint_interval.as_ref(),
+                "audit.checkpoint_interval",
+                Duration::from_secs(60),
+                Duration::from_secs(24 * 3600),
+            )?,
+            max_file_bytes: cx.count(
+                a.max_file_bytes.as_ref(),
+                "audit.max_file_bytes",
+                100 * MIB,
+                1 << 40,
+            )? as u64,
+            keep_files: match &a.keep_files {
+                Some(v) => usize::try_from(*v.get_ref()).unwrap_or(usize::MAX),
+                None => 10,
+            },
+            on_failure: a.on_failure.unwrap_or_default(),
+            include_arguments,
         })
     }
 }

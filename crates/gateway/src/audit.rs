@@ -1,0 +1,96 @@
+//! The gateway's side of the audit trail (OBS-01): who records what, and what a
+//! failed record means. Decisions that let something happen — a call forwarded, a
+//! list answered — wait for their record ([`Auditor::decide`]); with `fail-closed`
+//! (the default) a decision that cannot be recorded does not take effect. Events
+//! that only report ([`Auditor::note`]) keep their place in the log without waiting.
+
+use palisade_audit::{AuditError, AuditLog, Event};
+use palisade_config::OnAuditFailure;
+use serde_json::Value;
+
+use crate::principal::Principal;
+
+/// The audit log as the gateway uses it; inert when the log is switched off.
+#[derive(Debug, Default)]
+pub(crate) struct Auditor {
+    log: Option<AuditLog>,
+    fail_open: bool,
+    /// Namespaced tools whose raw arguments are recorded.
+    include_arguments: Vec<String>,
+}
+
+/// A decision could not be recorded, and the log fails closed.
+#[derive(Debug)]
+pub(crate) struct Unrecorded;
+
+impl Auditor {
+    pub(crate) fn new(log: Option<AuditLog>, audit: Option<&palisade_config::Audit>) -> Self {
+        Self {
+            log,
+            fail_open: audit.is_some_and(|a| a.on_failure == OnAuditFailure::FailOpen),
+            include_arguments: audit
+                .map(|a| a.include_arguments.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Records a decision and waits until it is in the log. `Err` means the decision
+    /// must not take effect.
+    pub(crate) async fn decide(&self, event: Event) -> Result<(), Unrecorded> {
+        let Some(log) = &self.log else { return Ok(()) };
+        match log.record(event).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    /// Records an event without waiting.
+    pub(crate) fn note(&self, event: Event) {
+        if let Some(log) = &self.log {
+            log.note(event);
+        }
+    }
+
+    fn failed(&self, e: &AuditError) -> Result<(), Unrecorded> {
+        if self.fail_open {
+            tracing::error!(error = %e, "audit record lost (on_failure = fail-open): the decision stands");
+            Ok(())
+        } else {
+            tracing::error!(error = %e, "audit record could not be written: the decision is refused (fail-closed)");
+            Err(Unrecorded)
+        }
+    }
+
+    /// The raw arguments of a call to `tool`, when the operator opted it in.
+    pub(crate) fn arguments_of(&self, tool: &str, arguments: &Value) -> Option<Value> {
+        self.include_arguments
+            .iter()
+            .any(|g| crate::args::glob_match(g, tool))
+            .then(|| arguments.clone())
+    }
+
+    /// Writes the stop record and signs the tail.
+    pub(crate) async fn close(&self) {
+        if let Some(log) = &self.log {
+            log.close().await;
+        }
+    }
+}
+
+/// How a principal appears in audit records: `<issuer>|<subject>`.
+pub(crate) fn who(p: &Principal) -> String {
+    format!("{}|{}", p.issuer(), p.subject())
+}
+
+/// How a session appears in audit records: the first 16 hex characters of the
+/// SHA-256 of its ID — enough to correlate, useless to hijack.
+pub(crate) fn session_ref(id: &str) -> String {
+    let mut h = palisade_store::hash_session_id(id);
+    h.truncate(16);
+    h
+}
+
+/// SHA-256 of a JSON value's canonical form (serde_json keeps object keys sorted).
+pub(crate) fn value_sha256(v: &Value) -> String {
+    crate::pins::canonical(v).1
+}
