@@ -403,6 +403,7 @@ async fn run(args: Args) -> Result<()> {
     let gw_port = free_port()?;
     let jwt_port = free_port()?;
     let bare_port = free_port()?;
+    let noaudit_port = free_port()?;
     let mut guard = Guard(Vec::new());
     guard.0.push(
         Command::new(&me)
@@ -444,18 +445,31 @@ async fn run(args: Args) -> Result<()> {
         ),
         &mut guard,
     )?;
-    // The same gateway with inspection and pinning off: what the data path alone costs.
+    // The same gateway with inspection, pinning and audit off: what the data path alone
+    // costs.
     let bare_pid = start_gateway(
         &args,
         &dir,
         "bare",
         &format!(
-            "[gateway]\nlisten = \"127.0.0.1:{bare_port}\"\ndata_dir = \"{}\"\n\n[inspection]\nenabled = false\n[pinning]\nmode = \"off\"\n\n{upstream}",
+            "[gateway]\nlisten = \"127.0.0.1:{bare_port}\"\ndata_dir = \"{}\"\n\n[inspection]\nenabled = false\n[pinning]\nmode = \"off\"\n[dangerous]\nno_audit_log = true\n\n{upstream}",
             dir.join("bare").display()
         ),
         &mut guard,
     )?;
+    // The default gateway without its audit log: what recording every decision costs.
+    let noaudit_pid = start_gateway(
+        &args,
+        &dir,
+        "noaudit",
+        &format!(
+            "[gateway]\nlisten = \"127.0.0.1:{noaudit_port}\"\ndata_dir = \"{}\"\n\n[dangerous]\nno_audit_log = true\n\n{upstream}",
+            dir.join("noaudit").display()
+        ),
+        &mut guard,
+    )?;
     wait_http(&format!("http://127.0.0.1:{bare_port}/healthz")).await?;
+    wait_http(&format!("http://127.0.0.1:{noaudit_port}/healthz")).await?;
     wait_http(&format!("http://127.0.0.1:{up_port}/mcp")).await?;
     wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await?;
     wait_http(&format!("http://127.0.0.1:{jwt_port}/healthz")).await?;
@@ -480,8 +494,15 @@ async fn run(args: Args) -> Result<()> {
         bearer: None,
     };
     let mut bare = Target {
-        name: "gateway, inspection off",
+        name: "gateway, inspection and audit off",
         url: format!("http://127.0.0.1:{bare_port}/mcp"),
+        tool: "up__payload",
+        session: None,
+        bearer: None,
+    };
+    let mut noaudit = Target {
+        name: "gateway, audit off",
+        url: format!("http://127.0.0.1:{noaudit_port}/mcp"),
         tool: "up__payload",
         session: None,
         bearer: None,
@@ -497,13 +518,15 @@ async fn run(args: Args) -> Result<()> {
     initialize(&http, &mut through).await?;
     initialize(&http, &mut with_jwt).await?;
     initialize(&http, &mut bare).await?;
+    initialize(&http, &mut noaudit).await?;
     let bare = Arc::new(bare);
+    let noaudit = Arc::new(noaudit);
     let direct = Arc::new(direct);
     let through = Arc::new(through);
     let with_jwt = Arc::new(with_jwt);
 
     // Warm up every path (connections, allocators, caches).
-    for t in [&direct, &bare, &through, &with_jwt] {
+    for t in [&direct, &bare, &noaudit, &through, &with_jwt] {
         throughput_phase(&http, t, args.concurrency, 2).await?;
     }
 
@@ -511,6 +534,7 @@ async fn run(args: Args) -> Result<()> {
     for (t, pid) in [
         (&direct, gw_pid),
         (&bare, bare_pid),
+        (&noaudit, noaudit_pid),
         (&through, gw_pid),
         (&with_jwt, jwt_pid),
     ] {

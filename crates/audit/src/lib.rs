@@ -5,9 +5,10 @@
 //! - [`chain`] encodes records and [`verify`](chain::verify)s a file: it names the
 //!   first record that was edited, deleted, reordered or inserted.
 //! - [`key`] loads (or creates) the signing key and checks signatures.
-//! - [`log`] is the writer: a bounded queue into one thread that appends, syncs per
-//!   policy, rotates, signs checkpoints and acknowledges each record once it is in
-//!   the file, so a decision can wait for its record before it takes effect.
+//! - [`log`] is the writer: the producing task appends under one mutex (on the
+//!   blocking pool when every record is synced), a ticker signs checkpoints, syncs and
+//!   rotates; `record` returns once the record is in the file, so a decision can wait
+//!   for its record before it takes effect.
 //!
 //! Tokens, secrets and raw argument values never enter an event: producers pass
 //! hashes and identifiers only.

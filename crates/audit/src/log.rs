@@ -1,18 +1,19 @@
-//! The writer. Producers hand events to a bounded queue; one thread appends them to
-//! the file in batches (group commit), syncs per [`Fsync`], adds a signed checkpoint
-//! every `checkpoint_every` records or `checkpoint_interval`, rotates at
-//! `max_file_bytes`, and only then acknowledges each record. A write that fails is
-//! acknowledged with an error, and the next batch starts a fresh file chained to the
-//! last record that was written whole, so the chain never continues past a torn line.
+//! The writer. A record is appended by the task that produces it, under one mutex,
+//! so records keep the order in which they were produced and a decision's record is
+//! in the file when `record` returns — no hand-off to another thread, no wake-up. With
+//! `fsync = always` the append and the sync run on the blocking pool instead, so a
+//! disk flush never stalls the runtime. A ticker adds a signed checkpoint every
+//! `checkpoint_interval`, syncs per [`Fsync`], and rotates at `max_file_bytes`;
+//! `checkpoint_every` records also bring a checkpoint. A write that fails is reported
+//! to its producer, and the next one starts a fresh file chained to the last record
+//! that was written whole, so the chain never continues past a torn line.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
-
-use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{self, GENESIS};
 use crate::event::Event;
@@ -47,8 +48,6 @@ pub struct AuditOptions {
     pub max_file_bytes: u64,
     /// Rotated files kept (older ones are deleted); 0 keeps all.
     pub keep_files: usize,
-    /// Capacity of the queue in front of the writer.
-    pub queue: usize,
     /// The gateway's version, for the start record.
     pub version: String,
     /// SHA-256 of the running configuration, for the start record.
@@ -66,35 +65,32 @@ pub enum AuditError {
     Closed,
 }
 
-type Ack = oneshot::Sender<Result<(), AuditError>>;
-
-enum Msg {
-    Record(Box<Event>, Option<Ack>),
-    Tick,
-    Close(oneshot::Sender<()>),
-}
-
 /// A handle to the audit log; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Msg>,
+    writer: Arc<Mutex<Writer>>,
     healthy: Arc<AtomicBool>,
+    sync_each: bool,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Msg {
+impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Record(..) => "Record",
-            Self::Tick => "Tick",
-            Self::Close(_) => "Close",
-        })
+        f.debug_struct("Writer")
+            .field("path", &self.opts.path)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
     }
+}
+
+fn lock(w: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl AuditLog {
     /// Opens (or continues) the log and writes its start record; an error here means
-    /// the log cannot be written at all. Call inside a Tokio runtime.
+    /// the log cannot be written at all. Call inside a Tokio runtime: it starts the
+    /// ticker.
     pub fn open(opts: AuditOptions) -> Result<Self, AuditError> {
         let key = SigningKey::load_or_create(&opts.key)
             .map_err(|e| AuditError::Unavailable(e.to_string()))?;
@@ -106,28 +102,40 @@ impl AuditLog {
             }],
             false,
         )?;
-        let (tx, mut rx) = mpsc::channel(opts.queue.max(1));
+        let writer = Arc::new(Mutex::new(w));
         let healthy = Arc::new(AtomicBool::new(true));
+        let ticker = Arc::downgrade(&writer);
         let h = Arc::clone(&healthy);
-        std::thread::Builder::new()
-            .name("palisade-audit".into())
-            .spawn(move || w.run(&mut rx, &h))
-            .map_err(|e| AuditError::Unavailable(e.to_string()))?;
-        let ticker = tx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(250));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                if ticker.is_closed() {
+                let Some(w) = ticker.upgrade() else { return };
+                let h = Arc::clone(&h);
+                // Checkpoints sign and syncs flush: both may block.
+                let done = tokio::task::spawn_blocking(move || {
+                    let mut w = lock(&w);
+                    if w.closed {
+                        return false;
+                    }
+                    let r = w.tick();
+                    if let Err(e) = &r {
+                        tracing::error!(error = %e, "audit log upkeep failed");
+                    }
+                    h.store(r.is_ok(), Ordering::Release);
+                    true
+                })
+                .await;
+                if !matches!(done, Ok(true)) {
                     return;
                 }
-                // A full queue will be drained soon anyway; a tick is never urgent.
-                let _ = ticker.try_send(Msg::Tick);
             }
         });
         Ok(Self {
-            tx,
+            writer,
             healthy,
+            sync_each: opts.fsync == Fsync::Always,
             path: opts.path,
         })
     }
@@ -142,38 +150,66 @@ impl AuditLog {
         self.healthy.load(Ordering::Acquire)
     }
 
-    /// Appends `event` and waits until it is in the file (and synced, with
-    /// [`Fsync::Always`]). A decision that depends on its record waits for this.
+    fn append_now(&self, event: Event) -> Result<(), AuditError> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Err(AuditError::Closed);
+        }
+        let r = w.append(vec![event], false);
+        self.healthy.store(r.is_ok(), Ordering::Release);
+        r
+    }
+
+    /// Appends `event`; when this returns `Ok`, the record is in the file (and on
+    /// disk, with [`Fsync::Always`]). A decision that depends on its record waits for
+    /// this.
     pub async fn record(&self, event: Event) -> Result<(), AuditError> {
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg::Record(Box::new(event), Some(ack)))
+        if !self.sync_each {
+            return self.append_now(event);
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.append_now(event))
             .await
-            .map_err(|_| AuditError::Closed)?;
-        done.await.map_err(|_| AuditError::Closed)?
+            .map_err(|_| AuditError::Closed)?
     }
 
-    /// Appends `event` without waiting; it keeps its place in the order. When the
-    /// queue is full the event is lost, and that is logged.
+    /// Appends `event` without reporting the outcome to the caller; a failure is
+    /// logged. With [`Fsync::Always`] the record is synced by the next record or tick.
     pub fn note(&self, event: Event) {
-        if let Err(e) = self.tx.try_send(Msg::Record(Box::new(event), None)) {
-            tracing::error!(error = %e, "audit queue full: an event was not recorded");
-            self.healthy.store(false, Ordering::Release);
+        let r = {
+            let mut w = lock(&self.writer);
+            if w.closed {
+                Err(AuditError::Closed)
+            } else {
+                w.append_unsynced(event)
+            }
+        };
+        self.healthy.store(r.is_ok(), Ordering::Release);
+        if let Err(e) = r {
+            tracing::error!(error = %e, "an audit event was not recorded");
         }
     }
 
-    /// Writes the stop record and a final checkpoint, syncs, and stops the writer.
+    /// Writes the stop record and a final checkpoint, syncs, and closes the log;
+    /// later records are refused.
     pub async fn close(&self) {
-        let _ = self.tx.send(Msg::Record(Box::new(Event::Stop), None)).await;
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Close(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        let w = Arc::clone(&self.writer);
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut w = lock(&w);
+            if w.closed {
+                return;
+            }
+            if let Err(e) = w.append(vec![Event::Stop], true) {
+                tracing::error!(error = %e, "could not write the audit log's stop record");
+            }
+            if let Some(f) = &w.file {
+                let _ = f.sync_all();
+            }
+            w.closed = true;
+        })
+        .await;
     }
 }
-
-/// Most records taken from the queue for one write.
-const BATCH: usize = 512;
 
 struct Writer {
     opts: AuditOptions,
@@ -189,6 +225,8 @@ struct Writer {
     unsynced: Option<Instant>,
     /// The last write failed: the next one starts a fresh file.
     torn: bool,
+    /// Closed: nothing more is written.
+    closed: bool,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> AuditError {
@@ -214,6 +252,7 @@ impl Writer {
             first_unsigned: None,
             unsynced: None,
             torn: false,
+            closed: false,
         };
         let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
         if !regular || len == 0 {
@@ -323,7 +362,20 @@ impl Writer {
             self.start_file()?;
             self.torn = false;
         }
-        self.write_lines(events, force_checkpoint)
+        self.write_lines(events, force_checkpoint)?;
+        self.rotate_if_full()
+    }
+
+    /// Appends one event without the per-record sync of [`Fsync::Always`] (the next
+    /// record or tick syncs it).
+    fn append_unsynced(&mut self, event: Event) -> Result<(), AuditError> {
+        let fsync = self.opts.fsync;
+        if fsync == Fsync::Always {
+            self.opts.fsync = Fsync::Interval(Duration::ZERO);
+        }
+        let r = self.append(vec![event], false);
+        self.opts.fsync = fsync;
+        r
     }
 
     /// Writes `events`, followed by a checkpoint when one is due or `sign` asks for
@@ -408,13 +460,21 @@ impl Writer {
         {
             self.write_lines(Vec::new(), true)?;
         }
-        if let (Fsync::Interval(every), Some(since)) = (self.opts.fsync, self.unsynced)
-            && since.elapsed() >= every
-            && let Some(f) = &self.file
-        {
+        let sync_due = match (self.opts.fsync, self.unsynced) {
+            (Fsync::Interval(every), Some(since)) => since.elapsed() >= every,
+            // Noted records, which did not wait for their sync.
+            (Fsync::Always, Some(_)) => true,
+            _ => false,
+        };
+        if sync_due && let Some(f) = &self.file {
             f.sync_data().map_err(unavailable)?;
             self.unsynced = None;
         }
+        self.rotate_if_full()
+    }
+
+    /// Signs, syncs and rotates a file that reached `max_file_bytes`.
+    fn rotate_if_full(&mut self) -> Result<(), AuditError> {
         if self.regular && self.bytes >= self.opts.max_file_bytes {
             if self.unsigned > 0 {
                 self.write_lines(Vec::new(), true)?;
@@ -426,56 +486,6 @@ impl Writer {
             self.start_file()?;
         }
         Ok(())
-    }
-
-    fn run(mut self, rx: &mut mpsc::Receiver<Msg>, healthy: &AtomicBool) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut events = Vec::new();
-            let mut acks = Vec::new();
-            let mut close = None;
-            let mut next = Some(first);
-            while let Some(m) = next.take() {
-                match m {
-                    Msg::Record(e, ack) => {
-                        events.push(*e);
-                        acks.extend(ack);
-                    }
-                    Msg::Tick => {}
-                    Msg::Close(done) => {
-                        close = Some(done);
-                        break;
-                    }
-                }
-                if events.len() < BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            let mut result = if events.is_empty() {
-                Ok(())
-            } else {
-                self.append(events, close.is_some())
-            };
-            if result.is_ok() {
-                result = self.tick();
-            }
-            healthy.store(result.is_ok(), Ordering::Release);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "audit log write failed");
-            }
-            for ack in acks {
-                let _ = ack.send(result.clone());
-            }
-            if let Some(done) = close {
-                if self.unsigned > 0 {
-                    let _ = self.write_lines(Vec::new(), true);
-                }
-                if let Some(f) = &self.file {
-                    let _ = f.sync_all();
-                }
-                let _ = done.send(());
-                return;
-            }
-        }
     }
 }
 

@@ -21,7 +21,6 @@ fn options(dir: &Path) -> AuditOptions {
         checkpoint_interval: Duration::from_secs(3600),
         max_file_bytes: u64::MAX,
         keep_files: 0,
-        queue: 64,
         version: "test".into(),
         config_sha256: "00".into(),
     }

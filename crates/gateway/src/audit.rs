@@ -34,6 +34,11 @@ impl Auditor {
         }
     }
 
+    /// Whether there is a log to write to.
+    pub(crate) fn is_on(&self) -> bool {
+        self.log.is_some()
+    }
+
     /// Records a decision and waits until it is in the log. `Err` means the decision
     /// must not take effect.
     pub(crate) async fn decide(&self, event: Event) -> Result<(), Unrecorded> {
@@ -85,9 +90,8 @@ pub(crate) fn who(p: &Principal) -> String {
 /// How a session appears in audit records: the first 16 hex characters of the
 /// SHA-256 of its ID — enough to correlate, useless to hijack.
 pub(crate) fn session_ref(id: &str) -> String {
-    let mut h = palisade_store::hash_session_id(id);
-    h.truncate(16);
-    h
+    use sha2::Digest;
+    palisade_audit::key::hex(&sha2::Sha256::digest(id.as_bytes())[..8])
 }
 
 /// SHA-256 of a JSON value's canonical form (serde_json keeps object keys sorted).

@@ -189,9 +189,6 @@ async fn upstream_credentials(
     Ok(out)
 }
 
-/// Audit events waiting for the writer at most; producers of decisions wait beyond.
-const AUDIT_QUEUE: usize = 4096;
-
 /// Runs the gateway until `shutdown` resolves, then drains and stops.
 ///
 /// `on_ready` is called with the bound address once the listener accepts.
@@ -219,7 +216,6 @@ pub async fn run(
                 checkpoint_interval: a.checkpoint_interval,
                 max_file_bytes: a.max_file_bytes,
                 keep_files: a.keep_files,
-                queue: AUDIT_QUEUE,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 config_sha256: config.source_sha256.clone(),
             })

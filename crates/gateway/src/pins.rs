@@ -42,10 +42,7 @@ pub(crate) const INSTRUCTIONS: &str = "@instructions";
 /// their keys sorted, so equal definitions serialise equally.
 pub(crate) fn canonical(item: &Value) -> (String, String) {
     let text = item.to_string();
-    let hash = Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = palisade_audit::key::hex(&Sha256::digest(text.as_bytes()));
     (text, hash)
 }
 

@@ -94,6 +94,8 @@ struct Call<'a> {
     /// The name as the client gave it, or the URI.
     target: &'a str,
     msg: &'a Message,
+    /// Its parsed `params`, when the router needed them anyway.
+    params: Option<&'a Value>,
 }
 
 /// The message of a JSON-RPC error the gateway made (never upstream text).
@@ -223,11 +225,20 @@ impl Router {
     /// FEAT-04: arguments that do not match the tool's input schema are answered with
     /// a tool error (`isError: true`) and never forwarded. A tool not listed yet has no
     /// schema here and is forwarded.
-    /// The second value says why, for the audit record (never the arguments).
-    fn check_arguments(&self, idx: usize, msg: &Message) -> Option<(Message, &'static str)> {
+    /// `msg` is the request as the upstream will get it; `params` are the client's
+    /// (for the arguments). The second value says why, for the audit record (never
+    /// the arguments).
+    fn check_arguments(
+        &self,
+        idx: usize,
+        msg: &Message,
+        params: Option<&Value>,
+    ) -> Option<(Message, &'static str)> {
         let id = msg.id()?;
-        let params: Value = msg.params().ok()?;
-        let name = params.get("name")?.as_str()?;
+        let params = params?;
+        // The upstream's own name, from the rewritten message.
+        let name = msg.param_str("name")?;
+        let name = name.as_str();
         let args = params
             .get("arguments")
             .cloned()
@@ -507,9 +518,12 @@ impl Router {
             }
             "tools/call" | "prompts/get" => {
                 let target = msg.param_str("name").unwrap_or_default();
+                let params: Option<Value> = msg.params().ok();
                 let routed = self.route_by_name(&msg);
                 let refused = match &routed {
-                    Ok((idx, m)) if method == "tools/call" => self.check_arguments(*idx, m),
+                    Ok((idx, m)) if method == "tools/call" => {
+                        self.check_arguments(*idx, m, params.as_ref())
+                    }
                     Ok(_) => None,
                     Err(e) => Some(((**e).clone(), error_text(e))),
                 };
@@ -518,6 +532,7 @@ impl Router {
                     upstream: routed.as_ref().ok().map(|(i, _)| *i),
                     target: &target,
                     msg: &msg,
+                    params: params.as_ref(),
                 };
                 match self
                     .decide(session, &call, refused, routed.ok(), sink.clone(), cancel)
@@ -565,6 +580,7 @@ impl Router {
                     upstream: idx,
                     target: &uri,
                     msg: &msg,
+                    params: None,
                 };
                 let go = idx.map(|i| (i, msg.clone()));
                 match self
@@ -607,8 +623,10 @@ impl Router {
         call: &Call<'_>,
         refused: Option<&str>,
     ) -> Result<(), Message> {
-        let params: Value = call.msg.params().unwrap_or(Value::Null);
-        let arguments = params.get("arguments");
+        if !self.audit.is_on() {
+            return Ok(());
+        }
+        let arguments = call.params.and_then(|p| p.get("arguments"));
         let event = palisade_audit::Event::Call {
             session: crate::audit::session_ref(&session.id),
             principal: crate::audit::who(&session.principal),
