@@ -19,9 +19,10 @@ pub mod chain;
 pub mod event;
 pub mod key;
 pub mod log;
+pub mod ocsf;
 
 pub use event::{Decision, Event};
-pub use log::{AuditError, AuditLog, AuditOptions, Fsync};
+pub use log::{AuditError, AuditLog, AuditOptions, Fsync, Tee};
 
 #[cfg(test)]
 mod tests;

@@ -52,6 +52,19 @@ pub struct AuditOptions {
     pub version: String,
     /// SHA-256 of the running configuration, for the start record.
     pub config_sha256: String,
+    /// Called with each line once it is in the file (sinks take copies here). It
+    /// runs under the writer's lock: it must only hand the line on, never wait.
+    pub tee: Option<Tee>,
+}
+
+/// A receiver of every written line; see [`AuditOptions::tee`].
+#[derive(Clone)]
+pub struct Tee(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Tee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tee")
+    }
 }
 
 /// The log could not take a record.
@@ -430,6 +443,11 @@ impl Writer {
         if let Err(e) = written {
             self.torn = true;
             return Err(unavailable(e));
+        }
+        if let Some(Tee(tee)) = &self.opts.tee {
+            for line in buf.lines() {
+                tee(line);
+            }
         }
         self.seq = seq;
         self.prev = prev;

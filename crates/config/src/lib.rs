@@ -110,6 +110,54 @@ pub struct Audit {
     /// Namespaced tool names (or globs) whose raw arguments are recorded; every
     /// other call records only the arguments' SHA-256.
     pub include_arguments: Vec<String>,
+    /// Where copies of the records go as they are written (the file stays the
+    /// record of truth).
+    pub sinks: Vec<AuditSink>,
+}
+
+/// A copy of the audit records, sent as they are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSink {
+    /// Where.
+    pub kind: AuditSinkKind,
+    /// As written, or mapped to OCSF.
+    pub format: AuditFormat,
+}
+
+/// Where an audit sink sends records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSinkKind {
+    /// Standard output, one JSON document per line.
+    Stdout,
+    /// Syslog (RFC 5424) over TCP with octet counting (RFC 6587), in TLS (RFC 5425)
+    /// unless `tls` is false, which only a loopback address allows.
+    Syslog {
+        /// `host:port`.
+        address: String,
+        /// The host part, for the TLS name.
+        host: String,
+        /// Whether to speak TLS.
+        tls: bool,
+        /// Trust only this CA bundle (PEM) instead of the platform's roots.
+        ca_file: Option<PathBuf>,
+    },
+    /// OpenTelemetry logs over OTLP/HTTP (JSON), to https (or http on loopback).
+    Otlp {
+        /// The collector's logs endpoint, e.g. `https://collector:4318/v1/logs`.
+        url: String,
+    },
+}
+
+/// How records are shaped for a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditFormat {
+    /// The record exactly as in the file (hash and chain included).
+    #[default]
+    Record,
+    /// An OCSF event (Authentication, API Activity, Detection Finding, …) with the
+    /// record under `unmapped`.
+    Ocsf,
 }
 
 /// When the audit file is synced to stable storage.
@@ -566,34 +614,52 @@ impl Config {
             s.push_str("inspection: OFF\n");
         }
         match &self.audit {
-            Some(a) => s.push_str(&format!(
-                "audit: {} (signed by {}), fsync {}, checkpoint every {} records or {:?}, \
+            Some(a) => s.push_str(
+                &(format!(
+                    "audit: {} (signed by {}), fsync {}, checkpoint every {} records or {:?}, \
                  rotate at {} B keeping {}, {}{}\n",
-                a.path.display(),
-                a.signing_key.display(),
-                match a.fsync {
-                    AuditFsync::Always => "always".to_owned(),
-                    AuditFsync::Never => "never".to_owned(),
-                    AuditFsync::Interval(d) => format!("every {d:?}"),
-                },
-                a.checkpoint_every,
-                a.checkpoint_interval,
-                a.max_file_bytes,
-                if a.keep_files == 0 {
-                    "all".to_owned()
-                } else {
-                    a.keep_files.to_string()
-                },
-                match a.on_failure {
-                    OnAuditFailure::FailClosed => "fail-closed",
-                    OnAuditFailure::FailOpen => "fail-open",
-                },
-                if a.include_arguments.is_empty() {
-                    String::new()
-                } else {
-                    format!(", raw arguments of {:?}", a.include_arguments)
-                }
-            )),
+                    a.path.display(),
+                    a.signing_key.display(),
+                    match a.fsync {
+                        AuditFsync::Always => "always".to_owned(),
+                        AuditFsync::Never => "never".to_owned(),
+                        AuditFsync::Interval(d) => format!("every {d:?}"),
+                    },
+                    a.checkpoint_every,
+                    a.checkpoint_interval,
+                    a.max_file_bytes,
+                    if a.keep_files == 0 {
+                        "all".to_owned()
+                    } else {
+                        a.keep_files.to_string()
+                    },
+                    match a.on_failure {
+                        OnAuditFailure::FailClosed => "fail-closed",
+                        OnAuditFailure::FailOpen => "fail-open",
+                    },
+                    if a.include_arguments.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", raw arguments of {:?}", a.include_arguments)
+                    }
+                ) + &a
+                    .sinks
+                    .iter()
+                    .map(|k| {
+                        let to = match &k.kind {
+                            AuditSinkKind::Stdout => "stdout".to_owned(),
+                            AuditSinkKind::Syslog { address, tls, .. } => {
+                                format!(
+                                    "syslog {address}{}",
+                                    if *tls { " (TLS)" } else { " (plain, loopback)" }
+                                )
+                            }
+                            AuditSinkKind::Otlp { url } => format!("otlp {url}"),
+                        };
+                        format!("audit sink: {to}, {:?}\n", k.format).to_lowercase()
+                    })
+                    .collect::<String>()),
+            ),
             None => s.push_str("audit: OFF (DANGEROUS: [dangerous] no_audit_log)\n"),
         }
         s.push_str("upstreams:\n");

@@ -498,3 +498,76 @@ fn an_external_detector_needs_an_explicit_failure_choice() {
             .contains("loopback")
     );
 }
+
+#[test]
+fn obs_01_the_audit_log_is_on_by_default_and_off_only_as_a_dangerous_setting() {
+    let c = load(MIN, &[]).unwrap();
+    let a = c.audit.as_ref().unwrap();
+    assert_eq!(a.path, Path::new(".palisade/audit.jsonl"));
+    assert_eq!(a.signing_key, Path::new(".palisade/audit-signing.key"));
+    assert_eq!(a.on_failure, OnAuditFailure::FailClosed);
+    assert_eq!(
+        a.fsync,
+        AuditFsync::Interval(std::time::Duration::from_secs(1))
+    );
+    assert!(c.summary().contains("audit: .palisade/audit.jsonl"));
+    assert_eq!(c.source_sha256.len(), 64);
+
+    let off = load(&format!("[dangerous]\nno_audit_log = true\n{MIN}"), &[]).unwrap();
+    assert!(off.audit.is_none());
+    assert!(off.summary().contains("audit: OFF (DANGEROUS"));
+    let both = format!("[dangerous]\nno_audit_log = true\n[audit]\nfsync = \"always\"\n{MIN}");
+    assert!(
+        load(&both, &[]).is_err(),
+        "contradictory settings are refused"
+    );
+
+    let c = load(
+        &format!("[audit]\nfsync = \"always\"\non_failure = \"fail-open\"\n{MIN}"),
+        &[],
+    )
+    .unwrap();
+    let a = c.audit.unwrap();
+    assert_eq!(
+        (a.fsync, a.on_failure),
+        (AuditFsync::Always, OnAuditFailure::FailOpen)
+    );
+    assert!(load(&format!("[audit]\nfsync = \"sometimes\"\n{MIN}"), &[]).is_err());
+}
+
+#[test]
+fn obs_01_audit_sinks_are_checked() {
+    let sink = |body: &str| load(&format!("[audit]\n[[audit.sink]]\n{body}\n{MIN}"), &[]);
+    let ok = sink("kind = \"syslog\"\naddress = \"siem.example:6514\"\nformat = \"ocsf\"").unwrap();
+    assert_eq!(
+        ok.audit.unwrap().sinks,
+        vec![AuditSink {
+            kind: AuditSinkKind::Syslog {
+                address: "siem.example:6514".into(),
+                host: "siem.example".into(),
+                tls: true,
+                ca_file: None
+            },
+            format: AuditFormat::Ocsf
+        }]
+    );
+    for (body, why) in [
+        (
+            "kind = \"syslog\"\naddress = \"siem.example:514\"\ntls = false",
+            "loopback",
+        ),
+        ("kind = \"syslog\"", "address"),
+        ("kind = \"syslog\"\naddress = \"siem.example\"", "host:port"),
+        (
+            "kind = \"otlp\"\nurl = \"http://collector.example:4318/v1/logs\"",
+            "https",
+        ),
+        ("kind = \"stdout\"\nurl = \"https://x\"", "does not apply"),
+        ("kind = \"kafka\"", "one of stdout, syslog, otlp"),
+    ] {
+        let err = sink(body).unwrap_err().to_string();
+        assert!(err.contains(why), "{body}: {err}");
+    }
+    assert!(sink("kind = \"syslog\"\naddress = \"127.0.0.1:514\"\ntls = false").is_ok());
+    assert!(sink("kind = \"otlp\"\nurl = \"http://127.0.0.1:4318/v1/logs\"").is_ok());
+}

@@ -10,6 +10,7 @@
 
 mod args;
 mod audit;
+mod audit_sinks;
 mod auth;
 mod credentials;
 mod edge;
@@ -198,12 +199,18 @@ pub async fn run(
     on_ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<(), GatewayError> {
     let store = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    let mut sinks = None;
     let audit_log = match &config.audit {
         None => {
             tracing::warn!("DANGEROUS: the audit log is off ([dangerous] no_audit_log)");
             None
         }
         Some(a) => {
+            let (s, tee) = audit_sinks::Sinks::start(
+                &a.sinks,
+                &upstream::http::client().map_err(GatewayError::Start)?,
+            )?;
+            sinks = Some(s);
             let log = palisade_audit::AuditLog::open(palisade_audit::AuditOptions {
                 path: a.path.clone(),
                 key: a.signing_key.clone(),
@@ -218,6 +225,7 @@ pub async fn run(
                 keep_files: a.keep_files,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 config_sha256: config.source_sha256.clone(),
+                tee,
             })
             .map_err(|e| GatewayError::Start(e.to_string()))?;
             tracing::info!(path = %a.path.display(), "audit log open");
@@ -442,6 +450,9 @@ pub async fn run(
         let _ = s.await;
     }
     auditor.close().await;
+    if let Some(s) = sinks {
+        s.drain(Duration::from_secs(2)).await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -225,3 +225,236 @@ fn obs_01_a_gateway_that_cannot_write_its_audit_log_does_not_start() {
     assert!(err.contains("audit log cannot be written"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
 }
+
+/// Octet-counted syslog frames (RFC 6587) from everything received on `listener`.
+fn syslog_receiver<S>(
+    accept: impl Fn(tokio::net::TcpStream) -> S + Send + Sync + 'static,
+    listener: tokio::net::TcpListener,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>>
+where
+    S: std::future::Future<Output = Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>>
+        + Send
+        + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = std::sync::Arc::clone(&frames);
+    let accept = std::sync::Arc::new(accept);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let frames = std::sync::Arc::clone(&frames);
+            let accept = std::sync::Arc::clone(&accept);
+            tokio::spawn(async move {
+                let Some(mut r) = accept(tcp).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = r.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // Take every whole frame: "<len> <msg>".
+                    while let Some(sp) = buf.iter().position(|&b| b == b' ') {
+                        let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+                        if buf.len() < sp + 1 + len {
+                            break;
+                        }
+                        let msg = String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap();
+                        frames.lock().unwrap().push(msg);
+                        buf.drain(..sp + 1 + len);
+                    }
+                }
+            });
+        }
+    });
+    out
+}
+
+async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_records_reach_stdout_syslog_tls_and_otlp_receivers() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+
+    // A CA and a leaf for localhost, for the syslog-over-TLS receiver (RFC 5425).
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    let plain_frames = syslog_receiver(
+        |tcp| async move { Some(Box::new(tcp) as Box<dyn tokio::io::AsyncRead + Unpin + Send>) },
+        plain,
+    );
+    let tls = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_port = tls.local_addr().unwrap().port();
+    let tls_frames = syslog_receiver(
+        move |tcp| {
+            let acceptor = acceptor.clone();
+            async move {
+                let s = acceptor.accept(tcp).await.ok()?;
+                Some(Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)
+            }
+        },
+        tls,
+    );
+
+    // An OTLP/HTTP logs receiver.
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let seen = std::sync::Arc::clone(&bodies);
+    let otlp = serve_loopback(axum::Router::new().route(
+        "/v1/logs",
+        axum::routing::post(move |body: String| {
+            let seen = std::sync::Arc::clone(&seen);
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
+                "{}"
+            }
+        }),
+    ))
+    .await;
+
+    let (_rec, url) = start_recorder().await;
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "[audit]\n\
+             [[audit.sink]]\nkind = \"stdout\"\n\
+             [[audit.sink]]\nkind = \"syslog\"\naddress = \"{plain_addr}\"\ntls = false\n\
+             [[audit.sink]]\nkind = \"syslog\"\naddress = \"localhost:{tls_port}\"\nca_file = \"{}\"\nformat = \"ocsf\"\n\
+             [[audit.sink]]\nkind = \"otlp\"\nurl = \"{otlp}/v1/logs\"\nformat = \"ocsf\"\n\
+             {}",
+            ca_file.display(),
+            http_upstream("rec", &url)
+        ),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let _ = c
+        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    let _ = c.call(2, "rec__echo", json!({"note": SECRET_ARG})).await;
+
+    // Syslog, plain: RFC 5424 with facility 13 (log audit), the record as written.
+    let call = until("the call on syslog", || {
+        plain_frames
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|f| f.contains("\"type\":\"call\""))
+            .cloned()
+    })
+    .await;
+    assert!(call.starts_with("<110>1 "), "{call}");
+    assert!(
+        call.contains(" palisade ") && call.contains(" call - {"),
+        "{call}"
+    );
+    let record: Value = serde_json::from_str(&call[call.find(" - {").unwrap() + 3..]).unwrap();
+    assert_eq!(record["event"]["target"], "rec__echo");
+    assert_eq!(record["hash"].as_str().unwrap().len(), 64);
+
+    // Syslog over TLS, as OCSF API Activity.
+    let ocsf = until("the call on syslog over TLS", || {
+        tls_frames
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|f| {
+                f.contains("\"class_uid\":6003") && f.contains("\"operation\":\"tools/call\"")
+            })
+            .cloned()
+    })
+    .await;
+    let doc: Value = serde_json::from_str(&ocsf[ocsf.find(" - {").unwrap() + 3..]).unwrap();
+    assert_eq!(doc["api"]["operation"], "tools/call");
+    assert_eq!(doc["metadata"]["product"]["name"], "Palisade");
+
+    // OTLP/HTTP logs, OCSF bodies.
+    let body = until("the call over OTLP", || {
+        bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .find(|r| {
+                let b = r["body"]["stringValue"].as_str().unwrap_or("");
+                b.contains("\"class_uid\":6003") && b.contains("\"operation\":\"tools/call\"")
+            })
+    })
+    .await;
+    assert_eq!(
+        body["attributes"][0]["value"]["stringValue"],
+        "palisade.audit.call"
+    );
+
+    // Standard output: the records as written, one per line.
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut guard = gw.stdout.lock().unwrap();
+        let r = guard.as_mut().unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap() == 0 || line.contains("\"type\":\"call\"") {
+                return line.clone();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["event"]["type"], "call");
+
+    for f in [&plain_frames, &tls_frames] {
+        assert!(!f.lock().unwrap().iter().any(|m| m.contains(SECRET_ARG)));
+    }
+    assert!(
+        !bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b.to_string().contains(SECRET_ARG))
+    );
+}

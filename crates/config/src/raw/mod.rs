@@ -79,6 +79,19 @@ struct RawAudit {
     on_failure: Option<crate::OnAuditFailure>,
     #[serde(default)]
     include_arguments: Vec<Spanned<String>>,
+    #[serde(default, rename = "sink")]
+    sinks: Vec<RawSink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    kind: Spanned<String>,
+    format: Option<crate::AuditFormat>,
+    address: Option<Spanned<String>>,
+    tls: Option<bool>,
+    ca_file: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -827,6 +840,103 @@ impl RawConfig {
         })
     }
 
+    fn build_sink(
+        &self,
+        cx: &Ctx<'_, impl Env>,
+        k: &RawSink,
+    ) -> Result<crate::AuditSink, ConfigError> {
+        let kind = cx.string(&k.kind, "audit.sink.kind")?;
+        let only = |present: bool, key: &str| -> Result<(), ConfigError> {
+            if present {
+                return Err(cx.at(
+                    &k.kind,
+                    "audit.sink",
+                    format!("`{key}` does not apply to a {kind} sink"),
+                ));
+            }
+            Ok(())
+        };
+        let target = match kind.as_str() {
+            "stdout" => {
+                only(k.address.is_some(), "address")?;
+                only(k.url.is_some(), "url")?;
+                only(k.tls.is_some(), "tls")?;
+                only(k.ca_file.is_some(), "ca_file")?;
+                crate::AuditSinkKind::Stdout
+            }
+            "syslog" => {
+                only(k.url.is_some(), "url")?;
+                let Some(a) = &k.address else {
+                    return Err(cx.at(
+                        &k.kind,
+                        "audit.sink",
+                        "a syslog sink needs `address = \"host:port\"`",
+                    ));
+                };
+                let address = cx.string(a, "audit.sink.address")?;
+                let host = match address.rsplit_once(':') {
+                    Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {
+                        h.trim_start_matches('[').trim_end_matches(']').to_owned()
+                    }
+                    _ => {
+                        return Err(cx.at(
+                            a,
+                            "audit.sink.address",
+                            format!("`{address}` is not host:port"),
+                        ));
+                    }
+                };
+                let tls = k.tls.unwrap_or(true);
+                if !tls && !is_loopback_host(&host) {
+                    return Err(cx.at(
+                        a,
+                        "audit.sink.address",
+                        "syslog without TLS is allowed only to a loopback address: audit records would cross the network in clear",
+                    ));
+                }
+                if !tls && k.ca_file.is_some() {
+                    return Err(cx.at(a, "audit.sink.ca_file", "applies only with tls = true"));
+                }
+                crate::AuditSinkKind::Syslog {
+                    address,
+                    host,
+                    tls,
+                    ca_file: k
+                        .ca_file
+                        .as_ref()
+                        .map(|c| cx.string(c, "audit.sink.ca_file").map(PathBuf::from))
+                        .transpose()?,
+                }
+            }
+            "otlp" => {
+                only(k.address.is_some(), "address")?;
+                only(k.tls.is_some(), "tls")?;
+                only(k.ca_file.is_some(), "ca_file")?;
+                let Some(u) = &k.url else {
+                    return Err(cx.at(
+                        &k.kind,
+                        "audit.sink",
+                        "an otlp sink needs `url` (e.g. https://collector:4318/v1/logs)",
+                    ));
+                };
+                crate::AuditSinkKind::Otlp {
+                    url: check_http_url(cx, u, "audit.sink.url")?,
+                }
+            }
+            other => {
+                return Err(cx.at(
+                    &k.kind,
+                    "audit.sink.kind",
+                    format!("`{other}`: one of stdout, syslog, otlp"),
+                ));
+            }
+        };
+        Ok(crate::AuditSink {
+            kind: target,
+            format: k.format.unwrap_or_default(),
+        })
+    }
+
     fn build_audit(
         &self,
         cx: &Ctx<'_, impl Env>,
@@ -878,7 +988,12 @@ impl RawConfig {
             }
             include_arguments.push(v);
         }
+        let mut sinks = Vec::new();
+        for k in &a.sinks {
+            sinks.push(self.build_sink(cx, k)?);
+        }
         Ok(crate::Audit {
+            sinks,
             path: path(a.path.as_ref(), "audit.path", "audit.jsonl")?,
             signing_key: path(
                 a.signing_key.as_ref(),

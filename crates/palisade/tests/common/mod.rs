@@ -29,6 +29,8 @@ pub const ACCEPT: &str = "application/json, text/event-stream";
 /// A running gateway.
 pub struct Gateway {
     child: Option<Child>,
+    /// The rest of the gateway's standard output, after the "listening" line.
+    pub stdout: Mutex<Option<BufReader<std::process::ChildStdout>>>,
     pub base: String,
     pub mcp: String,
     pub dir: tempfile::TempDir,
@@ -84,7 +86,14 @@ impl Gateway {
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let mut stdout = BufReader::new(stdout);
+        // An audit sink on stdout may write records before the "listening" line.
+        for _ in 0..100 {
+            line.clear();
+            if stdout.read_line(&mut line).unwrap() == 0 || !line.starts_with("{\"seq\"") {
+                break;
+            }
+        }
         let base = line
             .trim()
             .strip_prefix("palisade: listening on ")
@@ -97,6 +106,7 @@ impl Gateway {
             .to_owned();
         Self {
             child: Some(child),
+            stdout: Mutex::new(Some(stdout)),
             mcp: format!("{base}/mcp"),
             base,
             dir,
