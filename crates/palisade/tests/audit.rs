@@ -25,6 +25,18 @@ fn events(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// Waits for the gateway, opens a session and lists its tools (so calls are checked
+/// against their schemas).
+async fn listed_session(gw: &Gateway) -> Client {
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let _ = c
+        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    c
+}
+
 fn verify(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(BIN)
         .args(["audit", "verify"])
@@ -176,12 +188,7 @@ async fn obs_01_raw_arguments_are_recorded_only_for_tools_opted_in() {
             http_upstream("rec", &url)
         ),
     );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
-    let _ = c
-        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .await;
+    let c = listed_session(&gw).await;
     let _ = c.call(2, "rec__echo", json!({"note": "visible"})).await;
     let _ = c
         .call(3, "rec__slow", json!({"ms": 1, "note": SECRET_ARG}))
@@ -363,12 +370,7 @@ async fn obs_01_records_reach_stdout_syslog_tls_and_otlp_receivers() {
             http_upstream("rec", &url)
         ),
     );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
-    let _ = c
-        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .await;
+    let c = listed_session(&gw).await;
     let _ = c.call(2, "rec__echo", json!({"note": SECRET_ARG})).await;
 
     // Syslog, plain: RFC 5424 with facility 13 (log audit), the record as written.
