@@ -311,6 +311,41 @@ pub struct Limits {
     pub max_in_flight_per_session: usize,
     /// Time given to in-flight requests on shutdown before they are cut.
     pub shutdown_grace: Duration,
+    /// Request rates (GCRA); each `None` when not limited.
+    pub rate: RateLimits,
+    /// Requests one principal may have in flight across all its sessions; beyond → 429.
+    pub max_concurrent_per_principal: Option<usize>,
+}
+
+/// Request-rate limits (GCRA): a sustained rate with a burst of the same size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// All requests to the gateway together.
+    pub global: Option<Rate>,
+    /// Each principal's requests.
+    pub per_principal: Option<Rate>,
+    /// Calls to each tool (by namespaced name), all principals together.
+    pub per_tool: Option<Rate>,
+}
+
+/// `count` requests per `period`, with a burst of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests allowed per period (and at once).
+    pub count: u32,
+    /// The period: a second, a minute or an hour.
+    pub period: Duration,
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.period.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
 }
 
 /// One upstream MCP server.
@@ -320,6 +355,11 @@ pub struct Upstream {
     pub name: String,
     /// How to reach it.
     pub transport: Transport,
+    /// Requests in flight to this upstream at most; beyond → 429.
+    pub max_concurrent: Option<usize>,
+    /// Per-tool timeouts (tool name or glob at the upstream → timeout), overriding
+    /// `request_timeout`; the longest matching pattern wins.
+    pub tool_timeouts: Vec<(String, Duration)>,
     /// Per-request timeout for this upstream, overriding the default.
     pub request_timeout: Option<Duration>,
     /// Scopes a token must carry to use this upstream (needs `[auth]`); a token
@@ -595,6 +635,15 @@ impl Config {
             l.upstream_queue,
             l.max_in_flight_per_session,
         );
+        let rate = |r: Option<Rate>| r.map_or_else(|| "off".to_owned(), |r| r.to_string());
+        s.push_str(&format!(
+            "rate limits: global {}, per principal {}, per tool {}; in flight per principal {}\n",
+            rate(l.rate.global),
+            rate(l.rate.per_principal),
+            rate(l.rate.per_tool),
+            l.max_concurrent_per_principal
+                .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        ));
         let i = &self.inspection;
         if i.enabled {
             s.push_str(&format!(
@@ -676,6 +725,12 @@ impl Config {
                 u.name,
                 format!("{:?}", u.pinning).to_lowercase()
             ));
+            if let Some(n) = u.max_concurrent {
+                s.push_str(&format!("  {} in flight at most: {n}\n", u.name));
+            }
+            for (g, d) in &u.tool_timeouts {
+                s.push_str(&format!("  {} tool timeout: {g} {d:?}\n", u.name));
+            }
             match &u.transport {
                 Transport::Stdio(sp) => s.push_str(&format!(
                     "  {} (stdio): {} {:?}, env: {:?}\n",

@@ -44,6 +44,8 @@ pub(crate) struct App {
     pub(crate) limits: Limits,
     pub(crate) draining: AtomicBool,
     pub(crate) in_flight: AtomicUsize,
+    /// Rate and concurrency limits.
+    pub(crate) limiter: crate::limits::Limiter,
 }
 
 /// How long a request may take before its answer becomes a (resumable) SSE stream.
@@ -369,6 +371,29 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
     let Some(in_flight) = session.begin_request(app.limits.max_in_flight_per_session) else {
         return Err(Refusal::TOO_MANY_IN_FLIGHT.with_id(Some(&id)));
     };
+    let tool = (msg.method() == Some("tools/call"))
+        .then(|| msg.param_str("name"))
+        .flatten();
+    let upstream = app.router.target(&session, &msg).await;
+    let who = crate::audit::who(&session.principal);
+    let permit = match app.limiter.admit(&who, tool.as_deref(), upstream) {
+        Ok(p) => p,
+        Err(over) => {
+            tracing::info!(reason = over.reason, method = ?msg.method(), "refused a request over a limit");
+            app.router.audit.note(palisade_audit::Event::Call {
+                session: crate::audit::session_ref(&session.id),
+                principal: who,
+                method: msg.method().unwrap_or_default().to_owned(),
+                upstream: upstream.and_then(|i| app.router.names.get(i)).cloned(),
+                target: tool.unwrap_or_default(),
+                arguments_sha256: None,
+                arguments: None,
+                decision: palisade_audit::Decision::Deny,
+                reason: Some(over.reason.to_owned()),
+            });
+            return Err(Refusal::limited(over.message, over.retry_after).with_id(Some(&id)));
+        }
+    };
     let cancel = CancellationToken::new();
     if !session.register_call(&id, cancel.clone()) {
         return Ok(json_response(
@@ -388,6 +413,7 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
     let task_id = id.clone();
     tokio::spawn(async move {
         let _in_flight = in_flight;
+        let _permit = permit;
         let _busy = Busy::new(&task_app.in_flight);
         task_app
             .router
@@ -560,6 +586,7 @@ pub(crate) async fn reaper(app: Arc<App>, stop: CancellationToken) {
             tracing::info!(?reason, "session expired");
             app.close_session(s, reason).await;
         }
+        app.limiter.retain_recent();
     }
 }
 

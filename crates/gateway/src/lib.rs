@@ -18,6 +18,7 @@ mod endpoint;
 mod external;
 mod guard;
 mod inspect;
+mod limits;
 mod pins;
 mod principal;
 mod refusal;
@@ -365,6 +366,7 @@ pub async fn run(
         limits: config.limits.clone(),
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
+        limiter: limits::Limiter::new(&config),
     });
 
     let reaper_stop = CancellationToken::new();

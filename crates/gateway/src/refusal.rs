@@ -25,6 +25,8 @@ pub(crate) struct Refusal {
     pub(crate) fault: Fault,
     /// A `WWW-Authenticate` value, for authentication refusals.
     pub(crate) challenge: Option<String>,
+    /// Seconds for `Retry-After`, for limits.
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -36,6 +38,7 @@ impl Refusal {
             id: None,
             fault: Fault::Client,
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -100,6 +103,17 @@ impl Refusal {
         ErrorCode::InvalidRequest,
         "Bad Request: initialize must not carry Mcp-Session-Id",
     );
+    /// A rate or concurrency limit (429 with `Retry-After`).
+    pub(crate) const fn limited(message: &'static str, retry_after: u64) -> Self {
+        let mut r = Self::client(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            message,
+        );
+        r.retry_after = Some(retry_after);
+        r
+    }
+
     /// The session table is full.
     pub(crate) const TOO_MANY_SESSIONS: Self = Self {
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -108,6 +122,7 @@ impl Refusal {
         id: None,
         fault: Fault::Internal,
         challenge: None,
+        retry_after: None,
     };
     /// The session already has `limits.max_in_flight_per_session` requests running.
     pub(crate) const TOO_MANY_IN_FLIGHT: Self = Self::client(
@@ -129,6 +144,7 @@ impl Refusal {
         id: None,
         fault: Fault::Internal,
         challenge: None,
+        retry_after: None,
     };
 
     /// AUTH-05: no credentials; the challenge says where the metadata is.
@@ -185,6 +201,10 @@ impl IntoResponse for Refusal {
         );
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+        }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         res
     }

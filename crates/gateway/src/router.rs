@@ -50,6 +50,8 @@ pub(crate) struct Router {
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) guards: GuardChain,
     timeouts: Vec<Timeouts>,
+    /// Per upstream: (tool glob, idle timeout), longest pattern first.
+    tool_timeouts: Vec<Vec<(String, Duration)>>,
     scopes: Vec<Vec<String>>,
     max_msg: usize,
     replay: usize,
@@ -162,6 +164,11 @@ impl Router {
         let (rechecks, recheck_queue) = Rechecks::new(RECHECK_QUEUE);
         Self {
             upstreams,
+            tool_timeouts: config
+                .upstreams
+                .iter()
+                .map(|u| u.tool_timeouts.clone())
+                .collect(),
             rechecks: Arc::new(rechecks),
             audit,
             recheck_queue: std::sync::Mutex::new(Some(recheck_queue)),
@@ -704,11 +711,20 @@ impl Router {
                 .await;
             return;
         };
-        let t = self.timeouts.get(idx).copied().unwrap_or(Timeouts {
+        let mut t = self.timeouts.get(idx).copied().unwrap_or(Timeouts {
             idle: Duration::from_secs(60),
             cap: Duration::from_secs(600),
         });
         let method = msg.method().unwrap_or_default().to_owned();
+        if method == "tools/call"
+            && let Some(globs) = self.tool_timeouts.get(idx).filter(|g| !g.is_empty())
+            && let Some(name) = msg.param_str("name")
+            && let Some((_, d)) = globs
+                .iter()
+                .find(|(g, _)| crate::args::glob_match(g, &name))
+        {
+            t.idle = *d;
+        }
         let inspected = matches!(
             method.as_str(),
             "tools/call" | "resources/read" | "prompts/get"

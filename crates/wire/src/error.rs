@@ -28,6 +28,8 @@ pub enum ErrorCode {
     /// The gateway withheld an upstream's answer or refused a quarantined tool
     /// because inspection found content it does not pass on (-32012).
     Withheld,
+    /// A rate or concurrency limit refused the request; retry later (-32013).
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -45,6 +47,7 @@ impl ErrorCode {
             Self::UpstreamUnavailable => -32010,
             Self::PayloadTooLarge => -32011,
             Self::Withheld => -32012,
+            Self::RateLimited => -32013,
         }
     }
 }

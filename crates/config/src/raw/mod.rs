@@ -108,6 +108,16 @@ struct RawLimits {
     upstream_queue: Option<Spanned<u64>>,
     max_in_flight_per_session: Option<Spanned<u64>>,
     shutdown_grace: Option<Spanned<String>>,
+    max_concurrent_per_principal: Option<Spanned<u64>>,
+    rate: Option<RawRate>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    global: Option<Spanned<String>>,
+    per_principal: Option<Spanned<String>>,
+    per_tool: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +281,33 @@ impl<E: Env> Ctx<'_, E> {
             return Err(self.at(v, key, format!("must be between 1ms and {max:?}")));
         }
         Ok(d)
+    }
+
+    /// A rate like `"100/s"`, `"600/m"` or `"5000/h"`.
+    fn rate(
+        &self,
+        v: Option<&Spanned<String>>,
+        key: &str,
+    ) -> Result<Option<crate::Rate>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        let s = self.string(v, key)?;
+        let parsed = s.trim().split_once('/').and_then(|(n, unit)| {
+            let count: u32 = n.trim().parse().ok().filter(|&n| n > 0 && n <= 1_000_000)?;
+            let period = match unit.trim() {
+                "s" => Duration::from_secs(1),
+                "m" => Duration::from_secs(60),
+                "h" => Duration::from_secs(3600),
+                _ => return None,
+            };
+            Some(crate::Rate { count, period })
+        });
+        parsed.map(Some).ok_or_else(|| {
+            self.at(
+                v,
+                key,
+                format!("`{s}` is not a rate like \"100/s\", \"600/m\" or \"5000/h\""),
+            )
+        })
     }
 
     fn count(
@@ -497,6 +534,23 @@ impl RawConfig {
                 Duration::from_secs(10),
                 Duration::from_secs(600),
             )?,
+            rate: {
+                let r = l.rate.as_ref();
+                crate::RateLimits {
+                    global: cx.rate(r.and_then(|r| r.global.as_ref()), "limits.rate.global")?,
+                    per_principal: cx.rate(
+                        r.and_then(|r| r.per_principal.as_ref()),
+                        "limits.rate.per_principal",
+                    )?,
+                    per_tool: cx
+                        .rate(r.and_then(|r| r.per_tool.as_ref()), "limits.rate.per_tool")?,
+                }
+            },
+            max_concurrent_per_principal: l
+                .max_concurrent_per_principal
+                .as_ref()
+                .map(|v| cx.count(Some(v), "limits.max_concurrent_per_principal", 0, 1_000_000))
+                .transpose()?,
         };
 
         let raw_inspection = self.inspection.as_ref();

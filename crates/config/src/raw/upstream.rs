@@ -58,6 +58,9 @@ pub(super) struct RawUpstream {
     cwd: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
+    max_concurrent: Option<Spanned<u64>>,
+    #[serde(default)]
+    tool_timeouts: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     required_scopes: Vec<Spanned<String>>,
     credential: Option<RawCredential>,
@@ -202,6 +205,35 @@ impl RawConfig {
                     limits.max_request_timeout,
                 )
             })
+            .transpose()?;
+        let mut tool_timeouts = Vec::new();
+        for (glob, v) in &u.tool_timeouts {
+            let ok = !glob.is_empty()
+                && glob.len() <= 128
+                && glob
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'*'));
+            if !ok {
+                return Err(cx.at(
+                    v,
+                    &key("tool_timeouts"),
+                    format!("`{glob}` is not a tool name or a glob like search_*"),
+                ));
+            }
+            let d = cx.duration(
+                Some(v),
+                &key("tool_timeouts"),
+                limits.request_timeout,
+                limits.max_request_timeout,
+            )?;
+            tool_timeouts.push((glob.clone(), d));
+        }
+        // The most specific (longest) pattern first, so that "search_slow" beats "search_*".
+        tool_timeouts.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let max_concurrent = u
+            .max_concurrent
+            .as_ref()
+            .map(|v| cx.count(Some(v), &key("max_concurrent"), 0, 1_000_000))
             .transpose()?;
         let mut required_scopes = Vec::new();
         for sc in &u.required_scopes {
@@ -382,6 +414,8 @@ impl RawConfig {
             name,
             transport,
             request_timeout,
+            max_concurrent,
+            tool_timeouts,
             required_scopes,
             credential,
             client_credentials,

@@ -1,0 +1,170 @@
+//! Black-box tests of the runtime limits: GCRA rate limits per principal and per
+//! tool, concurrency per upstream, and per-tool timeouts. A request over a limit gets
+//! 429 with `Retry-After` and a JSON-RPC error, is never forwarded, and is recorded.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "tests: a failure is a test failure"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn setup(before: &str, after: &str) -> (Recorder, Gateway, Client) {
+    let (rec, url) = start_recorder().await;
+    let gw = Gateway::start(
+        "",
+        &format!("{before}\n{}{after}", http_upstream("rec", &url)),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    (rec, gw, c)
+}
+
+fn call_body(id: i64, tool: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
+}
+
+fn audit_denials(gw: &Gateway) -> Vec<String> {
+    std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["type"] == "call" && e["decision"] == "deny")
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_over_its_rate_gets_429_with_retry_after_and_nothing_is_forwarded() {
+    let (rec, gw, c) = setup("[limits.rate]\nper_principal = \"3/m\"", "").await;
+    for i in 0..3 {
+        let r = c.post(&call_body(i, "rec__echo")).await;
+        assert_eq!(r.status(), 200, "within the rate");
+    }
+    let r = c.post(&call_body(9, "rec__echo")).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body = body_json(r).await;
+    assert_eq!(body["error"]["code"], -32013, "{body}");
+    assert_eq!(body["id"], 9);
+    let calls = rec.methods().iter().filter(|m| *m == "tools/call").count();
+    assert_eq!(calls, 3, "the refused call never reached the upstream");
+    assert!(audit_denials(&gw).contains(&"rate limit (per principal)".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_tool_is_limited_on_its_own() {
+    let (_rec, _gw, c) = setup("[limits.rate]\nper_tool = \"2/h\"", "").await;
+    let _ = c
+        .request(&json!({"jsonrpc": "2.0", "id": 0, "method": "tools/list"}))
+        .await;
+    assert_eq!(c.post(&call_body(1, "rec__echo")).await.status(), 200);
+    assert_eq!(c.post(&call_body(2, "rec__echo")).await.status(), 200);
+    let r = c.post(&call_body(3, "rec__echo")).await;
+    assert_eq!(r.status(), 429);
+    assert!(
+        body_json(r).await["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this tool's rate limit")
+    );
+    // Another tool, and requests that are not calls, are not held back by it.
+    assert_eq!(c.post(&call_body(4, "rec__slow")).await.status(), 200);
+    let ping = c
+        .request(&json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}))
+        .await;
+    assert!(ping.get("result").is_some(), "{ping}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_takes_at_most_its_concurrency_and_a_slow_tool_its_own_timeout() {
+    let (_rec, _gw, c) = setup(
+        "",
+        "max_concurrent = 1\ntool_timeouts = { \"slo*\" = \"400ms\" }\n",
+    )
+    .await;
+    let _ = c
+        .request(&json!({"jsonrpc": "2.0", "id": 0, "method": "tools/list"}))
+        .await;
+    // A slow call occupies the upstream's only slot…
+    let slow = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "rec__slow", "arguments": {"ms": 1500}}});
+    let started = Instant::now();
+    let pending = c.post(&slow);
+    tokio::pin!(pending);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        c.post(&call_body(2, "rec__echo")).await
+    };
+    let (first, second) = tokio::join!(&mut pending, second);
+    assert_eq!(second.status(), 429, "the upstream is busy");
+    assert_eq!(second.headers()["retry-after"], "1");
+    // …and times out at its own limit, long before the upstream's 1.5 s.
+    let text = first.text().await.unwrap();
+    assert!(text.contains("-32001"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    // The slot is free again.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = c.call(3, "rec__echo", json!({"x": 1})).await;
+    assert!(r.get("result").is_some(), "{r}");
+}
+
+#[test]
+fn limits_are_shown_by_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[limits]\nmax_concurrent_per_principal = 8\n[limits.rate]\nglobal = \"1000/s\"\nper_tool = \"60/m\"\n{}max_concurrent = 4\ntool_timeouts = {{ \"search_*\" = \"5m\" }}\n",
+            http_upstream("rec", "http://127.0.0.1:9/mcp")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("rate limits: global 1000/s, per principal off, per tool 60/m; in flight per principal 8"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rec in flight at most: 4") && text.contains("search_* 300s"),
+        "{text}"
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "[limits.rate]\nglobal = \"lots\"\n{}",
+            http_upstream("rec", "http://127.0.0.1:9/mcp")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a rate"));
+}
