@@ -28,18 +28,8 @@ async fn setup(inspection: &str) -> (Recorder, Gateway, Client) {
     setup_full(inspection, "").await
 }
 
-/// A gateway with `before` ahead of the recorder's [[upstream]] table and `after`
-/// inside it, and a client with a session.
 async fn setup_full(before: &str, after: &str) -> (Recorder, Gateway, Client) {
-    let (rec, url) = start_recorder().await;
-    let gw = Gateway::start(
-        "",
-        &format!("{before}\n{}{after}", http_upstream("rec", &url)),
-    );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
-    (rec, gw, c)
+    with_recorder_tables(before, after).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,15 +16,7 @@ use common::*;
 use serde_json::{Value, json};
 
 async fn setup(before: &str, after: &str) -> (Recorder, Gateway, Client) {
-    let (rec, url) = start_recorder().await;
-    let gw = Gateway::start(
-        "",
-        &format!("{before}\n{}{after}", http_upstream("rec", &url)),
-    );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
-    (rec, gw, c)
+    with_recorder_tables(before, after).await
 }
 
 fn call_body(id: i64, tool: &str) -> Value {
@@ -125,6 +117,14 @@ async fn an_upstream_takes_at_most_its_concurrency_and_a_slow_tool_its_own_timeo
     assert!(r.get("result").is_some(), "{r}");
 }
 
+fn config_check(path: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["config", "check"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn limits_are_shown_by_config_check() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,11 +137,7 @@ fn limits_are_shown_by_config_check() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = config_check(&path);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -160,11 +156,7 @@ fn limits_are_shown_by_config_check() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = config_check(&path);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a rate"));
 }

@@ -190,6 +190,20 @@ impl Drop for Gateway {
     }
 }
 
+/// A gateway with `before` ahead of a fresh recorder's [[upstream]] table and `after`
+/// inside it, and a client that has initialised a session.
+pub async fn with_recorder_tables(before: &str, after: &str) -> (Recorder, Gateway, Client) {
+    let (rec, url) = start_recorder().await;
+    let gw = Gateway::start(
+        "",
+        &format!("{before}\n{}{after}", http_upstream("rec", &url)),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    (rec, gw, c)
+}
+
 /// A gateway with `gateway_extra` in front of a fresh recorder, and a client that has
 /// initialised a session.
 pub async fn with_recorder(gateway_extra: &str) -> (Recorder, Gateway, Client) {
