@@ -85,6 +85,15 @@ pub struct Config {
     pub audit: Option<Audit>,
     /// SHA-256 of the configuration text, hex (recorded when the gateway starts).
     pub source_sha256: String,
+    /// The admin listener (`/metrics`), if configured.
+    pub admin: Option<Admin>,
+}
+
+/// The admin listener: a second, loopback-only HTTP listener for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Where it listens (a loopback address).
+    pub listen: SocketAddr,
 }
 
 /// The hash-chained, signed audit log (OBS-01).
@@ -635,6 +644,9 @@ impl Config {
             l.upstream_queue,
             l.max_in_flight_per_session,
         );
+        if let Some(a) = &self.admin {
+            s.push_str(&format!("admin: http://{}/metrics\n", a.listen));
+        }
         let rate = |r: Option<Rate>| r.map_or_else(|| "off".to_owned(), |r| r.to_string());
         s.push_str(&format!(
             "rate limits: global {}, per principal {}, per tool {}; in flight per principal {}\n",

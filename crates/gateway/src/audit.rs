@@ -17,6 +17,8 @@ pub(crate) struct Auditor {
     fail_open: bool,
     /// Namespaced tools whose raw arguments are recorded.
     include_arguments: Vec<String>,
+    /// Counted from the same events.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// A decision could not be recorded, and the log fails closed.
@@ -31,10 +33,11 @@ impl Auditor {
             include_arguments: audit
                 .map(|a| a.include_arguments.clone())
                 .unwrap_or_default(),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
-    /// Whether there is a log to write to.
+    /// Whether there is a log to write to (metrics are counted either way).
     pub(crate) fn is_on(&self) -> bool {
         self.log.is_some()
     }
@@ -42,6 +45,7 @@ impl Auditor {
     /// Records a decision and waits until it is in the log. `Err` means the decision
     /// must not take effect.
     pub(crate) async fn decide(&self, event: Event) -> Result<(), Unrecorded> {
+        self.metrics.observe(&event);
         let Some(log) = &self.log else { return Ok(()) };
         match log.record(event).await {
             Ok(()) => Ok(()),
@@ -51,6 +55,7 @@ impl Auditor {
 
     /// Records an event without waiting.
     pub(crate) fn note(&self, event: Event) {
+        self.metrics.observe(&event);
         if let Some(log) = &self.log {
             log.note(event);
         }

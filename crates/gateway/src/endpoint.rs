@@ -532,6 +532,17 @@ pub(crate) async fn protected_resource_metadata(
     }
 }
 
+/// `/metrics` on the admin listener: OpenMetrics text.
+pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let body = app.router.audit.metrics.render(app.router.sessions.len());
+    let mut res = (StatusCode::OK, body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    res
+}
+
 /// `/healthz`: 200 once every stdio upstream is initialised; 503 with the states
 /// otherwise.
 pub(crate) async fn healthz(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -19,6 +19,7 @@ mod external;
 mod guard;
 mod inspect;
 mod limits;
+mod metrics;
 mod pins;
 mod principal;
 mod refusal;
@@ -422,6 +423,26 @@ pub async fn run(
         }
     };
 
+    let admin = match &config.admin {
+        None => None,
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: a.listen,
+                    source,
+                })?;
+            let at = l
+                .local_addr()
+                .map_err(|e| GatewayError::Start(e.to_string()))?;
+            tracing::info!(%at, "admin listener: /metrics");
+            let routes = axum::Router::new()
+                .route("/metrics", get(endpoint::metrics))
+                .with_state(Arc::clone(&app));
+            Some(tokio::spawn(serve(l, routes, serve_stop.clone())))
+        }
+    };
+
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     app.draining.store(true, Ordering::Release);
@@ -443,6 +464,9 @@ pub async fn run(
     reaper_stop.cancel();
     serve_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(a) = admin {
+        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
+    }
     let _ = reaper.await;
     let _ = rechecker.await;
 

@@ -631,6 +631,12 @@ impl Router {
         refused: Option<&str>,
     ) -> Result<(), Message> {
         if !self.audit.is_on() {
+            let d = if refused.is_some() {
+                palisade_audit::Decision::Deny
+            } else {
+                palisade_audit::Decision::Allow
+            };
+            self.audit.metrics.call(call.method, d, refused);
             return Ok(());
         }
         let arguments = call.params.and_then(|p| p.get("arguments"));
@@ -729,8 +735,12 @@ impl Router {
             method.as_str(),
             "tools/call" | "resources/read" | "prompts/get"
         );
+        let started = std::time::Instant::now();
         let Some(ins) = self.inspection.as_ref().filter(|_| inspected) else {
             upstream::call(link, session, idx, msg, sink, t, cancel).await;
+            self.audit
+                .metrics
+                .upstream_latency(&self.names[idx], started.elapsed().as_secs_f64());
             return;
         };
         // What the client asked about, as it named it.
@@ -757,7 +767,12 @@ impl Router {
             }
         };
         tokio::join!(
-            upstream::call(link, session, idx, msg, tx, t, cancel),
+            async {
+                upstream::call(link, session, idx, msg, tx, t, cancel).await;
+                self.audit
+                    .metrics
+                    .upstream_latency(&self.names[idx], started.elapsed().as_secs_f64());
+            },
             relay
         );
     }

@@ -28,6 +28,7 @@ pub struct RawConfig {
     inspection: Option<RawInspection>,
     pinning: Option<RawPinning>,
     audit: Option<RawAudit>,
+    admin: Option<RawAdmin>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -64,6 +65,12 @@ struct RawDangerous {
     plaintext_listener: Option<Spanned<bool>>,
     #[serde(default)]
     no_audit_log: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -875,7 +882,37 @@ impl RawConfig {
             Some(self.build_audit(&cx, &data_dir)?)
         };
 
+        let admin = match &self.admin {
+            None => None,
+            Some(a) => {
+                let s = cx.string(&a.listen, "admin.listen")?;
+                let addr: SocketAddr = s.trim().parse().map_err(|_| {
+                    cx.at(
+                        &a.listen,
+                        "admin.listen",
+                        format!("`{s}` is not an address like 127.0.0.1:9464"),
+                    )
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(cx.at(
+                        &a.listen,
+                        "admin.listen",
+                        "the admin listener has no authentication of its own: bind it to a loopback address",
+                    ));
+                }
+                if addr == listen && addr.port() != 0 {
+                    return Err(cx.at(
+                        &a.listen,
+                        "admin.listen",
+                        "must differ from gateway.listen",
+                    ));
+                }
+                Some(crate::Admin { listen: addr })
+            }
+        };
+
         Ok(Config {
+            admin,
             listen,
             endpoint,
             data_dir,

@@ -1,0 +1,214 @@
+//! Prometheus metrics, served on the admin listener (`/metrics`, OpenMetrics text).
+//!
+//! Most figures are counted from the audit events themselves (`Metrics::observe`),
+//! so a decision is counted exactly when it is recorded: requests decided by kind and
+//! outcome, denials by reason, findings by rule, pin quarantines, authentication
+//! outcomes, sessions. Upstream latency is measured around each forwarded request.
+//! Every label takes values from a bounded set (methods, reasons, rule IDs, upstream
+//! names); never a principal, a tool argument or a URI.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use palisade_audit::{Decision, Event};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    method: String,
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    denials: Family<ReasonLabels, Counter>,
+    findings: Family<RuleLabels, Counter>,
+    auth: Family<OutcomeLabels, Counter>,
+    pins_quarantined: Counter,
+    sessions_opened: Counter,
+    sessions: Gauge,
+    upstream_seconds: Family<UpstreamLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("palisade");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Calls, reads and lists decided, by method and outcome",
+            decisions.clone(),
+        );
+        let denials = Family::<ReasonLabels, Counter>::default();
+        registry.register("denials", "Requests refused, by reason", denials.clone());
+        let findings = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "inspection_findings",
+            "Inspection findings in upstream answers and definitions, by rule and action",
+            findings.clone(),
+        );
+        let auth = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "authentications",
+            "Bearer token checks, by outcome",
+            auth.clone(),
+        );
+        let pins_quarantined = Counter::default();
+        registry.register(
+            "pins_quarantined",
+            "New or changed definitions withheld until approved",
+            pins_quarantined.clone(),
+        );
+        let sessions_opened = Counter::default();
+        registry.register(
+            "sessions_opened",
+            "Sessions opened",
+            sessions_opened.clone(),
+        );
+        let sessions = Gauge::default();
+        registry.register("sessions", "Live sessions", sessions.clone());
+        let upstream_seconds = Family::<UpstreamLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+        });
+        registry.register(
+            "upstream_request_seconds",
+            "Time from forwarding a request to its upstream's answer",
+            upstream_seconds.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            denials,
+            findings,
+            auth,
+            pins_quarantined,
+            sessions_opened,
+            sessions,
+            upstream_seconds,
+        }
+    }
+}
+
+fn decision(d: Decision) -> String {
+    match d {
+        Decision::Allow => "allow".into(),
+        Decision::Deny => "deny".into(),
+    }
+}
+
+impl Metrics {
+    /// Counts what one audit event says.
+    pub(crate) fn observe(&self, e: &Event) {
+        match e {
+            Event::Call {
+                method,
+                decision: d,
+                reason,
+                ..
+            } => self.call(method, *d, reason.as_deref()),
+            Event::List { method, .. } => {
+                self.decisions
+                    .get_or_create(&DecisionLabels {
+                        method: method.clone(),
+                        decision: "allow".into(),
+                    })
+                    .inc();
+            }
+            Event::Auth { decision: d, .. } => {
+                self.auth
+                    .get_or_create(&OutcomeLabels {
+                        outcome: decision(*d),
+                    })
+                    .inc();
+                if *d == Decision::Deny {
+                    self.denials
+                        .get_or_create(&ReasonLabels {
+                            reason: "authentication".into(),
+                        })
+                        .inc();
+                }
+            }
+            Event::Finding { rules, action, .. } => {
+                for rule in rules {
+                    self.findings
+                        .get_or_create(&RuleLabels {
+                            rule: rule.clone(),
+                            action: action.clone(),
+                        })
+                        .inc();
+                }
+            }
+            Event::Pin { status, .. } if status == "quarantined" => {
+                self.pins_quarantined.inc();
+            }
+            Event::SessionOpen { .. } => {
+                self.sessions_opened.inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts one call, read or prompt decision.
+    pub(crate) fn call(&self, method: &str, d: Decision, reason: Option<&str>) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                method: method.to_owned(),
+                decision: decision(d),
+            })
+            .inc();
+        if let Some(r) = reason {
+            self.denials
+                .get_or_create(&ReasonLabels {
+                    reason: r.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Records how long upstream `name` took to answer.
+    pub(crate) fn upstream_latency(&self, name: &str, seconds: f64) {
+        self.upstream_seconds
+            .get_or_create(&UpstreamLabels {
+                upstream: name.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// The OpenMetrics text, with the live session count.
+    pub(crate) fn render(&self, sessions: usize) -> String {
+        self.sessions
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
