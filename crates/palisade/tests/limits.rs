@@ -117,14 +117,6 @@ async fn an_upstream_takes_at_most_its_concurrency_and_a_slow_tool_its_own_timeo
     assert!(r.get("result").is_some(), "{r}");
 }
 
-fn config_check(path: &std::path::Path) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(["config", "check"])
-        .arg(path)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn limits_are_shown_by_config_check() {
     let dir = tempfile::tempdir().unwrap();

@@ -84,11 +84,7 @@ fn the_admin_listener_must_be_loopback() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = config_check(&path);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }

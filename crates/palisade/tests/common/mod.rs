@@ -613,3 +613,12 @@ pub fn spawn_with_secret(listen: &str, rest: &str, name: &str, value: &str) -> G
     );
     Gateway::spawn(dir, &config, &[])
 }
+
+/// `palisade config check PATH`.
+pub fn config_check(path: &std::path::Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["config", "check"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
