@@ -87,6 +87,22 @@ pub struct Config {
     pub source_sha256: String,
     /// The admin listener (`/metrics`), if configured.
     pub admin: Option<Admin>,
+    /// Alerts to a webhook, if configured.
+    pub alerts: Option<Alerts>,
+}
+
+/// Alerts, POSTed to a webhook with an HMAC-SHA256 signature: inspection blocks,
+/// pin drift, and bursts of authentication failures.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    /// Where (https, or http on loopback).
+    pub webhook: String,
+    /// The vault secret that keys the HMAC.
+    pub secret: String,
+    /// Authentication failures within `auth_window` that raise an alert.
+    pub auth_failures: usize,
+    /// The window for `auth_failures`.
+    pub auth_window: Duration,
 }
 
 /// The admin listener: a second, loopback-only HTTP listener for `/metrics`.
@@ -646,6 +662,12 @@ impl Config {
         );
         if let Some(a) = &self.admin {
             s.push_str(&format!("admin: http://{}/metrics\n", a.listen));
+        }
+        if let Some(a) = &self.alerts {
+            s.push_str(&format!(
+                "alerts: {} (HMAC with vault secret `{}`), on blocks, pin drift, {} authentication failures within {:?}\n",
+                a.webhook, a.secret, a.auth_failures, a.auth_window
+            ));
         }
         let rate = |r: Option<Rate>| r.map_or_else(|| "off".to_owned(), |r| r.to_string());
         s.push_str(&format!(

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::principal::Principal;
 
 /// The audit log as the gateway uses it; inert when the log is switched off.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Auditor {
     log: Option<AuditLog>,
     fail_open: bool,
@@ -19,6 +19,8 @@ pub(crate) struct Auditor {
     include_arguments: Vec<String>,
     /// Counted from the same events.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Alerts raised from the same events, when configured.
+    pub(crate) alerts: Option<crate::alerts::Alerts>,
 }
 
 /// A decision could not be recorded, and the log fails closed.
@@ -26,7 +28,11 @@ pub(crate) struct Auditor {
 pub(crate) struct Unrecorded;
 
 impl Auditor {
-    pub(crate) fn new(log: Option<AuditLog>, audit: Option<&palisade_config::Audit>) -> Self {
+    pub(crate) fn new(
+        log: Option<AuditLog>,
+        audit: Option<&palisade_config::Audit>,
+        alerts: Option<crate::alerts::Alerts>,
+    ) -> Self {
         Self {
             log,
             fail_open: audit.is_some_and(|a| a.on_failure == OnAuditFailure::FailOpen),
@@ -34,6 +40,7 @@ impl Auditor {
                 .map(|a| a.include_arguments.clone())
                 .unwrap_or_default(),
             metrics: crate::metrics::Metrics::default(),
+            alerts,
         }
     }
 
@@ -45,7 +52,7 @@ impl Auditor {
     /// Records a decision and waits until it is in the log. `Err` means the decision
     /// must not take effect.
     pub(crate) async fn decide(&self, event: Event) -> Result<(), Unrecorded> {
-        self.metrics.observe(&event);
+        self.observe(&event);
         let Some(log) = &self.log else { return Ok(()) };
         match log.record(event).await {
             Ok(()) => Ok(()),
@@ -55,9 +62,16 @@ impl Auditor {
 
     /// Records an event without waiting.
     pub(crate) fn note(&self, event: Event) {
-        self.metrics.observe(&event);
+        self.observe(&event);
         if let Some(log) = &self.log {
             log.note(event);
+        }
+    }
+
+    fn observe(&self, event: &Event) {
+        self.metrics.observe(event);
+        if let Some(a) = &self.alerts {
+            a.observe(event);
         }
     }
 

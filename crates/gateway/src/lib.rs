@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod args;
 mod audit;
 mod audit_sinks;
@@ -234,7 +235,27 @@ pub async fn run(
             Some(log)
         }
     };
-    let auditor = Arc::new(audit::Auditor::new(audit_log, config.audit.as_ref()));
+    let alerts = match &config.alerts {
+        None => None,
+        Some(a) => {
+            let secret = open_vault_with(&config, &store)
+                .await?
+                .get(&a.secret)
+                .await
+                .map_err(|err| GatewayError::Start(format!("alerts.secret: {err}")))?;
+            tracing::info!(webhook = %a.webhook, "alerts on");
+            Some(alerts::Alerts::start(
+                a,
+                secret.expose(),
+                upstream::http::client().map_err(GatewayError::Start)?,
+            ))
+        }
+    };
+    let auditor = Arc::new(audit::Auditor::new(
+        audit_log,
+        config.audit.as_ref(),
+        alerts,
+    ));
     let auth = match &config.auth {
         None => auth::Authenticator::LocalUser(Principal::local_user()),
         Some(a) => {

@@ -29,6 +29,7 @@ pub struct RawConfig {
     pinning: Option<RawPinning>,
     audit: Option<RawAudit>,
     admin: Option<RawAdmin>,
+    alerts: Option<RawAlerts>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -65,6 +66,15 @@ struct RawDangerous {
     plaintext_listener: Option<Spanned<bool>>,
     #[serde(default)]
     no_audit_log: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    webhook: Spanned<String>,
+    secret: Spanned<String>,
+    auth_failures: Option<Spanned<u64>>,
+    auth_window: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -911,7 +921,37 @@ impl RawConfig {
             }
         };
 
+        let alerts = match &self.alerts {
+            None => None,
+            Some(a) => {
+                if self.vault.is_none() {
+                    return Err(cx.at(
+                        &a.secret,
+                        "alerts.secret",
+                        "the signing secret lives in the vault: add a [vault] section",
+                    ));
+                }
+                Some(crate::Alerts {
+                    webhook: check_http_url(&cx, &a.webhook, "alerts.webhook")?,
+                    secret: cx.string(&a.secret, "alerts.secret")?,
+                    auth_failures: cx.count(
+                        a.auth_failures.as_ref(),
+                        "alerts.auth_failures",
+                        10,
+                        1_000_000,
+                    )?,
+                    auth_window: cx.duration(
+                        a.auth_window.as_ref(),
+                        "alerts.auth_window",
+                        Duration::from_secs(60),
+                        Duration::from_secs(24 * 3600),
+                    )?,
+                })
+            }
+        };
+
         Ok(Config {
+            alerts,
             admin,
             listen,
             endpoint,
