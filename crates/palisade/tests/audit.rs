@@ -25,18 +25,6 @@ fn events(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-/// Waits for the gateway, opens a session and lists its tools (so calls are checked
-/// against their schemas).
-async fn listed_session(gw: &Gateway) -> Client {
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
-    let _ = c
-        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .await;
-    c
-}
-
 fn verify(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(BIN)
         .args(["audit", "verify"])

@@ -120,12 +120,7 @@ async fn alerts_reach_the_webhook_signed_with_hmac() {
         "alert-key",
         "hook-secret-value",
     );
-    gw.ready().await;
-    let mut c = gw.client();
-    c.initialize().await;
-    let _ = c
-        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .await;
+    let c = listed_session(&gw).await;
     let r = c
         .call(
             2,

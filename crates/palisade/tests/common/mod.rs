@@ -622,3 +622,15 @@ pub fn config_check(path: &std::path::Path) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// Waits for the gateway, opens a session and lists its tools (so calls are checked
+/// against their schemas).
+pub async fn listed_session(gw: &Gateway) -> Client {
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let _ = c
+        .request(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    c
+}
