@@ -31,6 +31,9 @@ pub(crate) struct Pins {
     approved: Mutex<HashMap<(usize, String, String), String>>,
     /// (upstream, kind) pairs known to have been listed before.
     seen_kinds: Mutex<std::collections::HashSet<(usize, String)>>,
+    /// Versions this gateway has seen waiting for a decision (upstream, kind, name,
+    /// hash), so that the decision is recorded when it is first seen; bounded.
+    waiting: Mutex<std::collections::HashSet<(usize, String, String, String)>>,
     audit: Arc<crate::audit::Auditor>,
 }
 
@@ -59,6 +62,7 @@ impl Pins {
             modes,
             approved: Mutex::new(HashMap::new()),
             seen_kinds: Mutex::new(std::collections::HashSet::new()),
+            waiting: Mutex::new(std::collections::HashSet::new()),
             audit,
         }
     }
@@ -96,6 +100,49 @@ impl Pins {
     /// Whether upstream `idx` is pinned at all.
     pub(crate) fn enabled(&self, idx: usize) -> bool {
         self.modes.get(idx).is_some_and(|m| *m != PinMode::Off)
+    }
+
+    /// Records, once, a decision made on a version this gateway saw waiting: who
+    /// approved or rejected it (with `palisade pins`), as an audit event.
+    async fn note_decision(
+        &self,
+        idx: usize,
+        upstream: &str,
+        kind: &str,
+        name: &str,
+        hash: &str,
+        seen: &Seen,
+    ) {
+        let key = (idx, kind.to_owned(), name.to_owned(), hash.to_owned());
+        let status = {
+            let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            match seen {
+                Seen::Pending => {
+                    if w.len() < 10_000 {
+                        w.insert(key);
+                    }
+                    return;
+                }
+                Seen::Approved if w.remove(&key) => "approved",
+                Seen::Rejected if w.remove(&key) => "rejected",
+                _ => return,
+            }
+        };
+        let by = self
+            .store
+            .pin_versions(upstream, Some(name))
+            .await
+            .ok()
+            .and_then(|v| v.into_iter().find(|p| p.hash == hash && p.kind == kind))
+            .and_then(|p| p.decided_by);
+        self.audit.note(palisade_audit::Event::Pin {
+            upstream: upstream.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            hash: hash.to_owned(),
+            status: status.to_owned(),
+            note: by.map(|b| format!("decided by {b}")),
+        });
     }
 
     /// Whether a definition may be offered: it matches an approved pin, or is new and
@@ -162,6 +209,10 @@ impl Pins {
                 .to_owned(),
                 note: note.clone(),
             });
+        }
+        if let Ok((decided, _)) = &seen {
+            self.note_decision(idx, upstream, kind, name, hash, decided)
+                .await;
         }
         match seen.map(|(s, _)| s) {
             Ok(Seen::Approved) => {

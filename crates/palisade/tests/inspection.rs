@@ -276,6 +276,15 @@ async fn feat_02_a_changed_definition_is_quarantined_until_approved() {
         text.contains("alice") && text.contains("superseded"),
         "{text}"
     );
+    // The gateway records the approval it saw, and who made it (OBS-01).
+    let audit = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"type\":\"pin\"")
+            && l.contains("\"status\":\"approved\"")
+            && l.contains("\"name\":\"echo\"")
+            && l.contains("decided by alice")),
+        "{audit}"
+    );
 
     // Rejecting the poisoned tool keeps it hidden; nothing is left pending.
     assert!(
