@@ -5,6 +5,7 @@
 mod audit_cmd;
 mod inspect_cmd;
 mod pins_cmd;
+mod policy_cmd;
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,12 @@ enum Command {
     /// Inspect tool definitions or text for poisoning, injection, secrets and PII.
     /// Exit code: 0 clean, 1 findings, 2 error.
     Inspect(inspect_cmd::Args),
+    /// Check Cedar policies and decide requests offline (the gateway does not
+    /// enforce them yet).
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -220,6 +227,9 @@ fn main() -> Result<std::process::ExitCode> {
             &a.input,
         ));
     }
+    if let Command::Policy { command } = &cli.command {
+        return Ok(policy_cmd::run(command));
+    }
     if let Command::Audit { command } = &cli.command {
         return Ok(audit_cmd::run(command, load));
     }
@@ -262,7 +272,7 @@ fn run(cli: Cli) -> Result<()> {
             }))?;
             Ok(())
         }
-        Command::Inspect(_) | Command::Audit { .. } => Ok(()),
+        Command::Inspect(_) | Command::Audit { .. } | Command::Policy { .. } => Ok(()),
         Command::Pins { command } => pins_cmd::run(command, load),
     }
 }

@@ -1,0 +1,176 @@
+//! `palisade policy`: check a Cedar policy file against the Palisade schema, and ask
+//! it one question offline. Exit codes: `check` 0 valid, 1 invalid, 2 error; `test`
+//! 0 allow, 1 deny, 2 error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use palisade_policy::{Caller, Kind, Policies, Query, Target};
+use serde_json::{Value, json};
+
+/// `palisade policy …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Validate a policy file against the Palisade schema.
+    Check {
+        /// The Cedar policy file.
+        file: PathBuf,
+    },
+    /// Print the shipped Cedar schema that policies are validated against.
+    Schema,
+    /// Decide one request offline and print the policies that decided it.
+    Test(Box<TestArgs>),
+}
+
+/// One request, described on the command line.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TestArgs {
+    /// The Cedar policy file.
+    file: PathBuf,
+    /// The caller's subject.
+    #[arg(long)]
+    principal: String,
+    /// The caller's issuer (`local` is the local user when auth is off).
+    #[arg(long, default_value = "local")]
+    issuer: String,
+    /// A role of the caller (repeatable).
+    #[arg(long)]
+    role: Vec<String>,
+    /// A group of the caller (repeatable).
+    #[arg(long)]
+    group: Vec<String>,
+    /// `tools/call`, `tools/list`, `prompts/get`, `prompts/list`, `resources/read`,
+    /// `resources/list`.
+    #[arg(long)]
+    action: String,
+    /// The namespaced tool or prompt (`files__read`), or the resource URI.
+    #[arg(long)]
+    resource: String,
+    /// The upstream; by default the part of the name before `__`.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// The tool's risk attribute.
+    #[arg(long, default_value = "normal")]
+    risk: String,
+    /// The tool's data class attribute.
+    #[arg(long, default_value = "unclassified")]
+    data_class: String,
+    /// Context as JSON, over the defaults `{"scopes": [], "time": <now>, "verdict": "clean"}`.
+    #[arg(long)]
+    context: Option<String>,
+}
+
+pub(crate) fn run(command: &PolicyCommand) -> ExitCode {
+    match command {
+        PolicyCommand::Schema => {
+            print!("{}", palisade_policy::SCHEMA);
+            ExitCode::SUCCESS
+        }
+        PolicyCommand::Check { file } => match load(file) {
+            Ok(Ok(p)) => {
+                println!("{}: valid: {} policies", file.display(), p.len());
+                if p.is_empty() {
+                    println!("  an empty policy set denies everything");
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                println!("{}: INVALID: {e}", file.display());
+                ExitCode::from(1)
+            }
+            Err(code) => code,
+        },
+        PolicyCommand::Test(a) => test(a),
+    }
+}
+
+fn load(file: &PathBuf) -> Result<Result<Policies, palisade_policy::PolicyError>, ExitCode> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(Policies::parse(&text)),
+        Err(e) => {
+            eprintln!("palisade policy: {}: {e}", file.display());
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn test(a: &TestArgs) -> ExitCode {
+    let policies = match load(&a.file) {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            eprintln!("palisade policy test: {}: {e}", a.file.display());
+            return ExitCode::from(2);
+        }
+        Err(code) => return code,
+    };
+    let kind = match a.action.split('/').next() {
+        Some("tools") => Kind::Tool,
+        Some("prompts") => Kind::Prompt,
+        Some("resources") => Kind::Resource,
+        _ => {
+            eprintln!("palisade policy test: `{}` is not an MCP action", a.action);
+            return ExitCode::from(2);
+        }
+    };
+    let upstream = a.upstream.clone().unwrap_or_else(|| {
+        a.resource
+            .split_once("__")
+            .map_or_else(String::new, |(u, _)| u.to_owned())
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut context = json!({"scopes": [], "time": now, "verdict": "clean"});
+    if let Some(c) = &a.context {
+        match serde_json::from_str::<Value>(c) {
+            Ok(Value::Object(m)) => {
+                for (k, v) in m {
+                    context[k] = v;
+                }
+            }
+            _ => {
+                eprintln!("palisade policy test: --context must be a JSON object");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let q = Query {
+        caller: Caller {
+            issuer: &a.issuer,
+            subject: &a.principal,
+            roles: &a.role,
+            groups: &a.group,
+        },
+        action: &a.action,
+        target: Target {
+            kind,
+            upstream: &upstream,
+            name: &a.resource,
+            risk: &a.risk,
+            data_class: &a.data_class,
+        },
+        context,
+    };
+    match policies.decide(&q) {
+        Ok(d) => {
+            let verdict = if d.allow { "ALLOW" } else { "DENY" };
+            if d.policies.is_empty() {
+                println!("{verdict} (no policy permits it: denied by default)");
+            } else {
+                println!("{verdict} by {}", d.policies.join(", "));
+            }
+            for e in &d.errors {
+                println!("  error (that policy did not apply): {e}");
+            }
+            if d.allow {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("palisade policy test: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Black-box tests of `palisade policy check|test|schema` and of the example policies
+//! (AUTH-20, FEAT-06): every example validates against the shipped schema, and
+//! decisions name the policies that made them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "tests: a failure is a test failure"
+)]
+
+mod common;
+
+use std::path::Path;
+
+use common::BIN;
+
+fn palisade(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/policies")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn every_example_policy_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "cedar") {
+            let (code, out) = palisade(&["policy", "check", path.to_str().unwrap()]);
+            assert_eq!(code, 0, "{out}");
+            assert!(out.contains("valid"), "{out}");
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "examples found: {n}");
+}
+
+#[test]
+fn auth_20_policy_test_answers_with_the_deciding_policies() {
+    let p = example("read-only-by-default.cedar");
+    let (code, out) = palisade(&[
+        "policy",
+        "test",
+        &p,
+        "--principal",
+        "alice",
+        "--action",
+        "tools/call",
+        "--resource",
+        "files__read",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ALLOW by call-normal-tools"), "{out}");
+
+    let high = [
+        "policy",
+        "test",
+        &p,
+        "--principal",
+        "alice",
+        "--action",
+        "tools/call",
+        "--resource",
+        "files__delete",
+        "--risk",
+        "high",
+    ];
+    let (code, out) = palisade(&high);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("DENY") && out.contains("denied by default"),
+        "{out}"
+    );
+
+    let mut admin = high.to_vec();
+    admin.extend([
+        "--role",
+        "admin",
+        "--context",
+        r#"{"scopes": ["tools:admin"]}"#,
+    ]);
+    let (code, out) = palisade(&admin);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ALLOW by admins-call-high-risk-tools"),
+        "{out}"
+    );
+
+    let t = example("per-team.cedar");
+    let (code, out) = palisade(&[
+        "policy",
+        "test",
+        &t,
+        "--principal",
+        "bob",
+        "--group",
+        "team-b",
+        "--action",
+        "tools/call",
+        "--resource",
+        "crm__export",
+    ]);
+    assert_eq!(code, 1, "another team's upstream: {out}");
+}
+
+#[test]
+fn an_invalid_policy_is_named_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.cedar");
+    std::fs::write(
+        &bad,
+        "permit(principal, action == Palisade::Action::\"tools/call\", resource) when { resource.owner == \"me\" };\n",
+    )
+    .unwrap();
+    let (code, out) = palisade(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INVALID") && out.contains("owner"), "{out}");
+    let (code, out) = palisade(&["policy", "check", "/nonexistent.cedar"]);
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = palisade(&["policy", "schema"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("namespace Palisade"));
+}
