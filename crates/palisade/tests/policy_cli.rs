@@ -50,51 +50,45 @@ fn every_example_policy_validates() {
     assert!(n >= 2, "examples found: {n}");
 }
 
+/// `palisade policy test FILE --action tools/call --principal WHO --resource NAME …`
+fn decide(file: &str, who: &str, resource: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec![
+        "policy",
+        "test",
+        file,
+        "--action",
+        "tools/call",
+        "--principal",
+        who,
+        "--resource",
+        resource,
+    ];
+    args.extend_from_slice(extra);
+    palisade(&args)
+}
+
 #[test]
 fn auth_20_policy_test_answers_with_the_deciding_policies() {
     let p = example("read-only-by-default.cedar");
-    let (code, out) = palisade(&[
-        "policy",
-        "test",
-        &p,
-        "--principal",
-        "alice",
-        "--action",
-        "tools/call",
-        "--resource",
-        "files__read",
-    ]);
+    let (code, out) = decide(&p, "alice", "files__read", &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ALLOW by call-normal-tools"), "{out}");
 
-    let high = [
-        "policy",
-        "test",
-        &p,
-        "--principal",
-        "alice",
-        "--action",
-        "tools/call",
-        "--resource",
-        "files__delete",
-        "--risk",
-        "high",
-    ];
-    let (code, out) = palisade(&high);
+    let (code, out) = decide(&p, "alice", "files__delete", &["--risk", "high"]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("DENY") && out.contains("denied by default"),
         "{out}"
     );
-
-    let mut admin = high.to_vec();
-    admin.extend([
+    let admin = [
+        "--risk",
+        "high",
         "--role",
         "admin",
         "--context",
         r#"{"scopes": ["tools:admin"]}"#,
-    ]);
-    let (code, out) = palisade(&admin);
+    ];
+    let (code, out) = decide(&p, "alice", "files__delete", &admin);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("ALLOW by admins-call-high-risk-tools"),
@@ -102,20 +96,11 @@ fn auth_20_policy_test_answers_with_the_deciding_policies() {
     );
 
     let t = example("per-team.cedar");
-    let (code, out) = palisade(&[
-        "policy",
-        "test",
-        &t,
-        "--principal",
-        "bob",
-        "--group",
-        "team-b",
-        "--action",
-        "tools/call",
-        "--resource",
-        "crm__export",
-    ]);
+    let (code, out) = decide(&t, "bob", "crm__export", &["--group", "team-b"]);
     assert_eq!(code, 1, "another team's upstream: {out}");
+    let (code, out) = decide(&t, "bob", "billing__invoice", &["--group", "team-b"]);
+    assert_eq!(code, 0, "its own: {out}");
+    assert!(out.contains("team-b-uses-billing"), "{out}");
 }
 
 #[test]
