@@ -53,7 +53,7 @@ impl Sinks {
                 AuditSinkKind::Otlp { url } => format!("otlp {url}"),
             };
             let task = match &s.kind {
-                AuditSinkKind::Stdout => tokio::spawn(stdout(rx, s.format)),
+                AuditSinkKind::Stdout => tokio::spawn(stdout(rx, s.format, stop.clone())),
                 AuditSinkKind::Syslog {
                     address,
                     host,
@@ -126,9 +126,16 @@ fn shape(line: &str, format: AuditFormat) -> String {
     }
 }
 
-async fn stdout(mut rx: mpsc::Receiver<Arc<str>>, format: AuditFormat) {
+async fn stdout(mut rx: mpsc::Receiver<Arc<str>>, format: AuditFormat, stop: CancellationToken) {
     let mut out = tokio::io::stdout();
-    while let Some(line) = rx.recv().await {
+    loop {
+        let line = tokio::select! {
+            () = stop.cancelled() => return,
+            l = rx.recv() => match l {
+                Some(l) => l,
+                None => return,
+            },
+        };
         let mut doc = shape(&line, format);
         doc.push('\n');
         if out.write_all(doc.as_bytes()).await.is_err() || out.flush().await.is_err() {

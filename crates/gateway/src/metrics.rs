@@ -16,6 +16,15 @@ use prometheus_client::registry::Registry;
 
 use palisade_audit::{Decision, Event};
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn method_labels_are_a_bounded_set() {
+        assert_eq!(super::bounded_method("tools/call"), "tools/call");
+        assert_eq!(super::bounded_method("made/up/1"), "other");
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     method: String,
@@ -116,6 +125,31 @@ impl Default for Metrics {
     }
 }
 
+/// A method name as a label: the MCP methods the gateway answers, anything else
+/// `other` — a client may send any name, and labels must stay a bounded set.
+fn bounded_method(method: &str) -> &str {
+    const KNOWN: [&str; 13] = [
+        "tools/call",
+        "tools/list",
+        "prompts/get",
+        "prompts/list",
+        "resources/read",
+        "resources/list",
+        "resources/templates/list",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "completion/complete",
+        "logging/setLevel",
+        "ping",
+        "initialize",
+    ];
+    KNOWN
+        .iter()
+        .copied()
+        .find(|k| *k == method)
+        .unwrap_or("other")
+}
+
 fn decision(d: Decision) -> String {
     match d {
         Decision::Allow => "allow".into(),
@@ -136,7 +170,7 @@ impl Metrics {
             Event::List { method, .. } => {
                 self.decisions
                     .get_or_create(&DecisionLabels {
-                        method: method.clone(),
+                        method: bounded_method(method).to_owned(),
                         decision: "allow".into(),
                     })
                     .inc();
@@ -179,7 +213,7 @@ impl Metrics {
     pub(crate) fn call(&self, method: &str, d: Decision, reason: Option<&str>) {
         self.decisions
             .get_or_create(&DecisionLabels {
-                method: method.to_owned(),
+                method: bounded_method(method).to_owned(),
                 decision: decision(d),
             })
             .inc();
