@@ -22,6 +22,9 @@ use crate::session::{NewSession, Recheck, Rechecks, Session, SessionTable, mint_
 use crate::upstream::http::{HttpLink, HttpTarget};
 use crate::upstream::{self, Link, Sink, Timeouts, stdio::StdioUpstream};
 
+mod admission;
+use admission::template_prefix;
+
 /// Time allowed for an HTTP upstream's `initialize` and for list requests.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pages fetched from one upstream for one list, and items kept.
@@ -197,192 +200,6 @@ impl Router {
         }
     }
 
-    /// FEAT-04: compiles (or reuses) the tool's input schema; `false` when it is not a
-    /// valid JSON Schema, in which case the tool is dropped.
-    fn learn_schema(&self, idx: usize, name: &str, tool: &Value) -> bool {
-        let Some(schema) = tool.get("inputSchema") else {
-            return false;
-        };
-        let (_, hash) = crate::pins::canonical(schema);
-        let key = (idx, name.to_owned());
-        let mut schemas = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
-        if schemas.get(&key).is_some_and(|(h, _)| *h == hash) {
-            return true;
-        }
-        // No remote or file references are resolved: compiling a schema never
-        // reaches the network.
-        match jsonschema::options()
-            .should_validate_formats(false)
-            .build(schema)
-        {
-            Ok(v) => {
-                if schemas.len() < MAX_ITEMS || schemas.contains_key(&key) {
-                    schemas.insert(key, (hash, Arc::new(v)));
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!(upstream = %self.names[idx], tool = %name, error = %e, "dropped a tool whose inputSchema is not a valid JSON Schema (FEAT-04)");
-                schemas.remove(&key);
-                false
-            }
-        }
-    }
-
-    /// FEAT-04: arguments that do not match the tool's input schema are answered with
-    /// a tool error (`isError: true`) and never forwarded. A tool not listed yet has no
-    /// schema here and is forwarded.
-    /// `msg` is the request as the upstream will get it; `params` are the client's
-    /// (for the arguments). The second value says why, for the audit record (never
-    /// the arguments).
-    fn check_arguments(
-        &self,
-        idx: usize,
-        msg: &Message,
-        params: Option<&Value>,
-    ) -> Option<(Message, &'static str)> {
-        let id = msg.id()?;
-        let params = params?;
-        // The upstream's own name, from the rewritten message.
-        let name = msg.param_str("name")?;
-        let name = name.as_str();
-        let args = params
-            .get("arguments")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        if let Some(checks) = self.argument_checks.get(idx)
-            && let Some(problem) = crate::args::check(checks, name, &args)
-        {
-            tracing::warn!(upstream = %self.names[idx], tool = %name, %problem, "refused arguments (OBS-04)");
-            return Some((
-                Message::response(
-                    id,
-                    &json!({
-                        "content": [{"type": "text", "text": format!("Refused arguments for this tool: {problem}")}],
-                        "isError": true
-                    }),
-                ),
-                "refused by the argument checks (OBS-04)",
-            ));
-        }
-        let validator = self
-            .schemas
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(idx, name.to_owned()))
-            .map(|(_, v)| Arc::clone(v))?;
-        let problems: Vec<String> = validator
-            .iter_errors(&args)
-            .take(5)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                format!("{}: {e}", if at.is_empty() { "/" } else { at.as_str() })
-            })
-            .collect();
-        if problems.is_empty() {
-            return None;
-        }
-        tracing::info!(upstream = %self.names[idx], tool = %name, "refused arguments that do not match the input schema (FEAT-04)");
-        Some((
-            Message::response(
-                id,
-                &json!({
-                    "content": [{"type": "text", "text": format!("Invalid arguments for this tool: {}", problems.join("; "))}],
-                    "isError": true
-                }),
-            ),
-            "arguments do not match the input schema (FEAT-04)",
-        ))
-    }
-
-    /// Whether upstream `idx` lists `kind` for the first time (its first sight in
-    /// `tofu` mode); `false` when it is not pinned.
-    async fn first_sight(&self, idx: usize, kind: &str) -> bool {
-        match &self.pins {
-            Some(p) if p.enabled(idx) => p.first_sight(idx, kind).await,
-            _ => false,
-        }
-    }
-
-    /// Whether a listed item (or an upstream's instructions) may be offered; records
-    /// the verdict so that calls to or reads of a withheld item are refused.
-    /// `first_sight` is [`Router::first_sight`], asked once per list.
-    async fn admit(&self, idx: usize, kind: &'static str, item: &Value, first_sight: bool) -> bool {
-        let Some((name, form)) = pin_form(kind, item) else {
-            return false;
-        };
-        let name = name.as_str();
-        let (definition, hash) = crate::pins::canonical(&form);
-        // With `tools = "flag"`, a failed inspection is only logged.
-        let failed = self
-            .inspection
-            .as_ref()
-            .and_then(|i| i.check_definition(idx, kind, &form, &hash))
-            .filter(|_| {
-                self.inspection
-                    .as_ref()
-                    .is_some_and(|i| i.blocks_definitions(idx))
-            });
-        let (ok, reason) = match &self.pins {
-            Some(p) if p.enabled(idx) => (
-                p.admit(
-                    idx,
-                    kind,
-                    name,
-                    (&definition, &hash),
-                    failed.as_deref(),
-                    first_sight,
-                )
-                .await,
-                "its definition is new or changed and waits for approval (palisade pins)"
-                    .to_owned(),
-            ),
-            _ => match &failed {
-                Some(rules) => {
-                    tracing::warn!(upstream = %self.names[idx], kind, item = %name, ?rules, "quarantined a poisoned definition (hidden, calls refused)");
-                    (
-                        false,
-                        format!("its definition failed inspection ({})", rules.join(", ")),
-                    )
-                }
-                _ => (true, String::new()),
-            },
-        };
-        let (ok, reason) = if ok && kind == "tool" && !self.learn_schema(idx, name, item) {
-            (
-                false,
-                "its inputSchema is not a valid JSON Schema".to_owned(),
-            )
-        } else {
-            (ok, reason)
-        };
-        let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (idx, kind, name.to_owned());
-        if ok {
-            q.remove(&key);
-        } else if q.len() < MAX_ITEMS || q.contains_key(&key) {
-            q.insert(key, reason);
-        }
-        ok
-    }
-
-    /// Why a resource of upstream `idx` is withheld, if it is: its own definition, or
-    /// a withheld template its URI falls under.
-    fn resource_held(&self, idx: usize, uri: &str) -> Option<String> {
-        let q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(reason) = q.get(&(idx, "resource", uri.to_owned())) {
-            return Some(reason.clone());
-        }
-        q.iter()
-            .find(|((i, kind, template), _)| {
-                *i == idx && *kind == "resource-template" && {
-                    let p = template_prefix(template);
-                    !p.is_empty() && uri.starts_with(p)
-                }
-            })
-            .map(|(_, reason)| reason.clone())
-    }
-
     /// Opens a session for `principal` from an `initialize` request. Returns the
     /// session and the response; `Err` carries a JSON-RPC error response.
     pub(crate) async fn initialize(
@@ -452,33 +269,6 @@ impl Router {
             obj.insert("instructions".into(), json!(text));
         }
         Ok((session, Message::response(id, &result)))
-    }
-
-    /// The upstreams' server instructions that pass inspection and pinning (withheld
-    /// ones are logged), each under its upstream's name when names are namespaced.
-    async fn instructions(&self, links: &[Option<Link>]) -> Option<String> {
-        let mut parts = Vec::new();
-        for (idx, link) in links.iter().enumerate() {
-            let Some(text) = link.as_ref().and_then(Link::instructions) else {
-                continue;
-            };
-            let first = self.first_sight(idx, "instructions").await;
-            let item = json!({ "instructions": text });
-            if self.admit(idx, "instructions", &item, first).await {
-                parts.push((idx, text));
-            }
-        }
-        if !self.namespace {
-            return parts.pop().map(|(_, t)| t);
-        }
-        let sections: Vec<String> = parts
-            .into_iter()
-            .map(|(idx, text)| {
-                let name = &self.names[idx];
-                format!("Upstream server `{name}` (its tools and prompts are named `{name}__…`):\n{text}")
-            })
-            .collect();
-        (!sections.is_empty()).then(|| sections.join("\n\n"))
     }
 
     /// Runs one client request of a session; everything for the client goes to `sink`.
@@ -1118,70 +908,6 @@ impl Router {
         out
     }
 
-    /// Runs the re-checks of announced list changes until `stop`; call once.
-    pub(crate) async fn run_rechecks(&self, stop: CancellationToken) {
-        let Some(mut rx) = self
-            .recheck_queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            return;
-        };
-        loop {
-            let r = tokio::select! {
-                () = stop.cancelled() => return,
-                r = rx.recv() => match r {
-                    Some(r) => r,
-                    None => return,
-                },
-            };
-            self.rechecks.taken(&r);
-            self.recheck(&r).await;
-        }
-    }
-
-    /// Fetches a list an upstream announced as changed and admits each item again,
-    /// so that a new or changed definition is quarantined (and logged) now rather
-    /// than when a client next lists.
-    async fn recheck(&self, r: &Recheck) {
-        let Some(session) = r.session.upgrade().filter(|s| !s.is_closed()) else {
-            return;
-        };
-        let Some(Some(link)) = session.links.get(r.upstream) else {
-            return;
-        };
-        let lists: &[(&str, &str, &'static str)] = match r.list {
-            "tools/list" => &[("tools/list", "tools", "tool")],
-            "prompts/list" => &[("prompts/list", "prompts", "prompt")],
-            _ => &[
-                ("resources/list", "resources", "resource"),
-                (
-                    "resources/templates/list",
-                    "resourceTemplates",
-                    "resource-template",
-                ),
-            ],
-        };
-        for &(method, key, kind) in lists {
-            let items = self.fetch_all(link, &session, method, key).await;
-            if items.is_empty() {
-                continue;
-            }
-            let first = self.first_sight(r.upstream, kind).await;
-            let mut withheld = 0usize;
-            for item in &items {
-                if kind == "tool" && !item.get("inputSchema").is_some_and(Value::is_object) {
-                    continue;
-                }
-                if !self.admit(r.upstream, kind, item, first).await {
-                    withheld += 1;
-                }
-            }
-            tracing::info!(upstream = %self.names[r.upstream], list = method, items = items.len(), withheld, "re-checked a list the upstream announced as changed");
-        }
-    }
-
     /// Handles a client notification inside a session.
     pub(crate) async fn notification(&self, session: &Arc<Session>, msg: Message) {
         match msg.method() {
@@ -1217,43 +943,6 @@ impl Router {
             tracing::warn!(upstream = link.name(), error = %e, "could not relay a client response");
         }
     }
-}
-
-/// The name an item is pinned under and the form that is pinned and inspected:
-/// tools and prompts as listed; resources and templates by URI (or URI template),
-/// without the fields that change with the data rather than the definition (`size`,
-/// `annotations.lastModified`), and with their `name` — free text such as a file
-/// name, not an identifier — kept out of the tool-name checks; instructions as
-/// `{"instructions": …}`.
-fn pin_form(kind: &str, item: &Value) -> Option<(String, Value)> {
-    match kind {
-        "tool" | "prompt" => Some((item.get("name")?.as_str()?.to_owned(), item.clone())),
-        "resource" | "resource-template" => {
-            let key = if kind == "resource" {
-                "uri"
-            } else {
-                "uriTemplate"
-            };
-            let name = item.get(key)?.as_str()?.to_owned();
-            let mut form = item.clone();
-            let obj = form.as_object_mut()?;
-            obj.remove("size");
-            if let Some(a) = obj.get_mut("annotations").and_then(Value::as_object_mut) {
-                a.remove("lastModified");
-            }
-            if let Some(n) = obj.remove("name") {
-                obj.insert("resourceName".into(), n);
-            }
-            Some((name, form))
-        }
-        "instructions" => Some((crate::pins::INSTRUCTIONS.to_owned(), item.clone())),
-        _ => None,
-    }
-}
-
-/// The literal start of a URI template (before its first expression).
-fn template_prefix(template: &str) -> &str {
-    template.split('{').next().unwrap_or("")
 }
 
 fn has_cap(caps: &Value, name: &str) -> bool {
