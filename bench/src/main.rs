@@ -439,9 +439,13 @@ async fn run(args: Args) -> Result<()> {
         &dir,
         "jwt",
         &format!(
-            "[gateway]\nlisten = \"127.0.0.1:{jwt_port}\"\ndata_dir = \"{}\"\n\n[auth]\npublic_url = \"http://127.0.0.1:{jwt_port}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n\n{upstream}",
+            "[gateway]\nlisten = \"127.0.0.1:{jwt_port}\"\ndata_dir = \"{}\"\n\n[auth]\npublic_url = \"http://127.0.0.1:{jwt_port}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n\n[policy]\nfile = \"{}\"\n\n{upstream}",
             dir.join("jwt").display(),
-            idp.issuer
+            idp.issuer,
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/policies/read-only-by-default.cedar"
+            ),
         ),
         &mut guard,
     )?;

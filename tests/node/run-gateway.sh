@@ -200,6 +200,9 @@ scopes = ["mcp:tools"]
 issuer = "$ISSUER1"
 require_at_jwt = true
 
+[policy]
+file = "$HERE/../../examples/policies/read-only-by-default.cedar"
+
 [[upstream]]
 name = "everything"
 transport = "streamable-http"

@@ -87,6 +87,9 @@ pub enum Event {
         offered: usize,
         /// Items withheld (quarantined, failed inspection, invalid).
         withheld: usize,
+        /// Items the policy does not let this principal use.
+        #[serde(default)]
+        denied: usize,
     },
     /// A call, prompt or read was decided.
     Call {
@@ -109,9 +112,18 @@ pub enum Event {
         arguments: Option<serde_json::Value>,
         /// Allowed to reach the upstream, or refused.
         decision: Decision,
-        /// What decided a refusal (a quarantine, a schema, an argument check).
+        /// What decided a refusal (a quarantine, a schema, an argument check, the
+        /// policy).
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The Cedar policies that decided it: the permits that allowed it or the
+        /// forbids that denied it (empty: denied by default, or decided before the
+        /// policy was asked).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        policies: Vec<String>,
+        /// Who approved it, for calls held for approval (FEAT-08).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approved_by: Option<String>,
     },
     /// Inspection found something in an upstream's answer or definitions.
     Finding {
@@ -125,6 +137,22 @@ pub enum Event {
         rules: Vec<String>,
         /// What the gateway did: `block`, `spotlight`, `redact`, `strip`, `flag`.
         action: String,
+    },
+    /// The policy file was loaded, or a reload was refused (the last good set stays).
+    Policy {
+        /// `loaded` (at start), `reloaded`, or `refused`.
+        outcome: String,
+        /// The file, or `embedded` for local mode's default.
+        source: String,
+        /// SHA-256 of the file's text, hex.
+        sha256: String,
+        /// Policies in force after the event.
+        policies: usize,
+        /// Why a reload was refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// What triggered it: `start`, `change`, `sighup`.
+        trigger: String,
     },
     /// A pinned definition changed state.
     Pin {
@@ -158,6 +186,7 @@ impl Event {
             Self::Call { .. } => "call",
             Self::Finding { .. } => "finding",
             Self::Pin { .. } => "pin",
+            Self::Policy { .. } => "policy",
         }
     }
 }

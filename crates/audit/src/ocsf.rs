@@ -173,7 +173,9 @@ mod tests {
             arguments_sha256: None,
             arguments: None,
             decision: Decision::Deny,
-            reason: Some("quarantined".into()),
+            reason: Some("policy".into()),
+            policies: vec!["no-writes".into()],
+            approved_by: None,
         };
         let o = from_record(&line(&call), "1").unwrap();
         assert_eq!(o["class_uid"], 6003);

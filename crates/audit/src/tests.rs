@@ -42,6 +42,8 @@ fn call(i: usize) -> Event {
             Decision::Allow
         },
         reason: None,
+        policies: vec!["read-only-by-default".into()],
+        approved_by: None,
     }
 }
 

@@ -99,7 +99,9 @@ impl ClaimPaths {
         }
     }
 
-    fn read(paths: &[String], claims: &Value) -> Vec<String> {
+    /// The strings at `paths` in `claims` (arrays, or space-separated strings),
+    /// sorted and de-duplicated.
+    pub fn read(paths: &[String], claims: &Value) -> Vec<String> {
         let mut out = Vec::new();
         for p in paths {
             let v = if p.starts_with('/') {

@@ -89,10 +89,34 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// Alerts to a webhook, if configured.
     pub alerts: Option<Alerts>,
+    /// Where the Cedar policies come from. `None` only without `[auth]`: the gateway
+    /// then permits the local user everything (see [`Policy`]).
+    pub policy: Option<Policy>,
+}
+
+/// The Cedar policy file that decides who may list and use what (AUTH-20, FEAT-06).
+/// Required with `[auth]`; without it (local mode) the embedded default permits the
+/// local user everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The policy file (Cedar syntax), read at start and re-read when it changes.
+    pub file: PathBuf,
+    /// How often the file is checked for changes (SIGHUP re-reads it at once).
+    pub reload_interval: Duration,
+}
+
+/// Operator-set attributes of an upstream or tool, seen by policies as `risk` and
+/// `data_class`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Attributes {
+    /// E.g. `normal` (the default), `high`.
+    pub risk: Option<String>,
+    /// E.g. `unclassified` (the default), `internal`, `restricted`.
+    pub data_class: Option<String>,
 }
 
 /// Alerts, POSTed to a webhook with an HMAC-SHA256 signature: inspection blocks,
-/// pin drift, and bursts of authentication failures.
+/// pin drift, refused policy reloads, and bursts of authentication failures.
 #[derive(Debug, Clone)]
 pub struct Alerts {
     /// Where (https, or http on loopback).
@@ -351,6 +375,9 @@ pub struct RateLimits {
     pub per_principal: Option<Rate>,
     /// Calls to each tool (by namespaced name), all principals together.
     pub per_tool: Option<Rate>,
+    /// Requests by each OAuth client (the token's `client_id` or `azp`), all its users
+    /// together; tokens without a client count as one client.
+    pub per_client: Option<Rate>,
 }
 
 /// `count` requests per `period`, with a burst of `count`.
@@ -404,6 +431,11 @@ pub struct Upstream {
     pub pinning: PinMode,
     /// Tools whose arguments get extra checks (OBS-04).
     pub argument_checks: ArgumentChecks,
+    /// The upstream's own attributes for policies.
+    pub attributes: Attributes,
+    /// Per-tool attributes (tool name or glob at the upstream → attributes), longest
+    /// pattern first; a tool takes the first match's values, then the upstream's.
+    pub tool_attributes: Vec<(String, Attributes)>,
 }
 
 /// Tools (by upstream-local name, `*` as a wildcard) whose string arguments are
@@ -665,15 +697,26 @@ impl Config {
         }
         if let Some(a) = &self.alerts {
             s.push_str(&format!(
-                "alerts: {} (HMAC with vault secret `{}`), on blocks, pin drift, {} authentication failures within {:?}\n",
+                "alerts: {} (HMAC with vault secret `{}`), on blocks, pin drift, refused policy reloads, {} authentication failures within {:?}\n",
                 a.webhook, a.secret, a.auth_failures, a.auth_window
             ));
         }
+        match &self.policy {
+            Some(p) => s.push_str(&format!(
+                "policy: {} (re-read when it changes, checked every {:?}, and on SIGHUP)\n",
+                p.file.display(),
+                p.reload_interval
+            )),
+            None => s.push_str(
+                "policy: embedded default for local mode: the local user may use everything\n",
+            ),
+        }
         let rate = |r: Option<Rate>| r.map_or_else(|| "off".to_owned(), |r| r.to_string());
         s.push_str(&format!(
-            "rate limits: global {}, per principal {}, per tool {}; in flight per principal {}\n",
+            "rate limits: global {}, per principal {}, per client {}, per tool {}; in flight per principal {}\n",
             rate(l.rate.global),
             rate(l.rate.per_principal),
+            rate(l.rate.per_client),
             rate(l.rate.per_tool),
             l.max_concurrent_per_principal
                 .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
@@ -759,6 +802,27 @@ impl Config {
                 u.name,
                 format!("{:?}", u.pinning).to_lowercase()
             ));
+            let attrs = |a: &Attributes| {
+                format!(
+                    "risk {}, data_class {}",
+                    a.risk.as_deref().unwrap_or("-"),
+                    a.data_class.as_deref().unwrap_or("-")
+                )
+            };
+            if u.attributes != Attributes::default() {
+                s.push_str(&format!(
+                    "  {} attributes: {}\n",
+                    u.name,
+                    attrs(&u.attributes)
+                ));
+            }
+            for (g, a) in &u.tool_attributes {
+                s.push_str(&format!(
+                    "  {} tool attributes: {g}: {}\n",
+                    u.name,
+                    attrs(a)
+                ));
+            }
             if let Some(n) = u.max_concurrent {
                 s.push_str(&format!("  {} in flight at most: {n}\n", u.name));
             }

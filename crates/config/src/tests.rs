@@ -86,7 +86,12 @@ fn tr_04_non_loopback_listen_is_refused_without_auth() {
     assert!(load(&text, &[]).unwrap_err().to_string().contains("[auth]"));
 }
 
+const POLICY: &str = "[policy]\nfile = \"policy.cedar\"\n";
+
 const AUTH: &str = r#"
+[policy]
+file = "policy.cedar"
+
 [auth]
 public_url = "https://mcp.example.com"
 [[auth.issuer]]
@@ -230,7 +235,7 @@ fn shipped_examples_validate() {
 #[test]
 fn auth_section_is_validated() {
     let base = format!(
-        "{MIN}[auth]\npublic_url = \"https://gw.example.com/\"\nscopes = [\"mcp:tools\"]\nclaims = \"keycloak\"\n[[auth.issuer]]\nissuer = \"https://idp.example.com/realms/x\"\n"
+        "{MIN}{POLICY}[auth]\npublic_url = \"https://gw.example.com/\"\nscopes = [\"mcp:tools\"]\nclaims = \"keycloak\"\n[[auth.issuer]]\nissuer = \"https://idp.example.com/realms/x\"\n"
     );
     let c = load(&base, &[]).unwrap();
     let a = c.auth.unwrap();
@@ -266,7 +271,7 @@ fn auth_section_is_validated() {
         .is_err()
     );
     assert!(load(&base.replace("keycloak", "magic"), &[]).is_err());
-    let no_issuer = format!("{MIN}[auth]\npublic_url = \"https://gw.example.com\"\n");
+    let no_issuer = format!("{MIN}{POLICY}[auth]\npublic_url = \"https://gw.example.com\"\n");
     assert!(
         load(&no_issuer, &[])
             .unwrap_err()
@@ -284,7 +289,7 @@ fn required_scopes_need_auth() {
 #[test]
 fn introspection_needs_all_three_keys_and_one_issuer() {
     let base = format!(
-        "{MIN}[auth]\npublic_url = \"https://gw.example.com\"\n[[auth.issuer]]\nissuer = \"https://idp.example.com\"\n"
+        "{MIN}{POLICY}[auth]\npublic_url = \"https://gw.example.com\"\n[[auth.issuer]]\nissuer = \"https://idp.example.com\"\n"
     );
     let full = format!(
         "{base}introspection_endpoint = \"https://idp.example.com/introspect\"\nintrospection_client_id = \"gw\"\nintrospection_client_secret = \"${{S}}\"\n"
@@ -570,4 +575,62 @@ fn obs_01_audit_sinks_are_checked() {
     }
     assert!(sink("kind = \"syslog\"\naddress = \"127.0.0.1:514\"\ntls = false").is_ok());
     assert!(sink("kind = \"otlp\"\nurl = \"http://127.0.0.1:4318/v1/logs\"").is_ok());
+}
+
+#[test]
+fn auth_20_auth_needs_a_policy_file_and_local_mode_embeds_one() {
+    let without = AUTH.replace("[policy]\nfile = \"policy.cedar\"\n", "");
+    let err = load(&format!("{without}{MIN}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[policy]"), "{err}");
+    let c = load(&format!("{AUTH}{MIN}"), &[]).unwrap();
+    let p = c.policy.as_ref().unwrap();
+    assert_eq!(p.file, Path::new("policy.cedar"));
+    assert_eq!(p.reload_interval, std::time::Duration::from_secs(2));
+    assert!(
+        c.summary().contains("policy: policy.cedar"),
+        "{}",
+        c.summary()
+    );
+    let local = load(MIN, &[]).unwrap();
+    assert!(local.policy.is_none());
+    assert!(local.summary().contains("local user may use everything"));
+    assert!(load(&format!("{MIN}[policy]\nfile = \"\"\n"), &[]).is_err());
+    assert!(
+        load(
+            &format!("{MIN}[policy]\nfile = \"p\"\nreload = true\n"),
+            &[]
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn feat_06_upstream_and_tool_attributes_for_policies() {
+    let t = format!(
+        "{MIN}risk = \"high\"\ndata_class = \"internal\"\n\
+         [upstream.tools.\"delete_*\"]\nrisk = \"critical\"\n\
+         [upstream.tools.\"delete_all\"]\ndata_class = \"restricted\"\n"
+    );
+    let c = load(&t, &[]).unwrap();
+    let u = &c.upstreams[0];
+    assert_eq!(u.attributes.risk.as_deref(), Some("high"));
+    assert_eq!(u.attributes.data_class.as_deref(), Some("internal"));
+    // Longest pattern first.
+    assert_eq!(u.tool_attributes[0].0, "delete_all");
+    assert_eq!(u.tool_attributes[1].1.risk.as_deref(), Some("critical"));
+    assert!(
+        c.summary()
+            .contains("demo tool attributes: delete_*: risk critical, data_class -")
+    );
+    assert!(load(&format!("{MIN}risk = \"very high\"\n"), &[]).is_err());
+    assert!(
+        load(
+            &format!("{MIN}[upstream.tools.\"a/b\"]\nrisk = \"x\"\n"),
+            &[]
+        )
+        .is_err()
+    );
+    assert!(load(&format!("{MIN}[upstream.tools.x]\nowner = \"x\"\n"), &[]).is_err());
 }

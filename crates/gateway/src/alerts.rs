@@ -92,6 +92,7 @@ impl Alerts {
         let kind = match e {
             Event::Finding { action, .. } if action == "block" => "inspection_block",
             Event::Pin { status, .. } if status == "quarantined" => "pin_drift",
+            Event::Policy { outcome, .. } if outcome == "refused" => "policy_reload_refused",
             Event::Auth {
                 decision: Decision::Deny,
                 ..
@@ -143,15 +144,21 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_burst_of_authentication_failures_raises_one_alert() {
-        let (tx, mut rx) = mpsc::channel(10);
+    /// Alerts that raise into the returned queue; a burst is 3 failures a minute.
+    fn alerts() -> (Alerts, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(10);
         let a = Alerts {
             tx,
             threshold: 3,
             window: Duration::from_secs(60),
             failures: Mutex::new(VecDeque::new()),
         };
+        (a, rx)
+    }
+
+    #[test]
+    fn a_burst_of_authentication_failures_raises_one_alert() {
+        let (a, mut rx) = alerts();
         let deny = Event::Auth {
             decision: Decision::Deny,
             principal: None,
@@ -177,6 +184,24 @@ mod tests {
             reason: None,
         });
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_refused_policy_reload_raises_an_alert() {
+        let (a, mut rx) = alerts();
+        let policy = |outcome: &str| Event::Policy {
+            outcome: outcome.into(),
+            source: "p.cedar".into(),
+            sha256: "ab".into(),
+            policies: 2,
+            error: None,
+            trigger: "change".into(),
+        };
+        a.observe(&policy("reloaded"));
+        assert!(rx.try_recv().is_err());
+        a.observe(&policy("refused"));
+        let body: serde_json::Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+        assert_eq!(body["alert"], "policy_reload_refused");
     }
 
     #[test]

@@ -59,11 +59,7 @@ impl Authenticator {
         query: Option<&str>,
     ) -> Result<Caller, Refusal> {
         match self {
-            Self::LocalUser(p) => Ok(Caller {
-                principal: p.clone(),
-                scopes: None,
-                token: None,
-            }),
+            Self::LocalUser(p) => Ok(Caller::local(p.clone())),
             Self::OAuth(o) => {
                 let mut caller = o.authenticate(headers, query).await?;
                 if o.keep_tokens
@@ -123,6 +119,8 @@ pub(crate) struct OAuth {
     introspecting: tokio::sync::Semaphore,
     canonical: CanonicalUri,
     leeway: u64,
+    /// Where roles and groups are read from introspection answers.
+    claim_paths: ClaimPaths,
     /// Attach the caller's token to each `Caller`, for upstreams whose credential is
     /// obtained by token exchange. Off otherwise: no token is held longer than the
     /// request that carried it.
@@ -190,6 +188,7 @@ impl OAuth {
                 .find_map(|i| i.introspection.clone().map(|x| (i.issuer.clone(), x))),
             canonical: canonical.clone(),
             leeway: cfg.leeway.as_secs(),
+            claim_paths: claim_paths(cfg),
             keep_tokens: false,
             validator: RwLock::new(JwtValidator::new(
                 canonical,
@@ -312,6 +311,10 @@ impl OAuth {
                 let caller = Caller {
                     principal: Principal::new(c.issuer, c.subject),
                     scopes: Some(c.scopes),
+                    roles: c.roles,
+                    groups: c.groups,
+                    client: c.client_id,
+                    address: None,
                     token: None,
                 };
                 self.remember(digest, &caller, c.expires_at, now);
@@ -406,6 +409,13 @@ impl OAuth {
             Caller {
                 principal: Principal::new(issuer.clone(), sub),
                 scopes: Some(scopes),
+                roles: ClaimPaths::read(&self.claim_paths.roles, &v),
+                groups: ClaimPaths::read(&self.claim_paths.groups, &v),
+                client: v
+                    .get("client_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                address: None,
                 token: None,
             },
             exp,

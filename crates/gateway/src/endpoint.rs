@@ -8,13 +8,16 @@
 //! Nothing reaches an upstream before all of these pass.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
@@ -71,13 +74,15 @@ impl App {
     /// The edge checks that precede everything, in order (see the module docs).
     async fn common_checks(
         &self,
+        peer: SocketAddr,
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Caller, Refusal> {
         self.edge.check_host(headers)?;
         self.edge.check_origin(headers)?;
         edge::check_protocol_version(headers)?;
-        let p = self.authenticate(headers, query).await?;
+        let mut p = self.authenticate(peer, headers, query).await?;
+        p.address = Some(peer.ip());
         if self.draining.load(Ordering::Acquire) {
             return Err(Refusal::SHUTTING_DOWN);
         }
@@ -88,24 +93,25 @@ impl App {
     /// a success keeps its place in the log ahead of what the caller then does.
     async fn authenticate(
         &self,
+        peer: SocketAddr,
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Caller, Refusal> {
         let result = self.auth.authenticate(headers, query).await;
         if matches!(self.auth, crate::auth::Authenticator::OAuth(_)) {
-            let event = |decision, principal: Option<String>, reason: Option<String>| {
-                palisade_audit::Event::Auth {
+            let event =
+                |decision, principal: Option<String>, client, reason| palisade_audit::Event::Auth {
                     decision,
                     principal,
-                    client: None,
-                    peer: None,
+                    client,
+                    peer: Some(peer.ip().to_string()),
                     reason,
-                }
-            };
+                };
             match &result {
                 Ok(c) => self.router.audit.note(event(
                     palisade_audit::Decision::Allow,
                     Some(crate::audit::who(&c.principal)),
+                    c.client.clone(),
                     None,
                 )),
                 Err(r) => {
@@ -114,6 +120,7 @@ impl App {
                         .audit
                         .decide(event(
                             palisade_audit::Decision::Deny,
+                            None,
                             None,
                             Some(r.message.to_owned()),
                         ))
@@ -200,6 +207,48 @@ fn sse_response(
     res
 }
 
+/// The client's address, as every listener (plain or TLS) reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, NoDelay>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, NoDelay>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// The plain listener: TCP with Nagle's algorithm off (small JSON-RPC answers go
+/// out at once).
+#[derive(Debug)]
+pub(crate) struct NoDelay(pub(crate) tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelay {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = io.set_nodelay(true);
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()
 }
@@ -207,11 +256,12 @@ fn accepted() -> Response {
 /// POST: one JSON-RPC message.
 pub(crate) async fn post(
     State(app): State<Arc<App>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match post_inner(&app, uri.query(), &headers, body).await {
+    match post_inner(&app, peer, uri.query(), &headers, body).await {
         Ok(r) => r,
         Err(refusal) => {
             match refusal.fault {
@@ -237,12 +287,13 @@ pub(crate) async fn post(
 
 async fn post_inner(
     app: &Arc<App>,
+    peer: SocketAddr,
     query: Option<&str>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
     let _busy = Busy::new(&app.in_flight);
-    let caller = app.common_checks(headers, query).await?;
+    let caller = app.common_checks(peer, headers, query).await?;
     let principal = &caller.principal;
     edge::check_post_accept(headers)?;
     edge::check_content_type(headers)?;
@@ -299,7 +350,34 @@ async fn post_inner(
                         .with_id(msg.id()));
                 }
             }
-            request(app, session, msg).await
+            // AUTH-12 with policies: a denial that a `@step_up` scope would lift.
+            if let Some(granted) = &caller.scopes
+                && app.router.authz.has_step_up()
+                && let Some(scope) = app.router.step_up(&session, &caller, &msg).await
+            {
+                tracing::info!(method = ?msg.method(), %scope, "refused a request: the policy needs a scope the token lacks");
+                app.router.audit.note(palisade_audit::Event::Call {
+                    session: crate::audit::session_ref(&session.id),
+                    principal: crate::audit::who(&caller.principal),
+                    method: msg.method().unwrap_or_default().to_owned(),
+                    upstream: None,
+                    target: msg
+                        .param_str("name")
+                        .or_else(|| msg.param_str("uri"))
+                        .unwrap_or_default(),
+                    arguments_sha256: None,
+                    arguments: None,
+                    decision: palisade_audit::Decision::Deny,
+                    reason: Some(format!("insufficient scope (step up to {scope})")),
+                    policies: Vec::new(),
+                    approved_by: None,
+                });
+                return Err(app
+                    .auth
+                    .insufficient_scope(granted, std::slice::from_ref(&scope))
+                    .with_id(msg.id()));
+            }
+            request(app, session, caller, msg).await
         }
     }
 }
@@ -361,7 +439,12 @@ async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Re
     Ok(res)
 }
 
-async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<Response, Refusal> {
+async fn request(
+    app: &Arc<App>,
+    session: Arc<Session>,
+    caller: Caller,
+    msg: Message,
+) -> Result<Response, Refusal> {
     let Some(id) = msg.id().cloned() else {
         return Err(Refusal::parse(
             palisade_wire::ErrorCode::InvalidRequest,
@@ -376,7 +459,10 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
         .flatten();
     let upstream = app.router.target(&session, &msg).await;
     let who = crate::audit::who(&session.principal);
-    let permit = match app.limiter.admit(&who, tool.as_deref(), upstream) {
+    let permit = match app
+        .limiter
+        .admit(&who, caller.client.as_deref(), tool.as_deref(), upstream)
+    {
         Ok(p) => p,
         Err(over) => {
             tracing::info!(reason = over.reason, method = ?msg.method(), "refused a request over a limit");
@@ -390,6 +476,8 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
                 arguments: None,
                 decision: palisade_audit::Decision::Deny,
                 reason: Some(over.reason.to_owned()),
+                policies: Vec::new(),
+                approved_by: None,
             });
             return Err(Refusal::limited(over.message, over.retry_after).with_id(Some(&id)));
         }
@@ -417,7 +505,7 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
         let _busy = Busy::new(&task_app.in_flight);
         task_app
             .router
-            .request(&task_session, msg, tx, cancel)
+            .request(&task_session, &caller, msg, tx, cancel)
             .await;
         task_session.finish_call(&task_id);
     });
@@ -455,8 +543,13 @@ async fn request(app: &Arc<App>, session: Arc<Session>, msg: Message) -> Result<
 }
 
 /// GET: the stream of unsolicited messages, or a resumed stream (`Last-Event-ID`).
-pub(crate) async fn get(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
-    match get_inner(&app, uri.query(), &headers).await {
+pub(crate) async fn get(
+    State(app): State<Arc<App>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    match get_inner(&app, peer, uri.query(), &headers).await {
         Ok(r) => r,
         Err(r) => r.into_response(),
     }
@@ -464,10 +557,11 @@ pub(crate) async fn get(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMa
 
 async fn get_inner(
     app: &Arc<App>,
+    peer: SocketAddr,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, Refusal> {
-    let caller = app.common_checks(headers, query).await?;
+    let caller = app.common_checks(peer, headers, query).await?;
     edge::check_get_accept(headers)?;
     let session = app.session(headers, &caller.principal)?;
     session.subject.set(caller.token.as_ref());
@@ -494,9 +588,17 @@ async fn get_inner(
 }
 
 /// DELETE: the client ends its session (SESS-06).
-pub(crate) async fn delete(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+pub(crate) async fn delete(
+    State(app): State<Arc<App>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let r = async {
-        let principal = app.common_checks(&headers, uri.query()).await?.principal;
+        let principal = app
+            .common_checks(peer, &headers, uri.query())
+            .await?
+            .principal;
         let id = edge::session_header(&headers)?.ok_or(Refusal::SESSION_REQUIRED)?;
         let s = app
             .router

@@ -13,6 +13,7 @@ mod args;
 mod audit;
 mod audit_sinks;
 mod auth;
+mod authz;
 mod credentials;
 mod edge;
 mod endpoint;
@@ -350,6 +351,11 @@ pub async fn run(
         tracing::warn!("inspection is OFF: upstream answers and tools pass unexamined");
         None
     };
+    let authz = Arc::new(
+        authz::Authz::load(&config, Arc::clone(&auditor))
+            .await
+            .map_err(|e| GatewayError::Start(format!("policy: {e}")))?,
+    );
     let router = Router::new(
         &config,
         &credentials,
@@ -365,6 +371,7 @@ pub async fn run(
                 Arc::clone(&auditor),
             )),
             audit: Arc::clone(&auditor),
+            authz: Arc::clone(&authz),
         },
     );
 
@@ -393,6 +400,7 @@ pub async fn run(
 
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(endpoint::reaper(Arc::clone(&app), reaper_stop.clone()));
+    let policy_watch = tokio::spawn(Arc::clone(&authz).watch(reaper_stop.clone()));
     let rechecker = {
         let app = Arc::clone(&app);
         let stop = reaper_stop.clone();
@@ -435,13 +443,11 @@ pub async fn run(
             tokio::spawn(Arc::clone(certs).watch(t.reload_interval, serve_stop.clone()));
             tokio::spawn(serve(listener, routes, serve_stop.clone()))
         }
-        _ => {
-            use axum::serve::ListenerExt as _;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            tokio::spawn(serve(listener, routes, serve_stop.clone()))
-        }
+        _ => tokio::spawn(serve(
+            endpoint::NoDelay(listener),
+            routes,
+            serve_stop.clone(),
+        )),
     };
 
     let admin = match &config.admin {
@@ -490,6 +496,7 @@ pub async fn run(
     }
     let _ = reaper.await;
     let _ = rechecker.await;
+    let _ = policy_watch.await;
 
     // LOC-06: stop stdio children (stdin closed, SIGTERM, SIGKILL).
     upstream_stop.cancel();
@@ -510,8 +517,13 @@ async fn serve<L>(listener: L, routes: axum::Router, stop: CancellationToken) ->
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    endpoint::Peer:
+        for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    axum::serve(listener, routes)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        routes.into_make_service_with_connect_info::<endpoint::Peer>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await
 }

@@ -1,5 +1,5 @@
 //! Runtime limits on requests, checked before a request is routed: GCRA rate limits
-//! (the whole gateway, each principal, each tool) and concurrency limits (each
+//! (the whole gateway, each principal, each OAuth client, each tool) and concurrency limits (each
 //! principal across its sessions, each upstream). A request over a limit is answered
 //! 429 with `Retry-After` and a JSON-RPC error `-32013`, never forwarded, and recorded
 //! in the audit log. Sizes and times are limited where the bytes are (`limits.*`).
@@ -23,6 +23,7 @@ pub(crate) struct Limiter {
     global: Option<DefaultDirectRateLimiter>,
     per_principal: Option<DefaultKeyedRateLimiter<String>>,
     per_tool: Option<DefaultKeyedRateLimiter<String>>,
+    per_client: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
     max_per_principal: Option<usize>,
     in_flight: InFlight,
@@ -80,6 +81,7 @@ impl Limiter {
             global: r.global.map(|q| RateLimiter::direct(quota(q))),
             per_principal: r.per_principal.map(|q| RateLimiter::keyed(quota(q))),
             per_tool: r.per_tool.map(|q| RateLimiter::keyed(quota(q))),
+            per_client: r.per_client.map(|q| RateLimiter::keyed(quota(q))),
             clock: DefaultClock::default(),
             max_per_principal: config.limits.max_concurrent_per_principal,
             in_flight: Arc::new(Mutex::new(HashMap::new())),
@@ -96,11 +98,12 @@ impl Limiter {
         d.as_secs() + u64::from(d.subsec_nanos() > 0)
     }
 
-    /// Admits one request of `principal` (to `tool`, on `upstream`, when known), or
-    /// says which limit refuses it.
+    /// Admits one request of `principal` through OAuth `client` (to `tool`, on
+    /// `upstream`, when known), or says which limit refuses it.
     pub(crate) fn admit(
         &self,
         principal: &str,
+        client: Option<&str>,
         tool: Option<&str>,
         upstream: Option<usize>,
     ) -> Result<Permit, Over> {
@@ -119,6 +122,15 @@ impl Limiter {
             return Err(Over {
                 message: "Too Many Requests: your request rate limit",
                 reason: "rate limit (per principal)",
+                retry_after: self.wait(&n),
+            });
+        }
+        if let Some(l) = &self.per_client
+            && let Err(n) = l.check_key(&client.unwrap_or_default().to_owned())
+        {
+            return Err(Over {
+                message: "Too Many Requests: your client's request rate limit",
+                reason: "rate limit (per client)",
                 retry_after: self.wait(&n),
             });
         }
@@ -174,7 +186,7 @@ impl Limiter {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        if let Some(l) = &self.per_tool {
+        for l in [&self.per_tool, &self.per_client].into_iter().flatten() {
             l.retain_recent();
             l.shrink_to_fit();
         }

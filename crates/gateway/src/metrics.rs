@@ -61,6 +61,7 @@ pub(crate) struct Metrics {
     findings: Family<RuleLabels, Counter>,
     auth: Family<OutcomeLabels, Counter>,
     pins_quarantined: Counter,
+    policy_loads: Family<OutcomeLabels, Counter>,
     sessions_opened: Counter,
     sessions: Gauge,
     upstream_seconds: Family<UpstreamLabels, Histogram>,
@@ -95,6 +96,12 @@ impl Default for Metrics {
             "New or changed definitions withheld until approved",
             pins_quarantined.clone(),
         );
+        let policy_loads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "policy_loads",
+            "Policy files loaded, reloaded, or refused (the last good set stayed)",
+            policy_loads.clone(),
+        );
         let sessions_opened = Counter::default();
         registry.register(
             "sessions_opened",
@@ -118,6 +125,7 @@ impl Default for Metrics {
             findings,
             auth,
             pins_quarantined,
+            policy_loads,
             sessions_opened,
             sessions,
             upstream_seconds,
@@ -205,6 +213,13 @@ impl Metrics {
             Event::SessionOpen { .. } => {
                 self.sessions_opened.inc();
             }
+            Event::Policy { outcome, .. } => {
+                self.policy_loads
+                    .get_or_create(&OutcomeLabels {
+                        outcome: outcome.clone(),
+                    })
+                    .inc();
+            }
             _ => {}
         }
     }
@@ -218,6 +233,13 @@ impl Metrics {
             })
             .inc();
         if let Some(r) = reason {
+            // Reasons are the gateway's own fixed texts; a step-up names a scope from
+            // the policy file, which the label leaves out.
+            let r = if r.starts_with("insufficient scope") {
+                "insufficient scope"
+            } else {
+                r
+            };
             self.denials
                 .get_or_create(&ReasonLabels {
                     reason: r.to_owned(),

@@ -46,9 +46,31 @@ pub(crate) struct Caller {
     pub(crate) principal: Principal,
     /// The token's scopes; `None` when authentication is off.
     pub(crate) scopes: Option<Vec<String>>,
+    /// Roles and groups from the token's claims (policies see the caller in them).
+    pub(crate) roles: Vec<String>,
+    pub(crate) groups: Vec<String>,
+    /// The OAuth client the token was issued to (`client_id` or `azp`).
+    pub(crate) client: Option<String>,
+    /// The peer's IP address, when the listener knows it.
+    pub(crate) address: Option<std::net::IpAddr>,
     /// The caller's own token, kept only when an upstream's credential is obtained by
     /// exchanging it (RFC 8693). It goes to the authorization server, never upstream.
     pub(crate) token: Option<SubjectToken>,
+}
+
+impl Caller {
+    /// The local user, when authentication is off.
+    pub(crate) fn local(principal: Principal) -> Self {
+        Self {
+            principal,
+            scopes: None,
+            roles: Vec::new(),
+            groups: Vec::new(),
+            client: None,
+            address: None,
+            token: None,
+        }
+    }
 }
 
 /// A caller's access token held for token exchange. `Debug` never shows it, and the

@@ -14,10 +14,11 @@ use palisade_wire::{ErrorCode, Id, Kind, Message, ProtocolVersion};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::authz::{Authz, Subject};
 use crate::guard::{Denial, Exchange, GuardChain};
 use crate::inspect::{Inspection, Outcome};
 use crate::pins::Pins;
-use crate::principal::{Principal, SubjectSlot, SubjectToken};
+use crate::principal::{Caller, Principal, SubjectSlot, SubjectToken};
 use crate::session::{NewSession, Recheck, Rechecks, Session, SessionTable, mint_session_id};
 use crate::upstream::http::{HttpLink, HttpTarget};
 use crate::upstream::{self, Link, Sink, Timeouts, stdio::StdioUpstream};
@@ -74,6 +75,11 @@ pub(crate) struct Router {
     rechecks: Arc<Rechecks>,
     /// The audit trail every list and call decision goes to (OBS-01).
     pub(crate) audit: Arc<crate::audit::Auditor>,
+    /// The policy every list item and call is decided by (AUTH-20).
+    pub(crate) authz: Arc<Authz>,
+    /// Admitted items whose definitions had findings the operator's actions let
+    /// through (`tools = "flag"`): policies see their verdict as `flagged`.
+    flagged: std::sync::Mutex<std::collections::HashSet<(usize, &'static str, String)>>,
     recheck_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Recheck>>>,
 }
 
@@ -90,6 +96,8 @@ pub(crate) struct Defences {
     pub(crate) pins: Option<Pins>,
     /// The audit trail.
     pub(crate) audit: Arc<crate::audit::Auditor>,
+    /// The policy.
+    pub(crate) authz: Arc<Authz>,
 }
 
 /// A call, prompt or read as the audit trail describes it.
@@ -101,6 +109,17 @@ struct Call<'a> {
     msg: &'a Message,
     /// Its parsed `params`, when the router needed them anyway.
     params: Option<&'a Value>,
+    /// The policies that decided it.
+    policies: &'a [String],
+}
+
+/// What the policy said about a call.
+struct Ruling {
+    allow: bool,
+    /// The policies that decided it (permits that allowed it, forbids that denied it).
+    policies: Vec<String>,
+    /// Held for a person's approval (FEAT-08).
+    approval: bool,
 }
 
 /// The message of a JSON-RPC error the gateway made (never upstream text).
@@ -114,6 +133,21 @@ fn error_text(m: &Message) -> &'static str {
         _ => "unknown or malformed name",
     }
 }
+
+/// The answer to a name no upstream offers — and, so that nothing reveals that a
+/// tool exists, to a name the policy does not let this caller use.
+fn unknown_name(id: &Id) -> Message {
+    error(id, ErrorCode::InvalidParams, "Unknown tool or prompt")
+}
+
+/// The answer to a URI no upstream serves, or that the policy does not let this
+/// caller read.
+fn unknown_resource(id: &Id) -> Message {
+    error(id, ErrorCode::ResourceNotFound, "Resource not found")
+}
+
+/// How long a call held for approval waits for the person's answer.
+const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A JSON-RPC error for the client, before any upstream is involved.
 fn error(id: &Id, code: ErrorCode, msg: &str) -> Message {
@@ -133,6 +167,7 @@ impl Router {
             inspection,
             pins,
             audit,
+            authz,
         } = defences;
         let l = &config.limits;
         let upstreams = config
@@ -174,6 +209,8 @@ impl Router {
                 .collect(),
             rechecks: Arc::new(rechecks),
             audit,
+            authz,
+            flagged: std::sync::Mutex::new(std::collections::HashSet::new()),
             recheck_queue: std::sync::Mutex::new(Some(recheck_queue)),
             scopes: config
                 .upstreams
@@ -275,6 +312,7 @@ impl Router {
     pub(crate) async fn request(
         &self,
         session: &Arc<Session>,
+        caller: &Caller,
         msg: Message,
         sink: Sink,
         cancel: CancellationToken,
@@ -294,35 +332,23 @@ impl Router {
         let method = msg.method().unwrap_or_default().to_owned();
         let out = match method.as_str() {
             "ping" => Message::response(&id, &json!({})),
-            "tools/list" => self.list(session, &msg, "tools/list", "tools", true).await,
-            "prompts/list" => {
-                self.list(session, &msg, "prompts/list", "prompts", true)
-                    .await
-            }
-            "resources/list" => {
-                self.list(session, &msg, "resources/list", "resources", false)
-                    .await
-            }
-            "resources/templates/list" => {
-                self.list(
-                    session,
-                    &msg,
-                    "resources/templates/list",
-                    "resourceTemplates",
-                    false,
-                )
-                .await
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+                self.list(session, Some(caller), &msg, &method).await
             }
             "tools/call" | "prompts/get" => {
                 let target = msg.param_str("name").unwrap_or_default();
                 let params: Option<Value> = msg.params().ok();
+                let ruling = self
+                    .split_name(&target)
+                    .map(|(idx, local)| self.rule_named(caller, &method, idx, local, &target));
                 let routed = self.route_by_name(&msg);
-                let refused = match &routed {
-                    Ok((idx, m)) if method == "tools/call" => {
+                let refused = match (&routed, &ruling) {
+                    (_, Some(r)) if !r.allow => Some((unknown_name(&id), "policy")),
+                    (Ok((idx, m)), _) if method == "tools/call" => {
                         self.check_arguments(*idx, m, params.as_ref())
                     }
-                    Ok(_) => None,
-                    Err(e) => Some(((**e).clone(), error_text(e))),
+                    (Ok(_), _) => None,
+                    (Err(e), _) => Some(((**e).clone(), error_text(e))),
                 };
                 let call = Call {
                     method: &method,
@@ -330,9 +356,19 @@ impl Router {
                     target: &target,
                     msg: &msg,
                     params: params.as_ref(),
+                    policies: ruling.as_ref().map_or(&[], |r| r.policies.as_slice()),
                 };
+                let held = ruling.as_ref().is_some_and(|r| r.allow && r.approval);
                 match self
-                    .decide(session, &call, refused, routed.ok(), sink.clone(), cancel)
+                    .decide(
+                        session,
+                        &call,
+                        refused,
+                        held,
+                        routed.ok(),
+                        sink.clone(),
+                        cancel,
+                    )
                     .await
                 {
                     Some(answer) => answer,
@@ -355,12 +391,11 @@ impl Router {
                     return;
                 };
                 let idx = self.route_by_uri(session, &uri).await;
-                let refused = match idx {
-                    None => Some((
-                        error(&id, ErrorCode::ResourceNotFound, "Resource not found"),
-                        "resource not found",
-                    )),
-                    Some(i) => match self.resource_held(i, &uri) {
+                let ruling = idx.map(|i| self.rule_resource(caller, i, &uri));
+                let refused = match (idx, &ruling) {
+                    (None, _) => Some((unknown_resource(&id), "resource not found")),
+                    (_, Some(r)) if !r.allow => Some((unknown_resource(&id), "policy")),
+                    (Some(i), _) => match self.resource_held(i, &uri) {
                         Some(reason) if method != "resources/unsubscribe" => Some((
                             Message::error(
                                 Some(&id),
@@ -378,17 +413,19 @@ impl Router {
                     target: &uri,
                     msg: &msg,
                     params: None,
+                    policies: ruling.as_ref().map_or(&[], |r| r.policies.as_slice()),
                 };
+                let held = ruling.as_ref().is_some_and(|r| r.allow && r.approval);
                 let go = idx.map(|i| (i, msg.clone()));
                 match self
-                    .decide(session, &call, refused, go, sink.clone(), cancel)
+                    .decide(session, &call, refused, held, go, sink.clone(), cancel)
                     .await
                 {
                     Some(answer) => answer,
                     None => return,
                 }
             }
-            "completion/complete" => match self.route_completion(session, &msg).await {
+            "completion/complete" => match self.route_completion(session, caller, &msg).await {
                 Ok((idx, m)) => return self.forward(session, idx, m, sink, cancel).await,
                 Err(e) => *e,
             },
@@ -411,6 +448,128 @@ impl Router {
         let _ = sink.send(out).await;
     }
 
+    /// The policy's ruling on `caller`'s `method` (`tools/call`, `prompts/get`) on
+    /// upstream `idx`'s `local` item, which the client names `full`.
+    fn rule_named(
+        &self,
+        caller: &Caller,
+        method: &str,
+        idx: usize,
+        local: &str,
+        full: &str,
+    ) -> Ruling {
+        let (kind, k) = if method == "prompts/get" {
+            (palisade_policy::Kind::Prompt, "prompt")
+        } else {
+            (palisade_policy::Kind::Tool, "tool")
+        };
+        let verdict = self.verdict(idx, k, local);
+        let d = self.authz.decide(
+            caller,
+            method,
+            &Subject {
+                kind,
+                upstream: idx,
+                local,
+                name: full,
+                verdict,
+            },
+        );
+        Ruling {
+            allow: d.allow,
+            policies: d.policies,
+            approval: d.approval,
+        }
+    }
+
+    /// The policy's ruling on reading `uri` of upstream `idx` (subscribing counts as
+    /// reading).
+    fn rule_resource(&self, caller: &Caller, idx: usize, uri: &str) -> Ruling {
+        let d = self.authz.decide(
+            caller,
+            "resources/read",
+            &Subject {
+                kind: palisade_policy::Kind::Resource,
+                upstream: idx,
+                local: uri,
+                name: uri,
+                verdict: self.verdict(idx, "resource", uri),
+            },
+        );
+        Ruling {
+            allow: d.allow,
+            policies: d.policies,
+            approval: d.approval,
+        }
+    }
+
+    /// `flagged` when the item's definition had findings the operator lets through.
+    fn verdict(&self, idx: usize, kind: &'static str, name: &str) -> &'static str {
+        let f = self.flagged.lock().unwrap_or_else(|e| e.into_inner());
+        if !f.is_empty() && f.contains(&(idx, kind, name.to_owned())) {
+            "flagged"
+        } else {
+            "clean"
+        }
+    }
+
+    /// For AUTH-12: the scope `caller`'s token lacks for `msg`, when the policy
+    /// denies it now and a `@step_up` permit would allow it with that scope.
+    pub(crate) async fn step_up(
+        &self,
+        session: &Arc<Session>,
+        caller: &Caller,
+        msg: &Message,
+    ) -> Option<String> {
+        let method = msg.method()?;
+        match method {
+            "tools/call" | "prompts/get" => {
+                let name = msg.param_str("name")?;
+                let (idx, local) = self.split_name(&name)?;
+                let kind = if method == "prompts/get" {
+                    palisade_policy::Kind::Prompt
+                } else {
+                    palisade_policy::Kind::Tool
+                };
+                let s = Subject {
+                    kind,
+                    upstream: idx,
+                    local,
+                    name: &name,
+                    verdict: self.verdict(
+                        idx,
+                        if method == "prompts/get" {
+                            "prompt"
+                        } else {
+                            "tool"
+                        },
+                        local,
+                    ),
+                };
+                if self.authz.decide(caller, method, &s).allow {
+                    return None;
+                }
+                self.authz.step_up(caller, method, &s)
+            }
+            "resources/read" | "resources/subscribe" => {
+                let uri = msg.param_str("uri")?;
+                let idx = self.route_by_uri(session, &uri).await?;
+                let s = Subject {
+                    kind: palisade_policy::Kind::Resource,
+                    upstream: idx,
+                    local: &uri,
+                    name: &uri,
+                    verdict: self.verdict(idx, "resource", &uri),
+                };
+                if self.authz.decide(caller, "resources/read", &s).allow {
+                    return None;
+                }
+                self.authz.step_up(caller, "resources/read", &s)
+            }
+            _ => None,
+        }
+    }
+
     /// Records the decision on a call, prompt or read (OBS-01): allowed when
     /// `refused` is `None`. `Err` carries the answer when an allowed call must not go
     /// ahead because its record could not be written (fail-closed).
@@ -419,6 +578,7 @@ impl Router {
         session: &Session,
         call: &Call<'_>,
         refused: Option<&str>,
+        approved_by: Option<String>,
     ) -> Result<(), Message> {
         if !self.audit.is_on() {
             let d = if refused.is_some() {
@@ -444,6 +604,8 @@ impl Router {
                 palisade_audit::Decision::Allow
             },
             reason: refused.map(str::to_owned),
+            policies: call.policies.to_vec(),
+            approved_by,
         };
         match self.audit.decide(event).await {
             Ok(()) => Ok(()),
@@ -458,18 +620,28 @@ impl Router {
     }
 
     /// Records the decision on a call and carries it out: the refusal's answer, or
-    /// `None` once `go` was forwarded (its answer went to `sink`).
+    /// `None` once `go` was forwarded (its answer went to `sink`). A call the policy
+    /// `held` for approval waits for a person's answer first.
+    #[allow(clippy::too_many_arguments, reason = "one call's whole decision")]
     async fn decide(
         &self,
         session: &Arc<Session>,
         call: &Call<'_>,
         refused: Option<(Message, &'static str)>,
+        held: bool,
         go: Option<(usize, Message)>,
         sink: Sink,
         cancel: CancellationToken,
     ) -> Option<Message> {
+        let (refused, approved_by) = match refused {
+            None if held => match self.approve(session, call, &sink, &cancel).await {
+                Ok(by) => (None, Some(by)),
+                Err(no) => (Some(no), None),
+            },
+            other => (other, None),
+        };
         if let Err(stop) = self
-            .record_call(session, call, refused.as_ref().map(|r| r.1))
+            .record_call(session, call, refused.as_ref().map(|r| r.1), approved_by)
             .await
         {
             return Some(stop);
@@ -485,6 +657,118 @@ impl Router {
                 ErrorCode::InternalError,
                 "no upstream for this request",
             )),
+        }
+    }
+
+    /// FEAT-08: asks the person at the client, through elicitation, whether `call`
+    /// may go ahead. `Ok` names who approved; `Err` is the refusal and its reason.
+    async fn approve(
+        &self,
+        session: &Arc<Session>,
+        call: &Call<'_>,
+        sink: &Sink,
+        cancel: &CancellationToken,
+    ) -> Result<String, (Message, &'static str)> {
+        let id = call.msg.id();
+        let refuse = |text: &str, reason: &'static str| {
+            (Message::error(id, ErrorCode::NotApproved, text), reason)
+        };
+        if !session.client_has("elicitation") {
+            return Err(refuse(
+                "This call needs a person's approval, and this client cannot ask for it \
+                 (it did not declare the elicitation capability)",
+                "approval unavailable",
+            ));
+        }
+        let Some((ask_id, answer)) = session.ask() else {
+            return Err(refuse(
+                "Too many approvals are waiting in this session",
+                "approval unavailable",
+            ));
+        };
+        let mut arguments = call
+            .params
+            .and_then(|p| p.get("arguments"))
+            .map(Value::to_string)
+            .unwrap_or_default();
+        if arguments.len() > 500 {
+            let mut cut = 500;
+            while !arguments.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            arguments.truncate(cut);
+            arguments.push('…');
+        }
+        let what = match call.method {
+            "tools/call" => "call the tool",
+            "prompts/get" => "get the prompt",
+            _ => "read the resource",
+        };
+        let message = format!(
+            "Palisade: the policy ({}) asks a person to approve this. Allow {} to {what} \
+             `{}`{}{}?",
+            call.policies.join(", "),
+            session.principal.subject(),
+            call.target,
+            call.upstream
+                .and_then(|i| self.names.get(i))
+                .map_or_else(String::new, |u| format!(" on upstream `{u}`")),
+            if arguments.is_empty() {
+                String::new()
+            } else {
+                format!(" with arguments {arguments}")
+            },
+        );
+        let request = Message::request(
+            &ask_id,
+            "elicitation/create",
+            &json!({
+                "message": message,
+                "requestedSchema": {
+                    "type": "object",
+                    "properties": {
+                        "approve": {
+                            "type": "boolean",
+                            "title": "Approve",
+                            "description": "Allow this one request",
+                        }
+                    },
+                    "required": ["approve"],
+                },
+            }),
+        );
+        if sink.send(request).await.is_err() {
+            return Err(refuse(
+                "The approval could not be asked",
+                "approval unavailable",
+            ));
+        }
+        let answer = tokio::select! {
+            a = answer => a.ok(),
+            () = tokio::time::sleep(APPROVAL_TIMEOUT) => None,
+            () = cancel.cancelled() => None,
+            () = session.closed().cancelled() => None,
+        };
+        let Some(answer) = answer else {
+            return Err(refuse(
+                "The call was not approved in time",
+                "approval timed out",
+            ));
+        };
+        let result: Value = answer
+            .to_value()
+            .ok()
+            .and_then(|mut v| v.get_mut("result").map(Value::take))
+            .unwrap_or(Value::Null);
+        let accepted = result.get("action").and_then(Value::as_str) == Some("accept")
+            && result.get("content").and_then(|c| c.get("approve")) == Some(&json!(true));
+        if accepted {
+            Ok(format!(
+                "{} (elicitation)",
+                crate::audit::who(&session.principal)
+            ))
+        } else {
+            Err(refuse("The call was not approved", "approval declined"))
         }
     }
 
@@ -665,9 +949,12 @@ impl Router {
         Ok((idx, rewritten))
     }
 
+    /// `completion/complete`: route by the prompt or resource it completes for, which
+    /// the caller must be allowed to get or read.
     async fn route_completion(
         &self,
         session: &Arc<Session>,
+        caller: &Caller,
         msg: &Message,
     ) -> Result<(usize, Message), Box<Message>> {
         let id = msg.id().cloned().unwrap_or(Id::Number(0));
@@ -692,6 +979,12 @@ impl Router {
                     .ok_or_else(bad)?
                     .to_owned();
                 let (idx, local) = self.split_name(&name).ok_or_else(bad)?;
+                if !self
+                    .rule_named(caller, "prompts/get", idx, local, &name)
+                    .allow
+                {
+                    return Err(bad());
+                }
                 r.insert("name".into(), json!(local));
                 Ok((
                     idx,
@@ -705,6 +998,9 @@ impl Router {
                     .ok_or_else(bad)?
                     .to_owned();
                 let idx = self.route_by_uri(session, &uri).await.ok_or_else(bad)?;
+                if !self.rule_resource(caller, idx, &uri).allow {
+                    return Err(bad());
+                }
                 Ok((idx, msg.clone()))
             }
             _ => Err(bad()),
@@ -731,33 +1027,31 @@ impl Router {
             return Some(i);
         }
         // Unknown: learn the lists, then look again.
-        let probe = Message::request(&Id::Number(0), "resources/list", &json!({}));
-        let _ = self
-            .list(session, &probe, "resources/list", "resources", false)
-            .await;
-        let probe = Message::request(&Id::Number(0), "resources/templates/list", &json!({}));
-        let _ = self
-            .list(
-                session,
-                &probe,
-                "resources/templates/list",
-                "resourceTemplates",
-                false,
-            )
-            .await;
+        for method in ["resources/list", "resources/templates/list"] {
+            let probe = Message::request(&Id::Number(0), method, &json!({}));
+            let _ = self.list(session, None, &probe, method).await;
+        }
         session.resource_index.lock().ok()?.lookup(uri)
     }
 
-    /// Aggregates one list over every upstream that offers it, all pages, bounded.
+    /// Aggregates one list over every upstream that offers it, all pages, bounded,
+    /// and offers `caller` what admission passed and the policy lets it use. Without
+    /// a caller (the router learning which upstream serves a URI) nothing is
+    /// filtered by policy or recorded, and nothing reaches a client.
     async fn list(
         &self,
         session: &Arc<Session>,
+        caller: Option<&Caller>,
         msg: &Message,
         method: &str,
-        key: &str,
-        named: bool,
     ) -> Message {
         let id = msg.id().cloned().unwrap_or(Id::Number(0));
+        let (key, named) = match method {
+            "tools/list" => ("tools", true),
+            "prompts/list" => ("prompts", true),
+            "resources/list" => ("resources", false),
+            _ => ("resourceTemplates", false),
+        };
         let params: Value = msg.params().unwrap_or(Value::Null);
         if params.get("cursor").is_some_and(|c| !c.is_null()) {
             // The gateway answers every list in one page.
@@ -782,6 +1076,7 @@ impl Router {
         .await;
 
         let listed: usize = per_upstream.iter().map(|(_, l)| l.len()).sum();
+        let mut denied = 0_usize;
         let mut items = Vec::new();
         let mut exact = Vec::new();
         let mut templates = Vec::new();
@@ -821,6 +1116,10 @@ impl Router {
                         tracing::warn!(upstream = %self.names[idx], "dropped an item whose namespaced name is too long (FEAT-03)");
                         continue;
                     }
+                    if !self.offer(caller, idx, kind, &name, &full) {
+                        denied += 1;
+                        continue;
+                    }
                     obj.insert("name".into(), json!(full));
                 } else {
                     if !self
@@ -833,6 +1132,15 @@ impl Router {
                         exact.push((uri.to_owned(), idx));
                     } else if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {
                         templates.push((template_prefix(t).to_owned(), idx));
+                    }
+                    let uri = obj
+                        .get("uri")
+                        .or_else(|| obj.get("uriTemplate"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if !self.offer(caller, idx, kind, uri, uri) {
+                        denied += 1;
+                        continue;
                     }
                 }
                 items.push(item);
@@ -850,12 +1158,16 @@ impl Router {
                 }
             }
         }
+        if caller.is_none() {
+            return Message::response(&id, &json!({}));
+        }
         let event = palisade_audit::Event::List {
             session: crate::audit::session_ref(&session.id),
             principal: crate::audit::who(&session.principal),
             method: method.to_owned(),
             offered: items.len(),
-            withheld: listed.saturating_sub(items.len()),
+            withheld: listed.saturating_sub(items.len() + denied),
+            denied,
         };
         if self.audit.decide(event).await.is_err() {
             return error(
@@ -867,6 +1179,37 @@ impl Router {
         let mut result = Map::new();
         result.insert(key.to_owned(), Value::Array(items));
         Message::response(&id, &Value::Object(result))
+    }
+
+    /// Whether the policy lets `caller` see one listed item (everything, for the
+    /// router's own probes).
+    fn offer(
+        &self,
+        caller: Option<&Caller>,
+        idx: usize,
+        kind: &'static str,
+        local: &str,
+        full: &str,
+    ) -> bool {
+        let Some(caller) = caller else { return true };
+        let (of, action) = match kind {
+            "tool" => (palisade_policy::Kind::Tool, "tools/list"),
+            "prompt" => (palisade_policy::Kind::Prompt, "prompts/list"),
+            _ => (palisade_policy::Kind::Resource, "resources/list"),
+        };
+        self.authz
+            .decide(
+                caller,
+                action,
+                &Subject {
+                    kind: of,
+                    upstream: idx,
+                    local,
+                    name: full,
+                    verdict: self.verdict(idx, kind, local),
+                },
+            )
+            .allow
     }
 
     async fn fetch_all(
@@ -933,6 +1276,10 @@ impl Router {
 
     /// Handles a client response to a relayed server→client request.
     pub(crate) async fn response(&self, session: &Arc<Session>, msg: Message) {
+        // An answer to the gateway's own question (an approval) goes no further.
+        let Some(msg) = session.answer_asked(msg) else {
+            return;
+        };
         let Some(relayed) = msg.id().and_then(|id| session.take_relayed(id)) else {
             tracing::debug!("dropped a client response to no relayed request (LIFE-05)");
             return;

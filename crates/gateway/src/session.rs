@@ -71,6 +71,8 @@ pub(crate) struct Session {
     next_relay_id: AtomicI64,
     streams: Mutex<Streams>,
     relayed: Mutex<HashMap<Id, RelayedRequest>>,
+    /// Requests the gateway itself sent the client (approvals), waiting for answers.
+    asked: Mutex<HashMap<Id, tokio::sync::oneshot::Sender<Message>>>,
     /// Client requests in flight, by the client's ID, for `notifications/cancelled`.
     calls: Mutex<HashMap<Id, tokio_util::sync::CancellationToken>>,
     /// URI → upstream index, from the lists this session has seen.
@@ -208,6 +210,7 @@ impl Session {
             next_relay_id: AtomicI64::new(1),
             streams: Mutex::new(Streams::default()),
             relayed: Mutex::new(HashMap::new()),
+            asked: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
             resource_index: Mutex::new(ResourceIndex::default()),
             replay_capacity,
@@ -337,6 +340,37 @@ impl Session {
             },
         );
         Some(id)
+    }
+
+    /// An ID for a request the gateway itself sends the client, and where its answer
+    /// will arrive; `None` when too many are waiting. IDs share the relayed ones'
+    /// sequence, so they never collide.
+    pub(crate) fn ask(&self) -> Option<(Id, tokio::sync::oneshot::Receiver<Message>)> {
+        let mut a = lock(&self.asked);
+        a.retain(|_, tx| !tx.is_closed());
+        if a.len() >= MAX_RELAYED {
+            return None;
+        }
+        let id = Id::String(
+            format!(
+                "palisade-{}",
+                self.next_relay_id.fetch_add(1, Ordering::Relaxed)
+            )
+            .into(),
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        a.insert(id.clone(), tx);
+        Some((id, rx))
+    }
+
+    /// Delivers the client's answer to a request the gateway asked; gives the
+    /// message back when it answers none of those.
+    pub(crate) fn answer_asked(&self, msg: Message) -> Option<Message> {
+        let Some(tx) = msg.id().and_then(|id| lock(&self.asked).remove(id)) else {
+            return Some(msg);
+        };
+        let _ = tx.send(msg);
+        None
     }
 
     /// Takes the record of a relayed request when the client answers it. Unknown IDs

@@ -52,8 +52,7 @@ enum Command {
     /// Inspect tool definitions or text for poisoning, injection, secrets and PII.
     /// Exit code: 0 clean, 1 findings, 2 error.
     Inspect(inspect_cmd::Args),
-    /// Check Cedar policies and decide requests offline (the gateway does not
-    /// enforce them yet).
+    /// Check Cedar policies and decide requests offline, as the gateway would.
     Policy {
         #[command(subcommand)]
         command: policy_cmd::PolicyCommand,
@@ -245,7 +244,22 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(tls) = &config.tls {
                 palisade_gateway::check_tls(tls)?;
             }
-            println!("{}: ok\n{}", file.display(), config.summary());
+            let policy = match &config.policy {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p.file)
+                        .with_context(|| format!("policy file {}", p.file.display()))?;
+                    let set = palisade_policy::Policies::parse(&text)
+                        .with_context(|| format!("policy file {}", p.file.display()))?;
+                    format!(
+                        "policy check: {} policies valid; step-up scopes {:?}; {} held for approval\n",
+                        set.len(),
+                        set.step_up_scopes(),
+                        set.approvals()
+                    )
+                }
+                None => String::new(),
+            };
+            println!("{}: ok\n{}{policy}", file.display(), config.summary());
             Ok(())
         }
         Command::Secrets { command } => secrets(command),

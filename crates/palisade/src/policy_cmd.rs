@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use palisade_policy::{Caller, Kind, Policies, Query, Target};
-use serde_json::{Value, json};
+use palisade_policy::{Caller, Facts, Kind, Policies, Query, Target};
 
 /// `palisade policy …`
 #[derive(Debug, clap::Subcommand)]
@@ -55,9 +54,47 @@ pub(crate) struct TestArgs {
     /// The tool's data class attribute.
     #[arg(long, default_value = "unclassified")]
     data_class: String,
-    /// Context as JSON, over the defaults `{"scopes": [], "time": <now>, "verdict": "clean"}`.
+    /// The upstream's risk attribute.
+    #[arg(long, default_value = "normal")]
+    upstream_risk: String,
+    /// The upstream's data class attribute.
+    #[arg(long, default_value = "unclassified")]
+    upstream_data_class: String,
+    /// Context as JSON: `scopes`, `time`, `verdict`, `client`, `address`; missing
+    /// keys are `[]`, now, `"clean"`, `""`, `""`.
     #[arg(long)]
     context: Option<String>,
+}
+
+/// `--context`, as JSON.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Context {
+    #[serde(default)]
+    scopes: Vec<String>,
+    time: Option<i64>,
+    #[serde(default = "clean")]
+    verdict: String,
+    #[serde(default)]
+    client: String,
+    #[serde(default)]
+    address: String,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self {
+            scopes: Vec::new(),
+            time: None,
+            verdict: clean(),
+            client: String::new(),
+            address: String::new(),
+        }
+    }
+}
+
+fn clean() -> String {
+    "clean".to_owned()
 }
 
 pub(crate) fn run(command: &PolicyCommand) -> ExitCode {
@@ -120,20 +157,16 @@ fn test(a: &TestArgs) -> ExitCode {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let mut context = json!({"scopes": [], "time": now, "verdict": "clean"});
-    if let Some(c) = &a.context {
-        match serde_json::from_str::<Value>(c) {
-            Ok(Value::Object(m)) => {
-                for (k, v) in m {
-                    context[k] = v;
-                }
-            }
-            _ => {
-                eprintln!("palisade policy test: --context must be a JSON object");
+    let context = match &a.context {
+        None => Context::default(),
+        Some(c) => match serde_json::from_str::<Context>(c) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("palisade policy test: --context: {e}");
                 return ExitCode::from(2);
             }
-        }
-    }
+        },
+    };
     let q = Query {
         caller: Caller {
             issuer: &a.issuer,
@@ -148,8 +181,16 @@ fn test(a: &TestArgs) -> ExitCode {
             name: &a.resource,
             risk: &a.risk,
             data_class: &a.data_class,
+            upstream_risk: &a.upstream_risk,
+            upstream_data_class: &a.upstream_data_class,
         },
-        context,
+        context: Facts {
+            scopes: &context.scopes,
+            time: context.time.unwrap_or(now),
+            verdict: &context.verdict,
+            client: &context.client,
+            address: &context.address,
+        },
     };
     match policies.decide(&q) {
         Ok(d) => {
@@ -161,6 +202,14 @@ fn test(a: &TestArgs) -> ExitCode {
             }
             for e in &d.errors {
                 println!("  error (that policy did not apply): {e}");
+            }
+            if d.approval {
+                println!("  held until a person approves it (@approval)");
+            }
+            if !d.allow
+                && let Ok(Some(scope)) = policies.step_up(&q)
+            {
+                println!("  a token with scope `{scope}` would be allowed (@step_up)");
             }
             if d.allow {
                 ExitCode::SUCCESS

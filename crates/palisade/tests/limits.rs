@@ -124,7 +124,7 @@ fn limits_are_shown_by_config_check() {
     std::fs::write(
         &path,
         format!(
-            "[limits]\nmax_concurrent_per_principal = 8\n[limits.rate]\nglobal = \"1000/s\"\nper_tool = \"60/m\"\n{}max_concurrent = 4\ntool_timeouts = {{ \"search_*\" = \"5m\" }}\n",
+            "[limits]\nmax_concurrent_per_principal = 8\n[limits.rate]\nglobal = \"1000/s\"\nper_tool = \"60/m\"\nper_client = \"100/h\"\n{}max_concurrent = 4\ntool_timeouts = {{ \"search_*\" = \"5m\" }}\n",
             http_upstream("rec", "http://127.0.0.1:9/mcp")
         ),
     )
@@ -133,7 +133,7 @@ fn limits_are_shown_by_config_check() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("rate limits: global 1000/s, per principal off, per tool 60/m; in flight per principal 8"),
+        text.contains("rate limits: global 1000/s, per principal off, per client 100/h, per tool 60/m; in flight per principal 8"),
         "{text}"
     );
     assert!(

@@ -47,7 +47,7 @@ fn every_example_policy_validates() {
             n += 1;
         }
     }
-    assert!(n >= 2, "examples found: {n}");
+    assert!(n >= 3, "examples found: {n}");
 }
 
 /// `palisade policy test FILE --action tools/call --principal WHO --resource NAME …`
@@ -101,6 +101,40 @@ fn auth_20_policy_test_answers_with_the_deciding_policies() {
     let (code, out) = decide(&t, "bob", "billing__invoice", &["--group", "team-b"]);
     assert_eq!(code, 0, "its own: {out}");
     assert!(out.contains("team-b-uses-billing"), "{out}");
+}
+
+#[test]
+fn feat_08_auth_12_policy_test_shows_approvals_and_step_ups() {
+    let p = example("high-risk-needs-approval.cedar");
+    let (code, out) = decide(&p, "alice", "files__delete", &["--risk", "high"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("a token with scope `tools:write` would be allowed"),
+        "{out}"
+    );
+    let write = [
+        "--risk",
+        "high",
+        "--context",
+        r#"{"scopes": ["tools:write"]}"#,
+    ];
+    let (code, out) = decide(&p, "alice", "files__delete", &write);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ALLOW by high-risk-tools-need-approval")
+            && out.contains("held until a person approves it"),
+        "{out}"
+    );
+    let (code, out) = decide(&p, "alice", "files__read", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("held"), "{out}");
+    let (code, out) = decide(
+        &p,
+        "alice",
+        "files__read",
+        &["--context", r#"{"scope": []}"#],
+    );
+    assert_eq!(code, 2, "a misspelt context key is an error: {out}");
 }
 
 #[test]

@@ -11,13 +11,14 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, EntityUid, PolicyId, PolicySet,
-    Request, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
+    ValidationMode, Validator,
 };
-use serde_json::{Value, json};
 
 /// The schema every policy is validated against (Cedar schema syntax).
 pub const SCHEMA: &str = include_str!("palisade.cedarschema");
@@ -61,7 +62,7 @@ pub struct Caller<'a> {
 }
 
 /// The tool, prompt or resource a request is about, with its operator-set
-/// attributes.
+/// attributes and its upstream's.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
     /// What it is.
@@ -70,10 +71,30 @@ pub struct Target<'a> {
     pub upstream: &'a str,
     /// The namespaced tool or prompt name, or the resource URI.
     pub name: &'a str,
-    /// Operator-set risk (`normal` unless configured).
+    /// Operator-set risk of the tool (`normal` unless configured).
     pub risk: &'a str,
-    /// Operator-set data class (`unclassified` unless configured).
+    /// Operator-set data class of the tool (`unclassified` unless configured).
     pub data_class: &'a str,
+    /// The upstream's risk.
+    pub upstream_risk: &'a str,
+    /// The upstream's data class.
+    pub upstream_data_class: &'a str,
+}
+
+/// The request context policies see as `context`.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    /// The access token's scopes (empty when authentication is off).
+    pub scopes: &'a [String],
+    /// Unix seconds at the gateway.
+    pub time: i64,
+    /// `clean`, or `flagged` when inspection found something in the target's
+    /// definition that the operator's actions let through.
+    pub verdict: &'a str,
+    /// The OAuth client the token was issued to (`""` when unknown).
+    pub client: &'a str,
+    /// The caller's IP address as the gateway sees it (`""` when unknown).
+    pub address: &'a str,
 }
 
 /// One authorization question.
@@ -86,8 +107,8 @@ pub struct Query<'a> {
     pub action: &'a str,
     /// About what.
     pub target: Target<'a>,
-    /// The request context: `scopes`, `time`, `verdict`.
-    pub context: Value,
+    /// The request context.
+    pub context: Facts<'a>,
 }
 
 /// The answer.
@@ -100,6 +121,9 @@ pub struct Decision {
     pub policies: Vec<String>,
     /// Errors met while evaluating (a policy that errors does not apply).
     pub errors: Vec<String>,
+    /// Whether a permit that allowed it is annotated `@approval("required")`: the
+    /// request waits for a person's approval (FEAT-08).
+    pub approval: bool,
 }
 
 /// A validated policy set.
@@ -107,6 +131,10 @@ pub struct Decision {
 pub struct Policies {
     set: PolicySet,
     schema: Schema,
+    /// Permits annotated `@approval("required")`.
+    approval: HashSet<PolicyId>,
+    /// Scopes named by `@step_up("…")` annotations on permits, sorted.
+    step_up: Vec<String>,
 }
 
 fn schema() -> Result<Schema, PolicyError> {
@@ -116,13 +144,65 @@ fn schema() -> Result<Schema, PolicyError> {
 }
 
 fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    EntityUid::from_str(&format!("Palisade::{kind}::{}", json!(id)))
-        .map_err(|e| PolicyError::Request(e.to_string()))
+    let type_name = EntityTypeName::from_str(&format!("Palisade::{kind}"))
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+    Ok(EntityUid::from_type_name_and_id(
+        type_name,
+        EntityId::new(id),
+    ))
+}
+
+fn string(s: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(s.to_owned())
+}
+
+/// Reads the annotations Palisade gives meaning to, refusing malformed ones: a typo
+/// in `@approval` must not silently let a call through unapproved.
+fn annotations(set: &PolicySet) -> Result<(HashSet<PolicyId>, Vec<String>), PolicyError> {
+    let mut approval = HashSet::new();
+    let mut step_up = Vec::new();
+    let mut bad = Vec::new();
+    for p in set.policies() {
+        let name = p.annotation("id").unwrap_or(p.id().as_ref()).to_owned();
+        let permit = p.effect() == Effect::Permit;
+        for (key, value) in p.annotations() {
+            match key {
+                "approval" if !permit => bad.push(format!(
+                    "  policy {name}: @approval belongs on a permit (a forbid already denies)"
+                )),
+                "approval" if value != "required" => bad.push(format!(
+                    "  policy {name}: @approval(\"{value}\") is not understood; write @approval(\"required\")"
+                )),
+                "approval" => {
+                    approval.insert(p.id().clone());
+                }
+                "step_up" if !permit => bad.push(format!(
+                    "  policy {name}: @step_up belongs on a permit"
+                )),
+                "step_up"
+                    if value.is_empty()
+                        || !value.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') =>
+                {
+                    bad.push(format!(
+                        "  policy {name}: @step_up(\"{value}\") is not one OAuth scope"
+                    ));
+                }
+                "step_up" => step_up.push(value.to_owned()),
+                _ => {}
+            }
+        }
+    }
+    if !bad.is_empty() {
+        return Err(PolicyError::Invalid(bad.join("\n")));
+    }
+    step_up.sort();
+    step_up.dedup();
+    Ok((approval, step_up))
 }
 
 impl Policies {
     /// Parses `text` (Cedar policy syntax) and validates it strictly against
-    /// [`SCHEMA`].
+    /// [`SCHEMA`], and the annotations Palisade reads (`@approval`, `@step_up`).
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
         let set = PolicySet::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
         let schema = schema()?;
@@ -134,7 +214,13 @@ impl Policies {
                 .collect();
             return Err(PolicyError::Invalid(errors.join("\n")));
         }
-        Ok(Self { set, schema })
+        let (approval, step_up) = annotations(&set)?;
+        Ok(Self {
+            set,
+            schema,
+            approval,
+            step_up,
+        })
     }
 
     /// How many policies (and template links) the set holds.
@@ -147,6 +233,17 @@ impl Policies {
         self.len() == 0
     }
 
+    /// The scopes some permit names with `@step_up`: a caller denied for lack of one
+    /// is told to step up to it (AUTH-12).
+    pub fn step_up_scopes(&self) -> &[String] {
+        &self.step_up
+    }
+
+    /// How many permits hold their requests for approval.
+    pub fn approvals(&self) -> usize {
+        self.approval.len()
+    }
+
     fn name(&self, id: &PolicyId) -> String {
         self.set
             .policy(id)
@@ -156,69 +253,72 @@ impl Policies {
 
     /// Decides one request: allowed only if a policy permits it and none forbids it.
     pub fn decide(&self, q: &Query<'_>) -> Result<Decision, PolicyError> {
-        let (kind, id_attr, id_value) = match q.target.kind {
-            Kind::Tool => ("Tool", "name", q.target.name),
-            Kind::Prompt => ("Prompt", "name", q.target.name),
-            Kind::Resource => ("Resource", "uri", q.target.name),
+        let (kind, id_attr) = match q.target.kind {
+            Kind::Tool => ("Tool", "name"),
+            Kind::Prompt => ("Prompt", "name"),
+            Kind::Resource => ("Resource", "uri"),
         };
         let who = format!("{}|{}", q.caller.issuer, q.caller.subject);
-        let parents: Vec<Value> = q
-            .caller
-            .roles
-            .iter()
-            .map(|r| json!({"type": "Palisade::Role", "id": r}))
-            .chain(
-                q.caller
-                    .groups
-                    .iter()
-                    .map(|g| json!({"type": "Palisade::Group", "id": g})),
-            )
-            .collect();
-        let mut entities = vec![
-            json!({"uid": {"type": "Palisade::User", "id": who},
-                   "attrs": {"issuer": q.caller.issuer, "subject": q.caller.subject},
-                   "parents": parents}),
-            json!({"uid": {"type": "Palisade::Upstream", "id": q.target.upstream},
-                   "attrs": {"name": q.target.upstream, "risk": "normal", "data_class": "unclassified"},
-                   "parents": []}),
-        ];
-        let mut attrs = json!({ id_attr: id_value });
+        let mut entities = Vec::with_capacity(3 + q.caller.roles.len() + q.caller.groups.len());
+        let mut parents = HashSet::new();
+        for (t, names) in [("Role", q.caller.roles), ("Group", q.caller.groups)] {
+            for n in names {
+                let u = uid(t, n)?;
+                parents.insert(u.clone());
+                entities.push(Entity::with_uid(u));
+            }
+        }
+        let user = uid("User", &who)?;
+        entities.push(entity(
+            user.clone(),
+            [
+                ("issuer", string(q.caller.issuer)),
+                ("subject", string(q.caller.subject)),
+            ],
+            parents,
+        )?);
+        let upstream = uid("Upstream", q.target.upstream)?;
+        entities.push(entity(
+            upstream.clone(),
+            [
+                ("name", string(q.target.upstream)),
+                ("risk", string(q.target.upstream_risk)),
+                ("data_class", string(q.target.upstream_data_class)),
+            ],
+            HashSet::new(),
+        )?);
+        let target = uid(kind, q.target.name)?;
+        let mut attrs = vec![(id_attr, string(q.target.name))];
         if q.target.kind == Kind::Tool {
-            attrs["risk"] = json!(q.target.risk);
-            attrs["data_class"] = json!(q.target.data_class);
+            attrs.push(("risk", string(q.target.risk)));
+            attrs.push(("data_class", string(q.target.data_class)));
         }
-        entities.push(json!({
-            "uid": {"type": format!("Palisade::{kind}"), "id": q.target.name},
-            "attrs": attrs,
-            "parents": [{"type": "Palisade::Upstream", "id": q.target.upstream}],
-        }));
-        for r in q.caller.roles {
-            entities.push(
-                json!({"uid": {"type": "Palisade::Role", "id": r}, "attrs": {}, "parents": []}),
-            );
-        }
-        for g in q.caller.groups {
-            entities.push(
-                json!({"uid": {"type": "Palisade::Group", "id": g}, "attrs": {}, "parents": []}),
-            );
-        }
-        let entities = Entities::from_json_value(Value::Array(entities), Some(&self.schema))
+        entities.push(entity(target.clone(), attrs, HashSet::from([upstream]))?);
+        let entities = Entities::from_entities(entities, None)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let action = EntityUid::from_str(&format!("Palisade::Action::{}", json!(q.action)))
+        let action = EntityUid::from_type_name_and_id(
+            EntityTypeName::from_str("Palisade::Action")
+                .map_err(|e| PolicyError::Request(e.to_string()))?,
+            EntityId::new(q.action),
+        );
+        let c = &q.context;
+        let context = Context::from_pairs([
+            (
+                "scopes".to_owned(),
+                RestrictedExpression::new_set(c.scopes.iter().map(|s| string(s))),
+            ),
+            ("time".to_owned(), RestrictedExpression::new_long(c.time)),
+            ("verdict".to_owned(), string(c.verdict)),
+            ("client".to_owned(), string(c.client)),
+            ("address".to_owned(), string(c.address)),
+        ])
+        .map_err(|e| PolicyError::Request(format!("context: {e}")))?;
+        let request = Request::new(user, action, target, context, Some(&self.schema))
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let context = Context::from_json_value(q.context.clone(), Some((&self.schema, &action)))
-            .map_err(|e| PolicyError::Request(format!("context: {e}")))?;
-        let request = Request::new(
-            uid("User", &who)?,
-            action,
-            uid(kind, q.target.name)?,
-            context,
-            Some(&self.schema),
-        )
-        .map_err(|e| PolicyError::Request(e.to_string()))?;
         let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
+        let allow = response.decision() == CedarDecision::Allow;
         Ok(Decision {
-            allow: response.decision() == CedarDecision::Allow,
+            allow,
             policies: response
                 .diagnostics()
                 .reason()
@@ -229,8 +329,47 @@ impl Policies {
                 .errors()
                 .map(ToString::to_string)
                 .collect(),
+            approval: allow
+                && response
+                    .diagnostics()
+                    .reason()
+                    .any(|id| self.approval.contains(id)),
         })
     }
+
+    /// For a denied request: the `@step_up` scope that, added to the caller's
+    /// scopes, would allow it (AUTH-12), if there is one.
+    pub fn step_up(&self, q: &Query<'_>) -> Result<Option<String>, PolicyError> {
+        for s in &self.step_up {
+            if q.context.scopes.contains(s) {
+                continue;
+            }
+            let mut scopes = q.context.scopes.to_vec();
+            scopes.push(s.clone());
+            let mut more = q.clone();
+            more.context.scopes = &scopes;
+            if self.decide(&more)?.allow {
+                return Ok(Some(s.clone()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn entity<'k>(
+    uid: EntityUid,
+    attrs: impl IntoIterator<Item = (&'k str, RestrictedExpression)>,
+    parents: HashSet<EntityUid>,
+) -> Result<Entity, PolicyError> {
+    Entity::new(
+        uid,
+        attrs
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<HashMap<_, _>>(),
+        parents,
+    )
+    .map_err(|e| PolicyError::Request(e.to_string()))
 }
 
 #[cfg(test)]

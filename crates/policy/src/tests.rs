@@ -21,7 +21,7 @@ fn query<'a>(
     groups: &'a [String],
     action: &'a str,
     risk: &'a str,
-    context: Value,
+    c: &'a Ctx,
 ) -> Query<'a> {
     Query {
         caller: Caller {
@@ -37,13 +37,29 @@ fn query<'a>(
             name: "files__delete",
             risk,
             data_class: "unclassified",
+            upstream_risk: "normal",
+            upstream_data_class: "unclassified",
         },
-        context,
+        context: Facts {
+            scopes: &c.scopes,
+            time: 1_800_000_000,
+            verdict: c.verdict,
+            client: "",
+            address: "",
+        },
     }
 }
 
-fn ctx(scopes: &[&str], verdict: &str) -> Value {
-    json!({"scopes": scopes, "time": 1_800_000_000_i64, "verdict": verdict})
+struct Ctx {
+    scopes: Vec<String>,
+    verdict: &'static str,
+}
+
+fn ctx(scopes: &[&str], verdict: &'static str) -> Ctx {
+    Ctx {
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        verdict,
+    }
 }
 
 #[test]
@@ -57,7 +73,7 @@ fn feat_06_decisions_name_the_policies_that_made_them() {
             &none,
             "tools/call",
             "normal",
-            ctx(&[], "clean"),
+            &ctx(&[], "clean"),
         ))
         .unwrap();
     assert!(d.allow);
@@ -70,7 +86,7 @@ fn feat_06_decisions_name_the_policies_that_made_them() {
             &none,
             "tools/call",
             "high",
-            ctx(&["tools:admin"], "clean"),
+            &ctx(&["tools:admin"], "clean"),
         ))
         .unwrap();
     assert!(!d.allow);
@@ -83,7 +99,7 @@ fn feat_06_decisions_name_the_policies_that_made_them() {
             &none,
             "tools/call",
             "high",
-            ctx(&["tools:admin"], "clean"),
+            &ctx(&["tools:admin"], "clean"),
         ))
         .unwrap();
     assert!(d.allow && d.policies == vec!["admins-use-high-risk".to_owned()]);
@@ -93,7 +109,7 @@ fn feat_06_decisions_name_the_policies_that_made_them() {
             &none,
             "tools/call",
             "high",
-            ctx(&[], "clean")
+            &ctx(&[], "clean")
         ))
         .unwrap()
         .allow
@@ -107,7 +123,7 @@ fn feat_06_decisions_name_the_policies_that_made_them() {
             &finance,
             "tools/call",
             "normal",
-            ctx(&[], "flagged"),
+            &ctx(&[], "flagged"),
         ))
         .unwrap();
     assert!(!d.allow);
@@ -128,7 +144,7 @@ fn auth_20_an_empty_policy_denies_everything() {
             &none,
             "tools/list",
             "normal",
-            ctx(&[], "clean")
+            &ctx(&[], "clean")
         ))
         .unwrap()
         .allow
@@ -155,4 +171,87 @@ fn policies_that_do_not_fit_the_schema_are_refused() {
         let e = Policies::parse(text).unwrap_err().to_string();
         assert!(e.contains(why), "{text}: {e}");
     }
+}
+
+const APPROVAL: &str = r#"
+@id("call-normal")
+permit(principal, action == Palisade::Action::"tools/call", resource)
+when { resource.risk == "normal" };
+
+@id("high-risk-with-approval")
+@approval("required")
+@step_up("tools:admin")
+permit(principal, action == Palisade::Action::"tools/call", resource)
+when { resource.risk == "high" && context.scopes.contains("tools:admin") };
+"#;
+
+#[test]
+fn feat_08_approval_and_auth_12_step_up_come_from_annotations() {
+    let p = Policies::parse(APPROVAL).unwrap();
+    assert_eq!(p.step_up_scopes(), ["tools:admin".to_owned()]);
+    assert_eq!(p.approvals(), 1);
+    let none: Vec<String> = Vec::new();
+    let d = p
+        .decide(&query(
+            &none,
+            &none,
+            "tools/call",
+            "normal",
+            &ctx(&[], "clean"),
+        ))
+        .unwrap();
+    assert!(d.allow && !d.approval);
+    // High risk without the scope: denied, and the scope to step up to is named.
+    let q = ctx(&["mcp:tools"], "clean");
+    let high = query(&none, &none, "tools/call", "high", &q);
+    assert!(!p.decide(&high).unwrap().allow);
+    assert_eq!(p.step_up(&high).unwrap().as_deref(), Some("tools:admin"));
+    // With it: allowed, but held for approval.
+    let d = p
+        .decide(&query(
+            &none,
+            &none,
+            "tools/call",
+            "high",
+            &ctx(&["tools:admin"], "clean"),
+        ))
+        .unwrap();
+    assert!(d.allow && d.approval, "{d:?}");
+    // A denial no scope can lift names no step-up.
+    let list = query(&none, &none, "tools/list", "normal", &q);
+    assert_eq!(p.step_up(&list).unwrap(), None);
+}
+
+#[test]
+fn misspelt_annotations_are_refused() {
+    for text in [
+        r#"@approval("yes") permit(principal, action, resource);"#,
+        r#"@approval("required") forbid(principal, action, resource);"#,
+        r#"@step_up("two scopes") permit(principal, action, resource);"#,
+        r#"@step_up("") permit(principal, action, resource);"#,
+    ] {
+        let e = Policies::parse(text).unwrap_err().to_string();
+        assert!(e.contains("validate"), "{text}: {e}");
+    }
+}
+
+#[test]
+fn upstream_attributes_and_context_facts_reach_policies() {
+    let p = Policies::parse(
+        r#"permit(principal, action, resource)
+           when { resource in Palisade::Upstream::"files"
+                  && context.client == "ide" && context.address == "127.0.0.1" };
+           forbid(principal, action, resource in Palisade::Upstream::"files")
+           when { context.time > 1900000000 };"#,
+    )
+    .unwrap();
+    let none: Vec<String> = Vec::new();
+    let c = ctx(&[], "clean");
+    let mut q = query(&none, &none, "tools/call", "normal", &c);
+    assert!(!p.decide(&q).unwrap().allow, "no client");
+    q.context.client = "ide";
+    q.context.address = "127.0.0.1";
+    assert!(p.decide(&q).unwrap().allow);
+    q.context.time = 1_900_000_001;
+    assert!(!p.decide(&q).unwrap().allow, "forbidden after that time");
 }

@@ -30,6 +30,9 @@ pub enum ErrorCode {
     Withheld,
     /// A rate or concurrency limit refused the request; retry later (-32013).
     RateLimited,
+    /// The policy holds this call for a person's approval, and it was not given
+    /// (declined, timed out, or the client cannot ask) (-32014).
+    NotApproved,
 }
 
 impl ErrorCode {
@@ -48,6 +51,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => -32011,
             Self::Withheld => -32012,
             Self::RateLimited => -32013,
+            Self::NotApproved => -32014,
         }
     }
 }

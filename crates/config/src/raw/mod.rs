@@ -30,6 +30,7 @@ pub struct RawConfig {
     audit: Option<RawAudit>,
     admin: Option<RawAdmin>,
     alerts: Option<RawAlerts>,
+    policy: Option<RawPolicy>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -66,6 +67,13 @@ struct RawDangerous {
     plaintext_listener: Option<Spanned<bool>>,
     #[serde(default)]
     no_audit_log: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    file: Spanned<String>,
+    reload_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +143,7 @@ struct RawRate {
     global: Option<Spanned<String>>,
     per_principal: Option<Spanned<String>>,
     per_tool: Option<Spanned<String>>,
+    per_client: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -561,6 +570,10 @@ impl RawConfig {
                     )?,
                     per_tool: cx
                         .rate(r.and_then(|r| r.per_tool.as_ref()), "limits.rate.per_tool")?,
+                    per_client: cx.rate(
+                        r.and_then(|r| r.per_client.as_ref()),
+                        "limits.rate.per_client",
+                    )?,
                 }
             },
             max_concurrent_per_principal: l
@@ -950,7 +963,35 @@ impl RawConfig {
             }
         };
 
+        let policy = match &self.policy {
+            None if auth.is_some() => {
+                return Err(ConfigError::new(
+                    cx.origin,
+                    "[auth] needs a [policy] file: without one a remote gateway would either \
+                     allow every authenticated caller everything or deny everything (see \
+                     examples/policies/)",
+                ));
+            }
+            None => None,
+            Some(p) => {
+                let file = cx.string(&p.file, "policy.file")?;
+                if file.trim().is_empty() {
+                    return Err(cx.at(&p.file, "policy.file", "is empty"));
+                }
+                Some(crate::Policy {
+                    file: PathBuf::from(file),
+                    reload_interval: cx.duration(
+                        p.reload_interval.as_ref(),
+                        "policy.reload_interval",
+                        Duration::from_secs(2),
+                        Duration::from_secs(3600),
+                    )?,
+                })
+            }
+        };
+
         Ok(Config {
+            policy,
             alerts,
             admin,
             listen,

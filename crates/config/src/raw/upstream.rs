@@ -69,6 +69,17 @@ pub(super) struct RawUpstream {
     inspection: Option<RawActions>,
     pinning: Option<crate::PinMode>,
     argument_checks: Option<RawArgumentChecks>,
+    risk: Option<Spanned<String>>,
+    data_class: Option<Spanned<String>>,
+    #[serde(default)]
+    tools: BTreeMap<String, RawAttributes>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAttributes {
+    risk: Option<Spanned<String>>,
+    data_class: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -80,6 +91,14 @@ struct RawArgumentChecks {
     commands: Vec<Spanned<String>>,
     #[serde(default)]
     urls: Vec<Spanned<String>>,
+}
+
+/// A tool name at the upstream, or a glob over them (`*` matches any run).
+fn is_tool_glob(g: &str) -> bool {
+    !g.is_empty()
+        && g.len() <= 128
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'*'))
 }
 
 impl RawConfig {
@@ -208,12 +227,7 @@ impl RawConfig {
             .transpose()?;
         let mut tool_timeouts = Vec::new();
         for (glob, v) in &u.tool_timeouts {
-            let ok = !glob.is_empty()
-                && glob.len() <= 128
-                && glob
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'*'));
-            if !ok {
+            if !is_tool_glob(glob) {
                 return Err(cx.at(
                     v,
                     &key("tool_timeouts"),
@@ -385,13 +399,7 @@ impl RawConfig {
                         list.iter()
                             .map(|v| {
                                 let g = cx.string(v, key)?;
-                                let ok = !g.is_empty()
-                                    && g.len() <= 128
-                                    && g.bytes().all(|b| {
-                                        b.is_ascii_alphanumeric()
-                                            || matches!(b, b'_' | b'.' | b'-' | b'*')
-                                    });
-                                if ok {
+                                if is_tool_glob(&g) {
                                     Ok(g)
                                 } else {
                                     Err(cx.at(
@@ -410,7 +418,51 @@ impl RawConfig {
                 }
             }
         };
+        let attribute =
+            |v: Option<&Spanned<String>>, k: &str| -> Result<Option<String>, ConfigError> {
+                let Some(v) = v else { return Ok(None) };
+                let s = cx.string(v, &key(k))?;
+                let ok = !s.is_empty()
+                    && s.len() <= 64
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+                if !ok {
+                    return Err(cx.at(
+                        v,
+                        &key(k),
+                        format!("`{s}` must be 1-64 characters of A-Z, a-z, 0-9, _ - . :"),
+                    ));
+                }
+                Ok(Some(s))
+            };
+        let attributes = crate::Attributes {
+            risk: attribute(u.risk.as_ref(), "risk")?,
+            data_class: attribute(u.data_class.as_ref(), "data_class")?,
+        };
+        let mut tool_attributes = Vec::new();
+        for (glob, a) in &u.tools {
+            if !is_tool_glob(glob) {
+                return Err(cx.at(
+                    &u.name,
+                    &key("tools"),
+                    format!("`{glob}` is not a tool name or a glob like delete_*"),
+                ));
+            }
+            tool_attributes.push((
+                glob.clone(),
+                crate::Attributes {
+                    risk: attribute(a.risk.as_ref(), &format!("tools.{glob}.risk"))?,
+                    data_class: attribute(
+                        a.data_class.as_ref(),
+                        &format!("tools.{glob}.data_class"),
+                    )?,
+                },
+            ));
+        }
+        tool_attributes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         Ok(Upstream {
+            attributes,
+            tool_attributes,
             name,
             transport,
             request_timeout,

@@ -137,16 +137,28 @@ impl Router {
         };
         let name = name.as_str();
         let (definition, hash) = crate::pins::canonical(&form);
-        // With `tools = "flag"`, a failed inspection is only logged.
-        let failed = self
+        // With `tools = "flag"`, a failed inspection is only logged, and policies see
+        // the item as `flagged`.
+        let findings = self
             .inspection
             .as_ref()
-            .and_then(|i| i.check_definition(idx, kind, &form, &hash))
-            .filter(|_| {
-                self.inspection
-                    .as_ref()
-                    .is_some_and(|i| i.blocks_definitions(idx))
-            });
+            .and_then(|i| i.check_definition(idx, kind, &form, &hash));
+        let blocks = self
+            .inspection
+            .as_ref()
+            .is_some_and(|i| i.blocks_definitions(idx));
+        {
+            let mut f = self.flagged.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (idx, kind, name.to_owned());
+            if findings.is_some() && !blocks {
+                if f.len() < MAX_ITEMS {
+                    f.insert(key);
+                }
+            } else {
+                f.remove(&key);
+            }
+        }
+        let failed = findings.filter(|_| blocks);
         let (ok, reason) = match &self.pins {
             Some(p) if p.enabled(idx) => (
                 p.admit(

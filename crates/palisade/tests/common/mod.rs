@@ -12,6 +12,8 @@
     reason = "tests read small bodies from a gateway they started"
 )]
 
+pub mod idp;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,15 @@ pub fn demo_upstream(name: &str) -> String {
     format!(
         "[[upstream]]\nname = \"{name}\"\ntransport = \"stdio\"\ncommand = \"{BIN}\"\nargs = [\"demo-server\"]\nenv = {{ DEMO_VISIBLE = \"yes\" }}\n"
     )
+}
+
+/// A `[policy]` table naming one of the shipped example policies.
+pub fn example_policy(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/policies")
+        .join(file);
+    assert!(path.exists(), "{}", path.display());
+    format!("[policy]\nfile = \"{}\"\n", path.display())
 }
 
 pub fn http_upstream(name: &str, url: &str) -> String {
