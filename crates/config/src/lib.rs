@@ -89,9 +89,23 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// Alerts to a webhook, if configured.
     pub alerts: Option<Alerts>,
+    /// OpenTelemetry traces, if configured.
+    pub tracing: Option<Tracing>,
     /// Where the Cedar policies come from. `None` only without `[auth]`: the gateway
     /// then permits the local user everything (see [`Policy`]).
     pub policy: Option<Policy>,
+}
+
+/// OpenTelemetry traces: a span per client request and per upstream request, W3C
+/// Trace Context propagated from the client through the gateway to HTTP upstreams,
+/// exported by OTLP/HTTP (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// The collector's traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub otlp_url: String,
+    /// The share of requests without a sampled parent that are traced (0 to 1); a
+    /// parent's decision is followed.
+    pub sample_ratio: f64,
 }
 
 /// The Cedar policy file that decides who may list and use what (AUTH-20, FEAT-06).
@@ -699,6 +713,12 @@ impl Config {
             s.push_str(&format!(
                 "alerts: {} (HMAC with vault secret `{}`), on blocks, pin drift, refused policy reloads, {} authentication failures within {:?}\n",
                 a.webhook, a.secret, a.auth_failures, a.auth_window
+            ));
+        }
+        if let Some(t) = &self.tracing {
+            s.push_str(&format!(
+                "tracing: OTLP to {}, sampling {} of untraced requests\n",
+                t.otlp_url, t.sample_ratio
             ));
         }
         match &self.policy {

@@ -634,3 +634,19 @@ fn feat_06_upstream_and_tool_attributes_for_policies() {
     );
     assert!(load(&format!("{MIN}[upstream.tools.x]\nowner = \"x\"\n"), &[]).is_err());
 }
+
+#[test]
+fn tracing_needs_a_collector_url_and_a_ratio_within_0_and_1() {
+    let t = format!("{MIN}[tracing]\notlp_url = \"http://127.0.0.1:4318/v1/traces\"\n");
+    let c = load(&t, &[]).unwrap();
+    let tr = c.tracing.as_ref().unwrap();
+    assert!((tr.sample_ratio - 1.0).abs() < f64::EPSILON);
+    assert!(
+        c.summary()
+            .contains("tracing: OTLP to http://127.0.0.1:4318/v1/traces")
+    );
+    assert!(load(&format!("{t}sample_ratio = 1.5\n"), &[]).is_err());
+    assert!(load(&format!("{t}sample_ratio = 0.25\n"), &[]).is_ok());
+    let remote = t.replace("http://127.0.0.1:4318", "http://collector.example.com");
+    assert!(load(&remote, &[]).is_err(), "plain http only to loopback");
+}

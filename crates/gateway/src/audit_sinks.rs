@@ -21,12 +21,8 @@ use crate::GatewayError;
 
 /// Records waiting for one sink at most.
 const SINK_QUEUE: usize = 10_000;
-/// Records per OTLP request at most.
-const OTLP_BATCH: usize = 256;
-/// How long an OTLP batch waits to fill.
-const OTLP_LINGER: Duration = Duration::from_millis(500);
 /// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = crate::otlp::MAX_BACKOFF;
 
 /// The running sinks.
 pub(crate) struct Sinks {
@@ -68,7 +64,15 @@ impl Sinks {
                     tokio::spawn(syslog(rx, s.format, address.clone(), tls, stop.clone()))
                 }
                 AuditSinkKind::Otlp { url } => {
-                    tokio::spawn(otlp(rx, s.format, url.clone(), http.clone(), stop.clone()))
+                    let format = s.format;
+                    tokio::spawn(crate::otlp::export(
+                        rx,
+                        url.clone(),
+                        http.clone(),
+                        stop.clone(),
+                        "audit records",
+                        move |batch| otlp_body(batch, format),
+                    ))
                 }
             };
             tracing::info!(sink = %name, format = ?s.format, "audit sink started");
@@ -329,69 +333,7 @@ fn otlp_body(lines: &[Arc<str>], format: AuditFormat) -> Value {
         })
         .collect();
     json!({"resourceLogs": [{
-        "resource": {"attributes": [
-            {"key": "service.name", "value": {"stringValue": "palisade"}},
-            {"key": "service.version", "value": {"stringValue": env!("CARGO_PKG_VERSION")}},
-        ]},
+        "resource": crate::otlp::resource(),
         "scopeLogs": [{"scope": {"name": "palisade.audit"}, "logRecords": records}],
     }]})
-}
-
-async fn otlp(
-    mut rx: mpsc::Receiver<Arc<str>>,
-    format: AuditFormat,
-    url: String,
-    http: reqwest::Client,
-    stop: CancellationToken,
-) {
-    let mut batch: Vec<Arc<str>> = Vec::new();
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        if batch.is_empty() {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                l = rx.recv() => match l {
-                    Some(l) => batch.push(l),
-                    None => return,
-                },
-            }
-            let linger = tokio::time::sleep(OTLP_LINGER);
-            tokio::pin!(linger);
-            while batch.len() < OTLP_BATCH {
-                tokio::select! {
-                    () = &mut linger => break,
-                    l = rx.recv() => match l {
-                        Some(l) => batch.push(l),
-                        None => break,
-                    },
-                }
-            }
-        }
-        let sent = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(otlp_body(&batch, format).to_string())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => {
-                batch.clear();
-                backoff = Duration::from_secs(1);
-            }
-            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                tracing::warn!(sink = %url, status = %r.status(), records = batch.len(), "the OTLP collector refused audit records; they stay in the file only");
-                batch.clear();
-            }
-            other => {
-                let why = other.map_or_else(|e| e.to_string(), |r| r.status().to_string());
-                tracing::warn!(sink = %url, error = %why, "audit OTLP sink cannot deliver; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
 }

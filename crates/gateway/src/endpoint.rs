@@ -49,6 +49,8 @@ pub(crate) struct App {
     pub(crate) in_flight: AtomicUsize,
     /// Rate and concurrency limits.
     pub(crate) limiter: crate::limits::Limiter,
+    /// OpenTelemetry traces (inert when `[tracing]` is unset).
+    pub(crate) tracer: Arc<crate::traces::Tracer>,
 }
 
 /// How long a request may take before its answer becomes a (resumable) SSE stream.
@@ -377,7 +379,11 @@ async fn post_inner(
                     .insufficient_scope(granted, std::slice::from_ref(&scope))
                     .with_id(msg.id()));
             }
-            request(app, session, caller, msg).await
+            let parent = headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::traces::parse_traceparent);
+            request(app, session, caller, msg, parent).await
         }
     }
 }
@@ -444,6 +450,7 @@ async fn request(
     session: Arc<Session>,
     caller: Caller,
     msg: Message,
+    parent: Option<crate::traces::Parent>,
 ) -> Result<Response, Refusal> {
     let Some(id) = msg.id().cloned() else {
         return Err(Refusal::parse(
@@ -499,14 +506,19 @@ async fn request(
     let task_app = Arc::clone(app);
     let task_session = Arc::clone(&session);
     let task_id = id.clone();
+    let span = app.tracer.begin(parent, &msg);
+    let task_span = span.clone();
     tokio::spawn(async move {
         let _in_flight = in_flight;
         let _permit = permit;
         let _busy = Busy::new(&task_app.in_flight);
-        task_app
+        let work = task_app
             .router
-            .request(&task_session, &caller, msg, tx, cancel)
-            .await;
+            .request(&task_session, &caller, msg, tx, cancel);
+        match task_span {
+            Some(s) => crate::traces::CURRENT.scope(s, work).await,
+            None => work.await,
+        }
         task_session.finish_call(&task_id);
     });
 
@@ -516,7 +528,12 @@ async fn request(
     // resume with Last-Event-ID (TR-09, TR-10).
     let first = tokio::select! {
         m = rx.recv() => match m {
-            Some(m) if m.is_response() => return Ok(json_response(StatusCode::OK, &m)),
+            Some(m) if m.is_response() => {
+                if let Some(s) = &span {
+                    s.answered(&m);
+                }
+                return Ok(json_response(StatusCode::OK, &m));
+            }
             Some(m) => Some(m),
             // Cancelled by the client before anything came back: nothing to answer.
             None => return Ok(accepted()),
@@ -534,6 +551,9 @@ async fn request(
             let last = m.is_response();
             pump.push(&m);
             if last {
+                if let Some(s) = &span {
+                    s.answered(&m);
+                }
                 break;
             }
         }

@@ -22,6 +22,7 @@ mod guard;
 mod inspect;
 mod limits;
 mod metrics;
+mod otlp;
 mod pins;
 mod principal;
 mod refusal;
@@ -29,6 +30,7 @@ mod router;
 mod session;
 mod stream;
 mod tls;
+mod traces;
 mod upstream;
 
 use std::future::Future;
@@ -382,7 +384,21 @@ pub async fn run(
         }
     }
 
+    let trace_stop = CancellationToken::new();
+    let (tracer, trace_export) = match &config.tracing {
+        None => (traces::Tracer::off(), None),
+        Some(t) => {
+            let (tracer, task) = traces::Tracer::start(
+                t,
+                upstream::http::client().map_err(GatewayError::Start)?,
+                trace_stop.clone(),
+            );
+            tracing::info!(collector = %t.otlp_url, ratio = t.sample_ratio, "tracing on");
+            (tracer, Some(task))
+        }
+    };
     let app = Arc::new(App {
+        tracer: Arc::new(tracer),
         router,
         edge: edge::EdgePolicy::new(
             config.allowed_origins.clone(),
@@ -502,6 +518,12 @@ pub async fn run(
     upstream_stop.cancel();
     for s in supervisors {
         let _ = s.await;
+    }
+    // Spans still queued get a moment to leave.
+    if let Some(t) = trace_export {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        trace_stop.cancel();
+        let _ = t.await;
     }
     auditor.close().await;
     if let Some(s) = sinks {

@@ -344,10 +344,17 @@ impl Router {
                 let routed = self.route_by_name(&msg);
                 let refused = match (&routed, &ruling) {
                     (_, Some(r)) if !r.allow => Some((unknown_name(&id), "policy")),
-                    (Ok((idx, m)), _) if method == "tools/call" => {
-                        self.check_arguments(*idx, m, params.as_ref())
+                    (Ok((idx, m)), _) => {
+                        if self.offered(session, *idx, &method, &target).await {
+                            if method == "tools/call" {
+                                self.check_arguments(*idx, m, params.as_ref())
+                            } else {
+                                None
+                            }
+                        } else {
+                            Some((unknown_name(&id), "not listed by the upstream"))
+                        }
                     }
-                    (Ok(_), _) => None,
                     (Err(e), _) => Some(((**e).clone(), error_text(e))),
                 };
                 let call = Call {
@@ -503,6 +510,33 @@ impl Router {
         }
     }
 
+    /// Whether upstream `idx` listed the tool or prompt the client names `full` to
+    /// this session. A session that never listed them lists them once now. A name the
+    /// upstream did not list — a hidden tool, never pinned nor inspected — is not
+    /// called, and is answered as unknown, like a name the policy denies.
+    async fn offered(&self, session: &Arc<Session>, idx: usize, method: &str, full: &str) -> bool {
+        let Some((_, local)) = self.split_name(full) else {
+            return false;
+        };
+        let (kind, list) = if method == "prompts/get" {
+            ("prompt", "prompts/list")
+        } else {
+            ("tool", "tools/list")
+        };
+        let known = |s: &Session| {
+            s.listed
+                .lock()
+                .ok()
+                .and_then(|l| l.get(&(idx, kind)).map(|names| names.contains(local)))
+        };
+        if let Some(yes) = known(session) {
+            return yes;
+        }
+        let probe = Message::request(&Id::Number(0), list, &json!({}));
+        let _ = self.list(session, None, &probe, list).await;
+        known(session).unwrap_or(false)
+    }
+
     /// `flagged` when the item's definition had findings the operator lets through.
     fn verdict(&self, idx: usize, kind: &'static str, name: &str) -> &'static str {
         let f = self.flagged.lock().unwrap_or_else(|e| e.into_inner());
@@ -640,6 +674,15 @@ impl Router {
             },
             other => (other, None),
         };
+        if let Some(s) = crate::traces::current() {
+            s.attribute(
+                "palisade.decision",
+                if refused.is_some() { "deny" } else { "allow" },
+            );
+            if let Some((_, reason)) = &refused {
+                s.attribute("palisade.reason", *reason);
+            }
+        }
         if let Err(stop) = self
             .record_call(session, call, refused.as_ref().map(|r| r.1), approved_by)
             .await
@@ -810,6 +853,10 @@ impl Router {
             "tools/call" | "resources/read" | "prompts/get"
         );
         let started = std::time::Instant::now();
+        let _span = crate::traces::current().map(|s| {
+            s.attribute("palisade.upstream", self.names[idx].clone());
+            s.upstream(&self.names[idx], &method)
+        });
         let Some(ins) = self.inspection.as_ref().filter(|_| inspected) else {
             upstream::call(link, session, idx, msg, sink, t, cancel).await;
             self.audit
@@ -1089,6 +1136,14 @@ impl Router {
         for (idx, list) in per_upstream {
             if list.is_empty() {
                 continue;
+            }
+            if named && let Ok(mut l) = session.listed.lock() {
+                l.insert(
+                    (idx, kind),
+                    list.iter()
+                        .filter_map(|i| i.get("name")?.as_str().map(str::to_owned))
+                        .collect(),
+                );
             }
             let first = self.first_sight(idx, kind).await;
             for mut item in list {

@@ -77,6 +77,9 @@ pub(crate) struct Session {
     calls: Mutex<HashMap<Id, tokio_util::sync::CancellationToken>>,
     /// URI → upstream index, from the lists this session has seen.
     pub(crate) resource_index: Mutex<ResourceIndex>,
+    /// The tool and prompt names each upstream last listed to this session, by
+    /// (upstream, `tool`|`prompt`): a call to any other name is refused.
+    pub(crate) listed: Mutex<HashMap<(usize, &'static str), std::collections::HashSet<String>>>,
     replay_capacity: usize,
     /// Where announced list changes go to be re-checked.
     rechecks: Option<Arc<Rechecks>>,
@@ -213,6 +216,7 @@ impl Session {
             asked: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
             resource_index: Mutex::new(ResourceIndex::default()),
+            listed: Mutex::new(HashMap::new()),
             replay_capacity,
             rechecks,
         }

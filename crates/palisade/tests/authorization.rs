@@ -347,14 +347,7 @@ async fn feat_08_high_risk_calls_wait_for_a_person_through_elicitation() {
         "boolean"
     );
     assert!(done.get("result").is_some(), "{done}");
-    assert_eq!(
-        s.recs[0]
-            .bodies()
-            .iter()
-            .filter(|b| b["method"] == "tools/call")
-            .count(),
-        1
-    );
+    assert_eq!(calls_made(&s.recs[0]), 1);
     let r = s
         .audited(|r| {
             r["type"] == "call" && r["decision"] == "allow" && r["target"] == "files__delete_all"
@@ -373,15 +366,7 @@ async fn feat_08_high_risk_calls_wait_for_a_person_through_elicitation() {
     )
     .await;
     assert_eq!(done["error"]["code"], -32014, "{done}");
-    assert_eq!(
-        s.recs[0]
-            .bodies()
-            .iter()
-            .filter(|b| b["method"] == "tools/call")
-            .count(),
-        1,
-        "declined calls are not made"
-    );
+    assert_eq!(calls_made(&s.recs[0]), 1, "declined calls are not made");
     s.audited(|r| r["type"] == "call" && r["reason"] == "approval declined")
         .await;
 
@@ -472,6 +457,14 @@ async fn echo_works(c: &Client, id: i64) -> bool {
         .is_some()
 }
 
+/// How many `tools/call` requests reached the upstream.
+fn calls_made(rec: &Recorder) -> usize {
+    rec.bodies()
+        .iter()
+        .filter(|b| b["method"] == "tools/call")
+        .count()
+}
+
 fn hangup(gw: &Gateway) {
     let ok = std::process::Command::new("kill")
         .args(["-HUP", &gw.pid().to_string()])
@@ -550,4 +543,23 @@ async fn per_client_rate_limits_count_each_oauth_client_apart() {
     assert!(echo_works(&b, 4).await);
     s.audited(|r| r["type"] == "call" && r["reason"] == "rate limit (per client)")
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_02_a_tool_the_upstream_never_listed_is_not_called() {
+    let s = setup(&["files"], ALLOW_ALL, "").await;
+    let c = s
+        .session(&s.token("alice", "mcp:tools", &[], &[]), json!({}))
+        .await;
+    // No list yet: the gateway lists for the session, then calls what was listed…
+    assert!(echo_works(&c, 1).await);
+    // …and answers a name the upstream did not list as unknown, without calling it:
+    // a hidden tool was never pinned nor inspected.
+    let hidden = c.call(2, "files__hidden_admin", json!({})).await;
+    assert_eq!(hidden["error"]["code"], -32602, "{hidden}");
+    assert_eq!(calls_made(&s.recs[0]), 1);
+    let r = s
+        .audited(|r| r["type"] == "call" && r["target"] == "files__hidden_admin")
+        .await;
+    assert_eq!(r["reason"], "not listed by the upstream");
 }

@@ -31,6 +31,7 @@ pub struct RawConfig {
     admin: Option<RawAdmin>,
     alerts: Option<RawAlerts>,
     policy: Option<RawPolicy>,
+    tracing: Option<RawTracing>,
     #[serde(skip)]
     origin: String,
     #[serde(skip)]
@@ -67,6 +68,13 @@ struct RawDangerous {
     plaintext_listener: Option<Spanned<bool>>,
     #[serde(default)]
     no_audit_log: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracing {
+    otlp_url: Spanned<String>,
+    sample_ratio: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -990,7 +998,24 @@ impl RawConfig {
             }
         };
 
+        let tracing = match &self.tracing {
+            None => None,
+            Some(t) => {
+                if let Some(v) = &t.sample_ratio
+                    && !(0.0..=1.0).contains(v.get_ref())
+                {
+                    return Err(cx.at(v, "tracing.sample_ratio", "must be between 0 and 1"));
+                }
+                let sample_ratio = t.sample_ratio.as_ref().map_or(1.0, |v| *v.get_ref());
+                Some(crate::Tracing {
+                    otlp_url: check_http_url(&cx, &t.otlp_url, "tracing.otlp_url")?,
+                    sample_ratio,
+                })
+            }
+        };
+
         Ok(Config {
+            tracing,
             policy,
             alerts,
             admin,

@@ -251,6 +251,13 @@ impl HttpLink {
                 HeaderValue::from_static(self.version.as_str()),
             );
         }
+        // W3C Trace Context, only when the operator turned tracing on: the gateway's
+        // own span, never the client's header passed through.
+        if let Some(tp) = crate::traces::outgoing()
+            && let Ok(v) = HeaderValue::from_str(&tp)
+        {
+            h.insert("traceparent", v);
+        }
         Ok(h)
     }
 
