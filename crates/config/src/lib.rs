@@ -654,6 +654,19 @@ pub struct StdioSpec {
     pub env: BTreeMap<String, String>,
     /// The working directory, if set.
     pub cwd: Option<PathBuf>,
+    /// Resource limits the child starts with.
+    pub rlimits: StdioLimits,
+}
+
+/// Resource limits of a stdio child (rlimits, set between fork and exec).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StdioLimits {
+    /// Bytes of data segment and private writable memory.
+    pub memory_bytes: Option<u64>,
+    /// CPU time.
+    pub cpu_time: Option<Duration>,
+    /// Open file descriptors.
+    pub open_files: Option<u64>,
 }
 
 /// A Streamable HTTP upstream.
@@ -850,13 +863,27 @@ impl Config {
                 s.push_str(&format!("  {} tool timeout: {g} {d:?}\n", u.name));
             }
             match &u.transport {
-                Transport::Stdio(sp) => s.push_str(&format!(
-                    "  {} (stdio): {} {:?}, env: {:?}\n",
-                    u.name,
-                    sp.command.display(),
-                    sp.args,
-                    sp.env.keys().collect::<Vec<_>>()
-                )),
+                Transport::Stdio(sp) => {
+                    s.push_str(&format!(
+                        "  {} (stdio): {} {:?}, env: {:?}\n",
+                        u.name,
+                        sp.command.display(),
+                        sp.args,
+                        sp.env.keys().collect::<Vec<_>>()
+                    ));
+                    let r = &sp.rlimits;
+                    if *r != StdioLimits::default() {
+                        let or_inherited =
+                            |v: Option<String>| v.unwrap_or_else(|| "inherited".into());
+                        s.push_str(&format!(
+                            "  {} rlimits: memory {}, cpu {}, open files {}\n",
+                            u.name,
+                            or_inherited(r.memory_bytes.map(|b| format!("{b} B"))),
+                            or_inherited(r.cpu_time.map(|d| format!("{d:?}"))),
+                            or_inherited(r.open_files.map(|n| n.to_string())),
+                        ));
+                    }
+                }
                 Transport::Http(h) => {
                     let credential = match (&u.credential, &u.client_credentials, &u.token_exchange)
                     {

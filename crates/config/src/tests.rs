@@ -650,3 +650,37 @@ fn tracing_needs_a_collector_url_and_a_ratio_within_0_and_1() {
     let remote = t.replace("http://127.0.0.1:4318", "http://collector.example.com");
     assert!(load(&remote, &[]).is_err(), "plain http only to loopback");
 }
+
+#[test]
+fn stdio_rlimits_are_sizes_durations_and_counts() {
+    let t = format!(
+        "{MIN}[upstream.rlimits]\nmemory = \"512MiB\"\ncpu_time = \"10m\"\nopen_files = 256\n"
+    );
+    let c = load(&t, &[]).unwrap();
+    let Transport::Stdio(sp) = &c.upstreams[0].transport else {
+        panic!("stdio")
+    };
+    assert_eq!(sp.rlimits.memory_bytes, Some(512 << 20));
+    assert_eq!(
+        sp.rlimits.cpu_time,
+        Some(std::time::Duration::from_secs(600))
+    );
+    assert_eq!(sp.rlimits.open_files, Some(256));
+    assert!(
+        c.summary()
+            .contains("demo rlimits: memory 536870912 B, cpu 600s, open files 256"),
+        "{}",
+        c.summary()
+    );
+    for bad in [
+        "memory = \"lots\"",
+        "memory = \"10KiB\"",
+        "open_files = 0",
+        "nproc = 5",
+    ] {
+        let t = format!("{MIN}[upstream.rlimits]\n{bad}\n");
+        assert!(load(&t, &[]).is_err(), "{bad}");
+    }
+    let http = "[[upstream]]\nname = \"h\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:9/mcp\"\n[upstream.rlimits]\nopen_files = 9\n";
+    assert!(load(http, &[]).unwrap_err().to_string().contains("rlimits"));
+}

@@ -30,6 +30,26 @@ async fn loc_05_the_child_sees_only_its_configured_environment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_child_starts_with_its_rlimits_and_serves() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("limits");
+    let upstream = format!(
+        "[[upstream]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = \"/bin/sh\"\n\
+         args = [\"-c\", \"(ulimit -d; ulimit -t; ulimit -n) > {}; exec {BIN} demo-server\"]\n\
+         [upstream.rlimits]\nmemory = \"256MiB\"\ncpu_time = \"30s\"\nopen_files = 64\n",
+        file.display()
+    );
+    let gw = Gateway::start("", &upstream);
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let v = c.call(1, "demo__add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(v["result"]["content"][0]["text"], "3", "{v}");
+    // sh reports the data limit in KiB.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "262144\n30\n64\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loc_03_garbage_on_stdout_is_dropped_and_logged() {
     let (gw, c) = with_demo("").await;
     let r = c

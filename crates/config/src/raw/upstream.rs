@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -73,6 +74,30 @@ pub(super) struct RawUpstream {
     data_class: Option<Spanned<String>>,
     #[serde(default)]
     tools: BTreeMap<String, RawAttributes>,
+    rlimits: Option<RawRlimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRlimits {
+    memory: Option<Spanned<String>>,
+    cpu_time: Option<Spanned<String>>,
+    open_files: Option<Spanned<u64>>,
+}
+
+/// `512MiB`, `2GiB`, `65536KiB` or a plain number of bytes.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -160,11 +185,53 @@ impl RawConfig {
                     .as_ref()
                     .map(|c| cx.string(c, &key("cwd")).map(PathBuf::from))
                     .transpose()?;
+                let rlimits = match &u.rlimits {
+                    None => crate::StdioLimits::default(),
+                    Some(r) => crate::StdioLimits {
+                        memory_bytes: match &r.memory {
+                            None => None,
+                            Some(m) => {
+                                let text = cx.string(m, &key("rlimits.memory"))?;
+                                match parse_size(&text) {
+                                    Some(b) if b >= 1 << 20 => Some(b),
+                                    _ => {
+                                        return Err(cx.at(
+                                            m,
+                                            &key("rlimits.memory"),
+                                            format!("`{text}` is not a size of at least 1MiB, like 512MiB or 2GiB"),
+                                        ));
+                                    }
+                                }
+                            }
+                        },
+                        cpu_time: r
+                            .cpu_time
+                            .as_ref()
+                            .map(|v| {
+                                cx.duration(
+                                    Some(v),
+                                    &key("rlimits.cpu_time"),
+                                    Duration::from_secs(1),
+                                    Duration::from_secs(365 * 24 * 3600),
+                                )
+                            })
+                            .transpose()?,
+                        open_files: r
+                            .open_files
+                            .as_ref()
+                            .map(|v| {
+                                cx.count(Some(v), &key("rlimits.open_files"), 0, 1 << 20)
+                                    .map(|n| n as u64)
+                            })
+                            .transpose()?,
+                    },
+                };
                 Transport::Stdio(StdioSpec {
                     command: PathBuf::from(command),
                     args,
                     env,
                     cwd,
+                    rlimits,
                 })
             }
             RawTransport::StreamableHttp => {
@@ -173,6 +240,7 @@ impl RawConfig {
                     (!u.args.is_empty(), "args"),
                     (!u.env.is_empty(), "env"),
                     (u.cwd.is_some(), "cwd"),
+                    (u.rlimits.is_some(), "rlimits"),
                 ] {
                     if present {
                         return Err(cx.at(

@@ -292,6 +292,13 @@ impl StdioUpstream {
         if let Some(cwd) = &self.spec.cwd {
             cmd.current_dir(cwd);
         }
+        let r = &self.spec.rlimits;
+        palisade_sandbox::Rlimits {
+            memory_bytes: r.memory_bytes,
+            cpu_seconds: r.cpu_time.map(|d| d.as_secs().max(1)),
+            open_files: r.open_files,
+        }
+        .apply(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.spec.command.display()))?;
