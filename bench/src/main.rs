@@ -53,10 +53,17 @@ struct Args {
     /// Internal: run the upstream MCP server on this port.
     #[arg(long, hide = true)]
     upstream_port: Option<u16>,
+    /// Instead of the load run: time Cedar decisions of these policy files (one
+    /// `tools/call` by a user with roles, groups and scopes), on one core.
+    #[arg(long, num_args = 1..)]
+    policy: Vec<String>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if !args.policy.is_empty() {
+        return policy_bench(&args.policy);
+    }
     if let Some(port) = args.upstream_port {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -395,6 +402,69 @@ fn start_gateway(
     let pid = gw.id();
     guard.0.push(gw);
     Ok(pid)
+}
+
+/// Decisions per second of each policy file, for the call every request of the load
+/// run makes (`tools/call` of a normal-risk tool).
+fn policy_bench(files: &[String]) -> Result<()> {
+    use palisade_policy::{Caller, Facts, Kind, Policies, Query, Target};
+    let roles = vec!["engineer".to_owned(), "reader".to_owned()];
+    let groups = vec!["team-a".to_owned()];
+    let scopes = vec![
+        "mcp:tools".to_owned(),
+        "files:read".to_owned(),
+        "tools:admin".to_owned(),
+    ];
+    println!("| policy file | policies | decision | µs per decision |");
+    println!("|---|---|---|---|");
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| file.clone())?;
+        let p = Policies::parse(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        let q = Query {
+            caller: Caller {
+                issuer: "https://idp.example.com",
+                subject: "alice",
+                roles: &roles,
+                groups: &groups,
+            },
+            action: "tools/call",
+            target: Target {
+                kind: Kind::Tool,
+                upstream: "crm",
+                name: "crm__echo",
+                risk: "normal",
+                data_class: "unclassified",
+                upstream_risk: "normal",
+                upstream_data_class: "unclassified",
+            },
+            context: Facts {
+                scopes: &scopes,
+                time: 1_800_000_000,
+                verdict: "clean",
+                client: "ide",
+                address: "127.0.0.1",
+            },
+        };
+        let allow = p.decide(&q).map_err(|e| anyhow::anyhow!("{e}"))?.allow;
+        let n = 100_000_u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(
+                p.decide(std::hint::black_box(&q))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+        }
+        let per = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        println!(
+            "| {} | {} | {} | {per:.2} |",
+            std::path::Path::new(file)
+                .file_name()
+                .map_or_else(|| file.clone(), |f| f.to_string_lossy().into_owned()),
+            p.len(),
+            if allow { "allow" } else { "deny" },
+        );
+    }
+    Ok(())
 }
 
 async fn run(args: Args) -> Result<()> {

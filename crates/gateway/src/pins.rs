@@ -31,6 +31,10 @@ pub(crate) struct Pins {
     approved: Mutex<HashMap<(usize, String, String), String>>,
     /// (upstream, kind) pairs known to have been listed before.
     seen_kinds: Mutex<std::collections::HashSet<(usize, String)>>,
+    /// Held by the list that may be a first sight until its items are pinned, so that
+    /// a concurrent list of the same kind never sees the kind as seen and its items
+    /// as new.
+    first: Arc<tokio::sync::Mutex<()>>,
     /// Versions this gateway has seen waiting for a decision (upstream, kind, name,
     /// hash), so that the decision is recorded when it is first seen; bounded.
     waiting: Mutex<std::collections::HashSet<(usize, String, String, String)>>,
@@ -62,37 +66,48 @@ impl Pins {
             modes,
             approved: Mutex::new(HashMap::new()),
             seen_kinds: Mutex::new(std::collections::HashSet::new()),
+            first: Arc::new(tokio::sync::Mutex::new(())),
             waiting: Mutex::new(std::collections::HashSet::new()),
             audit,
         }
     }
 
     /// Whether this is the first time upstream `idx` lists anything of `kind` (its
-    /// first sight, in `tofu` mode). Ask once per list, before admitting its items. A
-    /// store error counts as seen: nothing new is trusted on a guess.
-    pub(crate) async fn first_sight(&self, idx: usize, kind: &str) -> bool {
+    /// first sight, in `tofu` mode). Ask once per list, before admitting its items,
+    /// and keep the guard until they are admitted: lists that may be a first sight
+    /// take turns. A store error counts as seen: nothing new is trusted on a guess.
+    pub(crate) async fn first_sight(
+        &self,
+        idx: usize,
+        kind: &str,
+    ) -> (bool, Option<tokio::sync::OwnedMutexGuard<()>>) {
         let key = (idx, kind.to_owned());
-        if self
-            .seen_kinds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
-        {
-            return false;
+        let seen = |k: &(usize, String)| {
+            self.seen_kinds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(k)
+        };
+        if seen(&key) {
+            return (false, None);
+        }
+        let turn = Arc::clone(&self.first).lock_owned().await;
+        if seen(&key) {
+            return (false, None);
         }
         let upstream = self.names.get(idx).map_or("", String::as_str);
         match self.store.pin_kind_seen(upstream, kind).await {
-            Ok(false) => true,
+            Ok(false) => (true, Some(turn)),
             Ok(true) => {
                 self.seen_kinds
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(key);
-                false
+                (false, None)
             }
             Err(e) => {
                 tracing::error!(%upstream, kind, error = %e, "pin store error");
-                false
+                (false, None)
             }
         }
     }

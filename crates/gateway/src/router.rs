@@ -1145,7 +1145,7 @@ impl Router {
                         .collect(),
                 );
             }
-            let first = self.first_sight(idx, kind).await;
+            let (first, _turn) = self.first_sight(idx, kind).await;
             for mut item in list {
                 let Some(obj) = item.as_object_mut() else {
                     continue;

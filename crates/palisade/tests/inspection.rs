@@ -711,3 +711,21 @@ async fn feat_02_an_announced_list_change_is_rechecked_at_once() {
     let calls = rec.methods().iter().filter(|m| *m == "tools/call").count();
     assert_eq!(calls, 0, "the changed tool is never called");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_02_concurrent_first_lists_in_tofu_mode_quarantine_nothing() {
+    // Eight calls before any list: each makes the gateway list the tools for the
+    // session, all at once. Only one of those lists is the first sight; the others
+    // must wait for its pins instead of finding the tools "new".
+    let (_rec, gw, c) = with_recorder("").await;
+    let calls = (0..8).map(|i| c.call(100 + i, "rec__echo", json!({"i": i})));
+    for r in futures_util::future::join_all(calls).await {
+        assert!(r.get("result").is_some(), "{r}");
+    }
+    let logs = gw.logs();
+    let held: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("quarantined") && !l.contains("item=lookup"))
+        .collect();
+    assert!(held.is_empty(), "only the poisoned tool waits: {held:#?}");
+}

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
@@ -130,11 +131,82 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Policies {
     set: PolicySet,
-    schema: Schema,
     /// Permits annotated `@approval("required")`.
     approval: HashSet<PolicyId>,
     /// Scopes named by `@step_up("…")` annotations on permits, sorted.
     step_up: Vec<String>,
+    types: Types,
+    /// Each policy's name: its `@id`, else Cedar's ID (reading an annotation parses).
+    names: HashMap<PolicyId, String>,
+    cache: EntityCache,
+}
+
+/// Entities of recent requests, by caller and target; bounded (emptied when full).
+#[derive(Debug, Default)]
+struct EntityCache(Mutex<HashMap<String, Arc<Entities>>>);
+
+/// Entities kept at most.
+const CACHED_ENTITIES: usize = 4096;
+
+impl Clone for EntityCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl EntityCache {
+    fn get(&self, key: &str) -> Option<Arc<Entities>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: String, e: Arc<Entities>) {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() >= CACHED_ENTITIES {
+            m.clear();
+        }
+        m.insert(key, e);
+    }
+}
+
+/// Everything the entities of `q` are built from, each part length-prefixed, so no
+/// two different requests (whatever their names contain) share a key.
+fn cache_key(q: &Query<'_>) -> String {
+    use std::fmt::Write as _;
+    let c = &q.caller;
+    let t = &q.target;
+    let kind = match t.kind {
+        Kind::Tool => "t",
+        Kind::Prompt => "p",
+        Kind::Resource => "r",
+    };
+    let mut k = String::with_capacity(160);
+    let fixed = [
+        kind,
+        c.issuer,
+        c.subject,
+        t.upstream,
+        t.name,
+        t.risk,
+        t.data_class,
+        t.upstream_risk,
+        t.upstream_data_class,
+    ];
+    let _ = write!(k, "{}/{}/", c.roles.len(), c.groups.len());
+    for part in fixed
+        .into_iter()
+        .chain(c.roles.iter().map(String::as_str))
+        .chain(c.groups.iter().map(String::as_str))
+    {
+        let _ = write!(k, "{}:{part}", part.len());
+    }
+    k
 }
 
 fn schema() -> Result<Schema, PolicyError> {
@@ -143,13 +215,40 @@ fn schema() -> Result<Schema, PolicyError> {
         .map_err(|e| PolicyError::Invalid(format!("the shipped schema: {e}")))
 }
 
-fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    let type_name = EntityTypeName::from_str(&format!("Palisade::{kind}"))
-        .map_err(|e| PolicyError::Request(e.to_string()))?;
-    Ok(EntityUid::from_type_name_and_id(
-        type_name,
-        EntityId::new(id),
-    ))
+/// The schema's entity type names, parsed once (parsing one costs microseconds).
+#[derive(Debug, Clone)]
+struct Types {
+    user: EntityTypeName,
+    role: EntityTypeName,
+    group: EntityTypeName,
+    upstream: EntityTypeName,
+    tool: EntityTypeName,
+    prompt: EntityTypeName,
+    resource: EntityTypeName,
+    action: EntityTypeName,
+}
+
+impl Types {
+    fn new() -> Result<Self, PolicyError> {
+        let t = |k: &str| {
+            EntityTypeName::from_str(&format!("Palisade::{k}"))
+                .map_err(|e| PolicyError::Invalid(format!("the shipped schema: {e}")))
+        };
+        Ok(Self {
+            user: t("User")?,
+            role: t("Role")?,
+            group: t("Group")?,
+            upstream: t("Upstream")?,
+            tool: t("Tool")?,
+            prompt: t("Prompt")?,
+            resource: t("Resource")?,
+            action: t("Action")?,
+        })
+    }
+}
+
+fn uid(t: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(t.clone(), EntityId::new(id))
 }
 
 fn string(s: &str) -> RestrictedExpression {
@@ -206,7 +305,9 @@ impl Policies {
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
         let set = PolicySet::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
         let schema = schema()?;
-        let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+        // Requests are built here from the same schema's shapes, so only policies are
+        // validated (validating each request again costs microseconds per decision).
+        let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
         if !result.validation_passed() {
             let errors: Vec<String> = result
                 .validation_errors()
@@ -215,11 +316,22 @@ impl Policies {
             return Err(PolicyError::Invalid(errors.join("\n")));
         }
         let (approval, step_up) = annotations(&set)?;
+        let names = set
+            .policies()
+            .map(|p| {
+                (
+                    p.id().clone(),
+                    p.annotation("id").unwrap_or(p.id().as_ref()).to_owned(),
+                )
+            })
+            .collect();
         Ok(Self {
             set,
-            schema,
             approval,
             step_up,
+            types: Types::new()?,
+            names,
+            cache: EntityCache::default(),
         })
     }
 
@@ -245,62 +357,74 @@ impl Policies {
     }
 
     fn name(&self, id: &PolicyId) -> String {
-        self.set
-            .policy(id)
-            .and_then(|p| p.annotation("id"))
-            .map_or_else(|| id.to_string(), str::to_owned)
+        self.names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
     }
 
     /// Decides one request: allowed only if a policy permits it and none forbids it.
     pub fn decide(&self, q: &Query<'_>) -> Result<Decision, PolicyError> {
+        let ty = &self.types;
         let (kind, id_attr) = match q.target.kind {
-            Kind::Tool => ("Tool", "name"),
-            Kind::Prompt => ("Prompt", "name"),
-            Kind::Resource => ("Resource", "uri"),
+            Kind::Tool => (&ty.tool, "name"),
+            Kind::Prompt => (&ty.prompt, "name"),
+            Kind::Resource => (&ty.resource, "uri"),
         };
         let who = format!("{}|{}", q.caller.issuer, q.caller.subject);
-        let mut entities = Vec::with_capacity(3 + q.caller.roles.len() + q.caller.groups.len());
-        let mut parents = HashSet::new();
-        for (t, names) in [("Role", q.caller.roles), ("Group", q.caller.groups)] {
-            for n in names {
-                let u = uid(t, n)?;
-                parents.insert(u.clone());
-                entities.push(Entity::with_uid(u));
+        let user = uid(&ty.user, &who);
+        let target = uid(kind, q.target.name);
+        // The entities of a request depend on the caller and the target only; they are
+        // kept for the next request of the same pair (building them, with Cedar's
+        // transitive closure, is about half of a decision).
+        let key = cache_key(q);
+        let cached = self.cache.get(&key);
+        let entities = match cached {
+            Some(e) => e,
+            None => {
+                // Roles and groups need no entities of their own: `principal in
+                // Role::"x"` reads the principal's parents, and roles and groups have
+                // no parents.
+                let parents: HashSet<EntityUid> =
+                    [(&ty.role, q.caller.roles), (&ty.group, q.caller.groups)]
+                        .into_iter()
+                        .flat_map(|(t, names)| names.iter().map(move |n| uid(t, n)))
+                        .collect();
+                let upstream = uid(&ty.upstream, q.target.upstream);
+                let mut attrs = vec![(id_attr, string(q.target.name))];
+                if q.target.kind == Kind::Tool {
+                    attrs.push(("risk", string(q.target.risk)));
+                    attrs.push(("data_class", string(q.target.data_class)));
+                }
+                let list = vec![
+                    entity(
+                        user.clone(),
+                        [
+                            ("issuer", string(q.caller.issuer)),
+                            ("subject", string(q.caller.subject)),
+                        ],
+                        parents,
+                    )?,
+                    entity(
+                        upstream.clone(),
+                        [
+                            ("name", string(q.target.upstream)),
+                            ("risk", string(q.target.upstream_risk)),
+                            ("data_class", string(q.target.upstream_data_class)),
+                        ],
+                        HashSet::new(),
+                    )?,
+                    entity(target.clone(), attrs, HashSet::from([upstream]))?,
+                ];
+                let e = Arc::new(
+                    Entities::from_entities(list, None)
+                        .map_err(|e| PolicyError::Request(e.to_string()))?,
+                );
+                self.cache.put(key, Arc::clone(&e));
+                e
             }
-        }
-        let user = uid("User", &who)?;
-        entities.push(entity(
-            user.clone(),
-            [
-                ("issuer", string(q.caller.issuer)),
-                ("subject", string(q.caller.subject)),
-            ],
-            parents,
-        )?);
-        let upstream = uid("Upstream", q.target.upstream)?;
-        entities.push(entity(
-            upstream.clone(),
-            [
-                ("name", string(q.target.upstream)),
-                ("risk", string(q.target.upstream_risk)),
-                ("data_class", string(q.target.upstream_data_class)),
-            ],
-            HashSet::new(),
-        )?);
-        let target = uid(kind, q.target.name)?;
-        let mut attrs = vec![(id_attr, string(q.target.name))];
-        if q.target.kind == Kind::Tool {
-            attrs.push(("risk", string(q.target.risk)));
-            attrs.push(("data_class", string(q.target.data_class)));
-        }
-        entities.push(entity(target.clone(), attrs, HashSet::from([upstream]))?);
-        let entities = Entities::from_entities(entities, None)
-            .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let action = EntityUid::from_type_name_and_id(
-            EntityTypeName::from_str("Palisade::Action")
-                .map_err(|e| PolicyError::Request(e.to_string()))?,
-            EntityId::new(q.action),
-        );
+        };
+        let action = uid(&ty.action, q.action);
         let c = &q.context;
         let context = Context::from_pairs([
             (
@@ -313,9 +437,9 @@ impl Policies {
             ("address".to_owned(), string(c.address)),
         ])
         .map_err(|e| PolicyError::Request(format!("context: {e}")))?;
-        let request = Request::new(user, action, target, context, Some(&self.schema))
+        let request = Request::new(user, action, target, context, None)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
+        let response = Authorizer::new().is_authorized(&request, &self.set, entities.as_ref());
         let allow = response.decision() == CedarDecision::Allow;
         Ok(Decision {
             allow,

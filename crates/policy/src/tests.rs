@@ -255,3 +255,47 @@ fn upstream_attributes_and_context_facts_reach_policies() {
     q.context.time = 1_900_000_001;
     assert!(!p.decide(&q).unwrap().allow, "forbidden after that time");
 }
+
+#[test]
+fn cache_keys_cannot_be_forged_by_names() {
+    let none: Vec<String> = Vec::new();
+    let c = ctx(&[], "clean");
+    let a = query(&none, &none, "tools/call", "high", &c);
+    let mut b = a.clone();
+    b.target.name = "files__delete5:high";
+    let mut a2 = a.clone();
+    a2.target.name = "files__delete";
+    a2.target.risk = "5:high";
+    assert_ne!(cache_key(&b), cache_key(&a2));
+    let roles = vec!["a".to_owned()];
+    let mut r = a.clone();
+    r.caller.roles = &roles;
+    let mut g = a.clone();
+    g.caller.groups = &roles;
+    assert_ne!(cache_key(&r), cache_key(&g), "a role is not a group");
+}
+
+#[test]
+fn cached_entities_follow_the_caller_and_target() {
+    // The same tool decided for an admin, then for someone else: the second decision
+    // must not reuse the first caller's roles.
+    let p = Policies::parse(POLICY).unwrap();
+    let admin = vec!["admin".to_owned()];
+    let none: Vec<String> = Vec::new();
+    let c = ctx(&["tools:admin"], "clean");
+    assert!(
+        p.decide(&query(&admin, &none, "tools/call", "high", &c))
+            .unwrap()
+            .allow
+    );
+    assert!(
+        !p.decide(&query(&none, &none, "tools/call", "high", &c))
+            .unwrap()
+            .allow
+    );
+    assert!(
+        p.decide(&query(&admin, &none, "tools/call", "high", &c))
+            .unwrap()
+            .allow
+    );
+}

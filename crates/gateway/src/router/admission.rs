@@ -114,11 +114,16 @@ impl Router {
     }
 
     /// Whether upstream `idx` lists `kind` for the first time (its first sight in
-    /// `tofu` mode); `false` when it is not pinned.
-    pub(super) async fn first_sight(&self, idx: usize, kind: &str) -> bool {
+    /// `tofu` mode); `false` when it is not pinned. Keep the guard until the list's
+    /// items are admitted.
+    pub(super) async fn first_sight(
+        &self,
+        idx: usize,
+        kind: &str,
+    ) -> (bool, Option<tokio::sync::OwnedMutexGuard<()>>) {
         match &self.pins {
             Some(p) if p.enabled(idx) => p.first_sight(idx, kind).await,
-            _ => false,
+            _ => (false, None),
         }
     }
 
@@ -227,7 +232,7 @@ impl Router {
             let Some(text) = link.as_ref().and_then(Link::instructions) else {
                 continue;
             };
-            let first = self.first_sight(idx, "instructions").await;
+            let (first, _turn) = self.first_sight(idx, "instructions").await;
             let item = json!({ "instructions": text });
             if self.admit(idx, "instructions", &item, first).await {
                 parts.push((idx, text));
@@ -296,7 +301,7 @@ impl Router {
             if items.is_empty() {
                 continue;
             }
-            let first = self.first_sight(r.upstream, kind).await;
+            let (first, _turn) = self.first_sight(r.upstream, kind).await;
             let mut withheld = 0usize;
             for item in &items {
                 if kind == "tool" && !item.get("inputSchema").is_some_and(Value::is_object) {
