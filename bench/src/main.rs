@@ -415,6 +415,7 @@ fn policy_bench(files: &[String]) -> Result<()> {
         "files:read".to_owned(),
         "tools:admin".to_owned(),
     ];
+    let called = vec!["crm__search".to_owned(), "crm__read".to_owned()];
     println!("| policy file | policies | decision | µs per decision |");
     println!("|---|---|---|---|");
     for file in files {
@@ -443,6 +444,8 @@ fn policy_bench(files: &[String]) -> Result<()> {
                 verdict: "clean",
                 client: "ide",
                 address: "127.0.0.1",
+                called: &called,
+                session_seconds: 42,
             },
         };
         let allow = p.decide(&q).map_err(|e| anyhow::anyhow!("{e}"))?.allow;

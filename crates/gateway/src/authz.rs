@@ -22,6 +22,7 @@ use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::principal::Caller;
+use crate::session::Session;
 
 /// Local mode's policy: the local user (issuer `local`, the only principal that
 /// exists without `[auth]`) may use everything.
@@ -177,6 +178,7 @@ impl Authz {
     fn ask<T>(
         &self,
         caller: &Caller,
+        session: &Session,
         action: &str,
         s: &Subject<'_>,
         f: impl FnOnce(&Policies, &Query<'_>) -> T,
@@ -201,6 +203,7 @@ impl Authz {
             .address
             .map(|a: IpAddr| a.to_string())
             .unwrap_or_default();
+        let called = session.called();
         let q = Query {
             caller: palisade_policy::Caller {
                 issuer: caller.principal.issuer(),
@@ -224,14 +227,22 @@ impl Authz {
                 verdict: s.verdict,
                 client: caller.client.as_deref().unwrap_or_default(),
                 address: &address,
+                called: &called,
+                session_seconds: session.age_seconds(),
             },
         };
         f(&self.policies(), &q)
     }
 
     /// Decides `caller`'s `action` on `s`. An error while deciding denies.
-    pub(crate) fn decide(&self, caller: &Caller, action: &str, s: &Subject<'_>) -> Decision {
-        self.ask(caller, action, s, |p, q| match p.decide(q) {
+    pub(crate) fn decide(
+        &self,
+        caller: &Caller,
+        session: &Session,
+        action: &str,
+        s: &Subject<'_>,
+    ) -> Decision {
+        self.ask(caller, session, action, s, |p, q| match p.decide(q) {
             Ok(d) => {
                 if !d.errors.is_empty() {
                     tracing::warn!(errors = ?d.errors, "policies failed to evaluate (they did not apply)");
@@ -252,8 +263,16 @@ impl Authz {
 
     /// For a denied request: the scope a token would need (AUTH-12), if a
     /// `@step_up` permit would then allow it.
-    pub(crate) fn step_up(&self, caller: &Caller, action: &str, s: &Subject<'_>) -> Option<String> {
-        self.ask(caller, action, s, |p, q| p.step_up(q).ok().flatten())
+    pub(crate) fn step_up(
+        &self,
+        caller: &Caller,
+        session: &Session,
+        action: &str,
+        s: &Subject<'_>,
+    ) -> Option<String> {
+        self.ask(caller, session, action, s, |p, q| {
+            p.step_up(q).ok().flatten()
+        })
     }
 
     /// Re-reads the policy file now; `trigger` says why (`change`, `sighup`).

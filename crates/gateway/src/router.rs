@@ -338,9 +338,9 @@ impl Router {
             "tools/call" | "prompts/get" => {
                 let target = msg.param_str("name").unwrap_or_default();
                 let params: Option<Value> = msg.params().ok();
-                let ruling = self
-                    .split_name(&target)
-                    .map(|(idx, local)| self.rule_named(caller, &method, idx, local, &target));
+                let ruling = self.split_name(&target).map(|(idx, local)| {
+                    self.rule_named(session, caller, &method, idx, local, &target)
+                });
                 let routed = self.route_by_name(&msg);
                 let refused = match (&routed, &ruling) {
                     (_, Some(r)) if !r.allow => Some((unknown_name(&id), "policy")),
@@ -398,7 +398,7 @@ impl Router {
                     return;
                 };
                 let idx = self.route_by_uri(session, &uri).await;
-                let ruling = idx.map(|i| self.rule_resource(caller, i, &uri));
+                let ruling = idx.map(|i| self.rule_resource(session, caller, i, &uri));
                 let refused = match (idx, &ruling) {
                     (None, _) => Some((unknown_resource(&id), "resource not found")),
                     (_, Some(r)) if !r.allow => Some((unknown_resource(&id), "policy")),
@@ -459,6 +459,7 @@ impl Router {
     /// upstream `idx`'s `local` item, which the client names `full`.
     fn rule_named(
         &self,
+        session: &Session,
         caller: &Caller,
         method: &str,
         idx: usize,
@@ -473,6 +474,7 @@ impl Router {
         let verdict = self.verdict(idx, k, local);
         let d = self.authz.decide(
             caller,
+            session,
             method,
             &Subject {
                 kind,
@@ -491,9 +493,10 @@ impl Router {
 
     /// The policy's ruling on reading `uri` of upstream `idx` (subscribing counts as
     /// reading).
-    fn rule_resource(&self, caller: &Caller, idx: usize, uri: &str) -> Ruling {
+    fn rule_resource(&self, session: &Session, caller: &Caller, idx: usize, uri: &str) -> Ruling {
         let d = self.authz.decide(
             caller,
+            session,
             "resources/read",
             &Subject {
                 kind: palisade_policy::Kind::Resource,
@@ -580,10 +583,10 @@ impl Router {
                         local,
                     ),
                 };
-                if self.authz.decide(caller, method, &s).allow {
+                if self.authz.decide(caller, session, method, &s).allow {
                     return None;
                 }
-                self.authz.step_up(caller, method, &s)
+                self.authz.step_up(caller, session, method, &s)
             }
             "resources/read" | "resources/subscribe" => {
                 let uri = msg.param_str("uri")?;
@@ -595,10 +598,14 @@ impl Router {
                     name: &uri,
                     verdict: self.verdict(idx, "resource", &uri),
                 };
-                if self.authz.decide(caller, "resources/read", &s).allow {
+                if self
+                    .authz
+                    .decide(caller, session, "resources/read", &s)
+                    .allow
+                {
                     return None;
                 }
-                self.authz.step_up(caller, "resources/read", &s)
+                self.authz.step_up(caller, session, "resources/read", &s)
             }
             _ => None,
         }
@@ -692,6 +699,9 @@ impl Router {
         match (refused, go) {
             (Some((answer, _)), _) => Some(answer),
             (None, Some((idx, m))) => {
+                if matches!(call.method, "tools/call" | "prompts/get") {
+                    session.note_called(call.target);
+                }
                 self.forward(session, idx, m, sink, cancel).await;
                 None
             }
@@ -1027,7 +1037,7 @@ impl Router {
                     .to_owned();
                 let (idx, local) = self.split_name(&name).ok_or_else(bad)?;
                 if !self
-                    .rule_named(caller, "prompts/get", idx, local, &name)
+                    .rule_named(session, caller, "prompts/get", idx, local, &name)
                     .allow
                 {
                     return Err(bad());
@@ -1045,7 +1055,7 @@ impl Router {
                     .ok_or_else(bad)?
                     .to_owned();
                 let idx = self.route_by_uri(session, &uri).await.ok_or_else(bad)?;
-                if !self.rule_resource(caller, idx, &uri).allow {
+                if !self.rule_resource(session, caller, idx, &uri).allow {
                     return Err(bad());
                 }
                 Ok((idx, msg.clone()))
@@ -1171,7 +1181,7 @@ impl Router {
                         tracing::warn!(upstream = %self.names[idx], "dropped an item whose namespaced name is too long (FEAT-03)");
                         continue;
                     }
-                    if !self.offer(caller, idx, kind, &name, &full) {
+                    if !self.offer(session, caller, idx, kind, &name, &full) {
                         denied += 1;
                         continue;
                     }
@@ -1193,7 +1203,7 @@ impl Router {
                         .or_else(|| obj.get("uriTemplate"))
                         .and_then(Value::as_str)
                         .unwrap_or_default();
-                    if !self.offer(caller, idx, kind, uri, uri) {
+                    if !self.offer(session, caller, idx, kind, uri, uri) {
                         denied += 1;
                         continue;
                     }
@@ -1240,6 +1250,7 @@ impl Router {
     /// router's own probes).
     fn offer(
         &self,
+        session: &Session,
         caller: Option<&Caller>,
         idx: usize,
         kind: &'static str,
@@ -1255,6 +1266,7 @@ impl Router {
         self.authz
             .decide(
                 caller,
+                session,
                 action,
                 &Subject {
                     kind: of,

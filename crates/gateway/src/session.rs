@@ -44,6 +44,9 @@ pub(crate) struct RelayedRequest {
     at: Instant,
 }
 
+/// Distinct tools and prompts remembered per session for policies.
+pub(crate) const MAX_CALLED: usize = 1024;
+
 /// How long a relayed server→client request waits for the client's answer.
 const RELAYED_TTL: Duration = Duration::from_secs(600);
 
@@ -77,6 +80,9 @@ pub(crate) struct Session {
     calls: Mutex<HashMap<Id, tokio_util::sync::CancellationToken>>,
     /// URI → upstream index, from the lists this session has seen.
     pub(crate) resource_index: Mutex<ResourceIndex>,
+    /// The tools and prompts this session was allowed to use (namespaced, distinct,
+    /// the first [`MAX_CALLED`]), for policies about sequences.
+    called: Mutex<Vec<String>>,
     /// The tool and prompt names each upstream last listed to this session, by
     /// (upstream, `tool`|`prompt`): a call to any other name is refused.
     pub(crate) listed: Mutex<HashMap<(usize, &'static str), std::collections::HashSet<String>>>,
@@ -217,6 +223,7 @@ impl Session {
             calls: Mutex::new(HashMap::new()),
             resource_index: Mutex::new(ResourceIndex::default()),
             listed: Mutex::new(HashMap::new()),
+            called: Mutex::new(Vec::new()),
             replay_capacity,
             rechecks,
         }
@@ -344,6 +351,24 @@ impl Session {
             },
         );
         Some(id)
+    }
+
+    /// Notes that the session was allowed to use tool or prompt `name`.
+    pub(crate) fn note_called(&self, name: &str) {
+        let mut c = lock(&self.called);
+        if c.len() < MAX_CALLED && !c.iter().any(|n| n == name) {
+            c.push(name.to_owned());
+        }
+    }
+
+    /// The tools and prompts this session was allowed to use so far.
+    pub(crate) fn called(&self) -> Vec<String> {
+        lock(&self.called).clone()
+    }
+
+    /// Whole seconds since the session was opened.
+    pub(crate) fn age_seconds(&self) -> i64 {
+        i64::try_from(self.created.elapsed().as_secs()).unwrap_or(i64::MAX)
     }
 
     /// An ID for a request the gateway itself sends the client, and where its answer

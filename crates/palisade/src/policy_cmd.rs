@@ -60,8 +60,8 @@ pub(crate) struct TestArgs {
     /// The upstream's data class attribute.
     #[arg(long, default_value = "unclassified")]
     upstream_data_class: String,
-    /// Context as JSON: `scopes`, `time`, `verdict`, `client`, `address`; missing
-    /// keys are `[]`, now, `"clean"`, `""`, `""`.
+    /// Context as JSON: `scopes`, `time`, `verdict`, `client`, `address`, `called`,
+    /// `session_seconds`; missing keys are `[]`, now, `"clean"`, `""`, `""`, `[]`, 0.
     #[arg(long)]
     context: Option<String>,
 }
@@ -79,6 +79,10 @@ struct Context {
     client: String,
     #[serde(default)]
     address: String,
+    #[serde(default)]
+    called: Vec<String>,
+    #[serde(default)]
+    session_seconds: i64,
 }
 
 impl Default for Context {
@@ -89,6 +93,8 @@ impl Default for Context {
             verdict: clean(),
             client: String::new(),
             address: String::new(),
+            called: Vec::new(),
+            session_seconds: 0,
         }
     }
 }
@@ -190,6 +196,8 @@ fn test(a: &TestArgs) -> ExitCode {
             verdict: &context.verdict,
             client: &context.client,
             address: &context.address,
+            called: &context.called,
+            session_seconds: context.session_seconds,
         },
     };
     match policies.decide(&q) {

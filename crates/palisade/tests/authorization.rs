@@ -563,3 +563,32 @@ async fn feat_02_a_tool_the_upstream_never_listed_is_not_called() {
         .await;
     assert_eq!(r["reason"], "not listed by the upstream");
 }
+
+const NO_SEND_AFTER_READ: &str = r#"
+@id("all")
+permit(principal, action, resource);
+
+@id("no-echo-after-sum")
+forbid(principal, action == Palisade::Action::"tools/call", resource)
+when { resource.name == "files__echo" && context.called.contains("files__sum") };
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_06_policies_see_what_the_session_already_used() {
+    // A toxic flow: once a session has used one tool (read secrets), another (send
+    // mail) is forbidden for the rest of that session.
+    let s = setup(&["files"], NO_SEND_AFTER_READ, "").await;
+    let token = s.token("alice", "mcp:tools", &[], &[]);
+    let c = s.session(&token, json!({})).await;
+    assert!(echo_works(&c, 1).await, "allowed before");
+    let sum = c.call(2, "files__sum", json!({"a": 1, "b": 2})).await;
+    assert!(sum.get("result").is_some(), "{sum}");
+    assert!(!echo_works(&c, 3).await, "forbidden after the other tool");
+    let r = s
+        .audited(|r| r["type"] == "call" && r["decision"] == "deny" && r["target"] == "files__echo")
+        .await;
+    assert_eq!(r["policies"], json!(["no-echo-after-sum"]));
+    // Another session starts clean.
+    let fresh = s.session(&token, json!({})).await;
+    assert!(echo_works(&fresh, 4).await);
+}

@@ -96,6 +96,11 @@ pub struct Facts<'a> {
     pub client: &'a str,
     /// The caller's IP address as the gateway sees it (`""` when unknown).
     pub address: &'a str,
+    /// The tools and prompts this session has been allowed to use so far
+    /// (namespaced names), for policies about sequences (a send after a secret read).
+    pub called: &'a [String],
+    /// Seconds since the session was opened.
+    pub session_seconds: i64,
 }
 
 /// One authorization question.
@@ -435,6 +440,14 @@ impl Policies {
             ("verdict".to_owned(), string(c.verdict)),
             ("client".to_owned(), string(c.client)),
             ("address".to_owned(), string(c.address)),
+            (
+                "called".to_owned(),
+                RestrictedExpression::new_set(c.called.iter().map(|s| string(s))),
+            ),
+            (
+                "session_seconds".to_owned(),
+                RestrictedExpression::new_long(c.session_seconds),
+            ),
         ])
         .map_err(|e| PolicyError::Request(format!("context: {e}")))?;
         let request = Request::new(user, action, target, context, None)

@@ -46,6 +46,8 @@ fn query<'a>(
             verdict: c.verdict,
             client: "",
             address: "",
+            called: &[],
+            session_seconds: 0,
         },
     }
 }
