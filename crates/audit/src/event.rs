@@ -81,6 +81,9 @@ pub enum Event {
         session: String,
         /// Who asked.
         principal: String,
+        /// The OAuth client the caller's token was issued to, when it names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
         /// `tools/list`, `prompts/list`, …
         method: String,
         /// Items offered.
@@ -97,6 +100,9 @@ pub enum Event {
         session: String,
         /// Who called.
         principal: String,
+        /// The OAuth client the caller's token was issued to, when it names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
         /// `tools/call`, `prompts/get`, `resources/read`, …
         method: String,
         /// The upstream it goes to, when known.

@@ -167,6 +167,7 @@ mod tests {
         let call = Event::Call {
             session: "ab".into(),
             principal: "https://idp|alice".into(),
+            client: Some("ide".into()),
             method: "tools/call".into(),
             upstream: Some("files".into()),
             target: "files__write".into(),

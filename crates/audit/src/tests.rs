@@ -31,6 +31,7 @@ fn call(i: usize) -> Event {
     Event::Call {
         session: "s1".into(),
         principal: "alice".into(),
+        client: None,
         method: "tools/call".into(),
         upstream: Some("files".into()),
         target: format!("files__read_{i}"),

@@ -361,6 +361,7 @@ async fn post_inner(
                 app.router.audit.note(palisade_audit::Event::Call {
                     session: crate::audit::session_ref(&session.id),
                     principal: crate::audit::who(&caller.principal),
+                    client: caller.client.clone(),
                     method: msg.method().unwrap_or_default().to_owned(),
                     upstream: None,
                     target: msg
@@ -476,6 +477,7 @@ async fn request(
             app.router.audit.note(palisade_audit::Event::Call {
                 session: crate::audit::session_ref(&session.id),
                 principal: who,
+                client: caller.client.clone(),
                 method: msg.method().unwrap_or_default().to_owned(),
                 upstream: upstream.and_then(|i| app.router.names.get(i)).cloned(),
                 target: tool.unwrap_or_default(),

@@ -111,6 +111,8 @@ struct Call<'a> {
     params: Option<&'a Value>,
     /// The policies that decided it.
     policies: &'a [String],
+    /// The caller's OAuth client, when its token names one.
+    client: Option<&'a str>,
 }
 
 /// What the policy said about a call.
@@ -364,6 +366,7 @@ impl Router {
                     msg: &msg,
                     params: params.as_ref(),
                     policies: ruling.as_ref().map_or(&[], |r| r.policies.as_slice()),
+                    client: caller.client.as_deref(),
                 };
                 let held = ruling.as_ref().is_some_and(|r| r.allow && r.approval);
                 match self
@@ -421,6 +424,7 @@ impl Router {
                     msg: &msg,
                     params: None,
                     policies: ruling.as_ref().map_or(&[], |r| r.policies.as_slice()),
+                    client: caller.client.as_deref(),
                 };
                 let held = ruling.as_ref().is_some_and(|r| r.allow && r.approval);
                 let go = idx.map(|i| (i, msg.clone()));
@@ -634,6 +638,7 @@ impl Router {
         let event = palisade_audit::Event::Call {
             session: crate::audit::session_ref(&session.id),
             principal: crate::audit::who(&session.principal),
+            client: call.client.map(str::to_owned),
             method: call.method.to_owned(),
             upstream: call.upstream.and_then(|i| self.names.get(i)).cloned(),
             target: call.target.to_owned(),
@@ -1229,6 +1234,7 @@ impl Router {
         let event = palisade_audit::Event::List {
             session: crate::audit::session_ref(&session.id),
             principal: crate::audit::who(&session.principal),
+            client: caller.and_then(|c| c.client.clone()),
             method: method.to_owned(),
             offered: items.len(),
             withheld: listed.saturating_sub(items.len() + denied),

@@ -162,6 +162,7 @@ async fn auth_20_feat_06_per_team_lists_are_filtered_and_forbidden_calls_look_un
         .audited(|r| r["type"] == "list" && r["method"] == "tools/list")
         .await;
     assert!(list["denied"].as_u64().unwrap() > 0, "{list}");
+    assert_eq!(list["client"], "test-client");
 
     // A call she may make goes through, and its record names the permit.
     let ok = alice.call(2, "crm__echo", json!({"x": 1})).await;
@@ -171,6 +172,7 @@ async fn auth_20_feat_06_per_team_lists_are_filtered_and_forbidden_calls_look_un
         .await;
     assert_eq!(r["decision"], "allow");
     assert_eq!(r["policies"], json!(["team-a-uses-crm"]));
+    assert_eq!(r["client"], "test-client", "the OAuth client is recorded");
 
     // A forbidden tool answers exactly as a tool that does not exist.
     let forbidden = alice.call(3, "billing__echo", json!({})).await;
