@@ -160,6 +160,18 @@ pub enum Event {
         /// What triggered it: `start`, `change`, `sighup`.
         trigger: String,
     },
+    /// An admin action done with the CLI (secrets, pin approvals), recorded when the
+    /// gateway drains the store's queue.
+    Admin {
+        /// `secrets.set`, `secrets.rotate-key`, `pins.approve`, `pins.reject`.
+        action: String,
+        /// Who did it (the OS login, or `--by`).
+        by: String,
+        /// On what (a secret's name, never its value; a pin; a count).
+        detail: String,
+        /// Unix seconds when it was done.
+        at: i64,
+    },
     /// A pinned definition changed state.
     Pin {
         /// The upstream.
@@ -193,6 +205,7 @@ impl Event {
             Self::Finding { .. } => "finding",
             Self::Pin { .. } => "pin",
             Self::Policy { .. } => "policy",
+            Self::Admin { .. } => "admin",
         }
     }
 }

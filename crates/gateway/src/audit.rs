@@ -117,3 +117,46 @@ pub(crate) fn session_ref(id: &str) -> String {
 pub(crate) fn value_sha256(v: &Value) -> String {
     crate::pins::canonical(v).1
 }
+
+/// Records the admin actions the CLI queued in the store, at start and then every
+/// [`ADMIN_DRAIN`], until `stop`. A row is marked recorded only once its record is
+/// written, so none is lost while the log cannot write.
+pub(crate) async fn drain_admin_actions(
+    auditor: std::sync::Arc<Auditor>,
+    store: std::sync::Arc<palisade_store::SqliteStore>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(ADMIN_DRAIN);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let pending = match store.admin_unrecorded().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the admin actions to record");
+                continue;
+            }
+        };
+        for a in pending {
+            let event = Event::Admin {
+                action: a.action,
+                by: a.by,
+                detail: a.detail,
+                at: a.at,
+            };
+            if auditor.decide(event).await.is_err() {
+                break;
+            }
+            if let Err(e) = store.admin_recorded(a.id).await {
+                tracing::warn!(error = %e, "cannot mark an admin action recorded");
+                break;
+            }
+        }
+    }
+}
+
+/// How often the CLI's admin actions are picked up.
+const ADMIN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);

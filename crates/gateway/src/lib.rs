@@ -417,6 +417,11 @@ pub async fn run(
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(endpoint::reaper(Arc::clone(&app), reaper_stop.clone()));
     let policy_watch = tokio::spawn(Arc::clone(&authz).watch(reaper_stop.clone()));
+    let admin_drain = tokio::spawn(audit::drain_admin_actions(
+        Arc::clone(&auditor),
+        Arc::clone(&store),
+        reaper_stop.clone(),
+    ));
     let rechecker = {
         let app = Arc::clone(&app);
         let stop = reaper_stop.clone();
@@ -513,6 +518,7 @@ pub async fn run(
     let _ = reaper.await;
     let _ = rechecker.await;
     let _ = policy_watch.await;
+    let _ = admin_drain.await;
 
     // LOC-06: stop stdio children (stdin closed, SIGTERM, SIGKILL).
     upstream_stop.cancel();

@@ -185,7 +185,7 @@ fn secrets(command: SecretsCommand) -> Result<()> {
             rt.block_on(async {
                 let vault = palisade_gateway::open_vault(&config).await?;
                 vault.set(&name, &secret).await?;
-                anyhow::Ok(())
+                admin_action(&config, "secrets.set", &name).await
             })?;
             println!("stored secret `{name}`");
         }
@@ -203,11 +203,28 @@ fn secrets(command: SecretsCommand) -> Result<()> {
             let config = load(&config)?;
             let n = rt.block_on(async {
                 let vault = palisade_gateway::open_vault(&config).await?;
-                anyhow::Ok(vault.rotate().await?)
+                let n = vault.rotate().await?;
+                admin_action(&config, "secrets.rotate-key", &format!("{n} secret(s)")).await?;
+                anyhow::Ok(n)
             })?;
             println!("re-encrypted {n} secret(s) with the current key");
         }
     }
+    Ok(())
+}
+
+/// Queues an admin action for the gateway's audit log (it cannot be appended here:
+/// the log has one writer, the gateway).
+pub(crate) async fn admin_action(
+    config: &palisade_config::Config,
+    action: &str,
+    detail: &str,
+) -> Result<()> {
+    let store = palisade_store::SqliteStore::open(&config.data_dir).await?;
+    store
+        .admin_record(pins_cmd::now(), &pins_cmd::login(), action, detail)
+        .await?;
+    store.close().await;
     Ok(())
 }
 

@@ -177,6 +177,25 @@ async fn decide(store: &SqliteStore, d: Decision, approve: bool) -> Result<()> {
         .pin_decide(&d.upstream, &d.name, d.hash.as_deref(), approve, &by, now())
         .await?;
     anyhow::ensure!(n > 0, "nothing pending for {}/{}", d.upstream, d.name);
+    store
+        .admin_record(
+            now(),
+            &by,
+            if approve {
+                "pins.approve"
+            } else {
+                "pins.reject"
+            },
+            &format!(
+                "{}/{}{}",
+                d.upstream,
+                d.name,
+                d.hash
+                    .as_deref()
+                    .map_or_else(String::new, |h| format!(" (hash {h}…)"))
+            ),
+        )
+        .await?;
     println!(
         "{} {n} definition(s) of {}/{} as {by}",
         if approve { "approved" } else { "rejected" },
@@ -194,7 +213,7 @@ fn pretty(definition: &str) -> String {
         + "\n"
 }
 
-fn login() -> String {
+pub(crate) fn login() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| {
@@ -206,7 +225,7 @@ fn login() -> String {
         })
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -448,3 +448,39 @@ async fn obs_01_records_reach_stdout_syslog_tls_and_otlp_receivers() {
             .any(|b| b.to_string().contains(SECRET_ARG))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_admin_actions_from_the_cli_reach_the_audit_log() {
+    // Set before the gateway started: recorded when it starts.
+    let gw = spawn_with_secret("127.0.0.1:0", &demo_upstream("demo"), "api-key", SECRET_ARG);
+    gw.ready().await;
+    let log = gw.dir.path().join("data/audit.jsonl");
+    let admin = |action: &'static str| {
+        let log = log.clone();
+        move || {
+            events(&log)
+                .into_iter()
+                .find(|e| e["type"] == "admin" && e["action"] == action)
+        }
+    };
+    let set = until("secrets.set", admin("secrets.set")).await;
+    assert_eq!(set["detail"], "api-key");
+    assert!(!set["by"].as_str().unwrap().is_empty());
+    // Done while it runs: recorded within seconds.
+    let config = gw.dir.path().join("palisade.toml");
+    let out = cli(&["secrets", "rotate-key"], &config, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated = until("secrets.rotate-key", admin("secrets.rotate-key")).await;
+    // Nothing was sealed with an older key, so nothing needed re-encrypting.
+    assert_eq!(rotated["detail"], "0 secret(s)");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(SECRET_ARG), "never a secret's value");
+    // Each action once, even after more drains.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let n = events(&log).iter().filter(|e| e["type"] == "admin").count();
+    assert_eq!(n, 2);
+}

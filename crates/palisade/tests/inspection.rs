@@ -295,6 +295,31 @@ async fn feat_02_a_changed_definition_is_quarantined_until_approved() {
     let out = cli(&["pins", "list", "--pending"], &config, None);
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing pending"));
     assert!(!tool_names(&list(6).await).contains(&"rec__lookup".to_owned()));
+    // Both decisions are admin actions, recorded whether or not the gateway sees the
+    // item again.
+    let log = gw.dir.path().join("data/audit.jsonl");
+    let mut admin = Vec::new();
+    for _ in 0..100 {
+        admin = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"type\":\"admin\""))
+            .map(str::to_owned)
+            .collect();
+        if admin.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        admin.iter().any(|l| l.contains("pins.approve")
+            && l.contains("rec/echo")
+            && l.contains("\"by\":\"alice\""))
+            && admin
+                .iter()
+                .any(|l| l.contains("pins.reject") && l.contains("rec/lookup")),
+        "{admin:#?}"
+    );
     // Deciding on nothing is an error.
     assert!(
         !cli(&["pins", "approve", "rec", "nope"], &config, None)

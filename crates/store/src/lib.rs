@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod pins;
 pub mod vault;
 
@@ -143,6 +144,16 @@ const SCHEMA: &[&str] = &[
         note TEXT,
         PRIMARY KEY (upstream, kind, name, hash)
     ) STRICT",
+    // v4: admin actions done with the CLI, waiting for the gateway's audit log (admin.rs)
+    "CREATE TABLE IF NOT EXISTS admin_actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        recorded INTEGER NOT NULL
+    ) STRICT",
+    "CREATE INDEX IF NOT EXISTS admin_actions_unrecorded ON admin_actions (recorded, id)",
 ];
 
 impl SqliteStore {
