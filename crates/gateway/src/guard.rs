@@ -53,9 +53,10 @@ impl GuardChain {
         //    advertised may be used (LIFE-01, LIFE-03). First, because nothing else
         //    should spend effort on a message the protocol forbids.
         let msg = run(lifecycle(&msg, cx), msg)?;
-        // 2. (next) authorization by policy, default deny.
-        // 3. (next) argument validation and inspection.
-        // The router comes last: it picks the upstream and remaps IDs.
+        // 2-5 run in the router, which must resolve the target first: authorization by
+        //    policy (authz.rs, deny by default), the routing checks (quarantine, listed
+        //    names, arguments), approval, and the audit record (ARCHITECTURE.md, "Guard
+        //    order"). The router comes last: it picks the upstream and remaps IDs.
         Ok(msg)
     }
 
