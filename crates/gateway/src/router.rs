@@ -14,7 +14,7 @@ use palisade_wire::{ErrorCode, Id, Kind, Message, ProtocolVersion};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::authz::{Authz, Subject};
+use crate::authz::Authz;
 use crate::guard::{Denial, Exchange, GuardChain};
 use crate::inspect::{Inspection, Outcome};
 use crate::pins::Pins;
@@ -24,6 +24,7 @@ use crate::upstream::http::{HttpLink, HttpTarget};
 use crate::upstream::{self, Link, Sink, Timeouts, stdio::StdioUpstream};
 
 mod admission;
+mod authorization;
 use admission::template_prefix;
 
 /// Time allowed for an HTTP upstream's `initialize` and for list requests.
@@ -113,15 +114,6 @@ struct Call<'a> {
     policies: &'a [String],
     /// The caller's OAuth client, when its token names one.
     client: Option<&'a str>,
-}
-
-/// What the policy said about a call.
-struct Ruling {
-    allow: bool,
-    /// The policies that decided it (permits that allowed it, forbids that denied it).
-    policies: Vec<String>,
-    /// Held for a person's approval (FEAT-08).
-    approval: bool,
 }
 
 /// The message of a JSON-RPC error the gateway made (never upstream text).
@@ -459,162 +451,6 @@ impl Router {
         let _ = sink.send(out).await;
     }
 
-    /// The policy's ruling on `caller`'s `method` (`tools/call`, `prompts/get`) on
-    /// upstream `idx`'s `local` item, which the client names `full`.
-    fn rule_named(
-        &self,
-        session: &Session,
-        caller: &Caller,
-        method: &str,
-        idx: usize,
-        local: &str,
-        full: &str,
-    ) -> Ruling {
-        let (kind, k) = if method == "prompts/get" {
-            (palisade_policy::Kind::Prompt, "prompt")
-        } else {
-            (palisade_policy::Kind::Tool, "tool")
-        };
-        let verdict = self.verdict(idx, k, local);
-        let d = self.authz.decide(
-            caller,
-            session,
-            method,
-            &Subject {
-                kind,
-                upstream: idx,
-                local,
-                name: full,
-                verdict,
-            },
-        );
-        Ruling {
-            allow: d.allow,
-            policies: d.policies,
-            approval: d.approval,
-        }
-    }
-
-    /// The policy's ruling on reading `uri` of upstream `idx` (subscribing counts as
-    /// reading).
-    fn rule_resource(&self, session: &Session, caller: &Caller, idx: usize, uri: &str) -> Ruling {
-        let d = self.authz.decide(
-            caller,
-            session,
-            "resources/read",
-            &Subject {
-                kind: palisade_policy::Kind::Resource,
-                upstream: idx,
-                local: uri,
-                name: uri,
-                verdict: self.verdict(idx, "resource", uri),
-            },
-        );
-        Ruling {
-            allow: d.allow,
-            policies: d.policies,
-            approval: d.approval,
-        }
-    }
-
-    /// Whether upstream `idx` listed the tool or prompt the client names `full` to
-    /// this session. A session that never listed them lists them once now. A name the
-    /// upstream did not list — a hidden tool, never pinned nor inspected — is not
-    /// called, and is answered as unknown, like a name the policy denies.
-    async fn offered(&self, session: &Arc<Session>, idx: usize, method: &str, full: &str) -> bool {
-        let Some((_, local)) = self.split_name(full) else {
-            return false;
-        };
-        let (kind, list) = if method == "prompts/get" {
-            ("prompt", "prompts/list")
-        } else {
-            ("tool", "tools/list")
-        };
-        let known = |s: &Session| {
-            s.listed
-                .lock()
-                .ok()
-                .and_then(|l| l.get(&(idx, kind)).map(|names| names.contains(local)))
-        };
-        if let Some(yes) = known(session) {
-            return yes;
-        }
-        let probe = Message::request(&Id::Number(0), list, &json!({}));
-        let _ = self.list(session, None, &probe, list).await;
-        known(session).unwrap_or(false)
-    }
-
-    /// `flagged` when the item's definition had findings the operator lets through.
-    fn verdict(&self, idx: usize, kind: &'static str, name: &str) -> &'static str {
-        let f = self.flagged.lock().unwrap_or_else(|e| e.into_inner());
-        if !f.is_empty() && f.contains(&(idx, kind, name.to_owned())) {
-            "flagged"
-        } else {
-            "clean"
-        }
-    }
-
-    /// For AUTH-12: the scope `caller`'s token lacks for `msg`, when the policy
-    /// denies it now and a `@step_up` permit would allow it with that scope.
-    pub(crate) async fn step_up(
-        &self,
-        session: &Arc<Session>,
-        caller: &Caller,
-        msg: &Message,
-    ) -> Option<String> {
-        let method = msg.method()?;
-        match method {
-            "tools/call" | "prompts/get" => {
-                let name = msg.param_str("name")?;
-                let (idx, local) = self.split_name(&name)?;
-                let kind = if method == "prompts/get" {
-                    palisade_policy::Kind::Prompt
-                } else {
-                    palisade_policy::Kind::Tool
-                };
-                let s = Subject {
-                    kind,
-                    upstream: idx,
-                    local,
-                    name: &name,
-                    verdict: self.verdict(
-                        idx,
-                        if method == "prompts/get" {
-                            "prompt"
-                        } else {
-                            "tool"
-                        },
-                        local,
-                    ),
-                };
-                if self.authz.decide(caller, session, method, &s).allow {
-                    return None;
-                }
-                self.authz.step_up(caller, session, method, &s)
-            }
-            "resources/read" | "resources/subscribe" => {
-                let uri = msg.param_str("uri")?;
-                let idx = self.route_by_uri(session, &uri).await?;
-                let s = Subject {
-                    kind: palisade_policy::Kind::Resource,
-                    upstream: idx,
-                    local: &uri,
-                    name: &uri,
-                    verdict: self.verdict(idx, "resource", &uri),
-                };
-                if self
-                    .authz
-                    .decide(caller, session, "resources/read", &s)
-                    .allow
-                {
-                    return None;
-                }
-                self.authz.step_up(caller, session, "resources/read", &s)
-            }
-            _ => None,
-        }
-    }
-
     /// Records the decision on a call, prompt or read (OBS-01): allowed when
     /// `refused` is `None`. `Err` carries the answer when an allowed call must not go
     /// ahead because its record could not be written (fail-closed).
@@ -715,118 +551,6 @@ impl Router {
                 ErrorCode::InternalError,
                 "no upstream for this request",
             )),
-        }
-    }
-
-    /// FEAT-08: asks the person at the client, through elicitation, whether `call`
-    /// may go ahead. `Ok` names who approved; `Err` is the refusal and its reason.
-    async fn approve(
-        &self,
-        session: &Arc<Session>,
-        call: &Call<'_>,
-        sink: &Sink,
-        cancel: &CancellationToken,
-    ) -> Result<String, (Message, &'static str)> {
-        let id = call.msg.id();
-        let refuse = |text: &str, reason: &'static str| {
-            (Message::error(id, ErrorCode::NotApproved, text), reason)
-        };
-        if !session.client_has("elicitation") {
-            return Err(refuse(
-                "This call needs a person's approval, and this client cannot ask for it \
-                 (it did not declare the elicitation capability)",
-                "approval unavailable",
-            ));
-        }
-        let Some((ask_id, answer)) = session.ask() else {
-            return Err(refuse(
-                "Too many approvals are waiting in this session",
-                "approval unavailable",
-            ));
-        };
-        let mut arguments = call
-            .params
-            .and_then(|p| p.get("arguments"))
-            .map(Value::to_string)
-            .unwrap_or_default();
-        if arguments.len() > 500 {
-            let mut cut = 500;
-            while !arguments.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            arguments.truncate(cut);
-            arguments.push('…');
-        }
-        let what = match call.method {
-            "tools/call" => "call the tool",
-            "prompts/get" => "get the prompt",
-            _ => "read the resource",
-        };
-        let message = format!(
-            "Palisade: the policy ({}) asks a person to approve this. Allow {} to {what} \
-             `{}`{}{}?",
-            call.policies.join(", "),
-            session.principal.subject(),
-            call.target,
-            call.upstream
-                .and_then(|i| self.names.get(i))
-                .map_or_else(String::new, |u| format!(" on upstream `{u}`")),
-            if arguments.is_empty() {
-                String::new()
-            } else {
-                format!(" with arguments {arguments}")
-            },
-        );
-        let request = Message::request(
-            &ask_id,
-            "elicitation/create",
-            &json!({
-                "message": message,
-                "requestedSchema": {
-                    "type": "object",
-                    "properties": {
-                        "approve": {
-                            "type": "boolean",
-                            "title": "Approve",
-                            "description": "Allow this one request",
-                        }
-                    },
-                    "required": ["approve"],
-                },
-            }),
-        );
-        if sink.send(request).await.is_err() {
-            return Err(refuse(
-                "The approval could not be asked",
-                "approval unavailable",
-            ));
-        }
-        let answer = tokio::select! {
-            a = answer => a.ok(),
-            () = tokio::time::sleep(APPROVAL_TIMEOUT) => None,
-            () = cancel.cancelled() => None,
-            () = session.closed().cancelled() => None,
-        };
-        let Some(answer) = answer else {
-            return Err(refuse(
-                "The call was not approved in time",
-                "approval timed out",
-            ));
-        };
-        let result: Value = answer
-            .to_value()
-            .ok()
-            .and_then(|mut v| v.get_mut("result").map(Value::take))
-            .unwrap_or(Value::Null);
-        let accepted = result.get("action").and_then(Value::as_str) == Some("accept")
-            && result.get("content").and_then(|c| c.get("approve")) == Some(&json!(true));
-        if accepted {
-            Ok(format!(
-                "{} (elicitation)",
-                crate::audit::who(&session.principal)
-            ))
-        } else {
-            Err(refuse("The call was not approved", "approval declined"))
         }
     }
 
@@ -1250,39 +974,6 @@ impl Router {
         let mut result = Map::new();
         result.insert(key.to_owned(), Value::Array(items));
         Message::response(&id, &Value::Object(result))
-    }
-
-    /// Whether the policy lets `caller` see one listed item (everything, for the
-    /// router's own probes).
-    fn offer(
-        &self,
-        session: &Session,
-        caller: Option<&Caller>,
-        idx: usize,
-        kind: &'static str,
-        local: &str,
-        full: &str,
-    ) -> bool {
-        let Some(caller) = caller else { return true };
-        let (of, action) = match kind {
-            "tool" => (palisade_policy::Kind::Tool, "tools/list"),
-            "prompt" => (palisade_policy::Kind::Prompt, "prompts/list"),
-            _ => (palisade_policy::Kind::Resource, "resources/list"),
-        };
-        self.authz
-            .decide(
-                caller,
-                session,
-                action,
-                &Subject {
-                    kind: of,
-                    upstream: idx,
-                    local,
-                    name: full,
-                    verdict: self.verdict(idx, kind, local),
-                },
-            )
-            .allow
     }
 
     async fn fetch_all(
