@@ -656,6 +656,27 @@ pub struct StdioSpec {
     pub cwd: Option<PathBuf>,
     /// Resource limits the child starts with.
     pub rlimits: StdioLimits,
+    /// Its sandbox; `None` only when `[upstream.dangerous] sandbox = "off"`.
+    pub sandbox: Option<Box<SandboxSpec>>,
+}
+
+/// The names `accept_weaker` takes: containment mechanisms the kernel may lack.
+pub const SANDBOX_MECHANISMS: [&str; 3] = ["landlock", "namespaces", "seccomp"];
+
+/// What a sandboxed stdio server may do (`[upstream.sandbox]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// Paths it may read and execute beneath, besides the system's runtime paths.
+    pub read: Vec<PathBuf>,
+    /// Paths it may also write beneath.
+    pub write: Vec<PathBuf>,
+    /// The host's network instead of none.
+    pub host_network: bool,
+    /// A strict allowlist of system calls, when set.
+    pub syscalls: Option<Vec<String>>,
+    /// Mechanisms (of [`SANDBOX_MECHANISMS`]) it may run without where the kernel
+    /// lacks them.
+    pub accept_weaker: Vec<String>,
 }
 
 /// Resource limits of a stdio child (rlimits, set between fork and exec).
@@ -667,6 +688,8 @@ pub struct StdioLimits {
     pub cpu_time: Option<Duration>,
     /// Open file descriptors.
     pub open_files: Option<u64>,
+    /// Processes and threads (counted within the sandbox's user namespace).
+    pub processes: Option<u64>,
 }
 
 /// A Streamable HTTP upstream.
@@ -876,12 +899,31 @@ impl Config {
                         let or_inherited =
                             |v: Option<String>| v.unwrap_or_else(|| "inherited".into());
                         s.push_str(&format!(
-                            "  {} rlimits: memory {}, cpu {}, open files {}\n",
+                            "  {} rlimits: memory {}, cpu {}, open files {}, processes {}\n",
                             u.name,
                             or_inherited(r.memory_bytes.map(|b| format!("{b} B"))),
                             or_inherited(r.cpu_time.map(|d| format!("{d:?}"))),
                             or_inherited(r.open_files.map(|n| n.to_string())),
+                            or_inherited(r.processes.map(|n| n.to_string())),
                         ));
+                    }
+                    match &sp.sandbox {
+                        None => s.push_str(&format!(
+                            "  {} sandbox: OFF ([upstream.dangerous] sandbox = \"off\")\n",
+                            u.name
+                        )),
+                        Some(b) => s.push_str(&format!(
+                            "  {} sandbox: read {:?}, write {:?}, network {}, syscalls {}, accepts without {:?}\n",
+                            u.name,
+                            b.read,
+                            b.write,
+                            if b.host_network { "host" } else { "none" },
+                            match &b.syscalls {
+                                Some(l) => format!("{} allowed (strict)", l.len()),
+                                None => "deny-list".into(),
+                            },
+                            b.accept_weaker,
+                        )),
                     }
                 }
                 Transport::Http(h) => {

@@ -668,7 +668,7 @@ fn stdio_rlimits_are_sizes_durations_and_counts() {
     assert_eq!(sp.rlimits.open_files, Some(256));
     assert!(
         c.summary()
-            .contains("demo rlimits: memory 536870912 B, cpu 600s, open files 256"),
+            .contains("demo rlimits: memory 536870912 B, cpu 600s, open files 256, processes 256"),
         "{}",
         c.summary()
     );
@@ -683,4 +683,59 @@ fn stdio_rlimits_are_sizes_durations_and_counts() {
     }
     let http = "[[upstream]]\nname = \"h\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:9/mcp\"\n[upstream.rlimits]\nopen_files = 9\n";
     assert!(load(http, &[]).unwrap_err().to_string().contains("rlimits"));
+}
+
+#[test]
+fn loc_stdio_upstreams_are_sandboxed_unless_dangerously_switched_off() {
+    // On by default, with no paths beyond the system's, no network, and a process cap.
+    let c = load(MIN, &[]).unwrap();
+    let Transport::Stdio(sp) = &c.upstreams[0].transport else {
+        panic!("stdio")
+    };
+    assert_eq!(sp.sandbox.as_deref(), Some(&crate::SandboxSpec::default()));
+    assert_eq!(sp.rlimits.processes, Some(256));
+    assert!(
+        c.summary()
+            .contains("demo sandbox: read [], write [], network none, syscalls deny-list"),
+        "{}",
+        c.summary()
+    );
+
+    let t = format!(
+        "{MIN}[upstream.sandbox]\nread = [\"/srv/app\"]\nwrite = [\"/var/tmp/w\"]\nnetwork = \"host\"\n\
+         syscalls = [\"read\", \"write\"]\naccept_weaker = [\"landlock\"]\n"
+    );
+    let c = load(&t, &[]).unwrap();
+    let Transport::Stdio(sp) = &c.upstreams[0].transport else {
+        panic!("stdio")
+    };
+    let sb = sp.sandbox.as_ref().unwrap();
+    assert_eq!(sb.read, vec![std::path::PathBuf::from("/srv/app")]);
+    assert!(sb.host_network);
+    assert_eq!(sb.syscalls.as_ref().unwrap().len(), 2);
+    assert_eq!(sb.accept_weaker, vec!["landlock".to_owned()]);
+
+    let off = format!("{MIN}[upstream.dangerous]\nsandbox = \"off\"\n");
+    let c = load(&off, &[]).unwrap();
+    let Transport::Stdio(sp) = &c.upstreams[0].transport else {
+        panic!("stdio")
+    };
+    assert_eq!(sp.sandbox, None);
+    assert_eq!(sp.rlimits.processes, None);
+    assert!(c.summary().contains("sandbox: OFF"));
+
+    for bad in [
+        "[upstream.sandbox]\nread = [\"relative/path\"]\n",
+        "[upstream.sandbox]\nnetwork = \"some\"\n",
+        "[upstream.sandbox]\naccept_weaker = [\"apparmor\"]\n",
+        "[upstream.sandbox]\nsyscalls = []\n",
+        "[upstream.sandbox]\nsyscalls = [\"rm -rf\"]\n",
+        "[upstream.sandbox]\nwhatever = 1\n",
+        "[upstream.dangerous]\nsandbox = \"weak\"\n",
+        "[upstream.dangerous]\nsandbox = \"off\"\n[upstream.sandbox]\nread = [\"/srv\"]\n",
+    ] {
+        assert!(load(&format!("{MIN}{bad}"), &[]).is_err(), "{bad}");
+    }
+    let http = "[[upstream]]\nname = \"h\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:9/mcp\"\n[upstream.sandbox]\n";
+    assert!(load(http, &[]).unwrap_err().to_string().contains("sandbox"));
 }

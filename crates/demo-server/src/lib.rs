@@ -13,8 +13,14 @@
 //! | `crash` | the gateway restarts a crashed child with backoff |
 //!
 //! It also offers one prompt (`greeting`) and one resource (`demo://readme`).
+//!
+//! With `--probes` it also offers tools that try to get out of a sandbox (read and
+//! write files, connect, ptrace, signal, allocate, start processes), for the sandbox
+//! tests.
 
 #![forbid(unsafe_code)]
+
+mod probes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,8 +37,17 @@ const README: &str = "Palisade demo server. Every tool here runs behind the gate
 
 type Cancels = Arc<Mutex<HashMap<String, tokio::sync::oneshot::Sender<()>>>>;
 
+static PROBES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Serves MCP on stdin/stdout until stdin closes.
 pub async fn run() -> std::io::Result<()> {
+    run_with(false).await
+}
+
+/// Serves MCP on stdin/stdout until stdin closes; with `probes`, the sandbox probes
+/// are tools too.
+pub async fn run_with(probes: bool) -> std::io::Result<()> {
+    PROBES.store(probes, std::sync::atomic::Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
     let writer = tokio::spawn(async move {
         let mut out = tokio::io::stdout();
@@ -144,7 +159,15 @@ async fn handle(msg: &Message, tx: &mpsc::Sender<Vec<u8>>, cancels: &Cancels) ->
             }))
         }
         "ping" | "logging/setLevel" => ok(json!({})),
-        "tools/list" => ok(json!({ "tools": tools() })),
+        "tools/list" => {
+            let mut all = tools();
+            if PROBES.load(std::sync::atomic::Ordering::Relaxed)
+                && let Some(list) = all.as_array_mut()
+            {
+                list.extend(probes::tools());
+            }
+            ok(json!({ "tools": all }))
+        }
         "prompts/list" => ok(json!({ "prompts": [{
             "name": "greeting", "description": "Greets someone by name.",
             "arguments": [{ "name": "name", "description": "Who to greet", "required": true }]
@@ -253,7 +276,12 @@ async fn call_tool(
             )]
             std::process::exit(3)
         }
-        _ => {
+        name => {
+            if PROBES.load(std::sync::atomic::Ordering::Relaxed)
+                && let Some(r) = probes::call(name, &args).await
+            {
+                return Some(Message::response(id, &r));
+            }
             return Some(Message::error(
                 Some(id),
                 ErrorCode::InvalidParams,

@@ -46,6 +46,7 @@ pub use palisade_store::vault::{Kek, Secret, Vault};
 use tokio_util::sync::CancellationToken;
 
 pub use principal::Principal;
+pub use upstream::stdio::sandbox_profile;
 
 use crate::endpoint::App;
 use crate::router::{Router, UpstreamEntry};

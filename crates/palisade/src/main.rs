@@ -43,7 +43,11 @@ enum Command {
         command: SecretsCommand,
     },
     /// Run the bundled demo MCP server on stdin/stdout (used by the quickstart).
-    DemoServer,
+    DemoServer {
+        /// Also offer tools that try to get out of a sandbox (for sandbox tests).
+        #[arg(long)]
+        probes: bool,
+    },
     /// Review and decide on pinned tool and prompt definitions.
     Pins {
         #[command(subcommand)]
@@ -61,6 +65,34 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
+    },
+    /// The sandbox of stdio servers: what this kernel offers.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Show which containment mechanisms this kernel offers and, with a config,
+    /// whether each stdio upstream's sandbox can be set up and what its launch risks.
+    Check {
+        /// A configuration file whose stdio upstreams to check.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run PROGRAM inside a sandbox (used by the gateway for each stdio upstream).
+    #[command(hide = true)]
+    Exec {
+        /// The sandbox profile (JSON).
+        #[arg(long)]
+        profile: String,
+        /// The program, resolved.
+        program: PathBuf,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -228,6 +260,66 @@ pub(crate) async fn admin_action(
     Ok(())
 }
 
+/// `palisade sandbox check`: exit 0 when every sandbox can be set up, 1 when one
+/// cannot (or a launch is risky), 2 on error.
+fn sandbox_check(config: Option<&Path>) -> Result<std::process::ExitCode> {
+    let exe = std::env::current_exe().context("this binary's path")?;
+    let support = palisade_sandbox::Support::probe(&exe, &["--version"]);
+    println!("kernel: {support}");
+    for (m, why) in support.missing() {
+        println!("  missing {}: {why}", m.name());
+    }
+    println!(
+        "seccomp deny-list: {}",
+        palisade_sandbox::denied_names()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let Some(file) = config else {
+        return Ok(std::process::ExitCode::SUCCESS);
+    };
+    let config = load(file)?;
+    let mut findings = 0;
+    for u in &config.upstreams {
+        let palisade_config::Transport::Stdio(sp) = &u.transport else {
+            continue;
+        };
+        let profile = palisade_gateway::sandbox_profile(sp);
+        match &profile {
+            None => {
+                findings += 1;
+                println!(
+                    "{}: runs WITHOUT a sandbox ([upstream.dangerous] sandbox = \"off\")",
+                    u.name
+                );
+            }
+            Some(p) => {
+                let mut problems = p.refusals(&support);
+                if let Err(e) = p.validate() {
+                    problems.push(e);
+                }
+                if problems.is_empty() {
+                    println!("{}: sandbox can be set up", u.name);
+                } else {
+                    findings += 1;
+                    for why in problems {
+                        println!("{}: cannot start: {why}", u.name);
+                    }
+                }
+            }
+        }
+        for risk in palisade_sandbox::launch_risks(&sp.command.to_string_lossy(), &sp.args) {
+            findings += 1;
+            println!("{}: LOC-02: the launch command {risk}", u.name);
+        }
+    }
+    Ok(if findings == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
 /// A buffer for a secret read from stdin; the vault's `Secret` zeroes it on drop.
 fn zeroize_vec() -> Vec<u8> {
     Vec::with_capacity(256)
@@ -235,6 +327,25 @@ fn zeroize_vec() -> Vec<u8> {
 
 fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    // The launcher must stay single-threaded: nothing else runs before it.
+    if let Command::Sandbox {
+        command:
+            SandboxCommand::Exec {
+                profile,
+                program,
+                args,
+            },
+    } = &cli.command
+    {
+        let profile = palisade_sandbox::Profile::from_arg(profile).map_err(anyhow::Error::msg)?;
+        palisade_sandbox::exec(&profile, program, args);
+    }
+    if let Command::Sandbox {
+        command: SandboxCommand::Check { config },
+    } = &cli.command
+    {
+        return sandbox_check(config.as_deref());
+    }
     if let Command::Inspect(a) = &cli.command {
         return Ok(inspect_cmd::run(
             a.kind,
@@ -280,11 +391,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Secrets { command } => secrets(command),
-        Command::DemoServer => {
+        Command::DemoServer { probes } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(palisade_demo_server::run())?;
+            rt.block_on(palisade_demo_server::run_with(probes))?;
             Ok(())
         }
         Command::Serve { config } => {
@@ -303,7 +414,10 @@ fn run(cli: Cli) -> Result<()> {
             }))?;
             Ok(())
         }
-        Command::Inspect(_) | Command::Audit { .. } | Command::Policy { .. } => Ok(()),
+        Command::Inspect(_)
+        | Command::Audit { .. }
+        | Command::Policy { .. }
+        | Command::Sandbox { .. } => Ok(()),
         Command::Pins { command } => pins_cmd::run(command, load),
     }
 }

@@ -32,12 +32,20 @@ async fn loc_05_the_child_sees_only_its_configured_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdio_child_starts_with_its_rlimits_and_serves() {
     let out = tempfile::tempdir().unwrap();
+    // The sandboxed child may write here (as nobody, when the gateway runs as root).
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let file = out.path().join("limits");
     let upstream = format!(
         "[[upstream]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = \"/bin/sh\"\n\
          args = [\"-c\", \"(ulimit -d; ulimit -t; ulimit -n) > {}; exec {BIN} demo-server\"]\n\
-         [upstream.rlimits]\nmemory = \"256MiB\"\ncpu_time = \"30s\"\nopen_files = 64\n",
-        file.display()
+         [upstream.rlimits]\nmemory = \"256MiB\"\ncpu_time = \"30s\"\nopen_files = 64\n\
+         [upstream.sandbox]\nread = [\"{BIN}\"]\nwrite = [\"{}\"]\n",
+        file.display(),
+        out.path().display()
     );
     let gw = Gateway::start("", &upstream);
     gw.ready().await;

@@ -1,20 +1,154 @@
 //! Containment of local (stdio) MCP servers with the kernel's own mechanisms, without
-//! a container runtime (OWASP MCP04/MCP09, LOC-*).
+//! a container runtime (OWASP MCP04/MCP09; LOC-01, LOC-02, LOC-05).
 //!
-//! Today: resource limits. [`Rlimits::apply`] arranges for the child to lower its own
-//! limits between `fork` and `exec`, so the server never runs a single instruction
-//! without them: the data segment and private writable mappings (`RLIMIT_DATA`), CPU
-//! time (`RLIMIT_CPU`: SIGXCPU at the limit, SIGKILL a second later) and open file
-//! descriptors (`RLIMIT_NOFILE`). Soft and hard limits are set alike, so the child
-//! cannot raise them again.
+//! A sandboxed server is started through a small launcher — the `palisade` binary
+//! itself, run as `palisade sandbox exec` — because namespaces and some credential
+//! changes need a single-threaded process, which the gateway is not. The launcher, in
+//! this order ([`exec`]):
+//!
+//! 1. prepares everything that allocates or opens paths: the Landlock ruleset (with
+//!    the gateway's rights, so that paths it may open can be granted) and the seccomp
+//!    filters;
+//! 2. when it runs as root, becomes `nobody` (65534): the kernel does not apply
+//!    `RLIMIT_NPROC` to root, and a server has no use for root's rights;
+//! 3. sets the resource limits ([`Rlimits`]);
+//! 4. enters new user, PID, IPC and UTS namespaces, and a new network namespace unless
+//!    the profile allows the host's network ([`Network`]); inside, it maps only its own
+//!    user and group;
+//! 5. forks: the child is PID 1 of the new PID namespace, so every process the server
+//!    starts dies with it. The launcher stays outside, forwards signals to it and exits
+//!    with its status;
+//! 6. the child asks to be killed with its launcher, drops every capability from its
+//!    bounding set, sets `no_new_privs`, restricts itself with Landlock (files: only
+//!    the profile's paths; TCP bind and connect: none without the host's network;
+//!    signals and abstract sockets: only within the sandbox), applies the seccomp
+//!    filters, and executes the server.
+//!
+//! Where the kernel lacks a mechanism ([`Support`]), the launch fails with the reason,
+//! unless the profile accepts running without that mechanism ([`Mechanism`]).
 //!
 //! This is the only crate of the workspace allowed `unsafe`; each block carries a
 //! `// SAFETY:` comment.
 
+mod launch;
+mod risk;
+mod seccomp;
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
 use nix::sys::resource::{Resource, setrlimit};
+use serde::{Deserialize, Serialize};
+
+pub use launch::exec;
+pub use risk::launch_risks;
+pub use seccomp::denied_names;
+pub use support::{MIN_LANDLOCK_ABI, Support};
+
+/// The user and group a launcher started as root runs the server as.
+pub const NOBODY: u32 = 65534;
+
+/// Exit status of the launcher when the sandbox cannot be set up (the reason is on
+/// its stderr); the server never ran.
+pub const EXIT_SETUP_FAILED: i32 = 125;
+
+/// What a server may do, and which missing mechanisms the operator accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Paths (and everything beneath them) the server may read and execute, besides
+    /// the system's runtime paths ([`SYSTEM_READ`]).
+    pub read: Vec<PathBuf>,
+    /// Paths the server may also write, create and remove files in.
+    pub write: Vec<PathBuf>,
+    /// Its network.
+    pub network: Network,
+    /// When set, the only system calls the server may make (a strict allowlist);
+    /// the deny-list applies as well.
+    pub syscalls: Option<Vec<String>>,
+    /// Resource limits.
+    pub rlimits: Rlimits,
+    /// Mechanisms the server may run without where the kernel lacks them.
+    pub accept_weaker: BTreeSet<Mechanism>,
+}
+
+/// Read-only paths every sandboxed server gets, where they exist: programs, shared
+/// libraries, the loader's cache, TLS roots, name resolution and time zones.
+pub const SYSTEM_READ: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/usr/share/zoneinfo",
+];
+
+/// Device files every sandboxed server may read and write.
+pub const SYSTEM_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
+
+/// A server's network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// A fresh network namespace with no interface up, and no TCP bind or connect.
+    #[default]
+    None,
+    /// The host's network, unrestricted.
+    Host,
+}
+
+/// A containment mechanism the kernel may lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// Landlock, ABI 3 or later (file access including truncation).
+    Landlock,
+    /// User, PID, IPC, UTS and network namespaces.
+    Namespaces,
+    /// Seccomp filters.
+    Seccomp,
+}
+
+impl Mechanism {
+    /// Every mechanism.
+    pub const ALL: [Mechanism; 3] = [Self::Landlock, Self::Namespaces, Self::Seccomp];
+
+    /// Its name in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Landlock => "landlock",
+            Self::Namespaces => "namespaces",
+            Self::Seccomp => "seccomp",
+        }
+    }
+
+    /// The mechanism of that name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
 
 /// Resource limits for one child; `None` leaves a limit as the gateway has it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rlimits {
     /// Bytes of data segment and private writable memory (`RLIMIT_DATA`).
     pub memory_bytes: Option<u64>,
@@ -22,6 +156,10 @@ pub struct Rlimits {
     pub cpu_seconds: Option<u64>,
     /// Open file descriptors (`RLIMIT_NOFILE`).
     pub open_files: Option<u64>,
+    /// Processes and threads (`RLIMIT_NPROC`); counted within the sandbox's own user
+    /// namespace, so only where the sandbox has one (and never for root, which the
+    /// launcher therefore leaves).
+    pub processes: Option<u64>,
 }
 
 impl Rlimits {
@@ -30,9 +168,10 @@ impl Rlimits {
         *self == Self::default()
     }
 
-    /// Makes `cmd`'s child set these limits on itself before it executes the program.
-    /// A limit the kernel refuses (above the gateway's own hard limit) fails the
-    /// spawn, with that error: the server does not start unlimited.
+    /// Makes `cmd`'s child set these limits on itself before it executes the program
+    /// (for a server that runs without the sandbox). A limit the kernel refuses (above
+    /// the gateway's own hard limit) fails the spawn, with that error: the server does
+    /// not start unlimited.
     pub fn apply(&self, cmd: &mut tokio::process::Command) {
         if self.is_empty() {
             return;
@@ -44,16 +183,18 @@ impl Rlimits {
         // stack and makes the system call: no allocation, no lock, no panic path.
         // Errors become `io::Error::from_raw_os_error`, which does not allocate.
         unsafe {
-            cmd.pre_exec(move || limits.set_in_child());
+            cmd.pre_exec(move || limits.set());
         }
     }
 
-    /// Sets the limits on the calling process (the child, before exec).
-    fn set_in_child(self) -> std::io::Result<()> {
+    /// Sets the limits on the calling process; soft and hard alike, so that they
+    /// cannot be raised again.
+    pub(crate) fn set(self) -> std::io::Result<()> {
         for (resource, value) in [
             (Resource::RLIMIT_DATA, self.memory_bytes),
             (Resource::RLIMIT_CPU, self.cpu_seconds),
             (Resource::RLIMIT_NOFILE, self.open_files),
+            (Resource::RLIMIT_NPROC, self.processes),
         ] {
             if let Some(v) = value {
                 setrlimit(resource, v, v)
@@ -64,51 +205,39 @@ impl Rlimits {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
-
-    use super::*;
-
-    /// What `sh -c 'ulimit -d; ulimit -t; ulimit -n'` prints under `limits`.
-    async fn ulimits(limits: Rlimits) -> String {
-        let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.args(["-c", "ulimit -d; ulimit -t; ulimit -n"]);
-        limits.apply(&mut cmd);
-        let out = cmd.output().await.unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
+impl Profile {
+    /// The profile as the launcher's `--profile` argument.
+    pub fn to_arg(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 
-    #[tokio::test]
-    async fn the_child_starts_with_its_limits() {
-        let limits = Rlimits {
-            memory_bytes: Some(256 * 1024 * 1024),
-            cpu_seconds: Some(30),
-            open_files: Some(64),
-        };
-        // sh reports data in KiB.
-        assert_eq!(ulimits(limits).await, "262144\n30\n64\n");
-        // None leaves the gateway's own limits.
-        let unlimited = ulimits(Rlimits::default()).await;
-        assert_ne!(unlimited, "262144\n30\n64\n");
+    /// The profile from the launcher's `--profile` argument.
+    pub fn from_arg(arg: &str) -> Result<Self, String> {
+        serde_json::from_str(arg).map_err(|e| format!("sandbox profile: {e}"))
     }
 
-    #[tokio::test]
-    async fn a_limit_the_kernel_refuses_fails_the_spawn() {
-        // No process, privileged or not, may open more files than fs.nr_open.
-        let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let mut cmd = tokio::process::Command::new("/bin/true");
-        Rlimits {
-            open_files: Some(nr_open + 1),
-            ..Rlimits::default()
-        }
-        .apply(&mut cmd);
-        let err = cmd.status().await.unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(nix::libc::EPERM), "{err}");
+    /// Why this profile cannot be enforced with what the kernel offers and the profile
+    /// does not accept to miss: one line per missing mechanism; empty when it can.
+    pub fn refusals(&self, support: &Support) -> Vec<String> {
+        support
+            .missing()
+            .into_iter()
+            .filter(|(m, _)| !self.accept_weaker.contains(m))
+            .map(|(m, why)| {
+                format!(
+                    "{why}; add \"{}\" to `accept_weaker` to run without it",
+                    m.name()
+                )
+            })
+            .collect()
+    }
+
+    /// Checks what can be checked before a launch: the strict allowlist's system
+    /// call names.
+    pub fn validate(&self) -> Result<(), String> {
+        seccomp::filters(self).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests;

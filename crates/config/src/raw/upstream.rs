@@ -2,7 +2,7 @@
 //! gateway's credential for it, inspection, argument checks and pinning.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -75,6 +75,8 @@ pub(super) struct RawUpstream {
     #[serde(default)]
     tools: BTreeMap<String, RawAttributes>,
     rlimits: Option<RawRlimits>,
+    sandbox: Option<RawSandbox>,
+    dangerous: Option<RawUpstreamDangerous>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,7 +85,30 @@ struct RawRlimits {
     memory: Option<Spanned<String>>,
     cpu_time: Option<Spanned<String>>,
     open_files: Option<Spanned<u64>>,
+    processes: Option<Spanned<u64>>,
 }
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    #[serde(default)]
+    read: Vec<Spanned<String>>,
+    #[serde(default)]
+    write: Vec<Spanned<String>>,
+    network: Option<Spanned<String>>,
+    syscalls: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    accept_weaker: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamDangerous {
+    sandbox: Option<Spanned<String>>,
+}
+
+/// Processes and threads a sandboxed server may have when its config names no limit.
+const DEFAULT_PROCESSES: u64 = 256;
 
 /// `512MiB`, `2GiB`, `65536KiB` or a plain number of bytes.
 fn parse_size(s: &str) -> Option<u64> {
@@ -224,14 +249,28 @@ impl RawConfig {
                                     .map(|n| n as u64)
                             })
                             .transpose()?,
+                        processes: r
+                            .processes
+                            .as_ref()
+                            .map(|v| {
+                                cx.count(Some(v), &key("rlimits.processes"), 0, 1 << 22)
+                                    .map(|n| n as u64)
+                            })
+                            .transpose()?,
                     },
                 };
+                let sandbox = cx.sandbox(u, &name)?;
+                let mut rlimits = rlimits;
+                if sandbox.is_some() && rlimits.processes.is_none() {
+                    rlimits.processes = Some(DEFAULT_PROCESSES);
+                }
                 Transport::Stdio(StdioSpec {
                     command: PathBuf::from(command),
                     args,
                     env,
                     cwd,
                     rlimits,
+                    sandbox,
                 })
             }
             RawTransport::StreamableHttp => {
@@ -241,6 +280,8 @@ impl RawConfig {
                     (!u.env.is_empty(), "env"),
                     (u.cwd.is_some(), "cwd"),
                     (u.rlimits.is_some(), "rlimits"),
+                    (u.sandbox.is_some(), "sandbox"),
+                    (u.dangerous.is_some(), "dangerous"),
                 ] {
                     if present {
                         return Err(cx.at(
@@ -547,5 +588,103 @@ impl RawConfig {
                 .or_else(|| self.pinning.as_ref().and_then(|p| p.mode))
                 .unwrap_or_default(),
         })
+    }
+}
+
+impl<E: Env> Ctx<'_, E> {
+    /// A stdio upstream's sandbox: on unless `[upstream.dangerous] sandbox = "off"`.
+    fn sandbox(
+        &self,
+        u: &RawUpstream,
+        name: &str,
+    ) -> Result<Option<Box<crate::SandboxSpec>>, ConfigError> {
+        let key = |k: &str| format!("upstream.{name}.{k}");
+        if let Some(d) = &u.dangerous
+            && let Some(off) = &d.sandbox
+        {
+            let v = self.string(off, &key("dangerous.sandbox"))?;
+            if v != "off" {
+                return Err(self.at(off, &key("dangerous.sandbox"), "the only value is \"off\""));
+            }
+            if u.sandbox.is_some() {
+                return Err(self.at(
+                    off,
+                    &key("dangerous.sandbox"),
+                    "the sandbox is switched off here but configured in [upstream.sandbox]; remove one",
+                ));
+            }
+            return Ok(None);
+        }
+        let default = RawSandbox::default();
+        let s = u.sandbox.as_ref().unwrap_or(&default);
+        let paths = |list: &[Spanned<String>], k: &str| -> Result<Vec<PathBuf>, ConfigError> {
+            list.iter()
+                .map(|p| {
+                    let v = self.string(p, &key(k))?;
+                    if !Path::new(&v).is_absolute() {
+                        return Err(self.at(p, &key(k), format!("`{v}` is not an absolute path")));
+                    }
+                    Ok(PathBuf::from(v))
+                })
+                .collect()
+        };
+        let host_network = match &s.network {
+            None => false,
+            Some(n) => match self.string(n, &key("sandbox.network"))?.as_str() {
+                "none" => false,
+                "host" => true,
+                other => {
+                    return Err(self.at(
+                        n,
+                        &key("sandbox.network"),
+                        format!("`{other}` is not \"none\" or \"host\""),
+                    ));
+                }
+            },
+        };
+        let syscalls = match &s.syscalls {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for c in list {
+                    let v = self.string(c, &key("sandbox.syscalls"))?;
+                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        return Err(self.at(
+                            c,
+                            &key("sandbox.syscalls"),
+                            format!("`{v}` is not a system call name"),
+                        ));
+                    }
+                    out.push(v);
+                }
+                if out.is_empty() {
+                    return Err(self.at(
+                        &u.transport,
+                        &key("sandbox.syscalls"),
+                        "an empty allowlist would stop the server at once; leave it out for the deny-list alone",
+                    ));
+                }
+                Some(out)
+            }
+        };
+        let mut accept_weaker = Vec::new();
+        for a in &s.accept_weaker {
+            let v = self.string(a, &key("sandbox.accept_weaker"))?;
+            if !crate::SANDBOX_MECHANISMS.contains(&v.as_str()) {
+                return Err(self.at(
+                    a,
+                    &key("sandbox.accept_weaker"),
+                    format!("`{v}` is not one of {:?}", crate::SANDBOX_MECHANISMS),
+                ));
+            }
+            accept_weaker.push(v);
+        }
+        Ok(Some(Box::new(crate::SandboxSpec {
+            read: paths(&s.read, "sandbox.read")?,
+            write: paths(&s.write, "sandbox.write")?,
+            host_network,
+            syscalls,
+            accept_weaker,
+        })))
     }
 }

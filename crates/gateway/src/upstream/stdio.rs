@@ -10,6 +10,7 @@
 //! - On shutdown: close stdin, then SIGTERM, then SIGKILL (LOC-06).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -68,6 +69,83 @@ pub(crate) struct StdioUpstream {
     state: watch::Sender<State>,
     sessions: Arc<SessionTable>,
     shutdown: CancellationToken,
+    /// Why the child is not started at all (a sandbox the kernel cannot provide).
+    refused: Mutex<Option<String>>,
+}
+
+/// What the kernel offers for sandboxes: probed once per gateway.
+static SUPPORT: std::sync::OnceLock<palisade_sandbox::Support> = std::sync::OnceLock::new();
+
+fn support() -> &'static palisade_sandbox::Support {
+    SUPPORT.get_or_init(|| match std::env::current_exe() {
+        Ok(exe) => palisade_sandbox::Support::probe(&exe, &["--version"]),
+        Err(_) => palisade_sandbox::Support::probe(Path::new("/bin/true"), &[]),
+    })
+}
+
+/// The sandbox profile of a stdio upstream's config; `None` when its sandbox is off.
+pub fn sandbox_profile(spec: &StdioSpec) -> Option<palisade_sandbox::Profile> {
+    spec.sandbox.as_deref().map(|sb| profile(sb, &spec.rlimits))
+}
+
+fn profile(
+    sb: &palisade_config::SandboxSpec,
+    r: &palisade_config::StdioLimits,
+) -> palisade_sandbox::Profile {
+    palisade_sandbox::Profile {
+        read: sb.read.clone(),
+        write: sb.write.clone(),
+        network: if sb.host_network {
+            palisade_sandbox::Network::Host
+        } else {
+            palisade_sandbox::Network::None
+        },
+        syscalls: sb.syscalls.clone(),
+        rlimits: limits(r),
+        accept_weaker: sb
+            .accept_weaker
+            .iter()
+            .filter_map(|m| palisade_sandbox::Mechanism::from_name(m))
+            .collect(),
+    }
+}
+
+fn limits(r: &palisade_config::StdioLimits) -> palisade_sandbox::Rlimits {
+    palisade_sandbox::Rlimits {
+        memory_bytes: r.memory_bytes,
+        cpu_seconds: r.cpu_time.map(|d| d.as_secs().max(1)),
+        open_files: r.open_files,
+        processes: r.processes,
+    }
+}
+
+/// The executable `command` names: as given when it holds a `/` (relative to `cwd`),
+/// else the first match on the child's `PATH` (the gateway's when the config sets
+/// none); symbolic links resolved.
+pub(crate) fn resolve_program(spec: &StdioSpec) -> Result<PathBuf, String> {
+    let command = &spec.command;
+    let found = if command.components().count() > 1 || command.is_absolute() {
+        match (&spec.cwd, command.is_absolute()) {
+            (Some(cwd), false) => cwd.join(command),
+            _ => command.clone(),
+        }
+    } else {
+        let path = spec
+            .env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(command))
+            .find(|p| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .ok_or_else(|| format!("`{}` is not on PATH ({path})", command.display()))?
+    };
+    std::fs::canonicalize(&found).map_err(|e| format!("{}: {e}", found.display()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,6 +216,7 @@ impl StdioUpstream {
             state: watch::channel(State::Starting).0,
             sessions,
             shutdown,
+            refused: Mutex::new(None),
         })
     }
 
@@ -203,6 +282,12 @@ impl StdioUpstream {
         tx: mpsc::Sender<Message>,
     ) -> Result<(), UpstreamError> {
         if self.state() != State::Ready {
+            if let Some(why) = lock(&self.refused).as_ref() {
+                return Err(UpstreamError::Unavailable(format!(
+                    "{} is not started: {why}",
+                    self.name
+                )));
+            }
             return Err(UpstreamError::Unavailable(format!(
                 "{} is not running",
                 self.name
@@ -232,6 +317,29 @@ impl StdioUpstream {
 
     /// Runs the child until shutdown, restarting it with backoff when it exits.
     pub(crate) async fn supervise(self: Arc<Self>) {
+        if let Some(sb) = &self.spec.sandbox {
+            let support = support();
+            let refusals = profile(sb, &self.spec.rlimits).refusals(support);
+            if refusals.is_empty() {
+                tracing::info!(upstream = %self.name, kernel = %support, "stdio upstream sandboxed");
+            } else {
+                let why = format!("its sandbox cannot be set up: {}", refusals.join("; "));
+                tracing::error!(upstream = %self.name, "not started: {why}");
+                *lock(&self.refused) = Some(why);
+                self.state.send_replace(State::Stopped);
+                return;
+            }
+        } else {
+            tracing::warn!(
+                upstream = %self.name,
+                "stdio upstream runs WITHOUT a sandbox ([upstream.dangerous] sandbox = \"off\")"
+            );
+        }
+        for risk in
+            palisade_sandbox::launch_risks(&self.spec.command.to_string_lossy(), &self.spec.args)
+        {
+            tracing::warn!(upstream = %self.name, "LOC-02: the launch command {risk}");
+        }
         let mut backoff = BACKOFF_START;
         loop {
             let started = tokio::time::Instant::now();
@@ -280,8 +388,27 @@ impl StdioUpstream {
     )]
     async fn run_once(self: &Arc<Self>) -> Result<(), String> {
         self.state.send_replace(State::Starting);
-        let mut cmd = tokio::process::Command::new(&self.spec.command);
-        cmd.args(&self.spec.args)
+        let mut cmd = match &self.spec.sandbox {
+            Some(sb) => {
+                let program = resolve_program(&self.spec)?;
+                let launcher = std::env::current_exe()
+                    .map_err(|e| format!("the sandbox launcher (this binary): {e}"))?;
+                let mut cmd = tokio::process::Command::new(launcher);
+                cmd.args(["sandbox", "exec", "--profile"])
+                    .arg(profile(sb, &self.spec.rlimits).to_arg())
+                    .arg("--")
+                    .arg(program)
+                    .args(&self.spec.args);
+                cmd
+            }
+            None => {
+                let mut cmd = tokio::process::Command::new(&self.spec.command);
+                cmd.args(&self.spec.args);
+                limits(&self.spec.rlimits).apply(&mut cmd);
+                cmd
+            }
+        };
+        cmd
             // LOC-05: nothing of the gateway's environment leaks to the child.
             .env_clear()
             .envs(&self.spec.env)
@@ -292,13 +419,6 @@ impl StdioUpstream {
         if let Some(cwd) = &self.spec.cwd {
             cmd.current_dir(cwd);
         }
-        let r = &self.spec.rlimits;
-        palisade_sandbox::Rlimits {
-            memory_bytes: r.memory_bytes,
-            cpu_seconds: r.cpu_time.map(|d| d.as_secs().max(1)),
-            open_files: r.open_files,
-        }
-        .apply(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.spec.command.display()))?;

@@ -1,0 +1,228 @@
+//! The sandbox of stdio servers, proved from inside (LOC-01, LOC-02, LOC-05; OWASP
+//! MCP04/MCP09): the demo server with `--probes` tries to get out through the gateway,
+//! and every attempt fails while the gateway keeps serving. The same probes with the
+//! sandbox switched off succeed, so the walls are the sandbox's doing.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failure is a test failure"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests read small bodies from a gateway they started"
+)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A directory anyone may write: a server the gateway starts as root runs as nobody.
+fn open_dir(root: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let p = root.join(name);
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    p
+}
+
+struct Fixture {
+    _root: tempfile::TempDir,
+    secret: std::path::PathBuf,
+    outside: std::path::PathBuf,
+    work: std::path::PathBuf,
+    /// A TCP listener on loopback the server must not reach.
+    listener: std::net::TcpListener,
+}
+
+fn fixture() -> Fixture {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = open_dir(root.path(), "home");
+    let ssh = open_dir(&home, ".ssh");
+    let secret = ssh.join("id_ed25519");
+    std::fs::write(&secret, "-----BEGIN OPENSSH PRIVATE KEY----- (test)").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let work = open_dir(root.path(), "work");
+    Fixture {
+        outside: home.join("planted"),
+        secret,
+        work,
+        listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        _root: root,
+    }
+}
+
+fn probes_upstream(extra: &str) -> String {
+    format!(
+        "[[upstream]]\nname = \"box\"\ntransport = \"stdio\"\ncommand = \"{BIN}\"\n\
+         args = [\"demo-server\", \"--probes\"]\nenv = {{ DEMO_VISIBLE = \"yes\" }}\n{extra}"
+    )
+}
+
+/// A gateway in front of the probing demo server, with a session.
+async fn start_box(upstream: &str, env: &[(&str, &str)]) -> (Gateway, Client) {
+    let gw = Gateway::start_with_env("", upstream, env);
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    (gw, c)
+}
+
+async fn probe(c: &Client, id: i64, tool: &str, args: Value) -> (bool, String) {
+    let v = c.call(id, &format!("box__{tool}"), args).await;
+    let text = v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{tool}: {v}"))
+        .to_owned();
+    let ok = v["result"]["isError"] != true;
+    eprintln!("{tool}: ok {ok}: {text}");
+    (ok, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_sandbox_every_wall_holds_from_inside_and_the_gateway_keeps_serving() {
+    let f = fixture();
+    let upstream = probes_upstream(&format!(
+        "[upstream.sandbox]\nwrite = [\"{}\"]\n[upstream.rlimits]\nmemory = \"256MiB\"\nprocesses = 24\n",
+        f.work.display()
+    ));
+    let (gw, c) = start_box(&upstream, &[("GATEWAY_SECRET", "do-not-leak")]).await;
+    let gw_pid = gw.pid();
+    let port = f.listener.local_addr().unwrap().port();
+
+    // Files outside its paths: not readable, not writable.
+    let (ok, t) = probe(&c, 1, "probe_read", json!({"path": f.secret})).await;
+    assert!(!ok && t.contains("denied"), "read ~/.ssh: {t}");
+    let (ok, t) = probe(&c, 2, "probe_write", json!({"path": f.outside})).await;
+    assert!(!ok && t.contains("denied"), "write outside: {t}");
+    assert!(!f.outside.exists());
+    let (ok, t) = probe(&c, 3, "probe_read", json!({"path": "/etc/shadow"})).await;
+    assert!(!ok, "read /etc/shadow: {t}");
+    // Inside its write path it works.
+    let inside = f.work.join("note");
+    let (ok, t) = probe(&c, 4, "probe_write", json!({"path": inside})).await;
+    assert!(ok, "write inside: {t}");
+    assert_eq!(
+        std::fs::read_to_string(&inside).unwrap(),
+        "written by a probe"
+    );
+    let (ok, t) = probe(&c, 5, "probe_read", json!({"path": inside})).await;
+    assert!(ok, "read inside: {t}");
+
+    // No network: neither a loopback listener nor the gateway itself.
+    let (ok, t) = probe(
+        &c,
+        6,
+        "probe_connect",
+        json!({"addr": format!("127.0.0.1:{port}")}),
+    )
+    .await;
+    assert!(!ok, "connect: {t}");
+    let gw_addr = gw.base.trim_start_matches("http://").to_owned();
+    let (ok, t) = probe(&c, 7, "probe_connect", json!({"addr": gw_addr})).await;
+    assert!(!ok, "connect to the gateway: {t}");
+
+    // No debugging or signalling of the gateway.
+    let (ok, t) = probe(&c, 8, "probe_ptrace", json!({"pid": gw_pid})).await;
+    assert!(!ok, "ptrace: {t}");
+    let (ok, t) = probe(&c, 9, "probe_signal", json!({"pid": gw_pid})).await;
+    assert!(!ok, "signal: {t}");
+
+    // Its environment is only what the config names, and the gateway's is unreadable.
+    let v = c.call(10, "box__env_names", json!({})).await;
+    assert_eq!(
+        v["result"]["structuredContent"]["names"],
+        json!(["DEMO_VISIBLE"]),
+        "LOC-05"
+    );
+    let (ok, t) = probe(
+        &c,
+        11,
+        "probe_read",
+        json!({"path": format!("/proc/{gw_pid}/environ")}),
+    )
+    .await;
+    assert!(!ok, "gateway environ: {t}");
+
+    // Memory and processes are bounded.
+    let (ok, t) = probe(&c, 12, "probe_alloc", json!({"mib": 1024})).await;
+    assert!(!ok, "1 GiB under a 256 MiB limit: {t}");
+    let (ok, t) = probe(&c, 13, "probe_spawn", json!({"count": 500})).await;
+    assert!(!ok && t.contains("then:"), "fork bomb: {t}");
+
+    // The gateway serves on, with the same child.
+    let v = c.call(14, "box__add", json!({"a": 2, "b": 3})).await;
+    assert_eq!(v["result"]["content"][0]["text"], "5", "{v}");
+    let logs = gw.logs();
+    assert!(logs.contains("stdio upstream sandboxed"), "{logs}");
+}
+
+/// The control: the same probes without the sandbox reach what the walls above keep
+/// out, so those assertions test the sandbox, not the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_sandbox_off_is_explicit_and_lets_the_probes_through() {
+    let f = fixture();
+    let upstream = probes_upstream("[upstream.dangerous]\nsandbox = \"off\"\n");
+    let (gw, c) = start_box(&upstream, &[]).await;
+    let port = f.listener.local_addr().unwrap().port();
+    let (ok, t) = probe(&c, 1, "probe_read", json!({"path": f.secret})).await;
+    assert!(ok, "{t}");
+    let (ok, t) = probe(&c, 2, "probe_write", json!({"path": f.outside})).await;
+    assert!(ok, "{t}");
+    let (ok, t) = probe(
+        &c,
+        3,
+        "probe_connect",
+        json!({"addr": format!("127.0.0.1:{port}")}),
+    )
+    .await;
+    assert!(ok, "{t}");
+    let (ok, t) = probe(&c, 4, "probe_spawn", json!({"count": 40})).await;
+    assert!(ok, "{t}");
+    assert!(gw.logs().contains("WITHOUT a sandbox"), "the start says so");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_sandbox_host_network_is_a_choice() {
+    let f = fixture();
+    let upstream = probes_upstream("[upstream.sandbox]\nnetwork = \"host\"\n");
+    let (_gw, c) = start_box(&upstream, &[]).await;
+    let port = f.listener.local_addr().unwrap().port();
+    let (ok, t) = probe(
+        &c,
+        1,
+        "probe_connect",
+        json!({"addr": format!("127.0.0.1:{port}")}),
+    )
+    .await;
+    assert!(ok, "{t}");
+    // Files stay walled.
+    let (ok, t) = probe(&c, 2, "probe_read", json!({"path": f.secret})).await;
+    assert!(!ok, "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_sandbox_a_strict_syscall_allowlist_stops_what_it_does_not_name() {
+    // An allowlist without `execve`: the server never runs, and the launcher says why.
+    let upstream = probes_upstream(
+        "[upstream.sandbox]\nsyscalls = [\"read\", \"write\", \"exit\", \"exit_group\"]\n",
+    );
+    let gw = Gateway::start("", &upstream);
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = gw.logs();
+        if logs.contains("cannot execute") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        logs.contains("palisade sandbox: cannot execute")
+            && logs.contains("Operation not permitted"),
+        "{logs}"
+    );
+    assert!(!logs.contains("stdio upstream ready"), "{logs}");
+}
