@@ -684,7 +684,11 @@ pub(crate) async fn healthz(State(app): State<Arc<App>>, headers: HeaderMap) -> 
             UpstreamEntry::Stdio(s) => {
                 let st = s.state();
                 ready &= st == StdioState::Ready;
-                upstreams.insert(s.name().to_owned(), json!(format!("{st:?}").to_lowercase()));
+                let shown = match s.refused() {
+                    Some(why) => format!("not started: {why}"),
+                    None => format!("{st:?}").to_lowercase(),
+                };
+                upstreams.insert(s.name().to_owned(), json!(shown));
             }
             UpstreamEntry::Http(t) => {
                 upstreams.insert(t.name.clone(), json!("per-session"));

@@ -228,6 +228,11 @@ impl StdioUpstream {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Why the child is not started at all, if it is not.
+    pub(crate) fn refused(&self) -> Option<String> {
+        lock(&self.refused).clone()
+    }
+
     pub(crate) fn state(&self) -> State {
         *self.state.borrow()
     }
