@@ -359,6 +359,12 @@ pub async fn run(
             .await
             .map_err(|e| GatewayError::Start(format!("policy: {e}")))?,
     );
+    let pins = Arc::new(pins::Pins::new(
+        Arc::clone(&store),
+        config.upstreams.iter().map(|u| u.name.clone()).collect(),
+        config.upstreams.iter().map(|u| u.pinning).collect(),
+        Arc::clone(&auditor),
+    ));
     let router = Router::new(
         &config,
         &credentials,
@@ -367,12 +373,7 @@ pub async fn run(
         &upstream_stop,
         router::Defences {
             inspection,
-            pins: Some(pins::Pins::new(
-                Arc::clone(&store),
-                config.upstreams.iter().map(|u| u.name.clone()).collect(),
-                config.upstreams.iter().map(|u| u.pinning).collect(),
-                Arc::clone(&auditor),
-            )),
+            pins: Some(Arc::clone(&pins)),
             audit: Arc::clone(&auditor),
             authz: Arc::clone(&authz),
         },
@@ -381,7 +382,7 @@ pub async fn run(
     let mut supervisors = Vec::new();
     for u in &router.upstreams {
         if let UpstreamEntry::Stdio(s) = u {
-            supervisors.push(tokio::spawn(Arc::clone(s).supervise()));
+            supervisors.push(tokio::spawn(Arc::clone(s).supervise(Arc::clone(&pins))));
         }
     }
 

@@ -63,7 +63,7 @@ pub(crate) struct Router {
     /// Inspection of answers and tool definitions; `None` when switched off.
     inspection: Option<Inspection>,
     /// Pins of tool and prompt definitions.
-    pins: Option<Pins>,
+    pins: Option<Arc<Pins>>,
     /// Tools and prompts withheld (by upstream, kind and upstream-local name), with
     /// the reason a caller is told.
     quarantine: std::sync::Mutex<std::collections::HashMap<(usize, &'static str, String), String>>,
@@ -94,7 +94,7 @@ pub(crate) struct Defences {
     /// Inspection of answers and definitions; `None` when switched off.
     pub(crate) inspection: Option<Inspection>,
     /// Pins of definitions.
-    pub(crate) pins: Option<Pins>,
+    pub(crate) pins: Option<Arc<Pins>>,
     /// The audit trail.
     pub(crate) audit: Arc<crate::audit::Auditor>,
     /// The policy.

@@ -226,3 +226,74 @@ async fn loc_sandbox_a_strict_syscall_allowlist_stops_what_it_does_not_name() {
     );
     assert!(!logs.contains("stdio upstream ready"), "{logs}");
 }
+
+/// LOC-01: the launch is pinned — the command, its arguments and the SHA-256 of the
+/// executable. A changed binary is not started until a person approves it with
+/// `palisade pins`, and then it starts without a restart of the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_01_a_changed_server_binary_waits_for_approval() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = work.path().join("server");
+    std::fs::copy(BIN, &server).unwrap();
+    let config = work.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n\
+             [[upstream]]\nname = \"box\"\ntransport = \"stdio\"\ncommand = \"{}\"\nargs = [\"demo-server\"]\n",
+            work.path().join("data").display(),
+            server.display()
+        ),
+    )
+    .unwrap();
+
+    // First sight (tofu, the default): pinned, and it serves.
+    {
+        let gw = Gateway::spawn(tempfile::tempdir().unwrap(), &config, &[]);
+        gw.ready().await;
+        let mut c = gw.client();
+        c.initialize().await;
+        let v = c.call(1, "box__add", json!({"a": 1, "b": 1})).await;
+        assert_eq!(v["result"]["content"][0]["text"], "2", "{v}");
+    }
+
+    // The executable changes under the same path and name (one byte appended).
+    let mut bytes = std::fs::read(&server).unwrap();
+    bytes.push(0);
+    std::fs::write(&server, bytes).unwrap();
+    let gw = Gateway::spawn(tempfile::tempdir().unwrap(), &config, &[]);
+    let health = |gw: &Gateway| {
+        let url = format!("{}/healthz", gw.base);
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let mut h = String::new();
+    for _ in 0..50 {
+        h = health(&gw).await;
+        if h.contains("waits for approval") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(h.contains("not started") && h.contains("waits for approval"), "{h}");
+    assert!(!gw.logs().contains("started stdio upstream"), "the changed binary ran");
+
+    // The CLI shows it pending with the new hash, and approves it.
+    let out = cli(&["pins", "list"], &config, None);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(listed.contains("launch") && listed.contains("pending"), "{listed}");
+    let out = cli(&["pins", "approve", "box", "launch"], &config, None);
+    assert!(out.status.success(), "{out:?}");
+    let mut c = gw.client();
+    let mut served = false;
+    for _ in 0..100 {
+        if health(&gw).await.contains("\"box\":\"ready\"") {
+            c.initialize().await;
+            let v = c.call(1, "box__add", json!({"a": 2, "b": 2})).await;
+            served = v["result"]["content"][0]["text"] == "4";
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(served, "started after approval:\n{}", gw.logs());
+}

@@ -148,6 +148,22 @@ pub(crate) fn resolve_program(spec: &StdioSpec) -> Result<PathBuf, String> {
     std::fs::canonicalize(&found).map_err(|e| format!("{}: {e}", found.display()))
 }
 
+/// The pin kind and name of a stdio upstream's launch.
+pub(crate) const LAUNCH: &str = "launch";
+
+/// SHA-256 of a file, read in chunks off the runtime's threads.
+async fn file_sha256(path: PathBuf) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest;
+        let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut h = sha2::Sha256::new();
+        std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(palisade_audit::key::hex(&h.finalize()))
+    })
+    .await
+    .map_err(|e| format!("hashing the executable: {e}"))?
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -321,7 +337,7 @@ impl StdioUpstream {
     }
 
     /// Runs the child until shutdown, restarting it with backoff when it exits.
-    pub(crate) async fn supervise(self: Arc<Self>) {
+    pub(crate) async fn supervise(self: Arc<Self>, pins: Arc<crate::pins::Pins>) {
         if let Some(sb) = &self.spec.sandbox {
             let support = support();
             let refusals = profile(sb, &self.spec.rlimits).refusals(support);
@@ -348,7 +364,7 @@ impl StdioUpstream {
         let mut backoff = BACKOFF_START;
         loop {
             let started = tokio::time::Instant::now();
-            match self.run_once().await {
+            match self.run_once(&pins).await {
                 Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(upstream = %self.name, error = %e, "stdio upstream failed")
@@ -376,6 +392,43 @@ impl StdioUpstream {
         }
     }
 
+    /// Whether this launch — the command and arguments as configured, the resolved
+    /// executable and its SHA-256 — matches the approved pin of this upstream's
+    /// launch (or is trusted on first sight in `tofu` mode). The same pins and
+    /// approvals as tool definitions, under kind and name `launch`.
+    async fn launch_admitted(
+        &self,
+        pins: &crate::pins::Pins,
+        program: &Path,
+    ) -> Result<(), String> {
+        if !pins.enabled(self.idx) {
+            return Ok(());
+        }
+        let sha256 = file_sha256(program.to_owned()).await?;
+        let launch = json!({
+            "command": self.spec.command,
+            "args": self.spec.args,
+            "program": program,
+            "sha256": sha256,
+        });
+        let (definition, hash) = crate::pins::canonical(&launch);
+        let (first, _turn) = pins.first_sight(self.idx, LAUNCH).await;
+        if pins
+            .admit(self.idx, LAUNCH, LAUNCH, (&definition, &hash), None, first)
+            .await
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "its launch (command, arguments, or the executable {} with SHA-256 {}) is new or \
+             changed and waits for approval: palisade pins diff {name} {LAUNCH}, then \
+             palisade pins approve {name} {LAUNCH}",
+            program.display(),
+            &sha256[..16],
+            name = self.name,
+        ))
+    }
+
     fn fail_pending(&self, why: &str) {
         let drained: Vec<(i64, Pending)> = lock(&self.pending).drain().collect();
         for (id, p) in drained {
@@ -391,11 +444,19 @@ impl StdioUpstream {
         clippy::disallowed_methods,
         reason = "the one place that spawns stdio children"
     )]
-    async fn run_once(self: &Arc<Self>) -> Result<(), String> {
+    async fn run_once(self: &Arc<Self>, pins: &crate::pins::Pins) -> Result<(), String> {
         self.state.send_replace(State::Starting);
+        // LOC-01: the exact launch is pinned; a new or changed one waits for approval.
+        let program = resolve_program(&self.spec)?;
+        match self.launch_admitted(pins, &program).await {
+            Ok(()) => *lock(&self.refused) = None,
+            Err(why) => {
+                *lock(&self.refused) = Some(why.clone());
+                return Err(why);
+            }
+        }
         let mut cmd = match &self.spec.sandbox {
             Some(sb) => {
-                let program = resolve_program(&self.spec)?;
                 let launcher = std::env::current_exe()
                     .map_err(|e| format!("the sandbox launcher (this binary): {e}"))?;
                 let mut cmd = tokio::process::Command::new(launcher);
