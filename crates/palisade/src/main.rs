@@ -6,6 +6,7 @@ mod audit_cmd;
 mod inspect_cmd;
 mod pins_cmd;
 mod policy_cmd;
+mod scan;
 
 use std::path::{Path, PathBuf};
 
@@ -66,7 +67,12 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
-    /// The sandbox of stdio servers: what this kernel offers.
+    /// Find the MCP servers that clients on this machine run, check their
+    /// configurations, and (with consent) inspect what they offer.
+    /// Exit code: 0 clean, 1 findings, 2 error.
+    Scan(scan::Args),
+    /// The sandbox of stdio servers: what this kernel offers, and running a server
+    /// inside it.
     Sandbox {
         #[command(subcommand)]
         command: SandboxCommand,
@@ -81,6 +87,29 @@ enum SandboxCommand {
         /// A configuration file whose stdio upstreams to check.
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Run PROGRAM on stdin/stdout inside the sandbox (what `palisade scan --wrap`
+    /// puts in client configurations): only the system's runtime paths and the given
+    /// ones, no network unless asked, never root.
+    Run {
+        /// A path the program may read and execute beneath.
+        #[arg(long)]
+        read: Vec<PathBuf>,
+        /// A path the program may also write beneath.
+        #[arg(long)]
+        write: Vec<PathBuf>,
+        /// `none` (default) or `host`.
+        #[arg(long, default_value = "none")]
+        network: String,
+        /// A mechanism to run without where the kernel lacks it (landlock,
+        /// namespaces, seccomp).
+        #[arg(long)]
+        accept_weaker: Vec<String>,
+        /// The program (looked up on PATH).
+        program: PathBuf,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Run PROGRAM inside a sandbox (used by the gateway for each stdio upstream).
     #[command(hide = true)]
@@ -341,6 +370,54 @@ fn main() -> Result<std::process::ExitCode> {
         palisade_sandbox::exec(&profile, program, args);
     }
     if let Command::Sandbox {
+        command:
+            SandboxCommand::Run {
+                read,
+                write,
+                network,
+                accept_weaker,
+                program,
+                args,
+            },
+    } = &cli.command
+    {
+        let network = match network.as_str() {
+            "none" => palisade_sandbox::Network::None,
+            "host" => palisade_sandbox::Network::Host,
+            other => anyhow::bail!("--network {other}: \"none\" or \"host\""),
+        };
+        let mut accepted = std::collections::BTreeSet::new();
+        for m in accept_weaker {
+            accepted.insert(palisade_sandbox::Mechanism::from_name(m).with_context(|| {
+                format!("--accept-weaker {m}: landlock, namespaces or seccomp")
+            })?);
+        }
+        let spec = palisade_config::StdioSpec {
+            command: program.clone(),
+            args: Vec::new(),
+            env: std::collections::BTreeMap::new(),
+            cwd: None,
+            rlimits: palisade_config::StdioLimits::default(),
+            sandbox: None,
+        };
+        let resolved = palisade_gateway::resolve_program(&spec).map_err(anyhow::Error::msg)?;
+        let profile = palisade_sandbox::Profile {
+            read: read.clone(),
+            write: write.clone(),
+            network,
+            syscalls: None,
+            rlimits: palisade_sandbox::Rlimits {
+                processes: Some(256),
+                ..palisade_sandbox::Rlimits::default()
+            },
+            accept_weaker: accepted,
+        };
+        palisade_sandbox::exec(&profile, &resolved, args);
+    }
+    if let Command::Scan(a) = &cli.command {
+        return Ok(scan::run(a));
+    }
+    if let Command::Sandbox {
         command: SandboxCommand::Check { config },
     } = &cli.command
     {
@@ -417,7 +494,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect(_)
         | Command::Audit { .. }
         | Command::Policy { .. }
-        | Command::Sandbox { .. } => Ok(()),
+        | Command::Sandbox { .. }
+        | Command::Scan(_) => Ok(()),
         Command::Pins { command } => pins_cmd::run(command, load),
     }
 }

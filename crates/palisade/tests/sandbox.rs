@@ -275,13 +275,22 @@ async fn loc_01_a_changed_server_binary_waits_for_approval() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(h.contains("not started") && h.contains("waits for approval"), "{h}");
-    assert!(!gw.logs().contains("started stdio upstream"), "the changed binary ran");
+    assert!(
+        h.contains("not started") && h.contains("waits for approval"),
+        "{h}"
+    );
+    assert!(
+        !gw.logs().contains("started stdio upstream"),
+        "the changed binary ran"
+    );
 
     // The CLI shows it pending with the new hash, and approves it.
     let out = cli(&["pins", "list"], &config, None);
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(listed.contains("launch") && listed.contains("pending"), "{listed}");
+    assert!(
+        listed.contains("launch") && listed.contains("pending"),
+        "{listed}"
+    );
     let out = cli(&["pins", "approve", "box", "launch"], &config, None);
     assert!(out.status.success(), "{out:?}");
     let mut c = gw.client();

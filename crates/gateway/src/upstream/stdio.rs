@@ -122,7 +122,7 @@ fn limits(r: &palisade_config::StdioLimits) -> palisade_sandbox::Rlimits {
 /// The executable `command` names: as given when it holds a `/` (relative to `cwd`),
 /// else the first match on the child's `PATH` (the gateway's when the config sets
 /// none); symbolic links resolved.
-pub(crate) fn resolve_program(spec: &StdioSpec) -> Result<PathBuf, String> {
+pub fn resolve_program(spec: &StdioSpec) -> Result<PathBuf, String> {
     let command = &spec.command;
     let found = if command.components().count() > 1 || command.is_absolute() {
         match (&spec.cwd, command.is_absolute()) {
