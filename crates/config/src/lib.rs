@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+mod egress;
 mod interpolate;
 mod raw;
 
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use egress::EgressHost;
 pub use interpolate::{InterpolationError, interpolate};
 pub use raw::RawConfig;
 
@@ -672,6 +674,9 @@ pub struct SandboxSpec {
     pub write: Vec<PathBuf>,
     /// The host's network instead of none.
     pub host_network: bool,
+    /// With `network = "proxy"`: the only destinations, reached through the
+    /// gateway's egress proxy (empty otherwise).
+    pub allow_hosts: Vec<EgressHost>,
     /// A strict allowlist of system calls, when set.
     pub syscalls: Option<Vec<String>>,
     /// Mechanisms (of [`SANDBOX_MECHANISMS`]) it may run without where the kernel
@@ -917,7 +922,19 @@ impl Config {
                             u.name,
                             b.read,
                             b.write,
-                            if b.host_network { "host" } else { "none" },
+                            if b.host_network {
+                                "host".to_owned()
+                            } else if b.allow_hosts.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                format!(
+                                    "proxy to {:?}",
+                                    b.allow_hosts
+                                        .iter()
+                                        .map(|h| format!("{}:{}", h.host, h.port))
+                                        .collect::<Vec<_>>()
+                                )
+                            },
                             match &b.syscalls {
                                 Some(l) => format!("{} allowed (strict)", l.len()),
                                 None => "deny-list".into(),

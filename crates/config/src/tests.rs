@@ -715,6 +715,23 @@ fn loc_stdio_upstreams_are_sandboxed_unless_dangerously_switched_off() {
     assert_eq!(sb.syscalls.as_ref().unwrap().len(), 2);
     assert_eq!(sb.accept_weaker, vec!["landlock".to_owned()]);
 
+    let proxy = format!(
+        "{MIN}[upstream.sandbox]\nnetwork = \"proxy\"\nallow_hosts = [\"api.github.com\", \"*.example.com:8443\"]\n"
+    );
+    let c = load(&proxy, &[]).unwrap();
+    let Transport::Stdio(sp) = &c.upstreams[0].transport else {
+        panic!("stdio")
+    };
+    let sb = sp.sandbox.as_ref().unwrap();
+    assert_eq!(sb.allow_hosts.len(), 2);
+    assert!(!sb.host_network);
+    assert!(
+        c.summary()
+            .contains("network proxy to [\"api.github.com:443\", \"*.example.com:8443\"]"),
+        "{}",
+        c.summary()
+    );
+
     let off = format!("{MIN}[upstream.dangerous]\nsandbox = \"off\"\n");
     let c = load(&off, &[]).unwrap();
     let Transport::Stdio(sp) = &c.upstreams[0].transport else {
@@ -731,6 +748,10 @@ fn loc_stdio_upstreams_are_sandboxed_unless_dangerously_switched_off() {
         "[upstream.sandbox]\nsyscalls = []\n",
         "[upstream.sandbox]\nsyscalls = [\"rm -rf\"]\n",
         "[upstream.sandbox]\nwhatever = 1\n",
+        "[upstream.sandbox]\nnetwork = \"proxy\"\n",
+        "[upstream.sandbox]\nallow_hosts = [\"api.github.com\"]\n",
+        "[upstream.sandbox]\nnetwork = \"host\"\nallow_hosts = [\"api.github.com\"]\n",
+        "[upstream.sandbox]\nnetwork = \"proxy\"\nallow_hosts = [\"https://api.github.com\"]\n",
         "[upstream.dangerous]\nsandbox = \"weak\"\n",
         "[upstream.dangerous]\nsandbox = \"off\"\n[upstream.sandbox]\nread = [\"/srv\"]\n",
     ] {

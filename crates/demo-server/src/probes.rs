@@ -26,6 +26,8 @@ pub(crate) fn tools() -> Vec<Value> {
         json!({ "name": "probe_write", "description": "Writes a file.", "inputSchema": path }),
         json!({ "name": "probe_connect", "description": "Opens a TCP connection.",
                 "inputSchema": obj(json!({ "addr": { "type": "string" } }), &["addr"]) }),
+        json!({ "name": "probe_proxy", "description": "Opens a tunnel through $HTTPS_PROXY with CONNECT and sends a line through it.",
+                "inputSchema": obj(json!({ "target": { "type": "string" } }), &["target"]) }),
         json!({ "name": "probe_ptrace", "description": "Attaches to a process with ptrace.", "inputSchema": pid }),
         json!({ "name": "probe_signal", "description": "Sends SIGCONT to a process.", "inputSchema": pid }),
         json!({ "name": "probe_alloc", "description": "Allocates and touches memory.",
@@ -44,6 +46,7 @@ pub(crate) async fn call(name: &str, args: &Value) -> Option<Value> {
     let s = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let n = |k: &str| args.get(k).and_then(Value::as_u64).unwrap_or(0);
     let name = name.to_owned();
+    let target = s("target");
     let (path, addr, num) = (
         s("path"),
         s("addr"),
@@ -69,6 +72,7 @@ pub(crate) async fn call(name: &str, args: &Value) -> Option<Value> {
                     .map_err(|e| format!("connect {a}: {e}")),
                 Err(e) => Err(format!("{addr}: {e}")),
             },
+            "probe_proxy" => proxy(&target),
             "probe_ptrace" => {
                 let pid = nix::unistd::Pid::from_raw(i32::try_from(num).unwrap_or(i32::MAX));
                 match nix::sys::ptrace::attach(pid) {
@@ -132,4 +136,35 @@ pub(crate) async fn call(name: &str, args: &Value) -> Option<Value> {
     .await
     .ok()??;
     Some(answer(r))
+}
+
+/// CONNECT `target` through the proxy named by `HTTPS_PROXY`, then send `ping` and
+/// read one line back.
+fn proxy(target: &str) -> Result<String, String> {
+    use std::io::{BufRead, Write};
+    let proxy = std::env::var("HTTPS_PROXY").map_err(|_| "HTTPS_PROXY is not set".to_owned())?;
+    let addr = proxy
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{proxy}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut r = std::io::BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+    let mut status = String::new();
+    r.read_line(&mut status).map_err(|e| e.to_string())?;
+    let status = status.trim().to_owned();
+    if !status.contains(" 200 ") {
+        return Err(status);
+    }
+    let mut line = String::new();
+    while r.read_line(&mut line).map_err(|e| e.to_string())? > 0 && !line.trim().is_empty() {
+        line.clear();
+    }
+    writeln!(s, "ping").map_err(|e| e.to_string())?;
+    let mut echoed = String::new();
+    r.read_line(&mut echoed).map_err(|e| e.to_string())?;
+    Ok(format!("{status}; echoed {}", echoed.trim()))
 }

@@ -513,7 +513,7 @@ fn insert_bounded<V>(
 
 /// Whether an address may be fetched: public only, unless loopback-dev mode allows
 /// loopback (and then only loopback). SSRF-02.
-fn address_allowed(ip: IpAddr, loopback_dev: bool) -> bool {
+pub(crate) fn address_allowed(ip: IpAddr, loopback_dev: bool) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,

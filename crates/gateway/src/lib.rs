@@ -16,6 +16,7 @@ mod auth;
 mod authz;
 mod credentials;
 mod edge;
+mod egress;
 mod endpoint;
 mod external;
 mod guard;

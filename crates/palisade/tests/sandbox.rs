@@ -306,3 +306,70 @@ async fn loc_01_a_changed_server_binary_waits_for_approval() {
     }
     assert!(served, "started after approval:\n{}", gw.logs());
 }
+
+/// `network = "proxy"`: the server's only way out is the gateway's egress proxy,
+/// which tunnels only to `allow_hosts`, never to a name that resolves to a
+/// non-public address, and the server cannot connect anywhere directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_sandbox_egress_goes_only_through_the_proxy_to_allowed_hosts() {
+    // A line echo server outside the sandbox, on loopback.
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in echo.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                let mut w = conn.try_clone().unwrap();
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(conn).read_line(&mut line);
+                let _ = w.write_all(line.as_bytes());
+            });
+        }
+    });
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let upstream = probes_upstream(&format!(
+        "[upstream.sandbox]\nnetwork = \"proxy\"\nallow_hosts = [\"127.0.0.1:{port}\", \"localhost:{port}\"]\n"
+    ));
+    let (gw, c) = start_box(&upstream, &[]).await;
+
+    let (ok, t) = probe(
+        &c,
+        1,
+        "probe_proxy",
+        json!({"target": format!("127.0.0.1:{port}")}),
+    )
+    .await;
+    assert!(ok && t.ends_with("echoed ping"), "allowed: {t}");
+    let (ok, t) = probe(
+        &c,
+        2,
+        "probe_proxy",
+        json!({"target": format!("127.0.0.1:{other_port}")}),
+    )
+    .await;
+    assert!(!ok && t.contains("403"), "not allowed: {t}");
+    // Allowed by name, but the name resolves to loopback: refused.
+    let (ok, t) = probe(
+        &c,
+        3,
+        "probe_proxy",
+        json!({"target": format!("localhost:{port}")}),
+    )
+    .await;
+    assert!(!ok && t.contains("403"), "non-public by name: {t}");
+    // No way around the proxy.
+    let (ok, t) = probe(
+        &c,
+        4,
+        "probe_connect",
+        json!({"addr": format!("127.0.0.1:{port}")}),
+    )
+    .await;
+    assert!(!ok, "direct connect: {t}");
+    let logs = gw.logs();
+    assert!(
+        logs.contains("egress tunnel opened") && logs.contains("egress refused"),
+        "{logs}"
+    );
+}

@@ -98,10 +98,16 @@ fn launch(profile: &Profile, program: &Path, args: &[OsString]) -> Result<Infall
 
     // 4. Namespaces.
     let (uid, gid) = (Uid::effective(), Gid::effective());
-    let namespaced = match nix::sched::unshare(namespace_flags(profile.network == Network::None)) {
+    let namespaced = match nix::sched::unshare(namespace_flags(profile.network != Network::Host)) {
         Ok(()) => {
             map_ids(uid, gid)?;
             true
+        }
+        Err(e) if matches!(profile.network, Network::Proxy { .. }) => {
+            // Without a network namespace the proxy would be one door among many.
+            return Err(format!(
+                "cannot enter new namespaces, which the egress proxy needs: {e}"
+            ));
         }
         Err(e) if accepts(Mechanism::Namespaces) => {
             eprintln!("palisade sandbox: running without namespaces (accepted): {e}");
@@ -122,12 +128,18 @@ fn launch(profile: &Profile, program: &Path, args: &[OsString]) -> Result<Infall
         .map_err(|e| format!("sigprocmask: {e}"))?;
     let (alive_r, alive_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // The proxy's door inside the new network namespace, open before the server runs.
+    let door = match &profile.network {
+        Network::Proxy { socket, port } => Some((crate::proxy::open(*port)?, socket.clone())),
+        _ => None,
+    };
     // SAFETY: the launcher is single-threaded (it is called before any runtime or
     // thread starts, as `exec` documents), so the child is a complete copy with no
     // lock held by a vanished thread; it may allocate and run ordinary code.
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(alive_w);
+            drop(door);
             let Err(why) = child(
                 profile, program, args, ruleset, filters, namespaced, alive_r,
             );
@@ -136,6 +148,21 @@ fn launch(profile: &Profile, program: &Path, args: &[OsString]) -> Result<Infall
         }
         ForkResult::Parent { child } => {
             drop(alive_r);
+            if let Some((listener, socket)) = door {
+                // A process that has unshared its PID namespace cannot start threads,
+                // so the door runs in a second child, inside the new PID namespace
+                // (where the server is PID 1: the door dies with it).
+                // SAFETY: the launcher is still single-threaded (see above).
+                match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+                    ForkResult::Child => {
+                        drop(alive_w);
+                        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                        crate::proxy::forward(listener, socket);
+                        std::process::exit(0)
+                    }
+                    ForkResult::Parent { .. } => drop(listener),
+                }
+            }
             monitor(child, &blocked, &devnull, alive_w)
         }
     }
@@ -163,17 +190,20 @@ fn monitor(child: Pid, blocked: &SigSet, devnull: &std::fs::File, alive: OwnedFd
     let _ = nix::unistd::dup2_stdout(devnull.as_fd());
     loop {
         match blocked.wait() {
+            // Every child is reaped (the proxy door too: the server, PID 1 of its
+            // namespace, cannot finish exiting while a zombie of it remains); the
+            // server's status ends the launcher.
             Ok(Signal::SIGCHLD) => loop {
-                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(_, code)) => {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => {
                         drop(alive);
                         std::process::exit(code)
                     }
-                    Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
                         drop(alive);
                         std::process::exit(128 + sig as i32)
                     }
-                    Ok(WaitStatus::StillAlive) => break,
+                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
                     Ok(_) => continue,
                     Err(_) => std::process::exit(EXIT_SETUP_FAILED),
                 }
@@ -284,12 +314,17 @@ fn ruleset(profile: &Profile, program: &Path) -> Result<RulesetCreated, String> 
         .map_err(e)?
         .scope(Scope::from_all(TARGET_ABI))
         .map_err(e)?;
-    if profile.network == Network::None {
+    if profile.network != Network::Host {
         rs = rs
             .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
             .map_err(e)?;
     }
     let mut created = rs.create().map_err(e)?;
+    if let Network::Proxy { port, .. } = &profile.network {
+        created = created
+            .add_rule(landlock::NetPort::new(*port, AccessNet::ConnectTcp))
+            .map_err(e)?;
+    }
     let read = AccessFs::from_read(TARGET_ABI);
     let all = AccessFs::from_all(TARGET_ABI);
     let device = AccessFs::ReadFile | AccessFs::WriteFile;

@@ -31,6 +31,7 @@
 //! `// SAFETY:` comment.
 
 mod launch;
+mod proxy;
 mod risk;
 mod seccomp;
 mod support;
@@ -105,7 +106,7 @@ pub const SYSTEM_DEVICES: &[&str] = &[
 ];
 
 /// A server's network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Network {
     /// A fresh network namespace with no interface up, and no TCP bind or connect.
@@ -113,6 +114,16 @@ pub enum Network {
     None,
     /// The host's network, unrestricted.
     Host,
+    /// A fresh network namespace whose only way out is an HTTP proxy on
+    /// `127.0.0.1:port` inside it, which the launcher forwards to the UNIX socket
+    /// `socket` (where the gateway's egress proxy decides which hosts may be
+    /// reached). TCP connect only to that port; no bind.
+    Proxy {
+        /// The gateway's egress proxy.
+        socket: PathBuf,
+        /// The proxy's port inside the sandbox.
+        port: u16,
+    },
 }
 
 /// A containment mechanism the kernel may lack.

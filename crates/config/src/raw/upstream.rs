@@ -96,6 +96,8 @@ struct RawSandbox {
     #[serde(default)]
     write: Vec<Spanned<String>>,
     network: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_hosts: Vec<Spanned<String>>,
     syscalls: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     accept_weaker: Vec<Spanned<String>>,
@@ -628,20 +630,38 @@ impl<E: Env> Ctx<'_, E> {
                 })
                 .collect()
         };
-        let host_network = match &s.network {
-            None => false,
-            Some(n) => match self.string(n, &key("sandbox.network"))?.as_str() {
-                "none" => false,
-                "host" => true,
-                other => {
-                    return Err(self.at(
-                        n,
-                        &key("sandbox.network"),
-                        format!("`{other}` is not \"none\" or \"host\""),
-                    ));
-                }
-            },
+        let network = match &s.network {
+            None => "none".to_owned(),
+            Some(n) => self.string(n, &key("sandbox.network"))?,
         };
+        let host_network = match network.as_str() {
+            "none" | "proxy" => false,
+            "host" => true,
+            other => {
+                let at = s.network.as_ref().unwrap_or(&u.name);
+                return Err(self.at(
+                    at,
+                    &key("sandbox.network"),
+                    format!("`{other}` is not \"none\", \"proxy\" or \"host\""),
+                ));
+            }
+        };
+        let mut allow_hosts = Vec::new();
+        for h in &s.allow_hosts {
+            let v = self.string(h, &key("sandbox.allow_hosts"))?;
+            allow_hosts.push(
+                crate::EgressHost::parse(&v)
+                    .map_err(|e| self.at(h, &key("sandbox.allow_hosts"), e))?,
+            );
+        }
+        if (network == "proxy") == allow_hosts.is_empty() {
+            let at = s.network.as_ref().unwrap_or(&u.name);
+            return Err(self.at(
+                at,
+                &key("sandbox.allow_hosts"),
+                "`network = \"proxy\"` and a non-empty `allow_hosts` go together",
+            ));
+        }
         let syscalls = match &s.syscalls {
             None => None,
             Some(list) => {
@@ -683,6 +703,7 @@ impl<E: Env> Ctx<'_, E> {
             read: paths(&s.read, "sandbox.read")?,
             write: paths(&s.write, "sandbox.write")?,
             host_network,
+            allow_hosts,
             syscalls,
             accept_weaker,
         })))

@@ -71,6 +71,8 @@ pub(crate) struct StdioUpstream {
     shutdown: CancellationToken,
     /// Why the child is not started at all (a sandbox the kernel cannot provide).
     refused: Mutex<Option<String>>,
+    /// The egress proxy of a sandbox with `network = "proxy"`, while it runs.
+    egress: Mutex<Option<crate::egress::Egress>>,
 }
 
 /// What the kernel offers for sandboxes: probed once per gateway.
@@ -85,18 +87,30 @@ fn support() -> &'static palisade_sandbox::Support {
 
 /// The sandbox profile of a stdio upstream's config; `None` when its sandbox is off.
 pub fn sandbox_profile(spec: &StdioSpec) -> Option<palisade_sandbox::Profile> {
-    spec.sandbox.as_deref().map(|sb| profile(sb, &spec.rlimits))
+    spec.sandbox
+        .as_deref()
+        .map(|sb| profile(sb, &spec.rlimits, None))
 }
+
+/// The port of the egress proxy inside a sandbox with `network = "proxy"` (its own
+/// network namespace, so it collides with nothing).
+const EGRESS_PORT: u16 = 3128;
 
 fn profile(
     sb: &palisade_config::SandboxSpec,
     r: &palisade_config::StdioLimits,
+    egress: Option<&Path>,
 ) -> palisade_sandbox::Profile {
     palisade_sandbox::Profile {
         read: sb.read.clone(),
         write: sb.write.clone(),
         network: if sb.host_network {
             palisade_sandbox::Network::Host
+        } else if !sb.allow_hosts.is_empty() {
+            palisade_sandbox::Network::Proxy {
+                socket: egress.map_or_else(|| PathBuf::from("(egress proxy)"), Path::to_path_buf),
+                port: EGRESS_PORT,
+            }
         } else {
             palisade_sandbox::Network::None
         },
@@ -233,6 +247,7 @@ impl StdioUpstream {
             sessions,
             shutdown,
             refused: Mutex::new(None),
+            egress: Mutex::new(None),
         })
     }
 
@@ -340,9 +355,25 @@ impl StdioUpstream {
     pub(crate) async fn supervise(self: Arc<Self>, pins: Arc<crate::pins::Pins>) {
         if let Some(sb) = &self.spec.sandbox {
             let support = support();
-            let refusals = profile(sb, &self.spec.rlimits).refusals(support);
+            let refusals = profile(sb, &self.spec.rlimits, None).refusals(support);
             if refusals.is_empty() {
                 tracing::info!(upstream = %self.name, kernel = %support, "stdio upstream sandboxed");
+                if !sb.allow_hosts.is_empty() {
+                    match crate::egress::Egress::start(
+                        &self.name,
+                        sb.allow_hosts.clone(),
+                        self.shutdown.child_token(),
+                    ) {
+                        Ok(e) => *lock(&self.egress) = Some(e),
+                        Err(why) => {
+                            let why = format!("its egress proxy cannot start: {why}");
+                            tracing::error!(upstream = %self.name, "not started: {why}");
+                            *lock(&self.refused) = Some(why);
+                            self.state.send_replace(State::Stopped);
+                            return;
+                        }
+                    }
+                }
             } else {
                 let why = format!("its sandbox cannot be set up: {}", refusals.join("; "));
                 tracing::error!(upstream = %self.name, "not started: {why}");
@@ -446,6 +477,9 @@ impl StdioUpstream {
     )]
     async fn run_once(self: &Arc<Self>, pins: &crate::pins::Pins) -> Result<(), String> {
         self.state.send_replace(State::Starting);
+        let egress: Option<PathBuf> = lock(&self.egress)
+            .as_ref()
+            .map(|e| e.socket().to_path_buf());
         // LOC-01: the exact launch is pinned; a new or changed one waits for approval.
         let program = resolve_program(&self.spec)?;
         match self.launch_admitted(pins, &program).await {
@@ -461,7 +495,7 @@ impl StdioUpstream {
                     .map_err(|e| format!("the sandbox launcher (this binary): {e}"))?;
                 let mut cmd = tokio::process::Command::new(launcher);
                 cmd.args(["sandbox", "exec", "--profile"])
-                    .arg(profile(sb, &self.spec.rlimits).to_arg())
+                    .arg(profile(sb, &self.spec.rlimits, egress.as_deref()).to_arg())
                     .arg("--")
                     .arg(program)
                     .args(&self.spec.args);
@@ -478,6 +512,17 @@ impl StdioUpstream {
             // LOC-05: nothing of the gateway's environment leaks to the child.
             .env_clear()
             .envs(&self.spec.env)
+            .envs(egress.iter().flat_map(|_| {
+                let url = format!("http://127.0.0.1:{EGRESS_PORT}");
+                [
+                    "HTTPS_PROXY",
+                    "HTTP_PROXY",
+                    "https_proxy",
+                    "http_proxy",
+                    "ALL_PROXY",
+                ]
+                .map(|k| (k, url.clone()))
+            }))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,177 @@
+//! The egress proxy of a sandboxed stdio server with `network = "proxy"`: an HTTP
+//! `CONNECT` proxy on a UNIX socket that only the server's sandbox door reaches, which
+//! opens tunnels only to the hosts (and ports) its config allows.
+//!
+//! - Only `CONNECT host:port`; anything else gets 405 (plain HTTP would let a server
+//!   choose its path and headers unseen; HTTPS is what APIs use).
+//! - A host matches an entry exactly, or `*.suffix` (any name below it, not the
+//!   suffix itself); the port must match the entry's (443 when it names none).
+//! - The name is resolved here, once, and the tunnel goes to the address checked: a
+//!   name that resolves to a loopback, private, link-local or other non-public
+//!   address is refused (the gateway's own listeners, cloud metadata), unless the
+//!   entry is that IP address itself.
+//! - Every decision is logged with the upstream's name; the request head is bounded
+//!   and must arrive within 10 seconds.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+/// The largest request head accepted.
+const MAX_HEAD: usize = 8 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) use palisade_config::EgressHost as Allowed;
+
+/// A running egress proxy; its socket lives in a private directory removed on drop.
+#[derive(Debug)]
+pub(crate) struct Egress {
+    dir: PathBuf,
+    socket: PathBuf,
+    stop: CancellationToken,
+}
+
+impl Drop for Egress {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Egress {
+    /// Starts the proxy for upstream `name`, allowing `allow`.
+    pub(crate) fn start(
+        name: &str,
+        allow: Vec<Allowed>,
+        stop: CancellationToken,
+    ) -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut random = [0u8; 12];
+        rand::fill(&mut random);
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-egress-{}",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+        std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Others may pass through (the server runs as another user when the gateway is
+        // root) but not list it; the name is not guessable.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let socket = dir.join("proxy.sock");
+        let listener =
+            UnixListener::bind(&socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| format!("{}: {e}", socket.display()))?;
+        let allow = Arc::new(allow);
+        let upstream: Arc<str> = Arc::from(name);
+        let task_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let conn = tokio::select! {
+                    c = listener.accept() => c,
+                    () = task_stop.cancelled() => return,
+                };
+                let Ok((conn, _)) = conn else { continue };
+                let allow = Arc::clone(&allow);
+                let upstream = Arc::clone(&upstream);
+                tokio::spawn(async move { serve(conn, &allow, &upstream).await });
+            }
+        });
+        Ok(Self { dir, socket, stop })
+    }
+
+    pub(crate) fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+async fn reply(conn: &mut UnixStream, status: &str) {
+    let _ = conn
+        .write_all(
+            format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+}
+
+/// Reads the request head: up to and including the blank line.
+async fn head(conn: &mut UnixStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(512);
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") && !buf.ends_with(b"\n\n") {
+        if buf.len() >= MAX_HEAD || conn.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    String::from_utf8(buf).ok()
+}
+
+async fn serve(mut conn: UnixStream, allow: &[Allowed], upstream: &str) {
+    let Ok(Some(head)) = tokio::time::timeout(HEAD_TIMEOUT, head(&mut conn)).await else {
+        return;
+    };
+    let mut words = head.split_whitespace();
+    let (Some(method), Some(target)) = (words.next(), words.next()) else {
+        return reply(&mut conn, "400 Bad Request").await;
+    };
+    if method != "CONNECT" {
+        tracing::warn!(%upstream, method, "egress refused: only CONNECT is proxied");
+        return reply(&mut conn, "405 Method Not Allowed").await;
+    }
+    let Ok(wanted) = Allowed::parse(target) else {
+        return reply(&mut conn, "400 Bad Request").await;
+    };
+    let host = wanted.host.clone();
+    let Some(entry) = allow.iter().find(|a| a.matches(&host, wanted.port)) else {
+        tracing::warn!(%upstream, target, "egress refused: not in allow_hosts");
+        return reply(&mut conn, "403 Forbidden").await;
+    };
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, wanted.port)],
+        Err(_) => match tokio::net::lookup_host((host.as_str(), wanted.port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                tracing::warn!(%upstream, target, error = %e, "egress refused: the name does not resolve");
+                return reply(&mut conn, "502 Bad Gateway").await;
+            }
+        },
+    };
+    // Every address must be public, unless the entry names the address itself.
+    let literal = entry.is_address();
+    if addrs.is_empty()
+        || (!literal
+            && addrs
+                .iter()
+                .any(|a| !crate::auth::address_allowed(a.ip(), false)))
+    {
+        tracing::warn!(%upstream, target, "egress refused: resolves to a non-public address");
+        return reply(&mut conn, "403 Forbidden").await;
+    }
+    let out = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addrs[..])).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            tracing::warn!(%upstream, target, "egress: cannot connect");
+            return reply(&mut conn, "502 Bad Gateway").await;
+        }
+    };
+    tracing::info!(%upstream, target, "egress tunnel opened");
+    if conn
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut out = out;
+    let _ = tokio::io::copy_bidirectional(&mut conn, &mut out).await;
+}
