@@ -465,6 +465,15 @@ fn run(cli: Cli) -> Result<()> {
                 None => String::new(),
             };
             println!("{}: ok\n{}{policy}", file.display(), config.summary());
+            for u in &config.upstreams {
+                if let palisade_config::Transport::Stdio(sp) = &u.transport {
+                    for risk in
+                        palisade_sandbox::launch_risks(&sp.command.to_string_lossy(), &sp.args)
+                    {
+                        println!("warning: {}: LOC-02: the launch command {risk}", u.name);
+                    }
+                }
+            }
             Ok(())
         }
         Command::Secrets { command } => secrets(command),

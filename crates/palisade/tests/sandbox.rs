@@ -373,3 +373,64 @@ async fn loc_sandbox_egress_goes_only_through_the_proxy_to_allowed_hosts() {
         "{logs}"
     );
 }
+
+/// The same walls when the gateway itself runs unprivileged (a developer's own
+/// account): the launcher then maps its own user into the new user namespace instead
+/// of leaving root. Run from root, the test starts the gateway as `nobody`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loc_sandbox_walls_hold_for_an_unprivileged_gateway_too() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        // Every other test here already runs unprivileged.
+        return;
+    }
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}[upstream.sandbox]\nwrite = [\"{}\"]\n",
+            dir.path().join("data").display(),
+            probes_upstream(""),
+            f.work.display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::spawn_via(
+        dir,
+        &config,
+        &[],
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let port = f.listener.local_addr().unwrap().port();
+    let (ok, t) = probe(&c, 1, "probe_read", json!({"path": f.secret})).await;
+    assert!(!ok && t.contains("denied"), "read ~/.ssh: {t}");
+    let (ok, t) = probe(&c, 2, "probe_write", json!({"path": f.work.join("n")})).await;
+    assert!(ok, "write inside: {t}");
+    let (ok, t) = probe(
+        &c,
+        3,
+        "probe_connect",
+        json!({"addr": format!("127.0.0.1:{port}")}),
+    )
+    .await;
+    assert!(!ok, "connect: {t}");
+    let (ok, t) = probe(&c, 4, "probe_ptrace", json!({"pid": gw.pid()})).await;
+    assert!(!ok, "ptrace the (same-user) gateway: {t}");
+    let (ok, t) = probe(&c, 5, "probe_spawn", json!({"count": 500})).await;
+    assert!(!ok && t.contains("then:"), "fork bomb: {t}");
+}

@@ -157,6 +157,9 @@ fn launch(profile: &Profile, program: &Path, args: &[OsString]) -> Result<Infall
                     ForkResult::Child => {
                         drop(alive_w);
                         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                        // Not the server's stdin or stdout.
+                        let _ = nix::unistd::dup2_stdin(devnull.as_fd());
+                        let _ = nix::unistd::dup2_stdout(devnull.as_fd());
                         crate::proxy::forward(listener, socket);
                         std::process::exit(0)
                     }

@@ -83,8 +83,25 @@ impl Gateway {
 
     /// Starts `palisade serve` with a config file the test wrote into `dir`.
     pub fn spawn(dir: tempfile::TempDir, path: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn_via(dir, path, env, &[])
+    }
+
+    /// Like [`Gateway::spawn`], with the binary run by `via` (e.g. `setpriv …`).
+    pub fn spawn_via(
+        dir: tempfile::TempDir,
+        path: &std::path::Path,
+        env: &[(&str, &str)],
+        via: &[&str],
+    ) -> Self {
         let stderr = dir.path().join("stderr.log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match via.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(path)
