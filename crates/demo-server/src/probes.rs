@@ -26,6 +26,7 @@ pub(crate) fn tools() -> Vec<Value> {
         json!({ "name": "probe_write", "description": "Writes a file.", "inputSchema": path }),
         json!({ "name": "probe_connect", "description": "Opens a TCP connection.",
                 "inputSchema": obj(json!({ "addr": { "type": "string" } }), &["addr"]) }),
+        json!({ "name": "probe_unix", "description": "Connects to a UNIX-domain socket by path.", "inputSchema": path.clone() }),
         json!({ "name": "probe_proxy", "description": "Opens a tunnel through $HTTPS_PROXY with CONNECT and sends a line through it.",
                 "inputSchema": obj(json!({ "target": { "type": "string" } }), &["target"]) }),
         json!({ "name": "probe_ptrace", "description": "Attaches to a process with ptrace.", "inputSchema": pid }),
@@ -73,6 +74,9 @@ pub(crate) async fn call(name: &str, args: &Value) -> Option<Value> {
                 Err(e) => Err(format!("{addr}: {e}")),
             },
             "probe_proxy" => proxy(&target),
+            "probe_unix" => std::os::unix::net::UnixStream::connect(&path)
+                .map(|_| format!("connected to {path}"))
+                .map_err(|e| format!("connect {path}: {e}")),
             "probe_ptrace" => {
                 let pid = nix::unistd::Pid::from_raw(i32::try_from(num).unwrap_or(i32::MAX));
                 match nix::sys::ptrace::attach(pid) {

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 const MAX_HEAD: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many tunnels of one upstream at once.
+const MAX_TUNNELS: usize = 64;
 
 pub(crate) use palisade_config::EgressHost as Allowed;
 
@@ -56,10 +58,7 @@ impl Egress {
         rand::fill(&mut random);
         let dir = std::env::temp_dir().join(format!(
             "palisade-egress-{}",
-            random
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            palisade_audit::key::hex(&random)
         ));
         std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // Others may pass through (the server runs as another user when the gateway is
@@ -74,6 +73,16 @@ impl Egress {
         let allow = Arc::new(allow);
         let upstream: Arc<str> = Arc::from(name);
         let task_stop = stop.clone();
+        // The sandbox's door runs as the server does: this gateway's user, or nobody
+        // when the gateway is root. Nobody else is served.
+        let me = std::fs::metadata("/proc/self")
+            .map_or(u32::MAX, |m| std::os::unix::fs::MetadataExt::uid(&m));
+        let door_uid = if me == 0 {
+            palisade_sandbox::NOBODY
+        } else {
+            me
+        };
+        let tunnels = Arc::new(tokio::sync::Semaphore::new(MAX_TUNNELS));
         tokio::spawn(async move {
             loop {
                 let conn = tokio::select! {
@@ -81,9 +90,20 @@ impl Egress {
                     () = task_stop.cancelled() => return,
                 };
                 let Ok((conn, _)) = conn else { continue };
+                if conn.peer_cred().map(|c| c.uid()).ok() != Some(door_uid) {
+                    tracing::warn!(upstream = %upstream, "egress refused: a connection from another user");
+                    continue;
+                }
+                let Ok(permit) = Arc::clone(&tunnels).try_acquire_owned() else {
+                    tracing::warn!(upstream = %upstream, "egress refused: {MAX_TUNNELS} tunnels open");
+                    continue;
+                };
                 let allow = Arc::clone(&allow);
                 let upstream = Arc::clone(&upstream);
-                tokio::spawn(async move { serve(conn, &allow, &upstream).await });
+                tokio::spawn(async move {
+                    serve(conn, &allow, &upstream).await;
+                    drop(permit);
+                });
             }
         });
         Ok(Self { dir, socket, stop })

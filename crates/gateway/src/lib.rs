@@ -47,7 +47,7 @@ pub use palisade_store::vault::{Kek, Secret, Vault};
 use tokio_util::sync::CancellationToken;
 
 pub use principal::Principal;
-pub use upstream::stdio::{resolve_program, sandbox_profile};
+pub use upstream::stdio::{TooLong, read_line_bounded, resolve_program, sandbox_profile};
 
 /// The hash under which the gateway pins a listed tool or prompt definition.
 pub fn pin_hash(definition: &serde_json::Value) -> String {

@@ -292,8 +292,7 @@ pub(crate) async fn admin_action(
 /// `palisade sandbox check`: exit 0 when every sandbox can be set up, 1 when one
 /// cannot (or a launch is risky), 2 on error.
 fn sandbox_check(config: Option<&Path>) -> Result<std::process::ExitCode> {
-    let exe = std::env::current_exe().context("this binary's path")?;
-    let support = palisade_sandbox::Support::probe(&exe, &["--version"]);
+    let support = palisade_sandbox::Support::probe_here();
     println!("kernel: {support}");
     for (m, why) in support.missing() {
         println!("  missing {}: {why}", m.name());

@@ -35,6 +35,10 @@ struct Fixture {
     work: std::path::PathBuf,
     /// A TCP listener on loopback the server must not reach.
     listener: std::net::TcpListener,
+    /// A UNIX-domain socket anyone may connect to (like a session bus or the Docker
+    /// socket), which the server must not reach either.
+    unix: std::path::PathBuf,
+    _unix_listener: std::os::unix::net::UnixListener,
 }
 
 fn fixture() -> Fixture {
@@ -46,7 +50,12 @@ fn fixture() -> Fixture {
     std::fs::write(&secret, "-----BEGIN OPENSSH PRIVATE KEY----- (test)").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
     let work = open_dir(root.path(), "work");
+    let unix = root.path().join("bus.sock");
+    let unix_listener = std::os::unix::net::UnixListener::bind(&unix).unwrap();
+    std::fs::set_permissions(&unix, std::fs::Permissions::from_mode(0o777)).unwrap();
     Fixture {
+        unix,
+        _unix_listener: unix_listener,
         outside: home.join("planted"),
         secret,
         work,
@@ -125,6 +134,10 @@ async fn loc_sandbox_every_wall_holds_from_inside_and_the_gateway_keeps_serving(
     let (ok, t) = probe(&c, 7, "probe_connect", json!({"addr": gw_addr})).await;
     assert!(!ok, "connect to the gateway: {t}");
 
+    // No UNIX-domain sockets by path (the network namespace does not cover them).
+    let (ok, t) = probe(&c, 15, "probe_unix", json!({"path": f.unix})).await;
+    assert!(!ok && t.contains("not permitted"), "unix socket: {t}");
+
     // No debugging or signalling of the gateway.
     let (ok, t) = probe(&c, 8, "probe_ptrace", json!({"pid": gw_pid})).await;
     assert!(!ok, "ptrace: {t}");
@@ -181,6 +194,8 @@ async fn loc_sandbox_off_is_explicit_and_lets_the_probes_through() {
     .await;
     assert!(ok, "{t}");
     let (ok, t) = probe(&c, 4, "probe_spawn", json!({"count": 40})).await;
+    assert!(ok, "{t}");
+    let (ok, t) = probe(&c, 5, "probe_unix", json!({"path": f.unix})).await;
     assert!(ok, "{t}");
     assert!(gw.logs().contains("WITHOUT a sandbox"), "the start says so");
 }
@@ -431,6 +446,8 @@ async fn loc_sandbox_walls_hold_for_an_unprivileged_gateway_too() {
     assert!(!ok, "connect: {t}");
     let (ok, t) = probe(&c, 4, "probe_ptrace", json!({"pid": gw.pid()})).await;
     assert!(!ok, "ptrace the (same-user) gateway: {t}");
+    let (ok, t) = probe(&c, 6, "probe_unix", json!({"path": f.unix})).await;
+    assert!(!ok, "a same-user UNIX socket: {t}");
     let (ok, t) = probe(&c, 5, "probe_spawn", json!({"count": 500})).await;
     assert!(!ok && t.contains("then:"), "fork bomb: {t}");
 }

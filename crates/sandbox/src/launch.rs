@@ -90,11 +90,12 @@ fn launch(profile: &Profile, program: &Path, args: &[OsString]) -> Result<Infall
         nix::sys::prctl::set_dumpable(true).map_err(|e| format!("set_dumpable: {e}"))?;
     }
 
-    // 3. Resource limits (inherited by the server).
-    profile
-        .rlimits
-        .set()
-        .map_err(|e| format!("resource limits: {e}"))?;
+    // 3. Resource limits (inherited by the server). The process count comes after
+    // the user namespace exists: the kernel records the creator's RLIMIT_NPROC as the
+    // limit of the user's processes OUTSIDE the namespace, which must stay the user's.
+    let mut early = profile.rlimits;
+    early.processes = None;
+    early.set().map_err(|e| format!("resource limits: {e}"))?;
 
     // 4. Namespaces.
     let (uid, gid) = (Uid::effective(), Gid::effective());
@@ -109,12 +110,19 @@ fn launch(profile: &Profile, program: &Path, args: &[OsString]) -> Result<Infall
                 "cannot enter new namespaces, which the egress proxy needs: {e}"
             ));
         }
-        Err(e) if accepts(Mechanism::Namespaces) => {
+        // Without a network namespace, only the host's network can be honest.
+        Err(e) if accepts(Mechanism::Namespaces) && profile.network == Network::Host => {
             eprintln!("palisade sandbox: running without namespaces (accepted): {e}");
             false
         }
         Err(e) => return Err(format!("cannot enter new namespaces: {e}")),
     };
+    crate::Rlimits {
+        processes: profile.rlimits.processes,
+        ..crate::Rlimits::default()
+    }
+    .set()
+    .map_err(|e| format!("process limit: {e}"))?;
 
     // 5. Fork: the child is PID 1 of the new PID namespace. Signals that the launcher
     // forwards are blocked first, so none is lost between the fork and the wait.
@@ -211,11 +219,31 @@ fn monitor(child: Pid, blocked: &SigSet, devnull: &std::fs::File, alive: OwnedFd
                     Err(_) => std::process::exit(EXIT_SETUP_FAILED),
                 }
             },
-            Ok(sig) => {
-                let _ = kill(child, sig);
-            }
+            Ok(sig) => pass_on(child, sig),
             Err(_) => {}
         }
+    }
+}
+
+/// Passes `sig` on to the server. As PID 1 of its namespace, the server receives only
+/// signals it handles, so one it neither handles nor ignores gets its default effect
+/// here — for every forwarded signal, termination — by SIGKILL.
+fn pass_on(child: Pid, sig: Signal) {
+    let mask = |field: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{child}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(field))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(0)
+    };
+    let bit = 1u64 << (sig as i32 - 1);
+    if mask("SigCgt:") & bit != 0 {
+        let _ = kill(child, sig);
+    } else if mask("SigIgn:") & bit == 0 {
+        let _ = kill(child, Signal::SIGKILL);
     }
 }
 

@@ -167,9 +167,9 @@ pub struct Rlimits {
     pub cpu_seconds: Option<u64>,
     /// Open file descriptors (`RLIMIT_NOFILE`).
     pub open_files: Option<u64>,
-    /// Processes and threads (`RLIMIT_NPROC`); counted within the sandbox's own user
-    /// namespace, so only where the sandbox has one (and never for root, which the
-    /// launcher therefore leaves).
+    /// Processes and threads (`RLIMIT_NPROC`); set after the sandbox's own user
+    /// namespace exists, so that it counts the sandbox's processes, not the user's
+    /// (and never applies to root, which the launcher therefore leaves).
     pub processes: Option<u64>,
 }
 
@@ -233,7 +233,12 @@ impl Profile {
         support
             .missing()
             .into_iter()
-            .filter(|(m, _)| !self.accept_weaker.contains(m))
+            // No network wall without a network namespace: accepting their absence
+            // is for `network = "host"` only.
+            .filter(|(m, _)| {
+                !self.accept_weaker.contains(m)
+                    || (*m == Mechanism::Namespaces && self.network != Network::Host)
+            })
             .map(|(m, why)| {
                 format!(
                     "{why}; add \"{}\" to `accept_weaker` to run without it",

@@ -8,7 +8,8 @@ use std::path::Path;
 /// Flagged: running through `sudo`/`su`/`doas`/`pkexec`; piping a download into a
 /// shell or interpreter (`curl … | sh`); recursive forced removal (`rm -rf`); paths to
 /// credentials (`~/.ssh`, private keys, `~/.aws`, `~/.gnupg`, `/etc/shadow`, …); and
-/// packages run without a pinned version (`npx pkg`, `pkg@latest`, `uvx pkg`).
+/// packages run without one exact version (`npx pkg`, `pkg@latest`, `pkg@^1`, `uvx pkg`),
+/// wherever the runner appears in the command line.
 pub fn launch_risks(program: &str, args: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let base = |s: &str| {
@@ -38,21 +39,27 @@ pub fn launch_risks(program: &str, args: &[String]) -> Vec<String> {
     {
         out.push(format!("runs with raised privileges (`{}`)", base(w)));
     }
-    if let Some(i) = lower.find('|') {
-        let (before, after) = lower.split_at(i);
-        let fetches = ["curl", "wget", "fetch"].iter().any(|c| before.contains(c));
-        let shell = after[1..]
-            .split_whitespace()
-            .find(|w| *w != "sudo")
-            .is_some_and(|w| {
-                matches!(
-                    base(w).as_str(),
-                    "sh" | "bash" | "zsh" | "dash" | "ksh" | "python" | "python3" | "node" | "perl"
-                )
-            });
-        if fetches && shell {
-            out.push("pipes a download into a shell or interpreter (`curl … | sh`)".into());
-        }
+    const SHELLS: &[&str] = &[
+        "sh", "bash", "zsh", "dash", "ksh", "python", "python3", "node", "perl",
+    ];
+    let fetches = |t: &str| ["curl", "wget", "fetch "].iter().any(|c| t.contains(c));
+    // `curl … | sh`, at any pipe (`||` is not one).
+    let pipes: Vec<&str> = lower.split('|').collect();
+    let piped = pipes.windows(2).any(|w| {
+        fetches(w[0].rsplit([';', '&']).next().unwrap_or(""))
+            && w[1]
+                .split_whitespace()
+                .find(|x| *x != "sudo")
+                .is_some_and(|x| SHELLS.contains(&base(x).as_str()))
+    });
+    // `sh -c "$(curl …)"`, `bash <(curl …)`, backticks.
+    let substituted = ["$(", "<(", "`"].iter().any(|open| {
+        lower
+            .match_indices(open)
+            .any(|(i, _)| fetches(&lower[i..(i + 40).min(lower.len())]))
+    });
+    if piped || substituted {
+        out.push("runs a downloaded script (`curl … | sh`)".into());
     }
     let rm_force_recursive = all.windows(2).any(|w| {
         base(&w[0]) == "rm"
@@ -83,22 +90,48 @@ pub fn launch_risks(program: &str, args: &[String]) -> Vec<String> {
             out.push(format!("names a credential path (`{s}`)"));
         }
     }
-    let launcher = base(program);
-    if matches!(launcher.as_str(), "npx" | "bunx" | "uvx" | "pnpx") || lower.contains("npm exec") {
-        let pkg = args
-            .iter()
-            .find(|a| !a.starts_with('-') && a.as_str() != "exec" && a.as_str() != "--");
-        if let Some(pkg) = pkg {
-            let name = pkg.trim_start_matches('@');
-            match name.rsplit_once('@') {
-                Some((_, "latest" | "next" | "*" | "")) | None => out.push(format!(
-                    "runs package `{pkg}` without a pinned version (a new release runs unreviewed)"
-                )),
-                Some(_) => {}
+    // Package runners anywhere in the command line (also inside `sh -c "…"`).
+    let runners = ["npx", "bunx", "uvx", "pnpx"];
+    let mut pkgs = Vec::new();
+    for (i, w) in all.iter().enumerate() {
+        let dlx = matches!(base(w).as_str(), "npm" | "pnpm" | "yarn")
+            && all.get(i + 1).is_some_and(|n| n == "exec" || n == "dlx");
+        if runners.contains(&base(w).as_str()) || dlx {
+            let from = if dlx { i + 2 } else { i + 1 };
+            if let Some(p) = all[from.min(all.len())..]
+                .iter()
+                .find(|a| !a.starts_with('-') && a.as_str() != "--")
+            {
+                pkgs.push(p.clone());
             }
         }
     }
+    for pkg in pkgs {
+        if !pinned(&pkg) {
+            out.push(format!(
+                "runs package `{pkg}` without a pinned version (a new release runs unreviewed)"
+            ));
+        }
+    }
     out
+}
+
+/// Whether a package spec names one exact version: `pkg@1.2.3`, `@scope/pkg@1.2.3`,
+/// `pkg==1.2.3` (pre-release and build suffixes allowed).
+fn pinned(spec: &str) -> bool {
+    let version = match spec.split_once("==") {
+        Some((_, v)) => v,
+        None => match spec.trim_start_matches('@').rsplit_once('@') {
+            Some((_, v)) => v,
+            None => return false,
+        },
+    };
+    let core = version.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]

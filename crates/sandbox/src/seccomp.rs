@@ -112,6 +112,22 @@ pub(crate) fn filters(profile: &Profile) -> Result<Vec<BpfProgram>, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     denied.insert(libc::SYS_clone, clone_rules);
+    // UNIX-domain sockets reach local services by path (the session bus, the Docker
+    // socket, agents, other sandboxes' doors) across network namespaces, and Landlock
+    // (below ABI 9) does not govern connecting to them. `socketpair` stays allowed.
+    denied.insert(
+        libc::SYS_socket,
+        vec![
+            SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::AF_UNIX as u64,
+            )
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(|e| format!("seccomp: {e}"))?,
+        ],
+    );
     let deny = SeccompFilter::new(
         denied,
         SeccompAction::Allow,
@@ -170,8 +186,9 @@ pub(crate) fn install(programs: &[BpfProgram]) -> Result<(), String> {
 /// The names of the system calls every profile denies, for documentation and
 /// `palisade sandbox check`.
 pub fn denied_names() -> impl Iterator<Item = &'static str> {
-    DENIED
-        .iter()
-        .map(|(n, _)| *n)
-        .chain(["clone (with namespace flags)", "clone3 (ENOSYS)"])
+    DENIED.iter().map(|(n, _)| *n).chain([
+        "clone (with namespace flags)",
+        "clone3 (ENOSYS)",
+        "socket (AF_UNIX)",
+    ])
 }

@@ -23,9 +23,20 @@ pub struct Support {
 }
 
 impl Support {
+    /// Probes the running kernel with `true(1)` as the namespace probe's program (it
+    /// must be one the launcher's user — `nobody`, when the gateway is root — may run).
+    pub fn probe_here() -> Self {
+        let t = ["/bin/true", "/usr/bin/true"]
+            .into_iter()
+            .map(std::path::Path::new)
+            .find(|p| p.exists())
+            .unwrap_or(std::path::Path::new("/bin/true"));
+        Self::probe(t, &[])
+    }
+
     /// Probes the running kernel. Safe to call from a multi-threaded process: the
     /// namespace probe runs in a child that executes `probe_program` (any program that
-    /// exits 0 at once, such as the gateway's own binary with `--version`).
+    /// exits 0 at once and that the launcher's user may run).
     pub fn probe(probe_program: &std::path::Path, probe_args: &[&str]) -> Self {
         Self {
             landlock: landlock_abi(),
@@ -127,13 +138,22 @@ fn namespaces(program: &std::path::Path, args: &[&str]) -> Result<(), String> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: runs in the child between fork and exec. `unshare(2)` through nix is one
-    // system call with an integer argument: async-signal-safe, no allocation, no lock.
+    // SAFETY: runs in the child between fork and exec. Each call is one system call
+    // with integer arguments or a borrowed empty slice (`setgroups`, `setresgid`,
+    // `setresuid`, `unshare` through nix): async-signal-safe, no allocation, no lock.
     // The child of a fork is single-threaded, as `CLONE_NEWUSER` requires.
     unsafe {
         cmd.pre_exec(|| {
-            nix::sched::unshare(namespace_flags(true))
-                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+            let err = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
+            // The launcher leaves root before it unshares: probe as it will run.
+            if nix::unistd::Uid::effective().is_root() {
+                let g = nix::unistd::Gid::from_raw(crate::NOBODY);
+                let u = nix::unistd::Uid::from_raw(crate::NOBODY);
+                nix::unistd::setgroups(&[]).map_err(err)?;
+                nix::unistd::setresgid(g, g, g).map_err(err)?;
+                nix::unistd::setresuid(u, u, u).map_err(err)?;
+            }
+            nix::sched::unshare(namespace_flags(true)).map_err(err)
         });
     }
     match cmd.status() {

@@ -76,9 +76,19 @@ fn missing_mechanisms_are_refused_unless_accepted() {
     assert!(r[1].contains("disabled") && r[1].contains("\"namespaces\""));
     let accepting = Profile {
         accept_weaker: [Mechanism::Landlock, Mechanism::Namespaces].into(),
+        network: Network::Host,
         ..Profile::default()
     };
     assert!(accepting.refusals(&weak).is_empty());
+    // Without a network namespace there is no network wall: accepting that is for
+    // the host's network only.
+    let walled = Profile {
+        network: Network::None,
+        ..accepting.clone()
+    };
+    let r = walled.refusals(&weak);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].contains("namespaces"), "{r:?}");
 }
 
 #[test]
@@ -105,7 +115,7 @@ fn the_strict_allowlist_names_real_system_calls() {
 
 #[test]
 fn this_kernel_is_probed() {
-    let s = Support::probe(std::path::Path::new("/bin/true"), &[]);
+    let s = Support::probe_here();
     // Every line of the report names the mechanism.
     let text = s.to_string();
     assert!(

@@ -697,6 +697,13 @@ impl<E: Env> Ctx<'_, E> {
                     format!("`{v}` is not one of {:?}", crate::SANDBOX_MECHANISMS),
                 ));
             }
+            if v == "namespaces" && !host_network {
+                return Err(self.at(
+                    a,
+                    &key("sandbox.accept_weaker"),
+                    "without namespaces there is no network wall: accept their absence only with network = \"host\"",
+                ));
+            }
             accept_weaker.push(v);
         }
         Ok(Some(Box::new(crate::SandboxSpec {

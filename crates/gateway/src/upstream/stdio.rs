@@ -73,16 +73,17 @@ pub(crate) struct StdioUpstream {
     refused: Mutex<Option<String>>,
     /// The egress proxy of a sandbox with `network = "proxy"`, while it runs.
     egress: Mutex<Option<crate::egress::Egress>>,
+    /// The executable's SHA-256, by the file's identity and change times (the change
+    /// time cannot be set back without changing the clock), so that a restart does
+    /// not read a large binary again.
+    launch_hash: Mutex<Option<(FileId, String)>>,
 }
 
 /// What the kernel offers for sandboxes: probed once per gateway.
 static SUPPORT: std::sync::OnceLock<palisade_sandbox::Support> = std::sync::OnceLock::new();
 
 fn support() -> &'static palisade_sandbox::Support {
-    SUPPORT.get_or_init(|| match std::env::current_exe() {
-        Ok(exe) => palisade_sandbox::Support::probe(&exe, &["--version"]),
-        Err(_) => palisade_sandbox::Support::probe(Path::new("/bin/true"), &[]),
-    })
+    SUPPORT.get_or_init(palisade_sandbox::Support::probe_here)
 }
 
 /// The sandbox profile of a stdio upstream's config; `None` when its sandbox is off.
@@ -165,6 +166,23 @@ pub fn resolve_program(spec: &StdioSpec) -> Result<PathBuf, String> {
 /// The pin kind and name of a stdio upstream's launch.
 pub(crate) const LAUNCH: &str = "launch";
 
+/// A file's device, inode, size, and modification and change times (ns).
+type FileId = (u64, u64, u64, i64, i64, i64, i64);
+
+fn file_id(path: &Path) -> Result<FileId, String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
 /// SHA-256 of a file, read in chunks off the runtime's threads.
 async fn file_sha256(path: PathBuf) -> Result<String, String> {
     tokio::task::spawn_blocking(move || {
@@ -185,7 +203,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Reads one `\n`-terminated line of at most `max` bytes into `buf`. Returns
 /// `Ok(false)` at EOF; an overlong line is consumed to its end and reported as
 /// `Err(TooLong)` so the caller can drop it without buffering it.
-async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
@@ -220,8 +238,9 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// A line longer than the bound given to [`read_line_bounded`].
 #[derive(Debug)]
-struct TooLong;
+pub struct TooLong;
 
 impl StdioUpstream {
     pub(crate) fn new(
@@ -248,6 +267,7 @@ impl StdioUpstream {
             shutdown,
             refused: Mutex::new(None),
             egress: Mutex::new(None),
+            launch_hash: Mutex::new(None),
         })
     }
 
@@ -354,7 +374,10 @@ impl StdioUpstream {
     /// Runs the child until shutdown, restarting it with backoff when it exits.
     pub(crate) async fn supervise(self: Arc<Self>, pins: Arc<crate::pins::Pins>) {
         if let Some(sb) = &self.spec.sandbox {
-            let support = support();
+            let support = match tokio::task::spawn_blocking(support).await {
+                Ok(s) => s,
+                Err(_) => return,
+            };
             let refusals = profile(sb, &self.spec.rlimits, None).refusals(support);
             if refusals.is_empty() {
                 tracing::info!(upstream = %self.name, kernel = %support, "stdio upstream sandboxed");
@@ -435,7 +458,22 @@ impl StdioUpstream {
         if !pins.enabled(self.idx) {
             return Ok(());
         }
-        let sha256 = file_sha256(program.to_owned()).await?;
+        let id = file_id(program)?;
+        let cached = lock(&self.launch_hash)
+            .as_ref()
+            .filter(|(known, _)| *known == id)
+            .map(|(_, h)| h.clone());
+        let sha256 = match cached {
+            Some(h) => h,
+            None => {
+                let h = file_sha256(program.to_owned()).await?;
+                // Cached only if the file did not change while it was read.
+                if file_id(program)? == id {
+                    *lock(&self.launch_hash) = Some((id, h.clone()));
+                }
+                h
+            }
+        };
         let launch = json!({
             "command": self.spec.command,
             "args": self.spec.args,
@@ -502,7 +540,8 @@ impl StdioUpstream {
                 cmd
             }
             None => {
-                let mut cmd = tokio::process::Command::new(&self.spec.command);
+                // The file that was pinned is the file that runs.
+                let mut cmd = tokio::process::Command::new(&program);
                 cmd.args(&self.spec.args);
                 limits(&self.spec.rlimits).apply(&mut cmd);
                 cmd
@@ -560,7 +599,10 @@ impl StdioUpstream {
             // Dropping stdin closes it: the first step of LOC-06.
         });
         let name = self.name.clone();
-        let stderr_task = tokio::spawn(async move {
+        // The sandbox launcher's own complaint, if it refuses to start the server.
+        let launcher_said: Arc<Mutex<Option<String>>> = Arc::default();
+        let said = Arc::clone(&launcher_said);
+        let mut stderr_task = tokio::spawn(async move {
             let mut r = BufReader::new(stderr);
             let mut buf = Vec::new();
             while let Ok(r) = read_line_bounded(&mut r, &mut buf, MAX_STDERR_LINE).await {
@@ -569,6 +611,9 @@ impl StdioUpstream {
                     Ok(true) => {
                         let line = String::from_utf8_lossy(&buf);
                         tracing::info!(upstream = %name, "stderr: {}", line.trim_end());
+                        if let Some(why) = line.trim_end().strip_prefix("palisade sandbox: ") {
+                            *lock(&said) = Some(why.to_owned());
+                        }
                     }
                     Err(TooLong) => {
                         tracing::info!(upstream = %name, "stderr: (overlong line dropped)")
@@ -599,6 +644,15 @@ impl StdioUpstream {
             () = self.shutdown.cancelled() => None,
         };
         let result = match status {
+            Some(Ok(s)) if s.code() == Some(palisade_sandbox::EXIT_SETUP_FAILED) => {
+                // Let the launcher's last words reach the log line first.
+                let _ = tokio::time::timeout(Duration::from_millis(200), &mut stderr_task).await;
+                let why = lock(&launcher_said)
+                    .clone()
+                    .unwrap_or_else(|| "the sandbox launcher failed".to_owned());
+                *lock(&self.refused) = Some(format!("its sandbox cannot be set up: {why}"));
+                Err(format!("sandbox: {why}"))
+            }
             Some(s) => Err(format!("exited: {:?}", s.map(|s| s.to_string()))),
             None => {
                 // LOC-06: close stdin, then SIGTERM, then SIGKILL.

@@ -101,55 +101,60 @@ pub(crate) fn known_sources(home: &Path, cwd: &Path) -> Vec<Source> {
         .collect()
 }
 
-/// JSON with comments and trailing commas (VS Code and Zed settings) as plain JSON.
+/// JSON with comments and trailing commas (VS Code and Zed settings) as plain JSON:
+/// comments go first, so that a comma before a commented-out last entry is seen as
+/// trailing.
 pub(crate) fn strip_jsonc(text: &str) -> String {
-    let b = text.as_bytes();
+    let no_comments = outside_strings(text.as_bytes(), |b, i, out| match b[i] {
+        b'/' if b.get(i + 1) == Some(&b'/') => b[i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(b.len(), |n| i + n),
+        b'/' if b.get(i + 1) == Some(&b'*') => b[i + 2..]
+            .windows(2)
+            .position(|w| w == b"*/")
+            .map_or(b.len(), |n| i + 2 + n + 2),
+        c => {
+            out.push(c);
+            i + 1
+        }
+    });
+    let no_commas = outside_strings(&no_comments, |b, i, out| {
+        let trailing = b[i] == b','
+            && matches!(
+                b[i + 1..].iter().find(|c| !c.is_ascii_whitespace()),
+                Some(b'}' | b']')
+            );
+        if !trailing {
+            out.push(b[i]);
+        }
+        i + 1
+    });
+    String::from_utf8_lossy(&no_commas).into_owned()
+}
+
+/// Copies `b`, strings verbatim, and everything else through `step` (which pushes what
+/// to keep and returns where to go on).
+fn outside_strings(b: &[u8], mut step: impl FnMut(&[u8], usize, &mut Vec<u8>) -> usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match b[i] {
-            b'"' => {
-                let start = i;
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    if b[i] == b'\\' {
-                        i += 1;
-                    }
+        if b[i] == b'"' {
+            let start = i;
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                if b[i] == b'\\' {
                     i += 1;
-                }
-                i = (i + 1).min(b.len());
-                out.extend_from_slice(&b[start..i]);
-            }
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 2;
-            }
-            b',' => {
-                // A comma followed (past whitespace and comments) by a closing bracket.
-                let mut j = i + 1;
-                while j < b.len() && b[j].is_ascii_whitespace() {
-                    j += 1;
-                }
-                if !matches!(b.get(j), Some(b'}' | b']')) {
-                    out.push(b',');
                 }
                 i += 1;
             }
-            c => {
-                out.push(c);
-                i += 1;
-            }
+            i = (i + 1).min(b.len());
+            out.extend_from_slice(&b[start..i]);
+        } else {
+            i = step(b, i, &mut out);
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Reads a configuration file's JSON (comments allowed).
@@ -270,6 +275,9 @@ mod tests {
               "context_servers": { "d": { "command": { "path": "/bin/srv", "args": ["--x"] } }, "e": { "url": "http://127.0.0.1:1/mcp" } },
               "projects": { "/p": { "mcpServers": { "f": { "serverUrl": "http://h.example/sse" } } } },
               "text": "a // not a comment, /* nor this */",
+              "list": [1, 2, // the last one is commented out
+                 // 3
+              ],
             }"#,
         ))
         .unwrap();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 
 /// What a server offers.
 #[derive(Debug, Default)]
@@ -22,6 +22,8 @@ pub(crate) struct Listing {
 const MAX_PAGES: usize = 20;
 /// At most this many bytes in one line from a stdio server.
 const MAX_LINE: usize = 16 << 20;
+/// At most this many bytes in one line of its stderr.
+const MAX_STDERR_LINE: usize = 4096;
 
 const INIT: &str = "initialize";
 
@@ -120,15 +122,27 @@ pub(crate) async fn stdio(
     else {
         return Err("no stdio pipes".into());
     };
-    // The last lines of stderr, for the error message.
+    // The last lines of stderr, for the error message; read to its end, bounded.
     let tail = tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
+        let mut r = BufReader::new(stderr);
+        let mut buf = Vec::new();
         let mut last: Vec<String> = Vec::new();
-        while let Ok(Some(l)) = lines.next_line().await {
+        while let Ok(line) =
+            palisade_gateway::read_line_bounded(&mut r, &mut buf, MAX_STDERR_LINE).await
+        {
+            let text = match line {
+                Ok(false) => break,
+                Ok(true) => String::from_utf8_lossy(&buf)
+                    .trim_end()
+                    .chars()
+                    .take(300)
+                    .collect(),
+                Err(palisade_gateway::TooLong) => "(overlong line)".to_owned(),
+            };
             if last.len() == 3 {
                 last.remove(0);
             }
-            last.push(l.chars().take(300).collect());
+            last.push(text);
         }
         last.join(" | ")
     });
@@ -151,14 +165,13 @@ pub(crate) async fn stdio(
             s.0.flush().await.map_err(|e| format!("write: {e}"))?;
             let mut buf = Vec::new();
             loop {
-                buf.clear();
-                let n = (&mut s.1)
-                    .take(MAX_LINE as u64)
-                    .read_until(b'\n', &mut buf)
+                match palisade_gateway::read_line_bounded(&mut s.1, &mut buf, MAX_LINE)
                     .await
-                    .map_err(|e| format!("read: {e}"))?;
-                if n == 0 {
-                    return Err("the server exited".to_owned());
+                    .map_err(|e| format!("read: {e}"))?
+                {
+                    Ok(true) => {}
+                    Ok(false) => return Err("the server exited".to_owned()),
+                    Err(palisade_gateway::TooLong) => continue,
                 }
                 let Ok(msg) = serde_json::from_slice::<Value>(&buf) else {
                     continue;

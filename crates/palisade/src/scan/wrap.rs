@@ -89,10 +89,18 @@ pub(super) fn wrap(files: &[PathBuf], launcher: &Path, a: &Args) -> anyhow::Resu
                 t.push(".palisade-tmp");
                 PathBuf::from(t)
             };
-            std::fs::write(&tmp, format!("{text}\n"))?;
-            if let Ok(meta) = std::fs::metadata(file) {
-                std::fs::set_permissions(&tmp, meta.permissions())?;
-            }
+            // Created with the original's mode: it may hold credentials.
+            let mode = std::fs::metadata(file).map_or(0o600, |m| {
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+            });
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().write(true).create_new(true),
+                mode,
+            )
+            .open(&tmp)?;
+            std::io::Write::write_all(&mut f, format!("{text}\n").as_bytes())?;
+            f.sync_all()?;
             std::fs::rename(&tmp, file)?;
         }
     }
