@@ -387,20 +387,15 @@ fn scan(a: &Args) -> anyhow::Result<ExitCode> {
     for s in &servers {
         scan.configuration(s);
     }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let pins = match &a.config {
-        Some(c) => Some(
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(approved_pins(c))?,
-        ),
+        Some(c) => Some(rt.block_on(approved_pins(c))?),
         None => None,
     };
     let launcher = std::env::current_exe()?;
     let interactive = std::io::stdin().is_terminal();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut outcomes = Vec::new();
     let total = servers.len();
     let mut offered: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -441,7 +436,7 @@ fn scan(a: &Args) -> anyhow::Result<ExitCode> {
             let timeout = Duration::from_secs(a.timeout.max(1));
             let result = match &s.transport {
                 Transport::Stdio { command, args, env } => {
-                    rt.block_on(stdio(s, a, &launcher, command, args, env, timeout))
+                    rt.block_on(stdio(a, &launcher, command, args, env, timeout))
                 }
                 Transport::Http { url, headers } => {
                     match rt.block_on(probe::http(url, headers, timeout)) {
@@ -527,7 +522,6 @@ fn scan(a: &Args) -> anyhow::Result<ExitCode> {
 
 /// Starts one stdio server in the scan's sandbox profile and lists it.
 async fn stdio(
-    s: &Server,
     a: &Args,
     launcher: &Path,
     command: &str,
@@ -566,7 +560,6 @@ async fn stdio(
         },
         accept_weaker: Default::default(),
     };
-    let _ = s;
     probe::stdio(launcher, &profile, &program, args, &env, timeout)
         .await
         .map(Some)
