@@ -327,12 +327,23 @@ fn main() -> Result<()> {
     let corpus_chunks = chunks(&corpus);
     let benign_chunks = chunks(&benign);
     let only = std::env::var("EVAL_THROUGHPUT_ONLY").ok();
-    for (name, texts) in [
-        ("all texts", &corpus),
-        ("benign texts", &benign),
-        ("all texts in 64 KiB chunks", &corpus_chunks),
-        ("benign texts in 64 KiB chunks", &benign_chunks),
-    ] {
+    let mut sets: Vec<(String, Vec<String>)> = vec![
+        ("all texts".into(), corpus),
+        ("benign texts".into(), benign),
+        ("all texts in 64 KiB chunks".into(), corpus_chunks),
+        ("benign texts in 64 KiB chunks".into(), benign_chunks),
+    ];
+    // Files of the operator's own (EVAL_FILES=a:b): ordinary traffic, in 64 KiB chunks.
+    for f in std::env::var("EVAL_FILES").unwrap_or_default().split(':') {
+        if f.is_empty() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(f)?).into_owned();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        sets.push((format!("{f} in 64 KiB chunks"), chunks(&lines)));
+    }
+    for (name, texts) in &sets {
+        let name = name.as_str();
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }

@@ -32,6 +32,10 @@ const WINDOW: usize = 512;
 const DIGIT_WINDOW: usize = 48;
 /// Beyond this many separate windows, a rule runs on the whole text.
 const MAX_WINDOWS: usize = 32;
+/// Counted repetitions with an upper bound at least this large are what make a lazy
+/// DFA thrash (every start inside the count is a state of its own): a rule with such
+/// counts is screened by a relaxed copy of its pattern in which they are unbounded.
+const RELAX_FROM: u32 = 24;
 
 /// A rule pack that does not load.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,10 @@ struct Rule {
     reason: String,
     scopes: BTreeSet<Scope>,
     regex: Regex,
+    /// The pattern with its long counted repetitions made unbounded: it matches
+    /// wherever the rule can, and stays on the fast automata. Where it does not match,
+    /// the rule's own pattern is not run.
+    relaxed: Option<Regex>,
     /// Matched against the ASCII-lowercased text (the pattern's letters lowercased),
     /// so that the regex engine's literal prefilters apply.
     folded: bool,
@@ -248,6 +256,7 @@ impl RulePack {
                 .dfa_size_limit(1 << 22)
                 .build()
                 .map_err(|e| bad(format!("pattern: {e}")))?;
+            let relaxed = relax(&pattern).map_err(|e| bad(format!("pattern: {e}")))?;
             let unless_before = match &r.unless_before {
                 None => None,
                 Some(u) => Some(
@@ -296,6 +305,7 @@ impl RulePack {
                 reason: r.reason,
                 scopes,
                 regex,
+                relaxed,
                 folded,
                 group: r.group,
                 min_entropy: r.min_entropy,
@@ -523,6 +533,11 @@ impl RulePack {
                 continue;
             }
             let hay = if rule.folded { lower.as_str() } else { text };
+            let screened_out = |h: &str| {
+                rule.relaxed
+                    .as_ref()
+                    .is_some_and(|r| !r.is_match(h.as_bytes()))
+            };
             match win {
                 Some(ws) if !ws.is_empty() => {
                     for (mut a, mut b) in ws {
@@ -532,6 +547,9 @@ impl RulePack {
                         while !text.is_char_boundary(b) {
                             b += 1;
                         }
+                        if screened_out(&hay[a..b]) {
+                            continue;
+                        }
                         let before = out.len();
                         rule.run(&hay[a..b], &text[a..b], scope, out);
                         for m in &mut out[before..] {
@@ -539,10 +557,66 @@ impl RulePack {
                         }
                     }
                 }
+                _ if screened_out(hay) => {}
                 _ => rule.run(hay, text, scope, out),
             }
         }
     }
+}
+
+/// The pattern with every counted repetition whose upper bound is at least
+/// [`RELAX_FROM`] made unbounded (`{0,120}` becomes `*`), compiled; `None` when it has
+/// none. Its language contains the pattern's, so where it does not match, neither does
+/// the pattern.
+fn relax(pattern: &str) -> Result<Option<Regex>, String> {
+    use regex_syntax::hir::{Hir, HirKind, Repetition};
+    fn walk(h: &Hir, changed: &mut bool) -> Hir {
+        match h.kind() {
+            HirKind::Repetition(r) => {
+                let max = match r.max {
+                    Some(m) if m >= RELAX_FROM => {
+                        *changed = true;
+                        None
+                    }
+                    m => m,
+                };
+                Hir::repetition(Repetition {
+                    min: r.min,
+                    max,
+                    greedy: r.greedy,
+                    sub: Box::new(walk(&r.sub, changed)),
+                })
+            }
+            HirKind::Capture(c) => {
+                let mut c = c.clone();
+                c.sub = Box::new(walk(&c.sub, changed));
+                Hir::capture(c)
+            }
+            HirKind::Concat(v) => Hir::concat(v.iter().map(|x| walk(x, changed)).collect()),
+            HirKind::Alternation(v) => {
+                Hir::alternation(v.iter().map(|x| walk(x, changed)).collect())
+            }
+            _ => h.clone(),
+        }
+    }
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string())?;
+    let mut changed = false;
+    let relaxed = walk(&hir, &mut changed);
+    if !changed {
+        return Ok(None);
+    }
+    RegexBuilder::new(&relaxed.to_string())
+        .unicode(false)
+        .size_limit(1 << 24)
+        .dfa_size_limit(1 << 22)
+        .build()
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs of digits, allowing single separators (space, `-`, `.`, `/`, `(`, `)`) between

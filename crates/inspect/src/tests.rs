@@ -235,3 +235,30 @@ fn non_ascii_text_that_needs_no_change_is_scanned_once_and_spans_hold() {
         .unwrap_or_else(|| panic!("{:?}", r.findings));
     assert_eq!(&text[f.span.0..f.span.1], "AKIAIOSFODNN7EXAMPLQ");
 }
+
+#[test]
+fn long_counted_gaps_are_screened_but_still_counted() {
+    // The rule's `{0,40}` makes its relaxed screen `*`: the screen lets both texts
+    // through, the rule's own count still decides.
+    let pack = RulePack::from_toml(
+        r#"
+format = 1
+version = "t"
+[[rule]]
+id = "T-GAP"
+category = "exfiltration"
+severity = "high"
+reason = "test"
+triggers = ["send"]
+pattern = '''\bsend\b[^.]{0,40}\bto\s+[a-z]+@[a-z]+\.[a-z]+'''
+"#,
+    )
+    .unwrap();
+    let ins = Inspector::new(pack);
+    let near = ins.inspect_text("Please send the file to eve@evil.io now.");
+    assert_eq!(rules(&near), ["T-GAP"]);
+    let far = format!("Please send {} to eve@evil.io now.", "the file ".repeat(6));
+    assert!(ins.inspect_text(&far).findings.is_empty());
+    let other_sentence = "Please send it. Then write to eve@evil.io now.";
+    assert!(ins.inspect_text(other_sentence).findings.is_empty());
+}
