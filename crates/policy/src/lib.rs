@@ -143,24 +143,36 @@ pub struct Policies {
     types: Types,
     /// Each policy's name: its `@id`, else Cedar's ID (reading an annotation parses).
     names: HashMap<PolicyId, String>,
-    cache: EntityCache,
+    /// The `context` attributes some policy reads.
+    reads: ContextReads,
+    /// Entities of recent requests, by caller and target.
+    entities: Bounded<Arc<Entities>>,
+    /// Recent decisions, by everything they depend on.
+    decisions: Bounded<Decision>,
 }
 
-/// Entities of recent requests, by caller and target; bounded (emptied when full).
-#[derive(Debug, Default)]
-struct EntityCache(Mutex<HashMap<String, Arc<Entities>>>);
+/// A cache of recent values, by a key that encodes everything they depend on; bounded
+/// (emptied when full).
+#[derive(Debug)]
+struct Bounded<V>(Mutex<HashMap<String, V>>);
 
-/// Entities kept at most.
-const CACHED_ENTITIES: usize = 4096;
+/// Entries a cache keeps at most.
+const CACHED: usize = 4096;
 
-impl Clone for EntityCache {
+impl<V> Default for Bounded<V> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<V> Clone for Bounded<V> {
     fn clone(&self) -> Self {
         Self::default()
     }
 }
 
-impl EntityCache {
-    fn get(&self, key: &str) -> Option<Arc<Entities>> {
+impl<V: Clone> Bounded<V> {
+    fn get(&self, key: &str) -> Option<V> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -168,15 +180,83 @@ impl EntityCache {
             .cloned()
     }
 
-    fn put(&self, key: String, e: Arc<Entities>) {
+    fn put(&self, key: String, v: V) {
         let mut m = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if m.len() >= CACHED_ENTITIES {
+        if m.len() >= CACHED {
             m.clear();
         }
-        m.insert(key, e);
+        m.insert(key, v);
+    }
+}
+
+/// Which attributes of `context` the policies read. A decision depends on the caller,
+/// the action, the target and these attributes only, so a decision cached under a key
+/// of exactly those is the decision Cedar would make again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ContextReads {
+    /// Some policy uses `context` other than by reading a named attribute.
+    all: bool,
+    attrs: HashSet<String>,
+}
+
+impl ContextReads {
+    /// Walks every policy and template in Cedar's JSON form. Only `context.attr` and
+    /// `context has attr` count as reading one attribute; any other use of `context`,
+    /// or a policy that cannot be shown as JSON, counts as reading all of them.
+    fn of(set: &PolicySet) -> Self {
+        let mut r = Self::default();
+        let forms = set
+            .policies()
+            .map(cedar_policy::Policy::to_json)
+            .map(|j| j.map_err(drop))
+            .chain(
+                set.templates()
+                    .map(cedar_policy::Template::to_json)
+                    .map(|j| j.map_err(drop)),
+            );
+        for form in forms {
+            match form {
+                Ok(v) => r.walk(&v),
+                Err(()) => r.all = true,
+            }
+        }
+        r
+    }
+
+    fn walk(&mut self, v: &serde_json::Value) {
+        use serde_json::Value;
+        let is_context = |v: Option<&Value>| {
+            v.and_then(|v| v.get("Var")).and_then(Value::as_str) == Some("context")
+        };
+        match v {
+            Value::Object(m) => {
+                if is_context(Some(v)) {
+                    self.all = true;
+                    return;
+                }
+                for (op, inner) in m {
+                    if matches!(op.as_str(), "." | "has") && is_context(inner.get("left")) {
+                        match inner.get("attr").and_then(Value::as_str) {
+                            Some(a) => {
+                                self.attrs.insert(a.to_owned());
+                            }
+                            None => self.all = true,
+                        }
+                    } else {
+                        self.walk(inner);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| self.walk(x)),
+            _ => {}
+        }
+    }
+
+    fn reads(&self, attr: &str) -> bool {
+        self.all || self.attrs.contains(attr)
     }
 }
 
@@ -210,6 +290,38 @@ fn cache_key(q: &Query<'_>) -> String {
         .chain(c.groups.iter().map(String::as_str))
     {
         let _ = write!(k, "{}:{part}", part.len());
+    }
+    k
+}
+
+/// The entity key of `q` followed by its action and the context attributes the
+/// policies read, each length-prefixed like the rest.
+fn decision_key(entity_key: &str, q: &Query<'_>, reads: &ContextReads) -> String {
+    use std::fmt::Write as _;
+    let c = &q.context;
+    let mut k = String::with_capacity(entity_key.len() + 64);
+    k.push_str(entity_key);
+    let _ = write!(k, "|{}:{}", q.action.len(), q.action);
+    let mut part = |name: &str, value: &str| {
+        if reads.reads(name) {
+            let _ = write!(k, "|{name}={}:{value}", value.len());
+        }
+    };
+    part("verdict", c.verdict);
+    part("client", c.client);
+    part("address", c.address);
+    for (name, n) in [("time", c.time), ("session_seconds", c.session_seconds)] {
+        if reads.reads(name) {
+            let _ = write!(k, "|{name}={n}");
+        }
+    }
+    for (name, set) in [("scopes", c.scopes), ("called", c.called)] {
+        if reads.reads(name) {
+            let _ = write!(k, "|{name}#{}", set.len());
+            for v in set {
+                let _ = write!(k, "{}:{v}", v.len());
+            }
+        }
     }
     k
 }
@@ -321,6 +433,7 @@ impl Policies {
             return Err(PolicyError::Invalid(errors.join("\n")));
         }
         let (approval, step_up) = annotations(&set)?;
+        let reads = ContextReads::of(&set);
         let names = set
             .policies()
             .map(|p| {
@@ -336,7 +449,9 @@ impl Policies {
             step_up,
             types: Types::new()?,
             names,
-            cache: EntityCache::default(),
+            reads,
+            entities: Bounded::default(),
+            decisions: Bounded::default(),
         })
     }
 
@@ -369,7 +484,22 @@ impl Policies {
     }
 
     /// Decides one request: allowed only if a policy permits it and none forbids it.
+    ///
+    /// The same question (same caller, action, target and the context attributes the
+    /// policies read) gets the answer remembered from the last time it was asked.
     pub fn decide(&self, q: &Query<'_>) -> Result<Decision, PolicyError> {
+        let key = cache_key(q);
+        let dkey = decision_key(&key, q, &self.reads);
+        if let Some(d) = self.decisions.get(&dkey) {
+            return Ok(d);
+        }
+        let d = self.evaluate(q, key)?;
+        self.decisions.put(dkey, d.clone());
+        Ok(d)
+    }
+
+    /// Asks Cedar.
+    fn evaluate(&self, q: &Query<'_>, key: String) -> Result<Decision, PolicyError> {
         let ty = &self.types;
         let (kind, id_attr) = match q.target.kind {
             Kind::Tool => (&ty.tool, "name"),
@@ -382,8 +512,7 @@ impl Policies {
         // The entities of a request depend on the caller and the target only; they are
         // kept for the next request of the same pair (building them, with Cedar's
         // transitive closure, is about half of a decision).
-        let key = cache_key(q);
-        let cached = self.cache.get(&key);
+        let cached = self.entities.get(&key);
         let entities = match cached {
             Some(e) => e,
             None => {
@@ -425,7 +554,7 @@ impl Policies {
                     Entities::from_entities(list, None)
                         .map_err(|e| PolicyError::Request(e.to_string()))?,
                 );
-                self.cache.put(key, Arc::clone(&e));
+                self.entities.put(key, Arc::clone(&e));
                 e
             }
         };

@@ -301,3 +301,98 @@ fn cached_entities_follow_the_caller_and_target() {
             .allow
     );
 }
+
+#[test]
+fn the_context_attributes_policies_read_are_known() {
+    let p = Policies::parse(POLICY).unwrap();
+    assert!(!p.reads.all);
+    let mut attrs: Vec<&str> = p.reads.attrs.iter().map(String::as_str).collect();
+    attrs.sort_unstable();
+    assert_eq!(attrs, ["scopes", "verdict"]);
+    let none = Policies::parse(LOCAL).unwrap();
+    assert_eq!(none.reads, ContextReads::default());
+    let has = Policies::parse(
+        r#"permit(principal, action, resource) when { context has client && context.time > 0 };"#,
+    )
+    .unwrap();
+    let mut attrs: Vec<&str> = has.reads.attrs.iter().map(String::as_str).collect();
+    attrs.sort_unstable();
+    assert_eq!(attrs, ["client", "time"]);
+    // `context` used whole: every attribute counts.
+    let whole =
+        Policies::parse(r#"permit(principal, action, resource) when { context == context };"#)
+            .unwrap();
+    assert!(whole.reads.all);
+}
+
+const LOCAL: &str = r#"permit(principal, action, resource) when { principal.issuer == "local" };"#;
+
+#[test]
+fn remembered_decisions_are_the_decisions_cedar_makes() {
+    // Every combination of the facts below, asked in two orders: the answer through
+    // the decision cache equals Cedar's own every time.
+    let time_policy = r#"
+        permit(principal, action, resource) when { context.time < 1900000000 };
+        forbid(principal in Palisade::Role::"admin", action, resource)
+        when { context.called.contains("files__send") && context.client == "ide" };"#;
+    for text in [POLICY, time_policy, LOCAL] {
+        let p = Policies::parse(text).unwrap();
+        let admin = vec!["admin".to_owned()];
+        let finance = vec!["finance".to_owned()];
+        let none: Vec<String> = Vec::new();
+        let called = vec!["files__send".to_owned()];
+        let mut asked = Vec::new();
+        for roles in [&admin, &none] {
+            for groups in [&finance, &none] {
+                for scopes in [&["tools:admin"][..], &[]] {
+                    for verdict in ["clean", "flagged"] {
+                        for risk in ["normal", "high"] {
+                            for time in [1_800_000_000, 1_900_000_001] {
+                                for client in ["ide", ""] {
+                                    for was_called in [&called, &none] {
+                                        asked.push((
+                                            roles, groups, scopes, verdict, risk, time, client,
+                                            was_called,
+                                        ));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let order: Vec<_> = asked.iter().chain(asked.iter().rev()).collect();
+        for (roles, groups, scopes, verdict, risk, time, client, was_called) in order {
+            let c = ctx(scopes, verdict);
+            let mut q = query(roles, groups, "tools/call", risk, &c);
+            q.context.time = *time;
+            q.context.client = client;
+            q.context.called = was_called;
+            let cedar = p.evaluate(&q, cache_key(&q)).unwrap();
+            assert_eq!(p.decide(&q).unwrap(), cedar, "{text}: {q:?}");
+        }
+    }
+}
+
+#[test]
+fn decisions_are_remembered_by_what_the_policies_read_only() {
+    let p = Policies::parse(POLICY).unwrap();
+    let none: Vec<String> = Vec::new();
+    let c = ctx(&[], "clean");
+    let mut q = query(&none, &none, "tools/call", "normal", &c);
+    for t in 0..100 {
+        q.context.time = 1_800_000_000 + t;
+        q.context.session_seconds = t;
+        assert!(p.decide(&q).unwrap().allow);
+    }
+    assert_eq!(p.decisions.0.lock().unwrap().len(), 1, "time is not read");
+    let flagged = ctx(&[], "flagged");
+    let f = query(&none, &none, "tools/call", "normal", &flagged);
+    assert!(p.decide(&f).unwrap().allow);
+    assert_eq!(
+        p.decisions.0.lock().unwrap().len(),
+        2,
+        "the verdict is read"
+    );
+}
