@@ -53,6 +53,12 @@ struct Args {
     /// Internal: run the upstream MCP server on this port.
     #[arg(long, hide = true)]
     upstream_port: Option<u16>,
+    /// Internal: run the reference forwarder on this port, in front of `--forward-to`.
+    #[arg(long, hide = true)]
+    forward_port: Option<u16>,
+    /// Internal: the upstream URL of the reference forwarder.
+    #[arg(long, hide = true)]
+    forward_to: Option<String>,
     /// Instead of the load run: time Cedar decisions of these policy files (one
     /// `tools/call` by a user with roles, groups and scopes), on one core.
     #[arg(long, num_args = 1..)]
@@ -70,6 +76,13 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?;
         return rt.block_on(upstream(port, args.result_bytes));
+    }
+    if let (Some(port), Some(to)) = (args.forward_port, &args.forward_to) {
+        // Same runtime shape as `palisade serve`: one worker per core.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(forwarder(port, to.clone()));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -125,6 +138,58 @@ fn handle(_headers: &HeaderMap, body: &str, payload: &str) -> Response {
         axum::http::HeaderValue::from_static("bench-upstream-session"),
     );
     r
+}
+
+// === the reference forwarder: the gateway's HTTP stack with no security work ===
+
+/// A forwarder built from the libraries the gateway uses (axum server, reqwest client
+/// with the same settings) that passes each POST to the upstream and the answer back,
+/// checking nothing. What it adds over the direct connection is what one more HTTP hop
+/// costs on this machine; what the gateway adds over it is the gateway's own work.
+async fn forwarder(port: u16, to: String) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()?;
+    let to: Arc<str> = to.into();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: HeaderMap, body: bytes::Bytes| {
+            let client = client.clone();
+            let to = Arc::clone(&to);
+            async move {
+                let mut req = client.post(&*to).body(body);
+                for h in [
+                    "content-type",
+                    "accept",
+                    "mcp-session-id",
+                    "mcp-protocol-version",
+                ] {
+                    if let Some(v) = headers.get(h) {
+                        req = req.header(h, v);
+                    }
+                }
+                let Ok(r) = req.send().await else {
+                    return StatusCode::BAD_GATEWAY.into_response();
+                };
+                let status = r.status();
+                let mut out = HeaderMap::new();
+                for h in ["content-type", "mcp-session-id"] {
+                    if let Some(v) = r.headers().get(h) {
+                        out.insert(h, v.clone());
+                    }
+                }
+                match r.bytes().await {
+                    Ok(b) => (status, out, b).into_response(),
+                    Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 // === the load generator ===
@@ -477,6 +542,7 @@ async fn run(args: Args) -> Result<()> {
     let jwt_port = free_port()?;
     let bare_port = free_port()?;
     let noaudit_port = free_port()?;
+    let fwd_port = free_port()?;
     let mut guard = Guard(Vec::new());
     guard.0.push(
         Command::new(&me)
@@ -489,6 +555,17 @@ async fn run(args: Args) -> Result<()> {
             .spawn()
             .context("starting the upstream")?,
     );
+    let fwd = Command::new(&me)
+        .args([
+            "--forward-port",
+            &fwd_port.to_string(),
+            "--forward-to",
+            &format!("http://127.0.0.1:{up_port}/mcp"),
+        ])
+        .spawn()
+        .context("starting the reference forwarder")?;
+    let fwd_pid = fwd.id();
+    guard.0.push(fwd);
     let dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let upstream = format!(
@@ -548,6 +625,7 @@ async fn run(args: Args) -> Result<()> {
     wait_http(&format!("http://127.0.0.1:{bare_port}/healthz")).await?;
     wait_http(&format!("http://127.0.0.1:{noaudit_port}/healthz")).await?;
     wait_http(&format!("http://127.0.0.1:{up_port}/mcp")).await?;
+    wait_http(&format!("http://127.0.0.1:{fwd_port}/mcp")).await?;
     wait_http(&format!("http://127.0.0.1:{gw_port}/healthz")).await?;
     wait_http(&format!("http://127.0.0.1:{jwt_port}/healthz")).await?;
     let idle_rss = proc_rss_kib(gw_pid);
@@ -559,6 +637,13 @@ async fn run(args: Args) -> Result<()> {
     let mut direct = Target {
         name: "direct",
         url: format!("http://127.0.0.1:{up_port}/mcp"),
+        tool: "payload",
+        session: None,
+        bearer: None,
+    };
+    let mut forwarded = Target {
+        name: "reference forwarder (no checks)",
+        url: format!("http://127.0.0.1:{fwd_port}/mcp"),
         tool: "payload",
         session: None,
         bearer: None,
@@ -592,6 +677,7 @@ async fn run(args: Args) -> Result<()> {
         bearer: Some(idp.token(&format!("http://127.0.0.1:{jwt_port}/mcp"))?),
     };
     initialize(&http, &mut direct).await?;
+    initialize(&http, &mut forwarded).await?;
     initialize(&http, &mut through).await?;
     initialize(&http, &mut with_jwt).await?;
     initialize(&http, &mut bare).await?;
@@ -599,17 +685,19 @@ async fn run(args: Args) -> Result<()> {
     let bare = Arc::new(bare);
     let noaudit = Arc::new(noaudit);
     let direct = Arc::new(direct);
+    let forwarded = Arc::new(forwarded);
     let through = Arc::new(through);
     let with_jwt = Arc::new(with_jwt);
 
     // Warm up every path (connections, allocators, caches).
-    for t in [&direct, &bare, &noaudit, &through, &with_jwt] {
+    for t in [&direct, &forwarded, &bare, &noaudit, &through, &with_jwt] {
         throughput_phase(&http, t, args.concurrency, 2).await?;
     }
 
     let mut results = Vec::new();
     for (t, pid) in [
         (&direct, gw_pid),
+        (&forwarded, fwd_pid),
         (&bare, bare_pid),
         (&noaudit, noaudit_pid),
         (&through, gw_pid),

@@ -503,14 +503,15 @@ async fn request(
         ));
     }
     let (tx, mut rx) = mpsc::channel(REQUEST_CHANNEL);
-    // The request runs in its own task: a client that disconnects does not cancel
-    // it upstream (TR-13); what it produces stays replayable on its stream.
+    // The request's work is polled right here while the client waits, and moves to a
+    // task of its own if this handler is dropped first: a client that disconnects does
+    // not cancel it upstream (TR-13); what it produces stays replayable on its stream.
     let task_app = Arc::clone(app);
     let task_session = Arc::clone(&session);
     let task_id = id.clone();
     let span = app.tracer.begin(parent, &msg);
     let task_span = span.clone();
-    tokio::spawn(async move {
+    let mut work = RequestWork::new(async move {
         let _in_flight = in_flight;
         let _permit = permit;
         let _busy = Busy::new(&task_app.in_flight);
@@ -528,20 +529,28 @@ async fn request(
     // request that takes longer, or sends anything before its response, is answered
     // as an SSE stream, so that its events carry IDs and a dropped connection can
     // resume with Last-Event-ID (TR-09, TR-10).
-    let first = tokio::select! {
-        m = rx.recv() => match m {
-            Some(m) if m.is_response() => {
-                if let Some(s) = &span {
-                    s.answered(&m);
+    let stream_after = tokio::time::sleep(STREAM_AFTER);
+    tokio::pin!(stream_after);
+    let first = loop {
+        tokio::select! {
+            // The work first: it usually ends in the same poll that sends the answer,
+            // so the answer leaves with nothing left to run.
+            biased;
+            () = &mut work, if !work.is_done() => {}
+            m = rx.recv() => break match m {
+                Some(m) if m.is_response() => {
+                    if let Some(s) = &span {
+                        s.answered(&m);
+                    }
+                    return Ok(json_response(StatusCode::OK, &m));
                 }
-                return Ok(json_response(StatusCode::OK, &m));
-            }
-            Some(m) => Some(m),
-            // Cancelled by the client before anything came back: nothing to answer.
-            None => return Ok(accepted()),
-        },
-        () = tokio::time::sleep(STREAM_AFTER) => None,
-        () = session.closed().cancelled() => return Err(Refusal::SHUTTING_DOWN.with_id(Some(&id))),
+                Some(m) => Some(m),
+                // Cancelled by the client before anything came back: nothing to answer.
+                None => return Ok(accepted()),
+            },
+            () = &mut stream_after => break None,
+            () = session.closed().cancelled() => return Err(Refusal::SHUTTING_DOWN.with_id(Some(&id))),
+        }
     };
     let stream = session.open_stream();
     if let Some(first) = &first {
@@ -549,19 +558,63 @@ async fn request(
     }
     let pump: Arc<ClientStream> = Arc::clone(&stream);
     tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            let last = m.is_response();
-            pump.push(&m);
-            if last {
-                if let Some(s) = &span {
-                    s.answered(&m);
+        let relay = async {
+            while let Some(m) = rx.recv().await {
+                let last = m.is_response();
+                pump.push(&m);
+                if last {
+                    if let Some(s) = &span {
+                        s.answered(&m);
+                    }
+                    break;
                 }
-                break;
             }
-        }
-        pump.close();
+            pump.close();
+        };
+        tokio::join!(work, relay);
     });
     Ok(sse_response(stream.reader(None, false)))
+}
+
+/// The work of one client request. Polled by the handler while the client waits for
+/// a JSON answer, it needs no task of its own; if it is dropped before it ends (the
+/// client disconnected, the session closed), what is left continues in a new task.
+struct RequestWork(Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl RequestWork {
+    fn new(work: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(Some(Box::pin(work)))
+    }
+
+    fn is_done(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl Future for RequestWork {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let Some(work) = self.0.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        std::task::ready!(work.as_mut().poll(cx));
+        self.0 = None;
+        std::task::Poll::Ready(())
+    }
+}
+
+impl Drop for RequestWork {
+    fn drop(&mut self) {
+        if let Some(work) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(work);
+        }
+    }
 }
 
 /// GET: the stream of unsolicited messages, or a resumed stream (`Last-Event-ID`).

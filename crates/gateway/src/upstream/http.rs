@@ -528,20 +528,33 @@ impl HttpLink {
     }
 }
 
-/// Reads a whole body of at most `max` bytes.
+/// Reads a whole body of at most `max` bytes. A body that arrives in one piece (the
+/// usual case for a JSON answer) is returned as that piece, without a copy.
 async fn read_limited(resp: &mut reqwest::Response, max: usize) -> Result<Bytes, UpstreamError> {
+    let too_large = || UpstreamError::Protocol(format!("message larger than {max} bytes"));
+    let mut first: Option<Bytes> = None;
     let mut buf = Vec::new();
     while let Some(chunk) = resp
         .chunk()
         .await
         .map_err(|e| UpstreamError::Unavailable(e.without_url().to_string()))?
     {
-        if buf.len() + chunk.len() > max {
-            return Err(UpstreamError::Protocol(format!(
-                "message larger than {max} bytes"
-            )));
+        let held = first.as_ref().map_or(buf.len(), Bytes::len);
+        if held + chunk.len() > max {
+            return Err(too_large());
         }
-        buf.extend_from_slice(&chunk);
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            None => buf.extend_from_slice(&chunk),
+            Some(f) => {
+                let hint = resp
+                    .content_length()
+                    .map_or(0, |n| n.min(max as u64) as usize);
+                buf.reserve((f.len() + chunk.len()).max(hint));
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&chunk);
+            }
+        }
     }
-    Ok(Bytes::from(buf))
+    Ok(first.unwrap_or_else(|| Bytes::from(buf)))
 }
