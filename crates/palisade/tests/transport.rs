@@ -287,6 +287,11 @@ async fn tr_13_a_client_disconnect_does_not_cancel_upstream() {
         "TR-13: {:?}",
         rec.methods()
     );
+    // The call ran to its end in the gateway: its ID is free for a new request
+    // (a request abandoned half-way would hold it: "request id already in use").
+    let again = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"rec__echo","arguments":{}}});
+    let v: Value = c.post(&again).await.json().await.unwrap();
+    assert!(v.get("result").is_some(), "TR-13: {v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
