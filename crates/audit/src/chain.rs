@@ -11,7 +11,6 @@
 use std::collections::BTreeSet;
 use std::io::BufRead;
 
-use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -24,12 +23,47 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// The longest record the verifier reads (a record is far smaller).
 const MAX_LINE: usize = 1 << 20;
 
-#[derive(Serialize)]
-struct Unhashed<'a> {
+/// An event encoded for a record before its place in the chain is known: the costly
+/// part of a record, which the log does outside its lock.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    json: String,
+    checkpoint: bool,
+}
+
+impl Encoded {
+    /// Encodes `event` as the `event` member of a record.
+    pub fn new(event: &Event) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            json: serde_json::to_string(event)?,
+            checkpoint: matches!(event, Event::Checkpoint { .. }),
+        })
+    }
+
+    /// Whether the event is a checkpoint.
+    pub fn is_checkpoint(&self) -> bool {
+        self.checkpoint
+    }
+}
+
+/// Places an encoded event in the chain; returns the line (without a newline) and its
+/// hash. The bytes are those of `{"seq":…,"ts":…,"prev":…,"event":…}` as serde_json
+/// writes that record.
+pub fn seal(
     seq: u64,
-    ts: &'a str,
-    prev: &'a str,
-    event: &'a Event,
+    ts: &str,
+    prev: &str,
+    event: &Encoded,
+) -> Result<(String, String), serde_json::Error> {
+    let ts = serde_json::to_string(ts)?;
+    let prev = serde_json::to_string(prev)?;
+    let body = format!(
+        "{{\"seq\":{seq},\"ts\":{ts},\"prev\":{prev},\"event\":{}}}",
+        event.json
+    );
+    let hash = hex(&Sha256::digest(body.as_bytes()));
+    let open = body.strip_suffix('}').unwrap_or(&body);
+    Ok((format!("{open},\"hash\":\"{hash}\"}}"), hash))
 }
 
 /// Encodes one record; returns the line (without a newline) and its hash.
@@ -39,15 +73,7 @@ pub fn encode(
     prev: &str,
     event: &Event,
 ) -> Result<(String, String), serde_json::Error> {
-    let body = serde_json::to_string(&Unhashed {
-        seq,
-        ts,
-        prev,
-        event,
-    })?;
-    let hash = hex(&Sha256::digest(body.as_bytes()));
-    let open = body.strip_suffix('}').unwrap_or(&body);
-    Ok((format!("{open},\"hash\":\"{hash}\"}}"), hash))
+    seal(seq, ts, prev, &Encoded::new(event)?)
 }
 
 /// What a checkpoint signs: the position of the checkpoint, the chain head before

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::chain::{self, GENESIS};
+use crate::chain::{self, Encoded, GENESIS};
 use crate::event::Event;
 use crate::key::SigningKey;
 
@@ -109,10 +109,10 @@ impl AuditLog {
             .map_err(|e| AuditError::Unavailable(e.to_string()))?;
         let mut w = Writer::open(&opts, key)?;
         w.append(
-            vec![Event::Start {
+            vec![encoded(&Event::Start {
                 version: opts.version.clone(),
                 config_sha256: opts.config_sha256.clone(),
-            }],
+            })?],
             false,
         )?;
         let writer = Arc::new(Mutex::new(w));
@@ -164,6 +164,8 @@ impl AuditLog {
     }
 
     fn append_now(&self, event: Event) -> Result<(), AuditError> {
+        // Encoded before taking the lock: other writers wait only for the chaining.
+        let event = encoded(&event)?;
         let mut w = lock(&self.writer);
         if w.closed {
             return Err(AuditError::Closed);
@@ -189,14 +191,14 @@ impl AuditLog {
     /// Appends `event` without reporting the outcome to the caller; a failure is
     /// logged. With [`Fsync::Always`] the record is synced by the next record or tick.
     pub fn note(&self, event: Event) {
-        let r = {
+        let r = encoded(&event).and_then(|event| {
             let mut w = lock(&self.writer);
             if w.closed {
                 Err(AuditError::Closed)
             } else {
                 w.append_unsynced(event)
             }
-        };
+        });
         self.healthy.store(r.is_ok(), Ordering::Release);
         if let Err(e) = r {
             tracing::error!(error = %e, "an audit event was not recorded");
@@ -212,7 +214,7 @@ impl AuditLog {
             if w.closed {
                 return;
             }
-            if let Err(e) = w.append(vec![Event::Stop], true) {
+            if let Err(e) = encoded(&Event::Stop).and_then(|stop| w.append(vec![stop], true)) {
                 tracing::error!(error = %e, "could not write the audit log's stop record");
             }
             if let Some(f) = &w.file {
@@ -244,6 +246,10 @@ struct Writer {
 
 fn unavailable(e: impl std::fmt::Display) -> AuditError {
     AuditError::Unavailable(e.to_string())
+}
+
+fn encoded(event: &Event) -> Result<Encoded, AuditError> {
+    Encoded::new(event).map_err(unavailable)
 }
 
 impl Writer {
@@ -310,7 +316,7 @@ impl Writer {
         self.file = Some(f);
         self.bytes = 0;
         let cp = chain::checkpoint(&self.key, self.seq, &self.prev, true);
-        self.write_lines(vec![cp], false)
+        self.write_lines(vec![encoded(&cp)?], false)
     }
 
     /// Renames the current file to `<stem>-<last seq>[-why].<ext>` and prunes old ones.
@@ -369,7 +375,7 @@ impl Writer {
 
     /// Encodes `events` (plus a checkpoint when one is due) and writes them. On
     /// failure nothing of the batch counts: `seq` and `prev` stay where they were.
-    fn append(&mut self, events: Vec<Event>, force_checkpoint: bool) -> Result<(), AuditError> {
+    fn append(&mut self, events: Vec<Encoded>, force_checkpoint: bool) -> Result<(), AuditError> {
         if self.torn {
             self.rotate_aside("torn")?;
             self.start_file()?;
@@ -381,7 +387,7 @@ impl Writer {
 
     /// Appends one event without the per-record sync of [`Fsync::Always`] (the next
     /// record or tick syncs it).
-    fn append_unsynced(&mut self, event: Event) -> Result<(), AuditError> {
+    fn append_unsynced(&mut self, event: Encoded) -> Result<(), AuditError> {
         let fsync = self.opts.fsync;
         if fsync == Fsync::Always {
             self.opts.fsync = Fsync::Interval(Duration::ZERO);
@@ -393,16 +399,16 @@ impl Writer {
 
     /// Writes `events`, followed by a checkpoint when one is due or `sign` asks for
     /// one.
-    fn write_lines(&mut self, events: Vec<Event>, sign: bool) -> Result<(), AuditError> {
+    fn write_lines(&mut self, events: Vec<Encoded>, sign: bool) -> Result<(), AuditError> {
         let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let (mut seq, mut prev) = (self.seq, self.prev.clone());
         let mut unsigned = self.unsigned;
         let mut buf = String::new();
         for e in &events {
-            let (line, hash) = chain::encode(seq, &ts, &prev, e).map_err(unavailable)?;
+            let (line, hash) = chain::seal(seq, &ts, &prev, e).map_err(unavailable)?;
             buf.push_str(&line);
             buf.push('\n');
-            if matches!(e, Event::Checkpoint { .. }) {
+            if e.is_checkpoint() {
                 unsigned = 0;
             } else {
                 unsigned += 1;
@@ -417,8 +423,7 @@ impl Writer {
                     .first_unsigned
                     .is_some_and(|t| t.elapsed() >= self.opts.checkpoint_interval));
         // An opening checkpoint needs no second one behind it.
-        let only_checkpoints =
-            !events.is_empty() && events.iter().all(|e| matches!(e, Event::Checkpoint { .. }));
+        let only_checkpoints = !events.is_empty() && events.iter().all(Encoded::is_checkpoint);
         if due && !only_checkpoints {
             let cp = chain::checkpoint(&self.key, seq, &prev, false);
             let (line, hash) = chain::encode(seq, &ts, &prev, &cp).map_err(unavailable)?;

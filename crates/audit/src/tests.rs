@@ -288,3 +288,40 @@ async fn obs_01_a_quiet_log_is_signed_within_the_checkpoint_interval() {
     );
     log.close().await;
 }
+
+#[test]
+fn records_sealed_from_encoded_events_are_the_records_serde_writes() {
+    // The log encodes an event outside its lock and places it in the chain inside:
+    // the bytes (and so every hash an existing log was verified against) are those of
+    // the whole record serialised at once.
+    #[derive(serde::Serialize)]
+    struct Whole<'a> {
+        seq: u64,
+        ts: &'a str,
+        prev: &'a str,
+        event: &'a Event,
+    }
+    let odd = Event::Stop;
+    let mut quoted = call(3);
+    if let Event::Call { target, .. } = &mut quoted {
+        *target = "na\"me\\ with \u{1F600} and \u{7}".into();
+    }
+    for e in [call(1), quoted, odd] {
+        let ts = "2026-11-26T09:00:00.123Z";
+        let prev = crate::chain::GENESIS;
+        let whole = serde_json::to_string(&Whole {
+            seq: 42,
+            ts,
+            prev,
+            event: &e,
+        })
+        .unwrap();
+        let (line, hash) = crate::chain::encode(42, ts, prev, &e).unwrap();
+        let at = line.rfind(",\"hash\":").unwrap();
+        assert_eq!(format!("{}}}", &line[..at]), whole);
+        assert_eq!(
+            hash,
+            crate::key::hex(&<sha2::Sha256 as sha2::Digest>::digest(whole.as_bytes()))
+        );
+    }
+}
