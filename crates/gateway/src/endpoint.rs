@@ -578,7 +578,8 @@ async fn request(
 
 /// The work of one client request. Polled by the handler while the client waits for
 /// a JSON answer, it needs no task of its own; if it is dropped before it ends (the
-/// client disconnected, the session closed), what is left continues in a new task.
+/// client disconnected, the session closed), what is left continues in a new task —
+/// unless it is dropped by a panic, after which it is only dropped.
 struct RequestWork(Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>);
 
 impl RequestWork {
@@ -609,7 +610,9 @@ impl Future for RequestWork {
 
 impl Drop for RequestWork {
     fn drop(&mut self) {
+        // Not while unwinding: a work that panicked must not be polled again.
         if let Some(work) = self.0.take()
+            && !std::thread::panicking()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             rt.spawn(work);
