@@ -68,6 +68,9 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Whether tool and prompt names are namespaced `<upstream>__<name>` (FEAT-03).
     pub namespace: bool,
+    /// Serving threads, each a single-threaded runtime accepting from the listening
+    /// socket; `None` means one per available core.
+    pub workers: Option<usize>,
     /// Bounds on bodies, queues, sessions and time.
     pub limits: Limits,
     /// The upstream MCP servers, in configuration order.
@@ -718,11 +721,19 @@ impl Config {
         Ok(c)
     }
 
+    /// How many serving threads the gateway runs: `workers`, or one per core this
+    /// process may use (affinity and cgroup quota included).
+    pub fn serving_workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
     /// A one-screen summary of the effective configuration, for `config check`.
     pub fn summary(&self) -> String {
         let l = &self.limits;
         let mut s = format!(
-            "listen: {}://{}{}{}\ndata_dir: {}\nnamespace tools: {}\nallowed origins: {:?}\n\
+            "listen: {}://{}{}{}\ndata_dir: {}\nworkers: {}{}\nnamespace tools: {}\nallowed origins: {:?}\n\
              limits: request {} B, upstream message {} B, sessions {}, timeout {:?} (cap {:?}), \
              idle {:?}, lifetime {:?}, replay {} events, queue {}, in-flight/session {}\n",
             if self.tls.is_some() { "https" } else { "http" },
@@ -734,6 +745,12 @@ impl Config {
                 ""
             },
             self.data_dir.display(),
+            self.serving_workers(),
+            if self.workers.is_none() {
+                " (one per available core)"
+            } else {
+                ""
+            },
             self.namespace,
             self.allowed_origins,
             l.max_request_bytes,

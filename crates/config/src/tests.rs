@@ -198,6 +198,24 @@ fn limits_are_bounded() {
 }
 
 #[test]
+fn serving_threads_are_one_per_core_unless_configured() {
+    let c = load(MIN, &[]).unwrap();
+    assert_eq!(c.workers, None);
+    assert_eq!(
+        c.serving_workers(),
+        std::thread::available_parallelism().unwrap().get()
+    );
+    assert!(c.summary().contains("(one per available core)"));
+    let c = load(&format!("[gateway]\nworkers = 3\n{MIN}"), &[]).unwrap();
+    assert_eq!(c.serving_workers(), 3);
+    assert!(c.summary().contains("\nworkers: 3\n"), "{}", c.summary());
+    for bad in ["0", "100000"] {
+        let err = load(&format!("[gateway]\nworkers = {bad}\n{MIN}"), &[]).unwrap_err();
+        assert!(err.to_string().contains("gateway.workers"), "{err}");
+    }
+}
+
+#[test]
 fn origins_are_normalised_and_checked() {
     let t = format!("[gateway]\nallowed_origins = [\"HTTP://LocalHost:6274\"]\n{MIN}");
     assert_eq!(

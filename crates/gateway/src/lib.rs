@@ -33,6 +33,7 @@ mod stream;
 mod tls;
 mod traces;
 mod upstream;
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -307,7 +308,10 @@ pub async fn run(
         l.session_max_lifetime,
     ));
     let upstream_stop = CancellationToken::new();
-    let http = upstream::http::client().map_err(GatewayError::Start)?;
+    let workers = config.serving_workers();
+    let http = Arc::new(
+        workers::PerWorker::new(workers, upstream::http::client).map_err(GatewayError::Start)?,
+    );
     let credentials = upstream_credentials(&config, &store).await?;
     let inspection = if config.inspection.enabled {
         let inspector = match &config.inspection.rules {
@@ -464,20 +468,35 @@ pub async fn run(
     );
 
     let serve_stop = CancellationToken::new();
-    let server = match (&certificates, &config.tls) {
+    let listener = listener
+        .into_std()
+        .map_err(|e| GatewayError::Start(e.to_string()))?;
+    let started = match (&certificates, &config.tls) {
         (Some(certs), Some(t)) => {
             let server_config = certs.server_config().map_err(GatewayError::Start)?;
-            let listener = tls::TlsListener::new(listener, server_config)
-                .map_err(|e| GatewayError::Start(e.to_string()))?;
             tokio::spawn(Arc::clone(certs).watch(t.reload_interval, serve_stop.clone()));
-            tokio::spawn(serve(listener, routes, serve_stop.clone()))
+            let stop = serve_stop.clone();
+            workers::Workers::start(workers, &listener, move |l| {
+                let (routes, stop) = (routes.clone(), stop.clone());
+                let tls = tls::TlsListener::new(l, server_config.clone());
+                async move {
+                    match tls {
+                        Ok(l) => log_serve_end(serve(l, routes, stop).await),
+                        Err(e) => tracing::error!(error = %e, "cannot serve TLS"),
+                    }
+                }
+            })
         }
-        _ => tokio::spawn(serve(
-            endpoint::NoDelay(listener),
-            routes,
-            serve_stop.clone(),
-        )),
+        _ => {
+            let stop = serve_stop.clone();
+            workers::Workers::start(workers, &listener, move |l| {
+                let (routes, stop) = (routes.clone(), stop.clone());
+                async move { log_serve_end(serve(endpoint::NoDelay(l), routes, stop).await) }
+            })
+        }
     };
+    let mut server = started.map_err(|e| GatewayError::Start(format!("serving threads: {e}")))?;
+    drop(listener);
 
     let admin = match &config.admin {
         None => None,
@@ -519,7 +538,7 @@ pub async fn run(
     endpoint::close_all(&app).await;
     reaper_stop.cancel();
     serve_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server.served()).await;
     if let Some(a) = admin {
         let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
     }
@@ -544,8 +563,17 @@ pub async fn run(
         s.drain(Duration::from_secs(2)).await;
     }
     store.close().await;
+    // Last: connections to stores and upstreams made on a serving thread belong to its
+    // runtime, and the steps above may still use them.
+    server.exit().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn log_serve_end(r: std::io::Result<()>) {
+    if let Err(e) = r {
+        tracing::error!(error = %e, "serving stopped");
+    }
 }
 
 /// Serves `routes` on `listener` until `stop`, then lets open connections finish.

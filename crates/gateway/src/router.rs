@@ -22,6 +22,7 @@ use crate::principal::{Caller, Principal, SubjectSlot, SubjectToken};
 use crate::session::{NewSession, Recheck, Rechecks, Session, SessionTable, mint_session_id};
 use crate::upstream::http::{HttpLink, HttpTarget};
 use crate::upstream::{self, Link, Sink, Timeouts, stdio::StdioUpstream};
+use crate::workers::PerWorker;
 
 mod admission;
 mod authorization;
@@ -51,7 +52,7 @@ pub(crate) struct Router {
     pub(crate) upstreams: Vec<UpstreamEntry>,
     pub(crate) names: Vec<String>,
     pub(crate) namespace: bool,
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: Arc<PerWorker<reqwest::Client>>,
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) guards: GuardChain,
     timeouts: Vec<Timeouts>,
@@ -152,7 +153,7 @@ impl Router {
     pub(crate) fn new(
         config: &Config,
         credentials: &[Option<crate::upstream::http::Credential>],
-        http: reqwest::Client,
+        http: Arc<PerWorker<reqwest::Client>>,
         sessions: Arc<SessionTable>,
         shutdown: &CancellationToken,
         defences: Defences,
@@ -266,7 +267,7 @@ impl Router {
                 UpstreamEntry::Stdio(s) => Some(Link::Stdio(Arc::clone(s))),
                 UpstreamEntry::Http(target) => {
                     let name = &target.name;
-                    match HttpLink::connect(target, self.http.clone(), client_caps, subject, self.max_msg, CONTROL_TIMEOUT).await {
+                    match HttpLink::connect(target, Arc::clone(&self.http), client_caps, subject, self.max_msg, CONTROL_TIMEOUT).await {
                         Ok(l) => Some(Link::Http(l)),
                         Err(e) => {
                             tracing::warn!(upstream = %name, error = %e, "could not open an upstream session");

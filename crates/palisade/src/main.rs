@@ -491,7 +491,9 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 "http"
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
+            // Setup, timers and sinks; the calls are served on threads of their own,
+            // one per core, each with its own single-threaded runtime.
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(palisade_gateway::run(config, shutdown_signal(), |addr| {

@@ -346,3 +346,48 @@ async fn tr_09_13_a_slow_call_is_resumable_after_a_dropped_connection() {
         "slept 800 ms"
     );
 }
+
+/// The `palisade-srv-N` threads (the kernel keeps 15 bytes of a name) of a running gateway.
+fn serving_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("palisade-srv-"))
+        .count()
+}
+
+/// Calls are served by `[gateway] workers` threads (one per core unless configured),
+/// all accepting on the one socket. A session is not tied to the thread that opened
+/// it: calls on fresh connections, whichever thread accepts them, reach it and are
+/// answered in full, concurrently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_on_many_connections_are_served_by_the_configured_threads() {
+    let (rec, url) = start_recorder().await;
+    let gw = Gateway::start("workers = 3", &http_upstream("rec", &url));
+    gw.ready().await;
+    assert_eq!(serving_threads(gw.pid()), 3);
+    let mut opener = gw.client();
+    opener.initialize().await;
+    let calls = (0..24).map(|i| {
+        // A client of its own: a connection of its own.
+        let c = Client {
+            http: reqwest::Client::new(),
+            url: opener.url.clone(),
+            session: opener.session.clone(),
+        };
+        async move { (i, c.call(i, "rec__echo", json!({"n": i})).await) }
+    });
+    for (i, answer) in futures_util::future::join_all(calls).await {
+        assert_eq!(answer["id"], i, "{answer}");
+        assert!(answer.get("result").is_some(), "{answer}");
+    }
+    let forwarded = rec.methods().iter().filter(|m| *m == "tools/call").count();
+    assert_eq!(forwarded, 24);
+
+    let gw = Gateway::start("", &http_upstream("rec", &url));
+    gw.ready().await;
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(serving_threads(gw.pid()), cores, "one per core by default");
+}

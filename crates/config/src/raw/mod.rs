@@ -51,6 +51,7 @@ struct RawGateway {
     #[serde(default)]
     allowed_hosts: Vec<Spanned<String>>,
     namespace: Option<Spanned<bool>>,
+    workers: Option<Spanned<u64>>,
     tls: Option<RawTls>,
 }
 
@@ -335,6 +336,8 @@ impl<E: Env> Ctx<'_, E> {
 }
 
 const KIB: usize = 1024;
+/// More serving threads than this is a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
 fn is_loopback_host(host: &str) -> bool {
@@ -870,6 +873,11 @@ impl RawConfig {
             None => true,
         };
 
+        let workers = match &g.workers {
+            None => None,
+            Some(v) => Some(cx.count(Some(v), "gateway.workers", 1, MAX_WORKERS)?),
+        };
+
         let no_audit = self
             .dangerous
             .as_ref()
@@ -999,6 +1007,7 @@ impl RawConfig {
             allowed_origins,
             allowed_hosts,
             namespace,
+            workers,
             limits,
             upstreams,
             auth,

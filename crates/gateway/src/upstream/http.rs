@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Link, UpstreamError};
 use crate::session::Session;
+use crate::workers::PerWorker;
 
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 /// Reconnections of one interrupted SSE response before giving up.
@@ -54,7 +55,8 @@ pub(crate) struct HttpLink {
     credential: Option<Credential>,
     /// This session's exchanged token, for `Credential::Exchange`.
     exchanged: Option<crate::credentials::Exchanged>,
-    client: reqwest::Client,
+    /// One connection pool per serving thread: a call goes out on its own thread's.
+    clients: Arc<PerWorker<reqwest::Client>>,
     session_id: Option<HeaderValue>,
     version: ProtocolVersion,
     capabilities: Value,
@@ -93,7 +95,7 @@ impl HttpLink {
     /// asks for what the client can do.
     pub(crate) async fn connect(
         target: &HttpTarget,
-        client: reqwest::Client,
+        clients: Arc<PerWorker<reqwest::Client>>,
         client_capabilities: &Value,
         subject: &Arc<crate::principal::SubjectSlot>,
         max_msg: usize,
@@ -119,7 +121,7 @@ impl HttpLink {
                 )),
                 _ => None,
             },
-            client,
+            clients,
             session_id: None,
             version: ProtocolVersion::LATEST,
             capabilities: json!({}),
@@ -267,7 +269,8 @@ impl HttpLink {
         with_version: bool,
     ) -> Result<reqwest::Response, UpstreamError> {
         let resp = self
-            .client
+            .clients
+            .get()
             .post(self.url.clone())
             .headers(self.headers(with_version).await?)
             .body(msg.raw().clone())
@@ -421,7 +424,8 @@ impl HttpLink {
             h.insert("last-event-id", id);
         }
         let resp = self
-            .client
+            .clients
+            .get()
             .get(self.url.clone())
             .headers(h)
             .send()
@@ -522,7 +526,11 @@ impl HttpLink {
         h.remove(CONTENT_TYPE);
         let _ = tokio::time::timeout(
             Duration::from_secs(5),
-            self.client.delete(self.url.clone()).headers(h).send(),
+            self.clients
+                .get()
+                .delete(self.url.clone())
+                .headers(h)
+                .send(),
         )
         .await;
     }
