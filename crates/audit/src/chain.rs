@@ -40,6 +40,11 @@ impl Encoded {
         })
     }
 
+    /// The encoded event's length in bytes.
+    pub(crate) fn byte_len(&self) -> usize {
+        self.json.len()
+    }
+
     /// Whether the event is a checkpoint.
     pub fn is_checkpoint(&self) -> bool {
         self.checkpoint
@@ -55,15 +60,50 @@ pub fn seal(
     prev: &str,
     event: &Encoded,
 ) -> Result<(String, String), serde_json::Error> {
-    let ts = serde_json::to_string(ts)?;
-    let prev = serde_json::to_string(prev)?;
-    let body = format!(
-        "{{\"seq\":{seq},\"ts\":{ts},\"prev\":{prev},\"event\":{}}}",
-        event.json
-    );
-    let hash = hex(&Sha256::digest(body.as_bytes()));
-    let open = body.strip_suffix('}').unwrap_or(&body);
-    Ok((format!("{open},\"hash\":\"{hash}\"}}"), hash))
+    let mut line = String::with_capacity(event.json.len() + ts.len() + 2 * prev.len() + 64);
+    let hash = seal_into(&mut line, seq, ts, prev, event)?;
+    Ok((line, hash))
+}
+
+/// [`seal`], appending the line (without a newline) to `out`; returns its hash.
+pub fn seal_into(
+    out: &mut String,
+    seq: u64,
+    ts: &str,
+    prev: &str,
+    event: &Encoded,
+) -> Result<String, serde_json::Error> {
+    use std::fmt::Write as _;
+    let start = out.len();
+    out.push_str("{\"seq\":");
+    let _ = write!(out, "{seq}");
+    out.push_str(",\"ts\":");
+    push_json_str(out, ts)?;
+    out.push_str(",\"prev\":");
+    push_json_str(out, prev)?;
+    out.push_str(",\"event\":");
+    out.push_str(&event.json);
+    let hash = hex(&Sha256::new()
+        .chain_update(&out.as_bytes()[start..])
+        .chain_update(b"}")
+        .finalize());
+    out.push_str(",\"hash\":\"");
+    out.push_str(&hash);
+    out.push_str("\"}");
+    Ok(hash)
+}
+
+/// `s` as a JSON string, byte for byte as serde_json writes it: a string without a
+/// quote, backslash or control character is written as it is.
+fn push_json_str(out: &mut String, s: &str) -> Result<(), serde_json::Error> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s)?);
+    }
+    Ok(())
 }
 
 /// Encodes one record; returns the line (without a newline) and its hash.

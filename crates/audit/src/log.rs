@@ -19,6 +19,9 @@ use crate::chain::{self, Encoded, GENESIS};
 use crate::event::Event;
 use crate::key::SigningKey;
 
+/// The most events [`AuditLog::note_ahead`] keeps waiting before it writes them.
+pub const MAX_AHEAD: usize = 64;
+
 /// When the file is synced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
@@ -83,6 +86,8 @@ pub enum AuditError {
 pub struct AuditLog {
     writer: Arc<Mutex<Writer>>,
     healthy: Arc<AtomicBool>,
+    /// Events queued by [`AuditLog::note_ahead`] wait for their write.
+    ahead_waiting: Arc<AtomicBool>,
     sync_each: bool,
     path: PathBuf,
 }
@@ -115,6 +120,7 @@ impl AuditLog {
             })?],
             false,
         )?;
+        let ahead_waiting = Arc::clone(&w.ahead_waiting);
         let writer = Arc::new(Mutex::new(w));
         let healthy = Arc::new(AtomicBool::new(true));
         let ticker = Arc::downgrade(&writer);
@@ -148,6 +154,7 @@ impl AuditLog {
         Ok(Self {
             writer,
             healthy,
+            ahead_waiting,
             sync_each: opts.fsync == Fsync::Always,
             path: opts.path,
         })
@@ -196,9 +203,51 @@ impl AuditLog {
             if w.closed {
                 Err(AuditError::Closed)
             } else {
-                w.append_unsynced(event)
+                w.append_unsynced(vec![event])
             }
         });
+        self.noted(r);
+    }
+
+    /// Places `event` in the log's order now and writes it with the next record
+    /// (whoever writes it), at [`AuditLog::flush_ahead`], or at the next tick — one
+    /// write for an event and the record that follows it, such as a request's
+    /// authentication and its call. The caller that queues an event calls
+    /// `flush_ahead` before its answer leaves. At most [`MAX_AHEAD`] events wait.
+    pub fn note_ahead(&self, event: Event) {
+        let r = encoded(&event).and_then(|event| {
+            let mut w = lock(&self.writer);
+            if w.closed {
+                return Err(AuditError::Closed);
+            }
+            w.ahead.push(event);
+            if w.ahead.len() >= MAX_AHEAD {
+                w.append_unsynced(Vec::new())
+            } else {
+                w.ahead_waiting.store(true, Ordering::Release);
+                Ok(())
+            }
+        });
+        self.noted(r);
+    }
+
+    /// Writes the events [`AuditLog::note_ahead`] queued, if any still wait.
+    pub fn flush_ahead(&self) {
+        if !self.ahead_waiting.load(Ordering::Acquire) {
+            return;
+        }
+        let r = {
+            let mut w = lock(&self.writer);
+            if w.closed {
+                Err(AuditError::Closed)
+            } else {
+                w.append_unsynced(Vec::new())
+            }
+        };
+        self.noted(r);
+    }
+
+    fn noted(&self, r: Result<(), AuditError>) {
         self.healthy.store(r.is_ok(), Ordering::Release);
         if let Err(e) = r {
             tracing::error!(error = %e, "an audit event was not recorded");
@@ -242,6 +291,10 @@ struct Writer {
     torn: bool,
     /// Closed: nothing more is written.
     closed: bool,
+    /// Events to write ahead of the next record ([`AuditLog::note_ahead`]).
+    ahead: Vec<Encoded>,
+    /// Whether `ahead` holds any (read without the lock).
+    ahead_waiting: Arc<AtomicBool>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> AuditError {
@@ -272,6 +325,8 @@ impl Writer {
             unsynced: None,
             torn: false,
             closed: false,
+            ahead: Vec::new(),
+            ahead_waiting: Arc::new(AtomicBool::new(false)),
         };
         let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
         if !regular || len == 0 {
@@ -376,6 +431,17 @@ impl Writer {
     /// Encodes `events` (plus a checkpoint when one is due) and writes them. On
     /// failure nothing of the batch counts: `seq` and `prev` stay where they were.
     fn append(&mut self, events: Vec<Encoded>, force_checkpoint: bool) -> Result<(), AuditError> {
+        let events = if self.ahead.is_empty() {
+            events
+        } else {
+            self.ahead_waiting.store(false, Ordering::Release);
+            let mut all = std::mem::take(&mut self.ahead);
+            all.extend(events);
+            all
+        };
+        if events.is_empty() && !force_checkpoint && !self.torn {
+            return Ok(());
+        }
         if self.torn {
             self.rotate_aside("torn")?;
             self.start_file()?;
@@ -385,14 +451,14 @@ impl Writer {
         self.rotate_if_full()
     }
 
-    /// Appends one event without the per-record sync of [`Fsync::Always`] (the next
-    /// record or tick syncs it).
-    fn append_unsynced(&mut self, event: Encoded) -> Result<(), AuditError> {
+    /// Appends events (and those queued ahead) without the per-record sync of
+    /// [`Fsync::Always`] (the next record or tick syncs them).
+    fn append_unsynced(&mut self, events: Vec<Encoded>) -> Result<(), AuditError> {
         let fsync = self.opts.fsync;
         if fsync == Fsync::Always {
             self.opts.fsync = Fsync::Interval(Duration::ZERO);
         }
-        let r = self.append(vec![event], false);
+        let r = self.append(events, false);
         self.opts.fsync = fsync;
         r
     }
@@ -403,10 +469,10 @@ impl Writer {
         let ts = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let (mut seq, mut prev) = (self.seq, self.prev.clone());
         let mut unsigned = self.unsigned;
-        let mut buf = String::new();
+        let mut buf =
+            String::with_capacity(events.iter().map(Encoded::byte_len).sum::<usize>() + 512);
         for e in &events {
-            let (line, hash) = chain::seal(seq, &ts, &prev, e).map_err(unavailable)?;
-            buf.push_str(&line);
+            let hash = chain::seal_into(&mut buf, seq, &ts, &prev, e).map_err(unavailable)?;
             buf.push('\n');
             if e.is_checkpoint() {
                 unsigned = 0;
@@ -475,6 +541,9 @@ impl Writer {
     fn tick(&mut self) -> Result<(), AuditError> {
         if self.torn {
             return self.append(Vec::new(), false);
+        }
+        if !self.ahead.is_empty() {
+            self.append_unsynced(Vec::new())?;
         }
         if self.unsigned > 0
             && self

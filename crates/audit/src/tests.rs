@@ -306,8 +306,11 @@ fn records_sealed_from_encoded_events_are_the_records_serde_writes() {
     if let Event::Call { target, .. } = &mut quoted {
         *target = "na\"me\\ with \u{1F600} and \u{7}".into();
     }
-    for e in [call(1), quoted, odd] {
-        let ts = "2026-11-26T09:00:00.123Z";
+    for (e, ts) in [
+        (call(1), "2026-11-26T09:00:00.123Z"),
+        (quoted, "2026-11-26T09:00:00.123Z"),
+        (odd, "a \"ts\" that needs\\escaping\n"),
+    ] {
         let prev = crate::chain::GENESIS;
         let whole = serde_json::to_string(&Whole {
             seq: 42,
@@ -317,6 +320,18 @@ fn records_sealed_from_encoded_events_are_the_records_serde_writes() {
         })
         .unwrap();
         let (line, hash) = crate::chain::encode(42, ts, prev, &e).unwrap();
+        // Appended to a buffer that already holds a line: the same bytes and hash.
+        let mut buf = String::from("{\"earlier\":1}\n");
+        let appended = crate::chain::seal_into(
+            &mut buf,
+            42,
+            ts,
+            prev,
+            &crate::chain::Encoded::new(&e).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(appended, hash);
+        assert_eq!(&buf["{\"earlier\":1}\n".len()..], line);
         let at = line.rfind(",\"hash\":").unwrap();
         assert_eq!(format!("{}}}", &line[..at]), whole);
         assert_eq!(
@@ -324,4 +339,57 @@ fn records_sealed_from_encoded_events_are_the_records_serde_writes() {
             crate::key::hex(&<sha2::Sha256 as sha2::Digest>::digest(whole.as_bytes()))
         );
     }
+}
+
+fn targets(path: &Path) -> Vec<String> {
+    lines(path)
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"]["type"] == "call")
+        .map(|r| r["event"]["target"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_events_noted_ahead_are_written_in_their_place_before_anything_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let log = AuditLog::open(opts.clone()).unwrap();
+    let path = opts.path.clone();
+
+    // Queued, not yet written; the next record carries it, in its place.
+    log.note_ahead(call(1));
+    assert!(targets(&path).is_empty());
+    log.record(call(2)).await.unwrap();
+    assert_eq!(targets(&path), ["files__read_1", "files__read_2"]);
+    log.flush_ahead(); // nothing waits: no write
+    assert_eq!(
+        lines(&path).len(),
+        4,
+        "start, opening checkpoint, two calls"
+    );
+
+    // What the owner flushes before its answer leaves.
+    log.note_ahead(call(4));
+    log.flush_ahead();
+    assert_eq!(targets(&path).len(), 3);
+
+    // What nobody flushes is written by the next tick (250 ms).
+    log.note_ahead(call(5));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(targets(&path).last().unwrap(), "files__read_5");
+
+    // A full queue writes itself.
+    for i in 0..crate::log::MAX_AHEAD {
+        log.note_ahead(call(100 + i));
+    }
+    assert_eq!(targets(&path).len(), 4 + crate::log::MAX_AHEAD);
+
+    // And closing writes what still waits, ahead of the stop record.
+    log.note_ahead(call(7));
+    log.close().await;
+    assert_eq!(targets(&path).last().unwrap(), "files__read_7");
+    let keys = vec![read_public_key(&crate::key::public_key_path(&opts.key)).unwrap()];
+    let s = check(&path, &keys).unwrap();
+    assert_eq!(s.records as usize, lines(&path).len());
 }

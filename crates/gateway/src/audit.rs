@@ -68,6 +68,23 @@ impl Auditor {
         }
     }
 
+    /// Records an event with the next record written (the request's own, usually),
+    /// and at the latest at [`Auditor::flush_ahead`], which the request calls before
+    /// its answer leaves.
+    pub(crate) fn note_ahead(&self, event: Event) {
+        self.observe(&event);
+        if let Some(log) = &self.log {
+            log.note_ahead(event);
+        }
+    }
+
+    /// Writes what [`Auditor::note_ahead`] queued, if it still waits.
+    pub(crate) fn flush_ahead(&self) {
+        if let Some(log) = &self.log {
+            log.flush_ahead();
+        }
+    }
+
     fn observe(&self, event: &Event) {
         self.metrics.observe(event);
         if let Some(a) = &self.alerts {

@@ -91,8 +91,9 @@ impl App {
         Ok(p)
     }
 
-    /// Authenticates and records the attempt (OBS-01): a refusal waits for its record,
-    /// a success keeps its place in the log ahead of what the caller then does.
+    /// Authenticates and records the attempt (OBS-01): a refusal waits for its record;
+    /// a success takes its place in the log now and is written with the request's
+    /// next record, or by the handler before the answer leaves (`flush_ahead`).
     async fn authenticate(
         &self,
         peer: SocketAddr,
@@ -110,7 +111,7 @@ impl App {
                     reason,
                 };
             match &result {
-                Ok(c) => self.router.audit.note(event(
+                Ok(c) => self.router.audit.note_ahead(event(
                     palisade_audit::Decision::Allow,
                     Some(crate::audit::who(&c.principal)),
                     c.client.clone(),
@@ -263,7 +264,9 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match post_inner(&app, peer, uri.query(), &headers, body).await {
+    let answer = post_inner(&app, peer, uri.query(), &headers, body).await;
+    app.router.audit.flush_ahead();
+    match answer {
         Ok(r) => r,
         Err(refusal) => {
             match refusal.fault {
@@ -627,10 +630,9 @@ pub(crate) async fn get(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    match get_inner(&app, peer, uri.query(), &headers).await {
-        Ok(r) => r,
-        Err(r) => r.into_response(),
-    }
+    let answer = get_inner(&app, peer, uri.query(), &headers).await;
+    app.router.audit.flush_ahead();
+    answer.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn get_inner(
@@ -687,6 +689,7 @@ pub(crate) async fn delete(
         Ok::<_, Refusal>(StatusCode::NO_CONTENT.into_response())
     }
     .await;
+    app.router.audit.flush_ahead();
     r.unwrap_or_else(IntoResponse::into_response)
 }
 

@@ -326,6 +326,13 @@ async fn auth_15_18_the_token_reaches_no_upstream_and_no_log() {
     );
     let bad = format!("{token}x");
     let _ = authed(&c, &bad, &call).send().await.unwrap();
+    // A request that makes no record of its own: its authentication is written
+    // before its answer leaves all the same.
+    let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    assert_eq!(
+        authed(&c, &token, &note).send().await.unwrap().status(),
+        202
+    );
     let signature = token.rsplit('.').next().unwrap();
     let seen = s.rec.all_text();
     assert!(
@@ -343,11 +350,36 @@ async fn auth_15_18_the_token_reaches_no_upstream_and_no_log() {
     );
     // OBS-01: both attempts are in the audit log, the token in neither.
     let audit = std::fs::read_to_string(s.gw.dir.path().join("data/audit.jsonl")).unwrap();
-    let auth: Vec<Value> = audit
+    let events: Vec<Value> = audit
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
-        .filter(|e| e["type"] == "auth")
         .collect();
+    let auth: Vec<Value> = events
+        .iter()
+        .filter(|e| e["type"] == "auth")
+        .cloned()
+        .collect();
+    let allowed = auth.iter().filter(|e| e["decision"] == "allow").count();
+    assert_eq!(
+        allowed, 3,
+        "initialize, the call, the notification: {auth:?}"
+    );
+    // The call's authentication is in its place: after the session opened by
+    // initialize, ahead of the records of what the call did.
+    let at = events
+        .iter()
+        .position(|e| e["type"] == "call" && e["target"] == "rec__echo")
+        .unwrap();
+    let opened = events
+        .iter()
+        .position(|e| e["type"] == "session_open")
+        .unwrap();
+    assert!(
+        events[opened + 1..at]
+            .iter()
+            .any(|e| e["type"] == "auth" && e["decision"] == "allow"),
+        "{events:?}"
+    );
     assert!(
         auth.iter()
             .any(|e| e["decision"] == "allow"
