@@ -15,6 +15,7 @@
 
 pub mod normalize;
 pub mod rules;
+mod triggers;
 mod validate;
 
 use std::ops::Range;

@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use crate::triggers::Triggers;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 
@@ -140,7 +140,7 @@ pub struct RulePack {
     version: String,
     threshold: f32,
     rules: Vec<Rule>,
-    prefilter: Option<AhoCorasick>,
+    prefilter: Option<Triggers>,
     /// For each trigger pattern, the rules it wakes.
     woken_by: Vec<Vec<usize>>,
     /// Rules without triggers, and one automaton that tells which of them can match.
@@ -320,14 +320,7 @@ impl RulePack {
         let prefilter = if triggers.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(false)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&triggers)
-                    .map_err(|e| RuleError::Parse(e.to_string()))?,
-            )
+            Some(Triggers::new(&triggers).map_err(RuleError::Parse)?)
         };
         let always_set = if always.is_empty() {
             None
@@ -390,18 +383,22 @@ impl RulePack {
             .collect();
         if let Some(ac) = &self.prefilter {
             let t = std::time::Instant::now();
+            let mut hits = Vec::new();
             let n: usize = texts
                 .iter()
                 .map(|x| {
-                    ac.find_overlapping_iter(x.to_ascii_lowercase().as_str())
-                        .count()
+                    hits.clear();
+                    ac.find_all(x.to_ascii_lowercase().as_bytes(), &mut hits);
+                    hits.len()
                 })
                 .sum();
             out.push((format!("(prefilter, {n} hits)"), t.elapsed()));
             let mut per: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
             for x in texts {
-                for m in ac.find_overlapping_iter(x.to_ascii_lowercase().as_str()) {
-                    *per.entry(m.pattern().as_usize()).or_default() += 1;
+                hits.clear();
+                ac.find_all(x.to_ascii_lowercase().as_bytes(), &mut hits);
+                for h in &hits {
+                    *per.entry(h.pattern).or_default() += 1;
                 }
             }
             let mut per: Vec<_> = per.into_iter().collect();
@@ -442,11 +439,13 @@ impl RulePack {
         let mut windows: Vec<Option<Vec<(usize, usize)>>> =
             vec![Some(Vec::new()); self.rules.len()];
         if let Some(ac) = &self.prefilter {
-            for m in ac.find_overlapping_iter(lower.as_str()) {
-                for &r in &self.woken_by[m.pattern().as_usize()] {
+            let mut hits = Vec::new();
+            ac.find_all(lower.as_bytes(), &mut hits);
+            for m in &hits {
+                for &r in &self.woken_by[m.pattern] {
                     woken[r] = true;
-                    let start = m.start().saturating_sub(WINDOW);
-                    let end = (m.end() + WINDOW).min(text.len());
+                    let start = m.start.saturating_sub(WINDOW);
+                    let end = (m.end + WINDOW).min(text.len());
                     let full = match &mut windows[r] {
                         Some(w) => {
                             let n = w.len();
