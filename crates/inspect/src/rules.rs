@@ -624,11 +624,8 @@ fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
+    while let Some(skip) = b[i..].iter().position(u8::is_ascii_digit) {
+        i += skip;
         let start = i;
         let mut end = i;
         let mut n = 0;
