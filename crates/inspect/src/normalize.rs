@@ -112,7 +112,7 @@ impl<'a> Normalized<'a> {
 /// Normalises `input`; see the module docs.
 pub fn normalize(input: &str) -> Normalized<'_> {
     let mut n = normalize_chars(input);
-    if n.text.as_bytes().contains(&b'\\') {
+    if memchr::memchr(b'\\', n.text.as_bytes()).is_some() {
         let folded = fold_escapes(&n.text);
         n.text = Cow::Owned(folded);
     }
@@ -145,7 +145,7 @@ fn fold_escapes(text: &str) -> String {
 }
 
 fn normalize_chars(input: &str) -> Normalized<'_> {
-    if input.is_ascii() && !input.as_bytes().contains(&0x1b) {
+    if input.is_ascii() && memchr::memchr(0x1b, input.as_bytes()).is_none() {
         return Normalized {
             text: Cow::Borrowed(input),
             map: None,
