@@ -175,7 +175,7 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
     };
 
     let bytes = input.as_bytes();
-    let mut chars = input.char_indices().peekable();
+    let mut chars = Cursor { s: input, at: 0 };
     let mut prev: Option<char> = None;
     while let Some((i, c)) = chars.next() {
         let end = i + c.len_utf8();
@@ -183,9 +183,7 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
             '\u{1b}' | '\u{9b}' => {
                 let (len, colour) = escape_len(&bytes[i..]);
                 let stop = i + len;
-                while chars.peek().is_some_and(|&(j, _)| j < stop) {
-                    chars.next();
-                }
+                chars.skip_to(stop);
                 let kind = if colour {
                     HiddenKind::TerminalColour
                 } else {
@@ -219,7 +217,7 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
             '\u{200d}' => {
                 // A joiner inside an emoji sequence is how emoji are written; between
                 // letters it hides something.
-                let next = chars.peek().map(|&(_, n)| n);
+                let next = chars.peek().map(|(_, n)| n);
                 if !(prev.is_some_and(is_pictographic) && next.is_some_and(is_pictographic)) {
                     record(&mut hidden, HiddenKind::ZeroWidth, i..end);
                 }
@@ -229,7 +227,7 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
             }
             '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}' => {
                 // One presentation selector after a symbol is ordinary emoji text.
-                let next_is_vs = chars.peek().is_some_and(|&(_, n)| is_variation_selector(n));
+                let next_is_vs = chars.peek().is_some_and(|(_, n)| is_variation_selector(n));
                 let lone_after_symbol = !next_is_vs
                     && !prev.is_some_and(is_variation_selector)
                     && prev.is_some_and(|p| !p.is_ascii_alphanumeric());
@@ -238,7 +236,7 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
                 }
                 let mut stop = end;
                 let mut decoded = vec![vs_byte(c)];
-                while let Some(&(j, n)) = chars.peek()
+                while let Some((j, n)) = chars.peek()
                     && is_variation_selector(n)
                 {
                     decoded.push(vs_byte(n));
@@ -263,19 +261,15 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
                     push(&mut out, &mut map, ' ', i);
                 }
                 // The rest of an ASCII run is copied whole.
-                let run = bytes[i..]
-                    .iter()
-                    .position(|&b| b >= 0x80 || b == 0x1b)
-                    .map_or(bytes.len(), |k| i + k);
+                let run = ascii_run_end(bytes, i);
+                // (`run` ends at the start of a character or at the end.)
                 out.push_str(&input[i..run]);
                 let (from, to) = (
                     u32::try_from(i).unwrap_or(u32::MAX),
                     u32::try_from(run).unwrap_or(u32::MAX),
                 );
                 map.extend(from..to);
-                while chars.peek().is_some_and(|&(k, _)| k < run) {
-                    chars.next();
-                }
+                chars.skip_to(run);
                 prev = input[..run].chars().next_back();
                 continue;
             }
@@ -317,6 +311,57 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
         map: Some(map),
         original_len: input.len(),
         hidden,
+    }
+}
+
+/// Where the run of ASCII bytes other than ESC that starts at `from` ends, eight bytes
+/// at a time.
+fn ascii_run_end(b: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let plain = |c: &u8| *c < 0x80 && *c != 0x1b;
+    let rest = &b[from..];
+    let mut words = rest.chunks_exact(8);
+    for (k, w) in words.by_ref().enumerate() {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let esc = x ^ (ONES * 0x1b);
+        // A non-ASCII byte, or a zero byte in `esc` (an ESC in `x`).
+        if (x & HIGH != 0 || esc.wrapping_sub(ONES) & !esc & HIGH != 0)
+            && let Some(p) = w.iter().position(|c| !plain(c))
+        {
+            return from + k * 8 + p;
+        }
+    }
+    let tail = words.remainder();
+    tail.iter()
+        .position(|c| !plain(c))
+        .map_or(b.len(), |p| b.len() - tail.len() + p)
+}
+
+/// The characters of a text with their offsets, that can skip ahead.
+struct Cursor<'a> {
+    s: &'a str,
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<(usize, char)> {
+        self.s.get(self.at..)?.chars().next().map(|c| (self.at, c))
+    }
+
+    fn next(&mut self) -> Option<(usize, char)> {
+        let (i, c) = self.peek()?;
+        self.at = i + c.len_utf8();
+        Some((i, c))
+    }
+
+    /// Skips every character that starts before `stop`.
+    fn skip_to(&mut self, stop: usize) {
+        let mut stop = stop.min(self.s.len());
+        while !self.s.is_char_boundary(stop) {
+            stop += 1;
+        }
+        self.at = self.at.max(stop);
     }
 }
 
@@ -524,6 +569,23 @@ mod tests {
             let (a, b) = (a.min(len), b.min(len));
             let r = n.original_span(a.min(b)..a.max(b));
             proptest::prop_assert!(r.start <= r.end && r.end <= s.len());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_runs_end_at_the_first_other_byte(
+            b in proptest::collection::vec(proptest::prop_oneof![
+                0x20u8..0x7f, proptest::strategy::Just(0x1bu8), 0x80u8..=0xff
+            ], 0..40),
+            from in 0usize..40,
+        ) {
+            let from = from.min(b.len());
+            let want = b[from..]
+                .iter()
+                .position(|&c| c >= 0x80 || c == 0x1b)
+                .map_or(b.len(), |p| from + p);
+            proptest::prop_assert_eq!(ascii_run_end(&b, from), want);
         }
     }
 }
