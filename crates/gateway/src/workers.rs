@@ -68,7 +68,8 @@ pub(crate) struct Workers {
 impl Workers {
     /// Starts `n` threads; each serves `serve(listener)` on its own duplicate of
     /// `listener` until that future ends, then keeps its runtime (and the connections
-    /// registered with it) running until [`Workers::exit`].
+    /// registered with it) running until [`Workers::exit`], which also ends a `serve`
+    /// still running.
     pub(crate) fn start<S, F>(
         n: usize,
         listener: &std::net::TcpListener,
@@ -95,12 +96,20 @@ impl Workers {
                 .spawn(move || {
                     INDEX.with(|c| c.set(Some(i)));
                     runtime.block_on(async move {
-                        match tokio::net::TcpListener::from_std(socket) {
-                            Ok(l) => serve(l).await,
-                            Err(e) => tracing::error!(worker = i, error = %e, "cannot serve"),
+                        let serving = async {
+                            match tokio::net::TcpListener::from_std(socket) {
+                                Ok(l) => serve(l).await,
+                                Err(e) => tracing::error!(worker = i, error = %e, "cannot serve"),
+                            }
+                            let _ = done.send(());
+                            std::future::pending::<()>().await;
+                        };
+                        // `exit` also ends a `serve` that is still waiting for
+                        // connections to finish.
+                        tokio::select! {
+                            () = serving => {}
+                            () = exit.cancelled() => {}
                         }
-                        let _ = done.send(());
-                        exit.cancelled().await;
                     });
                 })?;
             served.push(done_rx);

@@ -391,3 +391,33 @@ async fn calls_on_many_connections_are_served_by_the_configured_threads() {
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(serving_threads(gw.pid()), cores, "one per core by default");
 }
+
+/// A connection still sending its request does not hold up shutdown: the serving
+/// threads are stopped even while one still waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let (_rec, url) = start_recorder().await;
+    let mut gw = Gateway::start(
+        "",
+        &format!(
+            "[limits]\nshutdown_grace = \"1s\"\n\n{}",
+            http_upstream("rec", &url)
+        ),
+    );
+    gw.ready().await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(
+        b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+          accept: application/json, text/event-stream\r\ncontent-length: 100\r\n\r\n{\"jsonrpc\"",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let status = tokio::task::spawn_blocking(move || gw.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    drop(half);
+}
