@@ -17,6 +17,7 @@ pub mod normalize;
 pub mod rules;
 mod triggers;
 mod validate;
+mod words;
 
 use std::ops::Range;
 

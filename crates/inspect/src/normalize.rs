@@ -314,28 +314,16 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
     }
 }
 
-/// Where the run of ASCII bytes other than ESC that starts at `from` ends, eight bytes
-/// at a time.
+/// Where the run of ASCII bytes other than ESC that starts at `from` ends.
 fn ascii_run_end(b: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
-    let plain = |c: &u8| *c < 0x80 && *c != 0x1b;
-    let rest = &b[from..];
-    let mut words = rest.chunks_exact(8);
-    for (k, w) in words.by_ref().enumerate() {
-        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let esc = x ^ (ONES * 0x1b);
-        // A non-ASCII byte, or a zero byte in `esc` (an ESC in `x`).
-        if (x & HIGH != 0 || esc.wrapping_sub(ONES) & !esc & HIGH != 0)
-            && let Some(p) = w.iter().position(|c| !plain(c))
-        {
-            return from + k * 8 + p;
-        }
-    }
-    let tail = words.remainder();
-    tail.iter()
-        .position(|c| !plain(c))
-        .map_or(b.len(), |p| b.len() - tail.len() + p)
+    use crate::words::{HIGH, ONES, find_from, has_zero};
+    find_from(
+        b,
+        from,
+        |x| x & HIGH != 0 || has_zero(x ^ (ONES * 0x1b)),
+        |c| c >= 0x80 || c == 0x1b,
+    )
+    .unwrap_or(b.len())
 }
 
 /// The characters of a text with their offsets, that can skip ahead.

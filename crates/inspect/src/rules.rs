@@ -620,33 +620,22 @@ fn relax(pattern: &str) -> Result<Option<Regex>, String> {
 
 /// Runs of digits, allowing single separators (space, `-`, `.`, `/`, `(`, `)`) between
 /// them: (start, end, number of digits).
-/// The first ASCII digit at or after `from`, eight bytes at a time: a word without a
-/// byte in `'0'..='9'` is skipped whole ("hasbetween", exact for every byte value:
-/// bytes from 0x80 are cleared by `!x` before the range test).
+/// The first ASCII digit at or after `from`. A word without a byte in `'0'..='9'` is
+/// skipped whole by the exact "hasbetween" test (bytes from 0x80 are cleared by `!x`
+/// before the range test).
 fn next_digit(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
+    use crate::words::{HIGH, ONES, find_from};
     const BELOW: u64 = b'0' as u64 - 1;
     const ABOVE: u64 = b'9' as u64 + 1;
-    let rest = b.get(from..)?;
-    let mut words = rest.chunks_exact(8);
-    for (k, w) in words.by_ref().enumerate() {
-        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    let may_hold = |x: u64| {
         let low = x & (ONES * 127);
-        let hit = (ONES * (127 + ABOVE)).wrapping_sub(low)
+        (ONES * (127 + ABOVE)).wrapping_sub(low)
             & !x
             & low.wrapping_add(ONES * (127 - BELOW))
-            & HIGH;
-        if hit != 0
-            && let Some(p) = w.iter().position(u8::is_ascii_digit)
-        {
-            return Some(from + k * 8 + p);
-        }
-    }
-    let tail = words.remainder();
-    tail.iter()
-        .position(u8::is_ascii_digit)
-        .map(|p| b.len() - tail.len() + p)
+            & HIGH
+            != 0
+    };
+    find_from(b, from, may_hold, |c| c.is_ascii_digit())
 }
 
 fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
