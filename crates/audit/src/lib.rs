@@ -22,7 +22,7 @@ pub mod log;
 pub mod ocsf;
 
 pub use event::{Decision, Event};
-pub use log::{AuditError, AuditLog, AuditOptions, Fsync, Tee};
+pub use log::{AheadMark, AuditError, AuditLog, AuditOptions, Fsync, Tee};
 
 #[cfg(test)]
 mod tests;

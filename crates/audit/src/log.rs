@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -81,6 +81,10 @@ pub enum AuditError {
     Closed,
 }
 
+/// A point in the log's history of events noted ahead ([`AuditLog::ahead_mark`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AheadMark(u64);
+
 /// A handle to the audit log; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
@@ -88,6 +92,8 @@ pub struct AuditLog {
     healthy: Arc<AtomicBool>,
     /// Events queued by [`AuditLog::note_ahead`] wait for their write.
     ahead_waiting: Arc<AtomicBool>,
+    /// How many writes failed with events queued ahead in them.
+    ahead_lost: Arc<AtomicU64>,
     sync_each: bool,
     path: PathBuf,
 }
@@ -121,6 +127,7 @@ impl AuditLog {
             false,
         )?;
         let ahead_waiting = Arc::clone(&w.ahead_waiting);
+        let ahead_lost = Arc::clone(&w.ahead_lost);
         let writer = Arc::new(Mutex::new(w));
         let healthy = Arc::new(AtomicBool::new(true));
         let ticker = Arc::downgrade(&writer);
@@ -155,6 +162,7 @@ impl AuditLog {
             writer,
             healthy,
             ahead_waiting,
+            ahead_lost,
             sync_each: opts.fsync == Fsync::Always,
             path: opts.path,
         })
@@ -206,7 +214,7 @@ impl AuditLog {
                 w.append_unsynced(vec![event])
             }
         });
-        self.noted(r);
+        self.noted(&r);
     }
 
     /// Places `event` in the log's order now and writes it with the next record
@@ -228,26 +236,41 @@ impl AuditLog {
                 Ok(())
             }
         });
-        self.noted(r);
+        self.noted(&r);
     }
 
-    /// Writes the events [`AuditLog::note_ahead`] queued, if any still wait.
-    pub fn flush_ahead(&self) {
-        if !self.ahead_waiting.load(Ordering::Acquire) {
-            return;
+    /// Where the log stands on events queued by [`AuditLog::note_ahead`]: take it
+    /// before noting one, and hand it to [`AuditLog::flush_ahead`].
+    pub fn ahead_mark(&self) -> AheadMark {
+        AheadMark(self.ahead_lost.load(Ordering::Acquire))
+    }
+
+    /// Writes the events [`AuditLog::note_ahead`] queued, if any still wait, and
+    /// fails if they could not be written, or if a write since `since` lost any
+    /// (an event noted after `since` is then in the log or reported lost here).
+    pub fn flush_ahead(&self, since: AheadMark) -> Result<(), AuditError> {
+        if self.ahead_waiting.load(Ordering::Acquire) {
+            let r = {
+                let mut w = lock(&self.writer);
+                if w.closed {
+                    Err(AuditError::Closed)
+                } else {
+                    w.append_unsynced(Vec::new())
+                }
+            };
+            self.noted(&r);
+            r?;
         }
-        let r = {
-            let mut w = lock(&self.writer);
-            if w.closed {
-                Err(AuditError::Closed)
-            } else {
-                w.append_unsynced(Vec::new())
-            }
-        };
-        self.noted(r);
+        if self.ahead_lost.load(Ordering::Acquire) == since.0 {
+            Ok(())
+        } else {
+            Err(AuditError::Unavailable(
+                "events noted ahead were lost with a failed write".into(),
+            ))
+        }
     }
 
-    fn noted(&self, r: Result<(), AuditError>) {
+    fn noted(&self, r: &Result<(), AuditError>) {
         self.healthy.store(r.is_ok(), Ordering::Release);
         if let Err(e) = r {
             tracing::error!(error = %e, "an audit event was not recorded");
@@ -295,6 +318,8 @@ struct Writer {
     ahead: Vec<Encoded>,
     /// Whether `ahead` holds any (read without the lock).
     ahead_waiting: Arc<AtomicBool>,
+    /// Counts the writes that failed with events from `ahead` in them.
+    ahead_lost: Arc<AtomicU64>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> AuditError {
@@ -327,6 +352,7 @@ impl Writer {
             closed: false,
             ahead: Vec::new(),
             ahead_waiting: Arc::new(AtomicBool::new(false)),
+            ahead_lost: Arc::new(AtomicU64::new(0)),
         };
         let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
         if !regular || len == 0 {
@@ -364,10 +390,10 @@ impl Writer {
                 .create_new(true)
                 .append(true)
                 .open(&self.opts.path)
+                .map_err(unavailable)?
         } else {
-            OpenOptions::new().append(true).open(&self.opts.path)
-        }
-        .map_err(unavailable)?;
+            open_device(&self.opts.path).map_err(unavailable)?
+        };
         self.file = Some(f);
         self.bytes = 0;
         let cp = chain::checkpoint(&self.key, self.seq, &self.prev, true);
@@ -431,6 +457,7 @@ impl Writer {
     /// Encodes `events` (plus a checkpoint when one is due) and writes them. On
     /// failure nothing of the batch counts: `seq` and `prev` stay where they were.
     fn append(&mut self, events: Vec<Encoded>, force_checkpoint: bool) -> Result<(), AuditError> {
+        let queued = self.ahead.len();
         let events = if self.ahead.is_empty() {
             events
         } else {
@@ -442,13 +469,28 @@ impl Writer {
         if events.is_empty() && !force_checkpoint && !self.torn {
             return Ok(());
         }
+        if let Err(e) = self.write_after_tear(events, force_checkpoint) {
+            if queued > 0 {
+                self.ahead_lost.fetch_add(1, Ordering::AcqRel);
+                tracing::error!(events = queued, error = %e, "audit events noted ahead were lost with a failed write");
+            }
+            return Err(e);
+        }
+        self.rotate_if_full()
+    }
+
+    /// Writes `events`, first setting a torn file aside if the last write tore it.
+    fn write_after_tear(
+        &mut self,
+        events: Vec<Encoded>,
+        force_checkpoint: bool,
+    ) -> Result<(), AuditError> {
         if self.torn {
             self.rotate_aside("torn")?;
             self.start_file()?;
             self.torn = false;
         }
-        self.write_lines(events, force_checkpoint)?;
-        self.rotate_if_full()
+        self.write_lines(events, force_checkpoint)
     }
 
     /// Appends events (and those queued ahead) without the per-record sync of
@@ -504,8 +546,9 @@ impl Writer {
             .as_mut()
             .ok_or_else(|| unavailable("no open file"))?;
         let sync = due || self.opts.fsync == Fsync::Always;
+        // A pipe or device has nothing to sync (and `fdatasync` refuses it).
         let written = file.write_all(buf.as_bytes()).and_then(|()| {
-            if sync && self.opts.fsync != Fsync::Never {
+            if sync && self.opts.fsync != Fsync::Never && self.regular {
                 file.sync_data()
             } else {
                 Ok(())
@@ -558,8 +601,12 @@ impl Writer {
             (Fsync::Always, Some(_)) => true,
             _ => false,
         };
-        if sync_due && let Some(f) = &self.file {
-            f.sync_data().map_err(unavailable)?;
+        if sync_due {
+            if self.regular
+                && let Some(f) = &self.file
+            {
+                f.sync_data().map_err(unavailable)?;
+            }
             self.unsynced = None;
         }
         self.rotate_if_full()
@@ -579,6 +626,21 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Opens a pipe or device for appending without waiting for a reader: a pipe that
+/// nobody reads fails at once (`ENXIO`), under the lock every writer waits for, instead
+/// of holding that lock until someone opens it. Writes then block as on any pipe.
+fn open_device(path: &Path) -> std::io::Result<File> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = OpenOptions::new()
+        .append(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
+        .open(path)?;
+    let flags = OFlag::from_bits_truncate(fcntl(&f, FcntlArg::F_GETFL)?);
+    fcntl(&f, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok(f)
 }
 
 fn append_file(path: &Path) -> std::io::Result<File> {

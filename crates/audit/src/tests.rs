@@ -358,11 +358,12 @@ async fn obs_01_events_noted_ahead_are_written_in_their_place_before_anything_an
     let path = opts.path.clone();
 
     // Queued, not yet written; the next record carries it, in its place.
+    let mark = log.ahead_mark();
     log.note_ahead(call(1));
     assert!(targets(&path).is_empty());
     log.record(call(2)).await.unwrap();
     assert_eq!(targets(&path), ["files__read_1", "files__read_2"]);
-    log.flush_ahead(); // nothing waits: no write
+    log.flush_ahead(mark).unwrap(); // nothing waits: no write
     assert_eq!(
         lines(&path).len(),
         4,
@@ -371,7 +372,7 @@ async fn obs_01_events_noted_ahead_are_written_in_their_place_before_anything_an
 
     // What the owner flushes before its answer leaves.
     log.note_ahead(call(4));
-    log.flush_ahead();
+    log.flush_ahead(mark).unwrap();
     assert_eq!(targets(&path).len(), 3);
 
     // What nobody flushes is written by the next tick (250 ms).
@@ -392,4 +393,68 @@ async fn obs_01_events_noted_ahead_are_written_in_their_place_before_anything_an
     let keys = vec![read_public_key(&crate::key::public_key_path(&opts.key)).unwrap()];
     let s = check(&path, &keys).unwrap();
     assert_eq!(s.records as usize, lines(&path).len());
+}
+
+/// A log on a pipe whose reader goes away: every later write fails.
+fn piped_log(dir: &Path) -> (AuditLog, std::fs::File) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let pipe = dir.join("audit.pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Opened without waiting for a writer; the log finds its reader there.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&pipe)
+        .unwrap();
+    let mut opts = options(dir);
+    opts.path = pipe;
+    let log = AuditLog::open(opts).unwrap();
+    (log, reader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_events_noted_ahead_and_lost_with_a_failed_write_fail_their_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, reader) = piped_log(dir.path());
+    let mark = log.ahead_mark();
+    log.note_ahead(call(1));
+    log.flush_ahead(mark).unwrap();
+    drop(reader);
+
+    // Lost in the owner's own flush.
+    let mark = log.ahead_mark();
+    log.note_ahead(call(2));
+    assert!(log.flush_ahead(mark).is_err());
+
+    // Lost with a write by someone else (here the tick): nothing waits any more, and
+    // the flush still fails.
+    let mark = log.ahead_mark();
+    log.note_ahead(call(3));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(log.flush_ahead(mark).is_err());
+
+    // A request that noted nothing since its mark has nothing to fail for.
+    let mark = log.ahead_mark();
+    log.flush_ahead(mark).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_a_pipe_nobody_reads_fails_writes_at_once_instead_of_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, reader) = piped_log(dir.path());
+    log.record(call(1)).await.unwrap();
+    drop(reader);
+    // The failed write marks the log torn; the next one reopens the pipe, which has
+    // no reader: both fail at once, and so does opening a log on it.
+    for i in 2..4 {
+        let r = tokio::time::timeout(Duration::from_secs(5), log.record(call(i))).await;
+        assert!(matches!(r, Ok(Err(_))), "{r:?}");
+    }
+    let mut opts = options(dir.path());
+    opts.path = dir.path().join("audit.pipe");
+    assert!(AuditLog::open(opts).is_err());
 }

@@ -4,7 +4,7 @@
 //! (the default) a decision that cannot be recorded does not take effect. Events
 //! that only report ([`Auditor::note`]) keep their place in the log without waiting.
 
-use palisade_audit::{AuditError, AuditLog, Event};
+use palisade_audit::{AheadMark, AuditError, AuditLog, Event};
 use palisade_config::OnAuditFailure;
 use serde_json::Value;
 
@@ -78,10 +78,20 @@ impl Auditor {
         }
     }
 
-    /// Writes what [`Auditor::note_ahead`] queued, if it still waits.
-    pub(crate) fn flush_ahead(&self) {
-        if let Some(log) = &self.log {
-            log.flush_ahead();
+    /// Where the log stands on events noted ahead; a request takes it when it
+    /// starts and hands it to [`Auditor::flush_ahead`] before its answer leaves.
+    pub(crate) fn ahead_mark(&self) -> AheadMark {
+        self.log
+            .as_ref()
+            .map_or_else(AheadMark::default, AuditLog::ahead_mark)
+    }
+
+    /// Writes what [`Auditor::note_ahead`] queued, if it still waits; `Err` when
+    /// events noted since `since` could not be written and the log fails closed.
+    pub(crate) fn flush_ahead(&self, since: AheadMark) -> Result<(), Unrecorded> {
+        match &self.log {
+            Some(log) => log.flush_ahead(since).or_else(|e| self.failed(&e)),
+            None => Ok(()),
         }
     }
 

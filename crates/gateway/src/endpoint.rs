@@ -264,8 +264,9 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let mark = app.router.audit.ahead_mark();
     let answer = post_inner(&app, peer, uri.query(), &headers, body).await;
-    app.router.audit.flush_ahead();
+    let answer = withheld_unless_recorded(&app, mark, answer);
     match answer {
         Ok(r) => r,
         Err(refusal) => {
@@ -630,9 +631,9 @@ pub(crate) async fn get(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let mark = app.router.audit.ahead_mark();
     let answer = get_inner(&app, peer, uri.query(), &headers).await;
-    app.router.audit.flush_ahead();
-    answer.unwrap_or_else(IntoResponse::into_response)
+    withheld_unless_recorded(&app, mark, answer).unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn get_inner(
@@ -674,6 +675,7 @@ pub(crate) async fn delete(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let mark = app.router.audit.ahead_mark();
     let r = async {
         let principal = app
             .common_checks(peer, &headers, uri.query())
@@ -689,8 +691,21 @@ pub(crate) async fn delete(
         Ok::<_, Refusal>(StatusCode::NO_CONTENT.into_response())
     }
     .await;
-    app.router.audit.flush_ahead();
-    r.unwrap_or_else(IntoResponse::into_response)
+    withheld_unless_recorded(&app, mark, r).unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Writes the authentication records this request noted ahead before its answer
+/// leaves (OBS-01); when they could not be written and the log fails closed, the
+/// answer is withheld. A refusal stands either way.
+fn withheld_unless_recorded(
+    app: &App,
+    mark: palisade_audit::AheadMark,
+    answer: Result<Response, Refusal>,
+) -> Result<Response, Refusal> {
+    match (app.router.audit.flush_ahead(mark), answer) {
+        (Err(crate::audit::Unrecorded), Ok(_)) => Err(Refusal::UNRECORDED),
+        (_, answer) => answer,
+    }
 }
 
 /// Protected Resource Metadata (RFC 9728) at both well-known paths (AUTH-01, AUTH-02);

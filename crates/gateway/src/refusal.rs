@@ -147,6 +147,18 @@ impl Refusal {
         retry_after: None,
     };
 
+    /// OBS-01: the audit log could not record this request (its authentication),
+    /// and it fails closed: the answer is withheld.
+    pub(crate) const UNRECORDED: Self = Self {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: ErrorCode::InternalError,
+        message: "Service Unavailable: the audit log cannot record this request",
+        id: None,
+        fault: Fault::Internal,
+        challenge: None,
+        retry_after: None,
+    };
+
     /// AUTH-05: no credentials; the challenge says where the metadata is.
     pub(crate) const UNAUTHORIZED: Self = Self::client(
         StatusCode::UNAUTHORIZED,

@@ -394,6 +394,66 @@ async fn auth_15_18_the_token_reaches_no_upstream_and_no_log() {
     assert!(!audit.contains(signature), "a token reached the audit log");
 }
 
+/// OBS-01, fail-closed: when the audit log stops taking records, nothing it should
+/// have recorded is answered. A call is refused and never forwarded; a notification,
+/// which makes no record of its own, gets 503 because its authentication could not be
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_answers_are_withheld_when_the_audit_log_cannot_record_them() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let pipes = tempfile::tempdir().unwrap();
+    let pipe = pipes.path().join("audit.pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The log's reader: opened without waiting for the gateway, never read, closed to
+    // make every later write fail.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&pipe)
+        .unwrap();
+    let s = setup_with(&format!("\n[audit]\npath = \"{}\"\n", pipe.display())).await;
+    let token = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let mut c = s.gw.client();
+    init_with(&mut c, &token).await;
+    let call = |id: u64| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"rec__echo","arguments":{"x":id}}});
+    let echoes = || {
+        s.rec
+            .bodies()
+            .iter()
+            .filter(|b| b["method"] == "tools/call")
+            .count()
+    };
+    let r = authed(&c, &token, &call(3)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(echoes(), 1);
+
+    drop(reader);
+    let r = authed(&c, &token, &call(4)).send().await.unwrap();
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+    assert_eq!(echoes(), 1, "a call the log could not record went upstream");
+    let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    let r = authed(&c, &token, &note).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("audit log"),
+        "{body}"
+    );
+    assert!(
+        s.gw.logs()
+            .contains("the decision is refused (fail-closed)"),
+        "{}",
+        s.gw.logs()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_12_13_missing_scopes_get_403_with_a_step_up_challenge() {
     let s = setup_with("required_scopes = [\"files:write\"]").await;
