@@ -236,6 +236,11 @@ impl AuditLog {
                 Ok(())
             }
         });
+        if r.is_err() {
+            // Not queued (a closed log), or lost with the write a full queue made:
+            // the owner's `flush_ahead` must fail either way.
+            self.ahead_lost.fetch_add(1, Ordering::AcqRel);
+        }
         self.noted(&r);
     }
 

@@ -440,6 +440,12 @@ async fn obs_01_events_noted_ahead_and_lost_with_a_failed_write_fail_their_flush
     // A request that noted nothing since its mark has nothing to fail for.
     let mark = log.ahead_mark();
     log.flush_ahead(mark).unwrap();
+
+    // An event noted after the log closed was never queued.
+    log.close().await;
+    let mark = log.ahead_mark();
+    log.note_ahead(call(5));
+    assert!(log.flush_ahead(mark).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
