@@ -223,12 +223,14 @@ impl AuditLog {
     /// authentication and its call. The caller that queues an event calls
     /// `flush_ahead` before its answer leaves. At most [`MAX_AHEAD`] events wait.
     pub fn note_ahead(&self, event: Event) {
+        let mut queued = false;
         let r = encoded(&event).and_then(|event| {
             let mut w = lock(&self.writer);
             if w.closed {
                 return Err(AuditError::Closed);
             }
             w.ahead.push(event);
+            queued = true;
             if w.ahead.len() >= MAX_AHEAD {
                 w.append_unsynced(Vec::new())
             } else {
@@ -236,9 +238,10 @@ impl AuditLog {
                 Ok(())
             }
         });
-        if r.is_err() {
-            // Not queued (a closed log), or lost with the write a full queue made:
-            // the owner's `flush_ahead` must fail either way.
+        if !queued {
+            // Never queued (a closed log): lost as surely as with a failed write, so
+            // the owner's `flush_ahead` fails. A write the full queue made counts its
+            // own loss.
             self.ahead_lost.fetch_add(1, Ordering::AcqRel);
         }
         self.noted(&r);
