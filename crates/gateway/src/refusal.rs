@@ -42,6 +42,17 @@ impl Refusal {
         }
     }
 
+    /// A refusal the gateway itself is the cause of: 503, logged as a warning.
+    const fn unavailable(message: &'static str) -> Self {
+        let mut r = Self::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InternalError,
+            message,
+        );
+        r.fault = Fault::Internal;
+        r
+    }
+
     /// TR-02: `Origin` present and not allowlisted.
     pub(crate) const ORIGIN_NOT_ALLOWED: Self = Self::client(
         StatusCode::FORBIDDEN,
@@ -115,15 +126,8 @@ impl Refusal {
     }
 
     /// The session table is full.
-    pub(crate) const TOO_MANY_SESSIONS: Self = Self {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: ErrorCode::InternalError,
-        message: "Service Unavailable: too many sessions",
-        id: None,
-        fault: Fault::Internal,
-        challenge: None,
-        retry_after: None,
-    };
+    pub(crate) const TOO_MANY_SESSIONS: Self =
+        Self::unavailable("Service Unavailable: too many sessions");
     /// The session already has `limits.max_in_flight_per_session` requests running.
     pub(crate) const TOO_MANY_IN_FLIGHT: Self = Self::client(
         StatusCode::TOO_MANY_REQUESTS,
@@ -137,27 +141,13 @@ impl Refusal {
         "Not Found: unknown Last-Event-ID for this session",
     );
     /// The gateway is draining.
-    pub(crate) const SHUTTING_DOWN: Self = Self {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: ErrorCode::InternalError,
-        message: "Service Unavailable: the gateway is shutting down",
-        id: None,
-        fault: Fault::Internal,
-        challenge: None,
-        retry_after: None,
-    };
+    pub(crate) const SHUTTING_DOWN: Self =
+        Self::unavailable("Service Unavailable: the gateway is shutting down");
 
     /// OBS-01: the audit log could not record this request (its authentication),
     /// and it fails closed: the answer is withheld.
-    pub(crate) const UNRECORDED: Self = Self {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: ErrorCode::InternalError,
-        message: "Service Unavailable: the audit log cannot record this request",
-        id: None,
-        fault: Fault::Internal,
-        challenge: None,
-        retry_after: None,
-    };
+    pub(crate) const UNRECORDED: Self =
+        Self::unavailable("Service Unavailable: the audit log cannot record this request");
 
     /// AUTH-05: no credentials; the challenge says where the metadata is.
     pub(crate) const UNAUTHORIZED: Self = Self::client(
