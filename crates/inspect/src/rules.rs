@@ -382,17 +382,22 @@ impl RulePack {
             })
             .collect();
         if let Some(ac) = &self.prefilter {
-            let t = std::time::Instant::now();
+            // The trigger scan alone, on lowercased texts, fastest of five passes.
+            let lower: Vec<String> = texts.iter().map(|x| x.to_ascii_lowercase()).collect();
             let mut hits = Vec::new();
-            let n: usize = texts
-                .iter()
-                .map(|x| {
+            let mut n = 0;
+            let mut best = std::time::Duration::MAX;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                n = 0;
+                for x in &lower {
                     hits.clear();
-                    ac.find_all(x.to_ascii_lowercase().as_bytes(), &mut hits);
-                    hits.len()
-                })
-                .sum();
-            out.push((format!("(prefilter, {n} hits)"), t.elapsed()));
+                    ac.find_all(x.as_bytes(), &mut hits);
+                    n += hits.len();
+                }
+                best = best.min(t.elapsed());
+            }
+            out.push((format!("(trigger scan, {n} hits)"), best));
             let mut per: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
             for x in texts {
                 hits.clear();

@@ -12,7 +12,7 @@ use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{Anchored, MatchKind, StartKind};
 
-/// Parts scanned at once.
+/// Parts scanned at once (the lockstep loop in `find_all` is written for four).
 const LANES: usize = 4;
 /// Below this many bytes per part, one part does.
 const MIN_PART: usize = 64;
@@ -67,19 +67,46 @@ impl Triggers {
             *b = n * k / LANES;
         }
         let ends: [usize; LANES] = std::array::from_fn(|k| (bounds[k + 1] + self.overlap).min(n));
-        let mut sid = [self.start; LANES];
         let mut parts: [Vec<Hit>; LANES] = Default::default();
         // Every part reads at least this many bytes: the first `steps` in lockstep.
         let steps = (0..LANES).map(|k| ends[k] - bounds[k]).min().unwrap_or(0);
-        for i in 0..steps {
-            for k in 0..LANES {
-                let at = bounds[k] + i;
-                sid[k] = self.dfa.next_state(Anchored::No, sid[k], hay[at]);
-                if self.dfa.is_special(sid[k]) {
-                    self.report(sid[k], at, bounds[k + 1], &mut parts[k]);
+        // The four states are locals, not an array, and the loop that steps them calls
+        // nothing, so that they stay in registers: through memory, each step would
+        // wait on a store and a reload as well.
+        let (l0, l1, l2, l3) = (
+            &hay[bounds[0]..bounds[0] + steps],
+            &hay[bounds[1]..bounds[1] + steps],
+            &hay[bounds[2]..bounds[2] + steps],
+            &hay[bounds[3]..bounds[3] + steps],
+        );
+        let (mut s0, mut s1, mut s2, mut s3) = (self.start, self.start, self.start, self.start);
+        let mut i = 0;
+        while i < steps {
+            while i < steps {
+                s0 = self.dfa.next_state(Anchored::No, s0, l0[i]);
+                s1 = self.dfa.next_state(Anchored::No, s1, l1[i]);
+                s2 = self.dfa.next_state(Anchored::No, s2, l2[i]);
+                s3 = self.dfa.next_state(Anchored::No, s3, l3[i]);
+                if self.dfa.is_special(s0)
+                    | self.dfa.is_special(s1)
+                    | self.dfa.is_special(s2)
+                    | self.dfa.is_special(s3)
+                {
+                    break;
+                }
+                i += 1;
+            }
+            if i == steps {
+                break;
+            }
+            for (k, s) in [s0, s1, s2, s3].into_iter().enumerate() {
+                if self.dfa.is_special(s) {
+                    self.report(s, bounds[k] + i, bounds[k + 1], &mut parts[k]);
                 }
             }
+            i += 1;
         }
+        let sid = [s0, s1, s2, s3];
         for k in 0..LANES {
             self.go_on(
                 hay,
