@@ -2,9 +2,10 @@
 //! replace without rebuilding. The built-in pack is `rules/default.toml`.
 //!
 //! Each rule is a regular expression with optional literal triggers. All triggers of
-//! a pack go into one Aho-Corasick automaton (ASCII case-insensitive), so a text is
-//! scanned once, and only the rules whose triggers occur run their expression, and
-//! only around where their triggers occur. Rules without triggers run on every text
+//! a pack go into one Aho-Corasick automaton, matched ASCII case-insensitively and
+//! with a space in a trigger standing for any run of whitespace, so a text is scanned
+//! once, and only the rules whose triggers occur run their expression, and only around
+//! where their triggers occur. Rules without triggers run on every text
 //! of their scope, after one combined automaton has said which of them can match.
 //!
 //! Patterns are byte-oriented and ASCII (`\w`, `\s`, `\b` and case folding are
@@ -14,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::triggers::Triggers;
+use crate::triggers::{Folded, Triggers, fold_trigger};
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 
@@ -273,10 +274,12 @@ impl RulePack {
                 return Err(bad(format!("the pattern has no group named `{g}`")));
             }
             for t in &r.triggers {
-                if t.is_empty() || !t.is_ascii() {
-                    return Err(bad(format!("trigger `{t}` must be non-empty ASCII")));
+                let key = fold_trigger(t);
+                if key.trim().is_empty() || !t.is_ascii() {
+                    return Err(bad(format!(
+                        "trigger `{t}` must be ASCII with a character other than whitespace"
+                    )));
                 }
-                let key = t.to_ascii_lowercase();
                 match triggers.iter().position(|x| *x == key) {
                     Some(p) => woken_by[p].push(idx),
                     None => {
@@ -382,8 +385,11 @@ impl RulePack {
             })
             .collect();
         if let Some(ac) = &self.prefilter {
-            // The trigger scan alone, on lowercased texts, fastest of five passes.
-            let lower: Vec<String> = texts.iter().map(|x| x.to_ascii_lowercase()).collect();
+            // The trigger scan alone, on folded texts, fastest of five passes.
+            let lower: Vec<Vec<u8>> = texts
+                .iter()
+                .map(|x| Folded::new(x.as_bytes()).bytes)
+                .collect();
             let mut hits = Vec::new();
             let mut n = 0;
             let mut best = std::time::Duration::MAX;
@@ -392,7 +398,7 @@ impl RulePack {
                 n = 0;
                 for x in &lower {
                     hits.clear();
-                    ac.find_all(x.as_bytes(), &mut hits);
+                    ac.find_all(x, &mut hits);
                     n += hits.len();
                 }
                 best = best.min(t.elapsed());
@@ -401,7 +407,7 @@ impl RulePack {
             let mut per: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
             for x in texts {
                 hits.clear();
-                ac.find_all(x.to_ascii_lowercase().as_bytes(), &mut hits);
+                ac.find_all(&Folded::new(x.as_bytes()).bytes, &mut hits);
                 for h in &hits {
                     *per.entry(h.pattern).or_default() += 1;
                 }
@@ -436,21 +442,23 @@ impl RulePack {
             rule.scopes.contains(&scope) && attacks.is_none_or(|a| a == rule.category.is_attack())
         };
         let mut woken = vec![false; self.rules.len()];
-        // One lowercase copy serves the trigger automaton (built from lowercase
-        // triggers, which keeps it small) and the folded rules.
+        // The folded rules run on a lowercase copy; the triggers on the text folded
+        // (lowercase, each run of whitespace one space), where windows are measured too,
+        // so that a long run of whitespace does not push a rule's words out of reach.
         let lower = text.to_ascii_lowercase();
         // Where each woken rule's triggers occur; `None` once there are so many that
         // the whole text is cheaper.
         let mut windows: Vec<Option<Vec<(usize, usize)>>> =
             vec![Some(Vec::new()); self.rules.len()];
         if let Some(ac) = &self.prefilter {
+            let folded = Folded::new(text.as_bytes());
             let mut hits = Vec::new();
-            ac.find_all(lower.as_bytes(), &mut hits);
+            ac.find_all(&folded.bytes, &mut hits);
             for m in &hits {
+                let start = folded.original(m.start.saturating_sub(WINDOW));
+                let end = folded.original(m.end + WINDOW).min(text.len());
                 for &r in &self.woken_by[m.pattern] {
                     woken[r] = true;
-                    let start = m.start.saturating_sub(WINDOW);
-                    let end = (m.end + WINDOW).min(text.len());
                     let full = match &mut windows[r] {
                         Some(w) => {
                             let n = w.len();
@@ -788,5 +796,161 @@ mod tests {
                 .map(|p| from + p);
             prop_assert_eq!(super::next_digit(&b, from), want);
         }
+    }
+}
+
+#[cfg(test)]
+mod coverage {
+    //! Triggers and windows only decide where a rule's pattern runs; they must never
+    //! keep it from finding what it matches.
+    #![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
+
+    use regex_syntax::hir::{Class, Hir, HirKind};
+
+    use super::*;
+
+    /// A small deterministic generator (xorshift), so that a failure repeats.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            usize::try_from(self.0 % n.max(1) as u64).unwrap()
+        }
+    }
+
+    /// Printable ASCII and every ASCII whitespace byte: what the generator may write.
+    fn writable(b: u8) -> bool {
+        (0x09..=0x0d).contains(&b) || (0x20..0x7f).contains(&b)
+    }
+
+    /// A random text the pattern may match (assertions are not enforced: the rule's
+    /// own pattern judges each sample afterwards).
+    fn sample(h: &Hir, rng: &mut Rng, out: &mut Vec<u8>) {
+        match h.kind() {
+            HirKind::Literal(l) => out.extend_from_slice(&l.0),
+            HirKind::Class(Class::Bytes(c)) => {
+                let bytes: Vec<u8> = c
+                    .ranges()
+                    .iter()
+                    .flat_map(|r| r.start()..=r.end())
+                    .filter(|&b| writable(b))
+                    .collect();
+                if !bytes.is_empty() {
+                    out.push(bytes[rng.below(bytes.len())]);
+                }
+            }
+            HirKind::Class(Class::Unicode(c)) => {
+                let chars: Vec<char> = c
+                    .ranges()
+                    .iter()
+                    .flat_map(|r| r.start()..=r.end().min('\u{7f}'))
+                    .filter(|&ch| u8::try_from(ch).is_ok_and(writable))
+                    .collect();
+                if !chars.is_empty() {
+                    let mut buf = [0; 4];
+                    out.extend_from_slice(
+                        chars[rng.below(chars.len())]
+                            .encode_utf8(&mut buf)
+                            .as_bytes(),
+                    );
+                }
+            }
+            HirKind::Repetition(r) => {
+                // Whitespace runs get long now and then: they are what evasions use.
+                let extra = if rng.below(8) == 0 { 40 } else { 3 };
+                let max = r.max.map_or(r.min as usize + extra, |m| m as usize);
+                let n = r.min as usize + rng.below(max - r.min as usize + 1);
+                for _ in 0..n {
+                    sample(&r.sub, rng, out);
+                }
+            }
+            HirKind::Capture(c) => sample(&c.sub, rng, out),
+            HirKind::Concat(v) => v.iter().for_each(|x| sample(x, rng, out)),
+            HirKind::Alternation(v) => sample(&v[rng.below(v.len())], rng, out),
+            HirKind::Empty | HirKind::Look(_) => {}
+        }
+    }
+
+    /// FEAT-07: for every built-in rule, texts its pattern matches and that hold one of
+    /// its triggers — with any whitespace between the words, long runs of it, and line
+    /// breaks — are found by the scan. (Texts the pattern matches without any of the
+    /// rule's triggers are counted, not asserted: the trigger lists are written by hand.)
+    #[test]
+    fn feat_07_what_a_rule_matches_near_its_triggers_the_scan_finds() {
+        let pack = RulePack::builtin().unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut failures = Vec::new();
+        let mut exercised = 0;
+        for (r, rule) in pack.rules.iter().enumerate() {
+            let hir = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(rule.regex.as_str())
+                .unwrap();
+            let scope = *rule.scopes.iter().next().unwrap();
+            let own: Vec<&[u8]> = (0..pack.woken_by.len())
+                .filter(|&t| pack.woken_by[t].contains(&r))
+                .map(|t| pack.prefilter.as_ref().unwrap().pattern(t))
+                .collect();
+            let (mut matched, mut unwoken) = (0, 0);
+            for _ in 0..300 {
+                let mut bytes = Vec::new();
+                sample(&hir, &mut rng, &mut bytes);
+                let Ok(s) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                // Letters as the pattern has them, for case-sensitive rules; mixed
+                // case otherwise.
+                let s = if rule.folded && rng.below(2) == 0 {
+                    s.to_ascii_uppercase()
+                } else {
+                    s
+                };
+                let text = format!("Some words here.\n{s}\nAnd more words after.");
+                let lower = text.to_ascii_lowercase();
+                // What a reader sees of the words: each run of whitespace one space.
+                let folded = lower
+                    .split(|c: char| c.is_ascii_whitespace() || c == '\u{b}')
+                    .filter(|w| !w.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .into_bytes();
+                let has_trigger = own.iter().any(|t| folded.windows(t.len()).any(|w| w == *t));
+                let mut want = Vec::new();
+                rule.run(
+                    if rule.folded { &lower } else { &text },
+                    &text,
+                    scope,
+                    &mut want,
+                );
+                if want.is_empty() {
+                    continue;
+                }
+                if rule.digits.is_some() || (!pack.always.contains(&r) && !has_trigger) {
+                    unwoken += 1;
+                    continue;
+                }
+                matched += 1;
+                let mut got = Vec::new();
+                pack.scan(&text, scope, None, &mut got);
+                if !got.iter().any(|m| m.id == rule.id) {
+                    failures.push(format!("{}: {s:?}", rule.id));
+                    break;
+                }
+            }
+            eprintln!(
+                "{:<28} {matched:>4} found, {unwoken:>4} without a trigger",
+                rule.id
+            );
+            if matched >= 10 {
+                exercised += 1;
+            }
+        }
+        // Digit rules, and rules whose samples rarely pass their own checks, aside.
+        assert!(exercised >= 60, "only {exercised} rules exercised");
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 }

@@ -1,5 +1,11 @@
 //! The trigger scan: every occurrence of every trigger, overlapping ones included.
 //!
+//! Triggers are matched against the text folded ([`Folded`]): ASCII lowercased, and
+//! every run of ASCII whitespace as one space. A space in a trigger so stands for any
+//! run of whitespace — `do not` occurs in `Do  not` and in `do\nnot` — as the rules'
+//! own patterns (`do\s+not`) allow; otherwise a doubled space or a line break between
+//! two words would keep a rule from ever running.
+//!
 //! One Aho-Corasick DFA (the `aho-corasick` crate's, driven through its `Automaton`
 //! interface) runs over [`LANES`] parts of the text in one loop. A DFA step is a chain
 //! of dependent loads — the next state cannot be fetched before the current one is
@@ -23,6 +29,8 @@ pub(crate) struct Triggers {
     start: StateID,
     lens: Vec<usize>,
     overlap: usize,
+    #[cfg(test)]
+    patterns: Vec<Vec<u8>>,
 }
 
 /// One occurrence: the trigger's index and its span.
@@ -33,7 +41,101 @@ pub(crate) struct Hit {
     pub(crate) end: usize,
 }
 
+/// A trigger as it is matched: lowercased, each run of whitespace one space.
+pub(crate) fn fold_trigger(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    for c in t.chars() {
+        if c.is_ascii_whitespace() {
+            if !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// What the triggers are matched against: the text ASCII-lowercased, with every run of
+/// ASCII whitespace (space, tab, line feed, vertical tab, form feed, carriage return)
+/// as one space; and the way back to the text's offsets.
+pub(crate) struct Folded {
+    pub(crate) bytes: Vec<u8>,
+    /// For each shortened run: the offset in `bytes` just after it, and how many bytes
+    /// have been left out before that offset.
+    shifts: Vec<(usize, usize)>,
+}
+
+impl Folded {
+    pub(crate) fn new(text: &[u8]) -> Self {
+        use crate::words::{HIGH, ONES};
+        // Bytes in [lo, hi] (ASCII only: bytes from 0x80 are cleared by `!x`).
+        let between = |x: u64, lo: u64, hi: u64| {
+            let low = x & (ONES * 0x7f);
+            low.wrapping_add(ONES * (0x80 - lo)) & !low.wrapping_add(ONES * (0x7f - hi)) & !x & HIGH
+        };
+        let mut bytes = Vec::with_capacity(text.len());
+        let mut shifts = Vec::new();
+        let mut removed = 0;
+        let mut after_space = false;
+        let mut words = text.chunks_exact(8);
+        for w in words.by_ref() {
+            let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            let controls = between(x, 0x09, 0x0d);
+            let ws = between(x, 0x20, 0x20) | controls;
+            // Eight bytes whose whitespace is single bytes, none right after whitespace:
+            // lowercased (0x80 >> 2 is the 0x20 between cases), tabs and line breaks
+            // made spaces, all at once.
+            if ws & (ws >> 8) == 0 && !(after_space && ws & 0x80 != 0) {
+                let whole = (controls >> 7) * 0xff;
+                let lower = (x + (between(x, 0x41, 0x5a) >> 2)) & !whole | (whole & (ONES * 0x20));
+                bytes.extend_from_slice(&lower.to_le_bytes());
+                after_space = ws >> 56 != 0;
+                continue;
+            }
+            for &c in w {
+                fold_byte(c, &mut bytes, &mut shifts, &mut removed, &mut after_space);
+            }
+        }
+        for &c in words.remainder() {
+            fold_byte(c, &mut bytes, &mut shifts, &mut removed, &mut after_space);
+        }
+        Self { bytes, shifts }
+    }
+
+    /// The offset in the text of offset `at` of the folded bytes.
+    pub(crate) fn original(&self, at: usize) -> usize {
+        let k = self.shifts.partition_point(|&(from, _)| from <= at);
+        at + k.checked_sub(1).map_or(0, |k| self.shifts[k].1)
+    }
+}
+
+fn fold_byte(
+    c: u8,
+    bytes: &mut Vec<u8>,
+    shifts: &mut Vec<(usize, usize)>,
+    removed: &mut usize,
+    after_space: &mut bool,
+) {
+    if c.is_ascii_whitespace() || c == 0x0b {
+        if *after_space {
+            *removed += 1;
+            match shifts.last_mut() {
+                Some(last) if last.0 == bytes.len() => last.1 = *removed,
+                _ => shifts.push((bytes.len(), *removed)),
+            }
+            return;
+        }
+        bytes.push(b' ');
+        *after_space = true;
+    } else {
+        bytes.push(c.to_ascii_lowercase());
+        *after_space = false;
+    }
+}
+
 impl Triggers {
+    /// `patterns` as [`fold_trigger`] leaves them.
     pub(crate) fn new(patterns: &[String]) -> Result<Self, String> {
         let dfa = DFA::builder()
             .match_kind(MatchKind::Standard)
@@ -45,11 +147,19 @@ impl Triggers {
             .map_err(|e| e.to_string())?;
         let start = dfa.start_state(Anchored::No).map_err(|e| e.to_string())?;
         Ok(Self {
+            #[cfg(test)]
+            patterns: patterns.iter().map(|p| p.as_bytes().to_vec()).collect(),
             lens: patterns.iter().map(String::len).collect(),
             overlap: dfa.max_pattern_len().saturating_sub(1),
             dfa,
             start,
         })
+    }
+
+    /// Trigger `t`, as it is matched.
+    #[cfg(test)]
+    pub(crate) fn pattern(&self, t: usize) -> &[u8] {
+        &self.patterns[t]
     }
 
     /// Every occurrence in `hay`, in order of the part it starts in and, within a
@@ -215,8 +325,60 @@ mod tests {
         assert_eq!(found(&patterns, &hay), want);
     }
 
+    /// Folding byte by byte, with the original offset of every folded byte.
+    fn fold_slowly(text: &[u8]) -> (Vec<u8>, Vec<usize>) {
+        let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+        let (mut out, mut at) = (Vec::new(), Vec::new());
+        for (i, &c) in text.iter().enumerate() {
+            if ws(c) {
+                if i > 0 && ws(text[i - 1]) {
+                    continue;
+                }
+                out.push(b' ');
+            } else {
+                out.push(c.to_ascii_lowercase());
+            }
+            at.push(i);
+        }
+        (out, at)
+    }
+
+    #[test]
+    fn a_space_in_a_trigger_stands_for_any_run_of_whitespace() {
+        let patterns = vec![fold_trigger("Do  Not"), fold_trigger("if\t")];
+        let text = b"Please DO \t\r\n  NOT tell.  If\n\n\nyou ask, if   not.";
+        let f = Folded::new(text);
+        let mut hits = Vec::new();
+        Triggers::new(&patterns)
+            .unwrap()
+            .find_all(&f.bytes, &mut hits);
+        let spans: Vec<&[u8]> = hits
+            .iter()
+            .map(|h| &text[f.original(h.start)..f.original(h.end - 1) + 1])
+            .collect();
+        assert_eq!(spans, [&b"DO \t\r\n  NOT"[..], b"If\n", b"if "]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn folding_keeps_the_way_back(
+            text in proptest::collection::vec(
+                prop_oneof![
+                    Just(b' '), Just(b'\t'), Just(b'\n'), Just(0x0b), Just(0x0c), Just(b'\r'),
+                    Just(b'A'), Just(b'z'), Just(b'Z' + 1), Just(b'@'), Just(0xc3), Just(0x80)
+                ],
+                0..200,
+            ),
+        ) {
+            let (want, at) = fold_slowly(&text);
+            let f = Folded::new(&text);
+            prop_assert_eq!(&f.bytes, &want);
+            for (i, &o) in at.iter().enumerate() {
+                prop_assert_eq!(f.original(i), o);
+            }
+        }
+
         #[test]
         fn every_occurrence_is_found_exactly_once(
             patterns in proptest::collection::vec("[abc]{1,6}", 1..12),
