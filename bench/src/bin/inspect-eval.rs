@@ -138,9 +138,10 @@ fn main() -> Result<()> {
     };
     let build = started.elapsed();
     println!(
-        "rule pack {} ({} rules), compiled in {:.0} ms\n",
+        "rule pack {} ({} rules, {} triggers), compiled in {:.0} ms\n",
         ins.pack().version(),
         ins.pack().len(),
+        ins.pack().trigger_count(),
         build.as_secs_f64() * 1000.0
     );
     let miss = |what: &str, id: &str, extra: String| {

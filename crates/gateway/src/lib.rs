@@ -320,11 +320,19 @@ pub async fn run(
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     GatewayError::Start(format!("inspection rules {}: {e}", path.display()))
                 })?;
-                palisade_inspect::Inspector::new(
-                    palisade_inspect::RulePack::from_toml(&text).map_err(|e| {
-                        GatewayError::Start(format!("inspection rules {}: {e}", path.display()))
-                    })?,
-                )
+                let pack = palisade_inspect::RulePack::from_toml(&text).map_err(|e| {
+                    GatewayError::Start(format!("inspection rules {}: {e}", path.display()))
+                })?;
+                for id in pack.partial_triggers() {
+                    tracing::warn!(
+                        rule = id,
+                        "inspection rules {}: no strings the pattern requires were found \
+                         to complete the rule's triggers; a text its pattern matches without \
+                         one of them is not seen",
+                        path.display()
+                    );
+                }
+                palisade_inspect::Inspector::new(pack)
             }
         };
         tracing::info!(rules = inspector.pack().version(), "inspection on");

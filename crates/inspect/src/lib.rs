@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod literals;
 pub mod normalize;
 pub mod rules;
 mod triggers;

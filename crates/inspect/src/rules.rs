@@ -5,8 +5,11 @@
 //! a pack go into one Aho-Corasick automaton, matched ASCII case-insensitively and
 //! with a space in a trigger standing for any run of whitespace, so a text is scanned
 //! once, and only the rules whose triggers occur run their expression, and only around
-//! where their triggers occur. Rules without triggers run on every text
-//! of their scope, after one combined automaton has said which of them can match.
+//! where their triggers occur. A rule's triggers are completed at load with the
+//! literal strings its pattern requires (`literals`), so that every text the pattern
+//! matches holds one wherever the pattern allows it. Rules without triggers run on
+//! every text of their scope, after one combined automaton has said which of them can
+//! match.
 //!
 //! Patterns are byte-oriented and ASCII (`\w`, `\s`, `\b` and case folding are
 //! ASCII): the text has been normalised, so look-alikes are already ASCII, and ASCII
@@ -131,6 +134,9 @@ struct Rule {
     digits: Option<usize>,
     tool_severity: Option<Severity>,
     unless_before: Option<Regex>,
+    /// Its triggers include a set derived from its pattern: every text the pattern
+    /// matches holds one of them.
+    complete: bool,
 }
 
 /// How far back `unless_before` looks.
@@ -273,7 +279,16 @@ impl RulePack {
             {
                 return Err(bad(format!("the pattern has no group named `{g}`")));
             }
-            for t in &r.triggers {
+            // A rule's own triggers, and those its pattern gives (which make them
+            // complete: every text the pattern matches holds one).
+            let derived = if r.triggers.is_empty() {
+                None
+            } else {
+                let own: Vec<String> = r.triggers.iter().map(|t| fold_trigger(t)).collect();
+                crate::literals::derive(&pattern, &own)
+            };
+            let complete = derived.is_some();
+            for t in r.triggers.iter().chain(derived.iter().flatten()) {
                 let key = fold_trigger(t);
                 if key.trim().is_empty() || !t.is_ascii() {
                     return Err(bad(format!(
@@ -281,6 +296,7 @@ impl RulePack {
                     )));
                 }
                 match triggers.iter().position(|x| *x == key) {
+                    Some(p) if woken_by[p].contains(&idx) => {}
                     Some(p) => woken_by[p].push(idx),
                     None => {
                         triggers.push(key);
@@ -316,6 +332,7 @@ impl RulePack {
                 digits: r.digits,
                 tool_severity: r.tool_severity,
                 unless_before,
+                complete,
             });
         }
         // The scan reports every occurrence of every trigger, overlapping ones too, so
@@ -361,6 +378,23 @@ impl RulePack {
     /// How many rules the pack has.
     pub fn len(&self) -> usize {
         self.rules.len()
+    }
+
+    /// The rules woken by triggers for which no set of strings their pattern requires
+    /// was found: a text such a rule's pattern matches without holding one of the
+    /// triggers its author listed is not seen. (None in the built-in pack.)
+    pub fn partial_triggers(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| !r.complete && r.digits.is_none() && !self.always.contains(i))
+            .map(|(_, r)| r.id.as_str())
+    }
+
+    /// How many distinct triggers the pack's automaton holds (the rules' own and those
+    /// derived from their patterns).
+    pub fn trigger_count(&self) -> usize {
+        self.prefilter.as_ref().map_or(0, Triggers::len)
     }
 
     /// Whether the pack has no rules.
@@ -419,8 +453,9 @@ impl RulePack {
                     .iter()
                     .map(|&r| self.rules[r].id.as_str())
                     .collect();
+                let text = String::from_utf8_lossy(ac.pattern(pat));
                 out.push((
-                    format!("(trigger #{pat}: {hits} hits, wakes {rules:?})"),
+                    format!("(trigger {text:?}: {hits} hits, wakes {rules:?})"),
                     std::time::Duration::ZERO,
                 ));
             }
@@ -875,8 +910,9 @@ mod coverage {
 
     /// FEAT-07: for every built-in rule, texts its pattern matches and that hold one of
     /// its triggers — with any whitespace between the words, long runs of it, and line
-    /// breaks — are found by the scan. (Texts the pattern matches without any of the
-    /// rule's triggers are counted, not asserted: the trigger lists are written by hand.)
+    /// breaks — are found by the scan; for rules whose triggers include a set derived
+    /// from the pattern, every text the pattern matches is. (For the others, texts the
+    /// pattern matches without any of the rule's hand-written triggers are counted.)
     #[test]
     fn feat_07_what_a_rule_matches_near_its_triggers_the_scan_finds() {
         let pack = RulePack::builtin().unwrap();
@@ -929,7 +965,8 @@ mod coverage {
                 if want.is_empty() {
                     continue;
                 }
-                if rule.digits.is_some() || (!pack.always.contains(&r) && !has_trigger) {
+                let woken = pack.always.contains(&r) || has_trigger || rule.complete;
+                if rule.digits.is_some() || !woken {
                     unwoken += 1;
                     continue;
                 }
@@ -942,8 +979,9 @@ mod coverage {
                 }
             }
             eprintln!(
-                "{:<28} {matched:>4} found, {unwoken:>4} without a trigger",
-                rule.id
+                "{:<28} {matched:>4} found, {unwoken:>4} without a trigger{}",
+                rule.id,
+                if rule.complete { " (derived)" } else { "" }
             );
             if matched >= 10 {
                 exercised += 1;

@@ -11,6 +11,11 @@ fn ins() -> Inspector {
     Inspector::builtin()
 }
 
+/// A rule pack of its own from `rules` (TOML `[[rule]]` tables).
+fn pack(rules: &str) -> Result<RulePack, RuleError> {
+    RulePack::from_toml(&format!("format = 1\nversion = \"t\"\n{rules}"))
+}
+
 fn rules(r: &Report) -> Vec<&str> {
     r.findings.iter().map(|f| f.rule.as_str()).collect()
 }
@@ -240,10 +245,8 @@ fn non_ascii_text_that_needs_no_change_is_scanned_once_and_spans_hold() {
 fn long_counted_gaps_are_screened_but_still_counted() {
     // The rule's `{0,40}` makes its relaxed screen `*`: the screen lets both texts
     // through, the rule's own count still decides.
-    let pack = RulePack::from_toml(
+    let pack = pack(
         r#"
-format = 1
-version = "t"
 [[rule]]
 id = "T-GAP"
 category = "exfiltration"
@@ -281,4 +284,34 @@ fn feat_07_whitespace_between_words_does_not_hide_an_instruction() {
         );
         assert_eq!(r.verdict, Verdict::Malicious, "{text:?}");
     }
+}
+
+/// FEAT-07: every built-in rule woken by triggers has a complete set of them, and an
+/// operator's rule whose pattern offers none is named.
+#[test]
+fn feat_07_rules_whose_triggers_may_miss_matches_are_named() {
+    assert_eq!(RulePack::builtin().unwrap().partial_triggers().count(), 0);
+    let pack = pack(
+        r#"
+[[rule]]
+id = "WORDS"
+category = "injection"
+severity = "high"
+reason = "r"
+triggers = ["secret"]
+pattern = '(?:secret|hu)\w*'
+[[rule]]
+id = "SPELLED"
+category = "injection"
+severity = "high"
+reason = "r"
+triggers = ["ignore"]
+pattern = '\b(?:ignore|ignoring)\s+rules'
+"#,
+    )
+    .unwrap();
+    assert_eq!(pack.partial_triggers().collect::<Vec<_>>(), ["WORDS"]);
+    let r = Inspector::new(pack)
+        .inspect_text("Please, ignoring  all\nprior rules? No: ignoring rules.");
+    assert_eq!(rules(&r), ["SPELLED"], "found through the derived trigger");
 }

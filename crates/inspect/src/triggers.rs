@@ -29,7 +29,6 @@ pub(crate) struct Triggers {
     start: StateID,
     lens: Vec<usize>,
     overlap: usize,
-    #[cfg(test)]
     patterns: Vec<Vec<u8>>,
 }
 
@@ -147,7 +146,6 @@ impl Triggers {
             .map_err(|e| e.to_string())?;
         let start = dfa.start_state(Anchored::No).map_err(|e| e.to_string())?;
         Ok(Self {
-            #[cfg(test)]
             patterns: patterns.iter().map(|p| p.as_bytes().to_vec()).collect(),
             lens: patterns.iter().map(String::len).collect(),
             overlap: dfa.max_pattern_len().saturating_sub(1),
@@ -156,8 +154,12 @@ impl Triggers {
         })
     }
 
+    /// How many triggers there are.
+    pub(crate) fn len(&self) -> usize {
+        self.patterns.len()
+    }
+
     /// Trigger `t`, as it is matched.
-    #[cfg(test)]
     pub(crate) fn pattern(&self, t: usize) -> &[u8] {
         &self.patterns[t]
     }

@@ -52,7 +52,15 @@ fn inspect(kind: Kind, format: Format, rules: Option<&Path>, input: &Path) -> Re
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
-            Inspector::new(RulePack::from_toml(&text)?)
+            let pack = RulePack::from_toml(&text)?;
+            for id in pack.partial_triggers() {
+                eprintln!(
+                    "palisade inspect: rule {id}: no strings its pattern requires were found \
+                     to complete its triggers; a text its pattern matches without one of them \
+                     is not seen"
+                );
+            }
+            Inspector::new(pack)
         }
     };
     let mut text = String::new();

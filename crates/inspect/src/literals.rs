@@ -1,0 +1,336 @@
+//! Triggers derived from a rule's pattern: a set of literal strings one of which every
+//! text the pattern matches holds, in the form the trigger scan matches (ASCII
+//! lowercase, each run of whitespace one space).
+//!
+//! Hand-written trigger lists miss spellings their patterns allow (`ignoring` beside
+//! `ignore`, whitespace before a colon where the pattern has `\s*`), and a rule never
+//! sees a text that holds none of its triggers. Where the pattern allows it, the
+//! derived set is added to the rule's own triggers, which makes them complete.
+//!
+//! The derivation walks the pattern's syntax tree. A part whose language is small and
+//! literal (a word, a few alternatives, optional whitespace) has an *exact* set of
+//! strings; consecutive exact parts combine into the strings of their concatenation;
+//! a part that must occur (not under `?` or `*`) passes its required set up. Of the
+//! sets found, the one whose strings are rarest in ordinary text wins.
+
+use std::collections::BTreeSet;
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+/// Exact sets larger than this are not followed.
+const MAX_EXACT: usize = 64;
+/// A required set larger than this is of no use as triggers.
+const MAX_REQUIRED: usize = 256;
+/// Every derived trigger is at least this long: shorter strings occur everywhere.
+const MIN_LEN: usize = 3;
+
+type Set = BTreeSet<Vec<u8>>;
+
+/// What is known of one part of a pattern.
+struct Info {
+    /// Its whole language, folded, when small.
+    exact: Option<Set>,
+    /// Strings one of which each of its matches holds, each at least [`MIN_LEN`] long
+    /// or covered by one of the rule's own triggers.
+    required: Option<Set>,
+}
+
+/// The triggers `pattern` (a byte-oriented pattern, as the rule compiles it) needs
+/// beside the rule's own (`hand`, folded) so that every text it matches holds one:
+/// `Some` of the derived strings that hold none of the rule's own triggers (often
+/// none), or `None` when no set of strings of at least three bytes, and at most a few
+/// hundred, is found.
+///
+/// Where the pattern offers several sets, the one whose strings are rarest wins, and
+/// strings the rule's own triggers already cover count as free: a derived `the ` or
+/// `to ` would wake the rule everywhere.
+pub(crate) fn derive(pattern: &str, hand: &[String]) -> Option<Vec<String>> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let cx = Cx {
+        hand: hand.iter().map(|h| h.as_bytes().to_vec()).collect(),
+    };
+    let set = info(&hir, &cx).required?;
+    set.into_iter()
+        .filter(|s| !cx.covered(s))
+        .map(|s| String::from_utf8(s).ok().filter(|s| s.is_ascii()))
+        .collect()
+}
+
+/// The rule's own triggers, folded.
+struct Cx {
+    hand: Vec<Vec<u8>>,
+}
+
+impl Cx {
+    /// Whether every text that holds `s` holds one of the rule's own triggers.
+    fn covered(&self, s: &[u8]) -> bool {
+        self.hand
+            .iter()
+            .any(|h| !h.is_empty() && s.windows(h.len()).any(|w| w == h.as_slice()))
+    }
+}
+
+/// Lowercases and folds whitespace runs to one space.
+fn fold(s: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    for &b in s {
+        if is_space(b) {
+            if out.last() != Some(&b' ') {
+                out.push(b' ');
+            }
+        } else {
+            out.push(b.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Every concatenation of a string of `a` with one of `b`, folded; `None` when there
+/// would be more than `max`.
+fn product(a: &Set, b: &Set, max: usize) -> Option<Set> {
+    if a.len().saturating_mul(b.len()) > max {
+        return None;
+    }
+    let mut out = Set::new();
+    for x in a {
+        for y in b {
+            let mut s = x.clone();
+            s.extend_from_slice(y);
+            out.insert(fold(&s));
+        }
+    }
+    Some(out)
+}
+
+/// A set usable as triggers: not empty, not too large, no string too short (unless
+/// one of the rule's own triggers covers it: the author chose that one).
+fn usable(s: &Set, cx: &Cx) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_REQUIRED
+        && s.iter().all(|x| x.len() >= MIN_LEN || cx.covered(x))
+}
+
+/// How often a byte occurs in ordinary text, roughly (English prose and source code).
+fn byte_frequency(b: u8) -> f64 {
+    match b {
+        b' ' => 0.17,
+        b'e' => 0.10,
+        b't' | b'a' | b'o' | b'i' | b'n' | b's' | b'r' | b'h' => 0.06,
+        b'a'..=b'z' => 0.02,
+        _ => 0.01,
+    }
+}
+
+/// What a required set costs as triggers: how often its strings occur in ordinary
+/// text (each byte independent, a rough estimate), plus a little per string for the
+/// automaton. Strings the rule's own triggers cover cost nothing: they add no wake-up.
+fn cost(s: &Set, cx: &Cx) -> f64 {
+    s.iter()
+        .filter(|x| !cx.covered(x))
+        .map(|x| x.iter().map(|&b| byte_frequency(b)).product::<f64>() + 1e-9)
+        .sum()
+}
+
+/// The better of two required sets: the cheaper, then the fewer strings.
+fn better(a: Option<Set>, b: Option<Set>, cx: &Cx) -> Option<Set> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let (ca, cb) = (cost(&a, cx), cost(&b, cx));
+            Some(if cb < ca || (cb == ca && b.len() < a.len()) {
+                b
+            } else {
+                a
+            })
+        }
+        (a, b) => a.or(b),
+    }
+}
+
+fn info(h: &Hir, cx: &Cx) -> Info {
+    let from_exact = |exact: Option<Set>| {
+        let required = exact.clone().filter(|e| usable(e, cx));
+        Info { exact, required }
+    };
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => from_exact(Some(Set::from([Vec::new()]))),
+        HirKind::Literal(l) => from_exact(Some(Set::from([fold(&l.0)]))),
+        HirKind::Class(c) => {
+            let bytes: Vec<u8> = match c {
+                Class::Bytes(c) => c
+                    .ranges()
+                    .iter()
+                    .flat_map(|r| r.start()..=r.end())
+                    .collect(),
+                Class::Unicode(c) => c
+                    .ranges()
+                    .iter()
+                    .flat_map(|r| r.start()..=r.end())
+                    .map(|ch| u8::try_from(ch).unwrap_or(0x80))
+                    .collect(),
+            };
+            let folded: Set = bytes.iter().map(|&b| fold(&[b])).collect();
+            // Whitespace folds to one space: `\s` is `{" "}`, `[\s_]` is `{" ", "_"}`.
+            let exact = (folded.len() <= 8 && bytes.iter().all(|&b| b < 0x80)).then_some(folded);
+            from_exact(exact)
+        }
+        HirKind::Capture(c) => info(&c.sub, cx),
+        HirKind::Repetition(r) => {
+            let sub = info(&r.sub, cx);
+            let exact = sub.exact.as_ref().and_then(|e| {
+                if e == &Set::from([b" ".to_vec()]) {
+                    // Whitespace repeated is still one run.
+                    return Some(if r.min == 0 {
+                        Set::from([Vec::new(), b" ".to_vec()])
+                    } else {
+                        e.clone()
+                    });
+                }
+                let max = r.max.filter(|&m| m <= 3)?;
+                let mut all = Set::new();
+                let mut power = Set::from([Vec::new()]);
+                for k in 0..=max {
+                    if k >= r.min {
+                        all.extend(power.iter().cloned());
+                    }
+                    if k < max {
+                        power = product(&power, e, MAX_EXACT)?;
+                    }
+                }
+                (all.len() <= MAX_EXACT).then_some(all)
+            });
+            let required = if r.min >= 1 { sub.required } else { None };
+            Info {
+                required: better(required, exact.clone().filter(|e| usable(e, cx)), cx),
+                exact,
+            }
+        }
+        HirKind::Alternation(v) => {
+            let parts: Vec<Info> = v.iter().map(|x| info(x, cx)).collect();
+            let mut exact = Some(Set::new());
+            let mut required = Some(Set::new());
+            for p in parts {
+                exact = match (exact, p.exact) {
+                    (Some(mut a), Some(b)) if a.len() + b.len() <= MAX_EXACT => {
+                        a.extend(b);
+                        Some(a)
+                    }
+                    _ => None,
+                };
+                required = match (required, p.required) {
+                    (Some(mut a), Some(b)) => {
+                        a.extend(b);
+                        Some(a).filter(|a| a.len() <= MAX_REQUIRED)
+                    }
+                    _ => None,
+                };
+            }
+            Info {
+                required: better(required, exact.clone().filter(|e| usable(e, cx)), cx),
+                exact,
+            }
+        }
+        HirKind::Concat(v) => {
+            let parts: Vec<Info> = v.iter().map(|x| info(x, cx)).collect();
+            let mut required = None;
+            for p in &parts {
+                required = better(required, p.required.clone(), cx);
+            }
+            // Runs of consecutive parts with exact sets: the strings of each stretch.
+            for i in 0..parts.len() {
+                let mut acc = Set::from([Vec::new()]);
+                for p in &parts[i..] {
+                    let Some(e) = &p.exact else { break };
+                    let Some(next) = product(&acc, e, MAX_REQUIRED) else {
+                        break;
+                    };
+                    acc = next;
+                    if usable(&acc, cx) {
+                        required = better(required, Some(acc.clone()), cx);
+                    }
+                }
+            }
+            let mut exact = Some(Set::from([Vec::new()]));
+            for p in &parts {
+                exact = match (&exact, &p.exact) {
+                    (Some(a), Some(b)) => product(a, b, MAX_EXACT),
+                    _ => None,
+                };
+            }
+            Info { exact, required }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derive;
+
+    fn d(p: &str) -> Vec<String> {
+        derive(p, &[]).unwrap_or_default()
+    }
+
+    #[test]
+    fn words_with_whitespace_between_become_one_spaced_string() {
+        assert_eq!(d(r"\bdo\s+not\s+tell\b"), ["do not tell"]);
+        assert_eq!(
+            d(r"\b(?:ignore|ignoring)\s+(?:all\s+)?rules"),
+            [
+                "ignore all rules",
+                "ignore rules",
+                "ignoring all rules",
+                "ignoring rules"
+            ],
+            "four rare strings over two commoner ones"
+        );
+        assert_eq!(
+            d(r"\b(?:do\s+not|don'?t)\s+tell"),
+            ["do not tell", "don't tell", "dont tell"]
+        );
+    }
+
+    #[test]
+    fn optional_whitespace_gives_both_spellings() {
+        assert_eq!(d(r"\bIMPORTANT\s*:"), ["important"]);
+        assert_eq!(
+            d(r"\bto\s*:\s*do"),
+            ["to : do", "to :do", "to: do", "to:do"]
+        );
+    }
+
+    #[test]
+    fn every_branch_must_give_a_string() {
+        assert_eq!(d(r"(?:abc|de)"), Vec::<String>::new());
+        assert_eq!(d(r"x(?:abc|def)y"), ["xabcy", "xdefy"]);
+        assert_eq!(
+            d(r"(?:[sr]k_(?:live|test)_)[a-z]{20}"),
+            ["k_live_", "k_test_"]
+        );
+    }
+
+    #[test]
+    fn what_may_be_absent_is_not_required() {
+        assert_eq!(d(r"(?:hello)?[a-z]+"), Vec::<String>::new());
+        assert_eq!(d(r"[^.]{0,40}"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_rules_own_triggers_steer_the_choice_and_are_not_repeated() {
+        let p = r"\b(?:send|forward|wire)\b[^.]{0,120}\bto\s+\S+@";
+        assert_eq!(d(p), ["forward", "send", "wire"], "alone: rarer than `to `");
+        let own = ["send", "forward"].map(String::from);
+        assert_eq!(derive(p, &own).unwrap(), ["wire"], "beside the rule's own");
+        assert_eq!(
+            derive(r"\b(?:ignore|ignoring)\b", &["ignor".into()]).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+}
