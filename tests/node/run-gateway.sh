@@ -136,9 +136,10 @@ FX_PORT=${FX_URL##*:}; FX_PORT=${FX_PORT%%/*}
 # Two real OpenID providers, same clients and secret: idp1 is trusted, idp2 is not.
 OIDC_CLIENT=palisade-oauth-check
 OIDC_SECRET=$(node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))')
+# (passed as --client-secret=…: a base64url secret may begin with "-")
 for i in 1 2; do
   node oidc-idp.mjs --port 0 --client-id "$OIDC_CLIENT" --client-id "$OIDC_CLIENT-2" \
-    --client-secret "$OIDC_SECRET" >"$LOGDIR/idp$i.out" 2>"$LOGDIR/idp$i.err" &
+    --client-secret="$OIDC_SECRET" >"$LOGDIR/idp$i.out" 2>"$LOGDIR/idp$i.err" &
   pids+=($!)
 done
 # wait_issuer N: prints the issuer of idp N once it is ready
@@ -292,7 +293,7 @@ tally "$LOGDIR/sse-resume.txt"
 # ---------------------------------------------------------------- 5. OAuth with real tokens
 echo "== 5. oauth-check -> gateway $GW_OAUTH ([auth], issuer $ISSUER1) -> server-everything; untrusted $ISSUER2"
 T 60 node oauth-check.mjs --gateway-url "http://$GW_OAUTH/mcp" --issuer "$ISSUER1" --other-issuer "$ISSUER2" \
-  --client-id "$OIDC_CLIENT" --second-client-id "$OIDC_CLIENT-2" --client-secret "$OIDC_SECRET" \
+  --client-id "$OIDC_CLIENT" --second-client-id "$OIDC_CLIENT-2" --client-secret="$OIDC_SECRET" \
   | tee "$LOGDIR/oauth.txt" || rc=1
 tally "$LOGDIR/oauth.txt"
 # AUTH-18: none of the JWTs sent (good, wrong-aud, tampered, foreign) is in the debug log.
