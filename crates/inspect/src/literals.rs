@@ -17,10 +17,14 @@ use std::collections::BTreeSet;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
+use crate::triggers::is_space;
+
 /// Exact sets larger than this are not followed.
 const MAX_EXACT: usize = 64;
 /// A required set larger than this is of no use as triggers.
 const MAX_REQUIRED: usize = 256;
+/// Consecutive parts are combined until every string is this long.
+const MAX_STRETCH: usize = 32;
 /// Every derived trigger is at least this long: shorter strings occur everywhere.
 const MIN_LEN: usize = 3;
 
@@ -88,10 +92,6 @@ fn fold(s: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 /// Every concatenation of a string of `a` with one of `b`, folded; `None` when there
@@ -164,6 +164,22 @@ fn info(h: &Hir, cx: &Cx) -> Info {
         HirKind::Empty | HirKind::Look(_) => from_exact(Some(Set::from([Vec::new()]))),
         HirKind::Literal(l) => from_exact(Some(Set::from([fold(&l.0)]))),
         HirKind::Class(c) => {
+            // A class of more than a few hundred characters is no literal; don't walk it.
+            let size: u64 = match c {
+                Class::Bytes(c) => c
+                    .ranges()
+                    .iter()
+                    .map(|r| u64::from(r.end() - r.start()) + 1)
+                    .sum(),
+                Class::Unicode(c) => c
+                    .ranges()
+                    .iter()
+                    .map(|r| u64::from(r.end()) - u64::from(r.start()) + 1)
+                    .sum(),
+            };
+            if size > 256 {
+                return from_exact(None);
+            }
             let bytes: Vec<u8> = match c {
                 Class::Bytes(c) => c
                     .ranges()
@@ -248,6 +264,11 @@ fn info(h: &Hir, cx: &Cx) -> Info {
             for i in 0..parts.len() {
                 let mut acc = Set::from([Vec::new()]);
                 for p in &parts[i..] {
+                    // Strings this long are rare enough: a longer stretch adds nothing
+                    // (and would make a long pattern's walk quadratic).
+                    if acc.iter().all(|x| x.len() >= MAX_STRETCH) {
+                        break;
+                    }
                     let Some(e) = &p.exact else { break };
                     let Some(next) = product(&acc, e, MAX_REQUIRED) else {
                         break;

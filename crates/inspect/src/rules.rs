@@ -839,7 +839,10 @@ mod tests {
 #[cfg(test)]
 mod coverage {
     //! Triggers and windows only decide where a rule's pattern runs; they must never
-    //! keep it from finding what it matches.
+    //! keep it from finding what it matches within its reach (a rule's pattern runs in
+    //! windows of 512 folded bytes either side of a trigger: a match that reaches
+    //! further, such as `[^\n]*` across a thousand bytes, is found in part or not at
+    //! all — rules are written to stay within that reach, and the samples here do).
     #![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
 
     use regex_syntax::hir::{Class, Hir, HirKind};
@@ -919,7 +922,7 @@ mod coverage {
     /// its triggers — with any whitespace between the words, long runs of it, and line
     /// breaks — are found by the scan; for rules whose triggers include a set derived
     /// from the pattern, for rules without triggers and for digit rules (numbers split
-    /// by any whitespace), every text the pattern matches is. (For a rule whose set could
+    /// by any whitespace), every sample the pattern matches is. (For a rule whose set could
     /// not be derived — none in the built-in pack — texts the pattern matches without any
     /// of the rule's hand-written triggers are counted.)
     #[test]

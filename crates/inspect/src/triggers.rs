@@ -40,11 +40,16 @@ pub(crate) struct Hit {
     pub(crate) end: usize,
 }
 
+/// ASCII whitespace, as the regexes' `\s` has it (with vertical tab).
+pub(crate) const fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
 /// A trigger as it is matched: lowercased, each run of whitespace one space.
 pub(crate) fn fold_trigger(t: &str) -> String {
     let mut out = String::with_capacity(t.len());
     for c in t.chars() {
-        if c.is_ascii_whitespace() {
+        if u8::try_from(c).is_ok_and(is_space) {
             if !out.ends_with(' ') {
                 out.push(' ');
             }
@@ -61,8 +66,9 @@ pub(crate) fn fold_trigger(t: &str) -> String {
 pub(crate) struct Folded {
     pub(crate) bytes: Vec<u8>,
     /// For each shortened run: the offset in `bytes` just after it, and how many bytes
-    /// have been left out before that offset.
-    shifts: Vec<(usize, usize)>,
+    /// have been left out before that offset. (`u32`: eight bytes per run of repeated
+    /// whitespace; the texts inspected are capped far below 4 GiB.)
+    shifts: Vec<(u32, u32)>,
 }
 
 impl Folded {
@@ -75,7 +81,7 @@ impl Folded {
         };
         let mut bytes = Vec::with_capacity(text.len());
         let mut shifts = Vec::new();
-        let mut removed = 0;
+        let mut removed: u32 = 0;
         let mut after_space = false;
         let mut words = text.chunks_exact(8);
         for w in words.by_ref() {
@@ -104,24 +110,29 @@ impl Folded {
 
     /// The offset in the text of offset `at` of the folded bytes.
     pub(crate) fn original(&self, at: usize) -> usize {
-        let k = self.shifts.partition_point(|&(from, _)| from <= at);
-        at + k.checked_sub(1).map_or(0, |k| self.shifts[k].1)
+        let k = self
+            .shifts
+            .partition_point(|&(from, _)| usize::try_from(from).is_ok_and(|f| f <= at));
+        at + k.checked_sub(1).map_or(0, |k| {
+            usize::try_from(self.shifts[k].1).unwrap_or(usize::MAX - at)
+        })
     }
 }
 
 fn fold_byte(
     c: u8,
     bytes: &mut Vec<u8>,
-    shifts: &mut Vec<(usize, usize)>,
-    removed: &mut usize,
+    shifts: &mut Vec<(u32, u32)>,
+    removed: &mut u32,
     after_space: &mut bool,
 ) {
-    if c.is_ascii_whitespace() || c == 0x0b {
+    if is_space(c) {
         if *after_space {
-            *removed += 1;
+            *removed = removed.saturating_add(1);
+            let at = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
             match shifts.last_mut() {
-                Some(last) if last.0 == bytes.len() => last.1 = *removed,
-                _ => shifts.push((bytes.len(), *removed)),
+                Some(last) if last.0 == at => last.1 = *removed,
+                _ => shifts.push((at, *removed)),
             }
             return;
         }
