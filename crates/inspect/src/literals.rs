@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use crate::triggers::is_space;
+use crate::triggers::fold;
 
 /// Exact sets larger than this are not followed.
 const MAX_EXACT: usize = 64;
@@ -77,21 +77,6 @@ impl Cx {
             .iter()
             .any(|h| !h.is_empty() && s.windows(h.len()).any(|w| w == h.as_slice()))
     }
-}
-
-/// Lowercases and folds whitespace runs to one space.
-fn fold(s: &[u8]) -> Vec<u8> {
-    let mut out: Vec<u8> = Vec::with_capacity(s.len());
-    for &b in s {
-        if is_space(b) {
-            if out.last() != Some(&b' ') {
-                out.push(b' ');
-            }
-        } else {
-            out.push(b.to_ascii_lowercase());
-        }
-    }
-    out
 }
 
 /// Every concatenation of a string of `a` with one of `b`, folded; `None` when there

@@ -669,21 +669,15 @@ fn relax(pattern: &str) -> Result<Option<Regex>, String> {
 /// Runs of digits, allowing single separators (whitespace, `-`, `.`, `/`, `(`, `)`)
 /// between them: (start, end, number of digits).
 /// The first ASCII digit at or after `from`. A word without a byte in `'0'..='9'` is
-/// skipped whole by the exact "hasbetween" test (bytes from 0x80 are cleared by `!x`
-/// before the range test).
+/// skipped whole by an exact range test.
 fn next_digit(b: &[u8], from: usize) -> Option<usize> {
-    use crate::words::{HIGH, ONES, find_from};
-    const BELOW: u64 = b'0' as u64 - 1;
-    const ABOVE: u64 = b'9' as u64 + 1;
-    let may_hold = |x: u64| {
-        let low = x & (ONES * 127);
-        (ONES * (127 + ABOVE)).wrapping_sub(low)
-            & !x
-            & low.wrapping_add(ONES * (127 - BELOW))
-            & HIGH
-            != 0
-    };
-    find_from(b, from, may_hold, |c| c.is_ascii_digit())
+    use crate::words::{between, find_from};
+    find_from(
+        b,
+        from,
+        |x| between(x, b'0', b'9') != 0,
+        |c| c.is_ascii_digit(),
+    )
 }
 
 fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {

@@ -27,7 +27,6 @@ const MIN_PART: usize = 64;
 pub(crate) struct Triggers {
     dfa: DFA,
     start: StateID,
-    lens: Vec<usize>,
     overlap: usize,
     patterns: Vec<Vec<u8>>,
 }
@@ -45,19 +44,26 @@ pub(crate) const fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-/// A trigger as it is matched: lowercased, each run of whitespace one space.
-pub(crate) fn fold_trigger(t: &str) -> String {
-    let mut out = String::with_capacity(t.len());
-    for c in t.chars() {
-        if u8::try_from(c).is_ok_and(is_space) {
-            if !out.ends_with(' ') {
-                out.push(' ');
+/// `s` as triggers are matched: ASCII lowercased, each run of whitespace one space.
+pub(crate) fn fold(s: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    for &b in s {
+        if is_space(b) {
+            if out.last() != Some(&b' ') {
+                out.push(b' ');
             }
         } else {
-            out.push(c.to_ascii_lowercase());
+            out.push(b.to_ascii_lowercase());
         }
     }
     out
+}
+
+/// A trigger as it is matched (see [`fold`]).
+pub(crate) fn fold_trigger(t: &str) -> String {
+    // Only ASCII bytes change: the text stays UTF-8.
+    String::from_utf8(fold(t.as_bytes()))
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// What the triggers are matched against: the text ASCII-lowercased, with every run of
@@ -73,12 +79,8 @@ pub(crate) struct Folded {
 
 impl Folded {
     pub(crate) fn new(text: &[u8]) -> Self {
-        use crate::words::{HIGH, ONES};
+        use crate::words::{ONES, between};
         // Bytes in [lo, hi] (ASCII only: bytes from 0x80 are cleared by `!x`).
-        let between = |x: u64, lo: u64, hi: u64| {
-            let low = x & (ONES * 0x7f);
-            low.wrapping_add(ONES * (0x80 - lo)) & !low.wrapping_add(ONES * (0x7f - hi)) & !x & HIGH
-        };
         let mut bytes = Vec::with_capacity(text.len());
         let mut shifts = Vec::new();
         let mut removed: u32 = 0;
@@ -87,13 +89,13 @@ impl Folded {
         for w in words.by_ref() {
             let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
             let controls = between(x, 0x09, 0x0d);
-            let ws = between(x, 0x20, 0x20) | controls;
+            let ws = between(x, b' ', b' ') | controls;
             // Eight bytes whose whitespace is single bytes, none right after whitespace:
             // lowercased (0x80 >> 2 is the 0x20 between cases), tabs and line breaks
             // made spaces, all at once.
             if ws & (ws >> 8) == 0 && !(after_space && ws & 0x80 != 0) {
                 let whole = (controls >> 7) * 0xff;
-                let lower = (x + (between(x, 0x41, 0x5a) >> 2)) & !whole | (whole & (ONES * 0x20));
+                let lower = (x + (between(x, b'A', b'Z') >> 2)) & !whole | (whole & (ONES * 0x20));
                 bytes.extend_from_slice(&lower.to_le_bytes());
                 after_space = ws >> 56 != 0;
                 continue;
@@ -158,7 +160,6 @@ impl Triggers {
         let start = dfa.start_state(Anchored::No).map_err(|e| e.to_string())?;
         Ok(Self {
             patterns: patterns.iter().map(|p| p.as_bytes().to_vec()).collect(),
-            lens: patterns.iter().map(String::len).collect(),
             overlap: dfa.max_pattern_len().saturating_sub(1),
             dfa,
             start,
@@ -271,7 +272,7 @@ impl Triggers {
         for i in 0..self.dfa.match_len(sid) {
             let pattern = self.dfa.match_pattern(sid, i).as_usize();
             let end = at + 1;
-            let start = end - self.lens[pattern];
+            let start = end - self.patterns[pattern].len();
             if start < owns {
                 out.push(Hit {
                     pattern,

@@ -35,3 +35,14 @@ pub(crate) fn find_from(
 pub(crate) fn has_zero(x: u64) -> bool {
     x.wrapping_sub(ONES) & !x & HIGH != 0
 }
+
+/// The high bit of every byte of `x` in `lo..=hi` (ASCII bounds; bytes from 0x80 never
+/// count). Exact: each byte is at most 0x7f before the additions, so none carries into
+/// the next.
+pub(crate) fn between(x: u64, lo: u8, hi: u8) -> u64 {
+    let low = x & (ONES * 0x7f);
+    low.wrapping_add(ONES * (0x80 - u64::from(lo)))
+        & !low.wrapping_add(ONES * (0x7f - u64::from(hi)))
+        & !x
+        & HIGH
+}
