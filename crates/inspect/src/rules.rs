@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::triggers::{Folded, Triggers, fold_trigger};
+use crate::triggers::{Folded, Triggers, fold_trigger, is_space};
 use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 
@@ -420,7 +420,7 @@ impl RulePack {
             .collect();
         if let Some(ac) = &self.prefilter {
             // The trigger scan alone, on folded texts, fastest of five passes.
-            let lower: Vec<Vec<u8>> = texts
+            let folded: Vec<Vec<u8>> = texts
                 .iter()
                 .map(|x| Folded::new(x.as_bytes()).bytes)
                 .collect();
@@ -430,7 +430,7 @@ impl RulePack {
             for _ in 0..5 {
                 let t = std::time::Instant::now();
                 n = 0;
-                for x in &lower {
+                for x in &folded {
                     hits.clear();
                     ac.find_all(x, &mut hits);
                     n += hits.len();
@@ -439,9 +439,9 @@ impl RulePack {
             }
             out.push((format!("(trigger scan, {n} hits)"), best));
             let mut per: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
-            for x in texts {
+            for x in &folded {
                 hits.clear();
-                ac.find_all(&Folded::new(x.as_bytes()).bytes, &mut hits);
+                ac.find_all(x, &mut hits);
                 for h in &hits {
                     *per.entry(h.pattern).or_default() += 1;
                 }
@@ -666,8 +666,6 @@ fn relax(pattern: &str) -> Result<Option<Regex>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Runs of digits, allowing single separators (whitespace, `-`, `.`, `/`, `(`, `)`)
-/// between them: (start, end, number of digits).
 /// The first ASCII digit at or after `from`. A word without a byte in `'0'..='9'` is
 /// skipped whole by an exact range test.
 fn next_digit(b: &[u8], from: usize) -> Option<usize> {
@@ -680,6 +678,8 @@ fn next_digit(b: &[u8], from: usize) -> Option<usize> {
     )
 }
 
+/// Runs of digits, allowing single separators (whitespace, `-`, `.`, `/`, `(`, `)`)
+/// between them: (start, end, number of digits).
 fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
     let b = text.as_bytes();
     let mut out = Vec::new();
@@ -694,9 +694,7 @@ fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
                 n += 1;
                 i += 1;
                 end = i;
-            } else if (matches!(b[i], b'-' | b'.' | b'/' | b'(' | b')')
-                || b[i].is_ascii_whitespace()
-                || b[i] == 0x0b)
+            } else if (matches!(b[i], b'-' | b'.' | b'/' | b'(' | b')') || is_space(b[i]))
                 && b.get(i + 1)
                     .is_some_and(|c| c.is_ascii_digit() || *c == b'(')
             {
