@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use crate::triggers::fold;
+use crate::triggers::{fold, is_space};
 
 /// Exact sets larger than this are not followed.
 const MAX_EXACT: usize = 64;
@@ -63,6 +63,119 @@ pub(crate) fn derive(pattern: &str, hand: &[String]) -> Option<Vec<String>> {
         .filter(|s| !cx.covered(s))
         .map(|s| String::from_utf8(s).ok().filter(|s| s.is_ascii()))
         .collect()
+}
+
+/// How far a match of a pattern can reach, measured on text folded as the trigger scan
+/// folds it (each run of whitespace one space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extent {
+    /// The longest a match can be: `None` when unbounded.
+    pub(crate) bytes: Option<usize>,
+    /// The most spaces a match can hold: `None` when unbounded. A part repeated without
+    /// bound that cannot match whitespace (`\w+`, `\S+`, `-{3,}`) stays within one
+    /// word, so a pattern unbounded in bytes is often bounded in words.
+    pub(crate) spaces: Option<usize>,
+}
+
+/// The [`Extent`] of `pattern` (a byte-oriented pattern, as the rule compiles it);
+/// unbounded both ways when it does not parse.
+///
+/// A part that can only match whitespace counts one byte and one space however often
+/// it repeats (`\s+` is one space folded).
+pub(crate) fn extent(pattern: &str) -> Extent {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern);
+    match hir {
+        Ok(h) => Extent {
+            bytes: longest(&h),
+            spaces: spaces(&h),
+        },
+        Err(_) => Extent {
+            bytes: None,
+            spaces: None,
+        },
+    }
+}
+
+fn longest(h: &Hir) -> Option<usize> {
+    if blank(h) {
+        // Whitespace only, however long: one run, one byte folded.
+        return Some(usize::from(h.properties().maximum_len() != Some(0)));
+    }
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(0),
+        HirKind::Literal(l) => Some(fold(&l.0).len()),
+        // A byte, or one character of at most four bytes.
+        HirKind::Class(Class::Bytes(_)) => Some(1),
+        HirKind::Class(Class::Unicode(_)) => Some(4),
+        HirKind::Capture(c) => longest(&c.sub),
+        HirKind::Repetition(r) => {
+            let max = usize::try_from(r.max?).ok()?;
+            longest(&r.sub)?.checked_mul(max)
+        }
+        HirKind::Concat(v) => v
+            .iter()
+            .try_fold(0usize, |acc, x| acc.checked_add(longest(x)?)),
+        HirKind::Alternation(v) => v
+            .iter()
+            .try_fold(0usize, |acc, x| Some(acc.max(longest(x)?))),
+    }
+}
+
+/// The bytes the fold makes a space.
+const WHITESPACE: [u8; 6] = [b'\t', b'\n', 0x0b, 0x0c, b'\r', b' '];
+
+fn spaces(h: &Hir) -> Option<usize> {
+    if blank(h) {
+        return Some(usize::from(h.properties().maximum_len() != Some(0)));
+    }
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(0),
+        HirKind::Literal(l) => Some(fold(&l.0).iter().filter(|&&b| b == b' ').count()),
+        HirKind::Class(Class::Bytes(c)) => Some(usize::from(c.ranges().iter().any(|r| {
+            WHITESPACE
+                .iter()
+                .any(|&w| (r.start()..=r.end()).contains(&w))
+        }))),
+        HirKind::Class(Class::Unicode(c)) => Some(usize::from(c.ranges().iter().any(|r| {
+            WHITESPACE
+                .iter()
+                .any(|&w| (r.start()..=r.end()).contains(&char::from(w)))
+        }))),
+        HirKind::Capture(c) => spaces(&c.sub),
+        HirKind::Repetition(r) => match spaces(&r.sub)? {
+            0 => Some(0),
+            n => n.checked_mul(usize::try_from(r.max?).ok()?),
+        },
+        HirKind::Concat(v) => v
+            .iter()
+            .try_fold(0usize, |acc, x| acc.checked_add(spaces(x)?)),
+        HirKind::Alternation(v) => v
+            .iter()
+            .try_fold(0usize, |acc, x| Some(acc.max(spaces(x)?))),
+    }
+}
+
+/// Whether every string `h` matches is whitespace (or empty).
+fn blank(h: &Hir) -> bool {
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => true,
+        HirKind::Literal(l) => l.0.iter().all(|&b| is_space(b)),
+        HirKind::Class(Class::Bytes(c)) => c
+            .ranges()
+            .iter()
+            .all(|r| (r.start()..=r.end()).all(is_space)),
+        HirKind::Class(Class::Unicode(c)) => c
+            .ranges()
+            .iter()
+            .all(|r| (r.start()..=r.end()).all(|ch| u8::try_from(ch).is_ok_and(is_space))),
+        HirKind::Capture(c) => blank(&c.sub),
+        HirKind::Repetition(r) => blank(&r.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().all(blank),
+    }
 }
 
 /// The rule's own triggers, folded.
@@ -278,7 +391,32 @@ fn info(h: &Hir, cx: &Cx) -> Info {
 
 #[cfg(test)]
 mod tests {
-    use super::derive;
+    use super::{Extent, derive, extent};
+
+    fn e(p: &str) -> (Option<usize>, Option<usize>) {
+        let Extent { bytes, spaces } = extent(p);
+        (bytes, spaces)
+    }
+
+    #[test]
+    fn a_match_is_measured_as_the_trigger_scan_sees_text() {
+        assert_eq!(
+            e(r"do\s+not\s+tell"),
+            (Some(11), Some(2)),
+            "whitespace runs are one space"
+        );
+        assert_eq!(e(r"(?:[^.\n]|\.\S){0,120}"), (Some(240), Some(120)));
+        assert_eq!(e(r"(?:\w+\s+){0,3}x"), (None, Some(3)), "words stay words");
+        assert_eq!(e(r"eyJ[\w-]{17,}\.[\w-]+"), (None, Some(0)));
+        assert_eq!(
+            e(r"a[^\n]*b"),
+            (None, None),
+            "a line can hold any number of words"
+        );
+        assert_eq!(e(r"(?:[a-z]{16,}\s+)+"), (None, None));
+        assert_eq!(e(r"(?:x|y\s*z)"), (Some(3), Some(1)));
+        assert_eq!(e(r"\s*"), (Some(1), Some(1)));
+    }
 
     fn d(p: &str) -> Vec<String> {
         derive(p, &[]).unwrap_or_default()

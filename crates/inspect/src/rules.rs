@@ -19,7 +19,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::triggers::{Folded, Triggers, fold_trigger, is_space};
-use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::Input;
+use regex_automata::meta::Regex;
 use serde::Deserialize;
 
 use crate::{Category, Scope, Severity, validate};
@@ -27,10 +28,10 @@ use crate::{Category, Scope, Severity, validate};
 /// The pack compiled into the binary.
 pub const BUILTIN: &str = include_str!("../rules/default.toml");
 
-/// At most this many findings per rule and text.
+/// At most this many findings per attack rule and window (secrets and PII: all).
 const MAX_PER_RULE: usize = 16;
-/// A rule woken by a trigger runs on this many bytes either side of it: more than
-/// any rule's reach from its trigger words.
+/// A rule whose triggers may miss some of its matches, woken by one, runs on this many
+/// bytes either side of it (or its longest match, if longer).
 const WINDOW: usize = 512;
 /// Digit rules run on this many bytes either side of a long enough digit run.
 const DIGIT_WINDOW: usize = 48;
@@ -137,6 +138,43 @@ struct Rule {
     /// Its triggers include a set derived from its pattern: every text the pattern
     /// matches holds one of them.
     complete: bool,
+    /// The pattern as compiled.
+    pattern: String,
+    /// Where it runs when a trigger wakes it.
+    reach: Reach,
+}
+
+/// Where a rule woken by a trigger runs, in the folded text's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Every match holds one of its triggers and is at most this long folded: from
+    /// this far before the trigger's end to this far after its start holds every
+    /// match the trigger is part of. A longer trigger is part of none.
+    Exact(usize),
+    /// Every match holds one of its triggers and at most this many spaces folded (its
+    /// unbounded parts stay within words): from just after the space this many and
+    /// one more before the trigger, to that many after it.
+    Words(usize),
+    /// Its own triggers may miss matches: this far either side of the trigger.
+    Near(usize),
+    /// A match may be arbitrarily long: the whole text.
+    Whole,
+}
+
+/// `pattern` compiled as the rules are: bytes, ASCII classes, no UTF-8 requirement,
+/// the automata's memory bounded.
+fn build(pattern: &str, size: usize) -> Result<Regex, String> {
+    use regex_automata::util::syntax;
+    Regex::builder()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(
+            Regex::config()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(size))
+                .hybrid_cache_capacity(1 << 22),
+        )
+        .build(pattern)
+        .map_err(|e| e.to_string())
 }
 
 /// How far back `unless_before` looks.
@@ -257,25 +295,20 @@ impl RulePack {
             } else {
                 r.pattern.clone()
             };
-            let regex = RegexBuilder::new(&pattern)
-                .unicode(false)
-                .size_limit(1 << 24)
-                .dfa_size_limit(1 << 22)
-                .build()
-                .map_err(|e| bad(format!("pattern: {e}")))?;
+            let regex = build(&pattern, 1 << 24).map_err(|e| bad(format!("pattern: {e}")))?;
             let relaxed = relax(&pattern).map_err(|e| bad(format!("pattern: {e}")))?;
             let unless_before = match &r.unless_before {
                 None => None,
                 Some(u) => Some(
-                    RegexBuilder::new(&lowercase_literals(u))
-                        .unicode(false)
-                        .size_limit(1 << 22)
-                        .build()
+                    build(&lowercase_literals(u), 1 << 22)
                         .map_err(|e| bad(format!("unless_before: {e}")))?,
                 ),
             };
             if let Some(g) = &r.group
-                && !regex.capture_names().flatten().any(|n| n == g)
+                && regex
+                    .group_info()
+                    .to_index(regex_automata::PatternID::ZERO, g)
+                    .is_none()
             {
                 return Err(bad(format!("the pattern has no group named `{g}`")));
             }
@@ -288,6 +321,13 @@ impl RulePack {
                 crate::literals::derive(&pattern, &own)
             };
             let complete = derived.is_some();
+            let extent = crate::literals::extent(&pattern);
+            let reach = match (extent.bytes, extent.spaces, complete) {
+                (Some(n), _, true) => Reach::Exact(n),
+                (None, Some(k), true) => Reach::Words(k),
+                (Some(n), _, false) => Reach::Near(n.max(WINDOW)),
+                _ => Reach::Whole,
+            };
             for t in r.triggers.iter().chain(derived.iter().flatten()) {
                 let key = fold_trigger(t);
                 if key.trim().is_empty() || !t.is_ascii() {
@@ -333,6 +373,8 @@ impl RulePack {
                 tool_severity: r.tool_severity,
                 unless_before,
                 complete,
+                pattern,
+                reach,
             });
         }
         // The scan reports every occurrence of every trigger, overlapping ones too, so
@@ -346,12 +388,14 @@ impl RulePack {
             None
         } else {
             Some(
-                regex::bytes::RegexSetBuilder::new(always.iter().map(|&i| rules[i].regex.as_str()))
-                    .unicode(false)
-                    .size_limit(1 << 24)
-                    .dfa_size_limit(1 << 22)
-                    .build()
-                    .map_err(|e| RuleError::Parse(e.to_string()))?,
+                regex::bytes::RegexSetBuilder::new(
+                    always.iter().map(|&i| rules[i].pattern.as_str()),
+                )
+                .unicode(false)
+                .size_limit(1 << 24)
+                .dfa_size_limit(1 << 22)
+                .build()
+                .map_err(|e| RuleError::Parse(e.to_string()))?,
             )
         };
         Ok(Self {
@@ -391,6 +435,21 @@ impl RulePack {
             .map(|(_, r)| r.id.as_str())
     }
 
+    /// The rules woken by triggers whose matches may be arbitrarily long, counted in
+    /// words (a part repeated without bound that can match whitespace, such as
+    /// `[^\n]*`): once woken, such a rule runs on the whole text rather than near its
+    /// trigger. Sound, and slower on long texts; a bound (`[^\n]{0,200}`) restores the
+    /// window.
+    pub fn whole_text_rules(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                r.reach == Reach::Whole && r.digits.is_none() && !self.always.contains(i)
+            })
+            .map(|(_, r)| r.id.as_str())
+    }
+
     /// How many distinct triggers the pack's automaton holds (the rules' own and those
     /// derived from their patterns).
     pub fn trigger_count(&self) -> usize {
@@ -412,7 +471,7 @@ impl RulePack {
                 let t = std::time::Instant::now();
                 let mut sink = Vec::new();
                 for x in texts {
-                    rule.run(x, x, Scope::Text, &mut sink);
+                    rule.run(x, x, 0..x.len(), Scope::Text, &mut sink);
                     sink.clear();
                 }
                 (rule.id.clone(), t.elapsed())
@@ -490,31 +549,44 @@ impl RulePack {
             let mut hits = Vec::new();
             ac.find_all(&folded.bytes, &mut hits);
             for m in &hits {
-                let start = folded.original(m.start.saturating_sub(WINDOW));
-                let end = folded.original(m.end + WINDOW).min(text.len());
                 for &r in &self.woken_by[m.pattern] {
-                    woken[r] = true;
-                    let full = match &mut windows[r] {
-                        Some(w) => {
-                            let n = w.len();
-                            match w.last_mut() {
-                                Some(last) if last.1 >= start => {
-                                    last.1 = last.1.max(end);
-                                    false
-                                }
-                                _ if n >= MAX_WINDOWS => true,
-                                _ => {
-                                    w.push((start, end));
-                                    false
-                                }
-                            }
+                    let rule = &self.rules[r];
+                    if !wanted(rule) {
+                        continue;
+                    }
+                    let (lo, hi) = match rule.reach {
+                        Reach::Exact(n) if m.end - m.start > n => continue,
+                        Reach::Exact(n) => (m.end.saturating_sub(n), m.start + n),
+                        Reach::Near(n) => (m.start.saturating_sub(n), m.end + n),
+                        Reach::Words(k) => {
+                            let f = &folded.bytes;
+                            (
+                                memchr::memrchr_iter(b' ', &f[..m.start])
+                                    .nth(k)
+                                    .map_or(0, |i| i + 1),
+                                memchr::memchr_iter(b' ', &f[m.end..])
+                                    .nth(k)
+                                    .map_or(f.len(), |i| m.end + i),
+                            )
                         }
-                        None => false,
+                        Reach::Whole => (0, folded.bytes.len()),
                     };
-                    if full {
-                        windows[r] = None;
+                    woken[r] = true;
+                    let Some(w) = &mut windows[r] else { continue };
+                    let (start, end) = (folded.original(lo), folded.original(hi).min(text.len()));
+                    let n = w.len();
+                    match w.last_mut() {
+                        // Hits come nearly in order: most windows extend the last one.
+                        Some(last) if last.1 >= start && start >= last.0 => {
+                            last.1 = last.1.max(end);
+                        }
+                        _ if n >= MAX_WINDOWS => windows[r] = None,
+                        _ => w.push((start, end)),
                     }
                 }
+            }
+            for w in windows.iter_mut().flatten() {
+                merge(w);
             }
         }
         for &r in &self.always {
@@ -580,35 +652,42 @@ impl RulePack {
                 continue;
             }
             let hay = if rule.folded { lower.as_str() } else { text };
-            let screened_out = |h: &str| {
-                rule.relaxed
-                    .as_ref()
-                    .is_some_and(|r| !r.is_match(h.as_bytes()))
+            let whole = [(0, text.len())];
+            let ws = match &win {
+                Some(ws) if !ws.is_empty() => ws.as_slice(),
+                _ => &whole,
             };
-            match win {
-                Some(ws) if !ws.is_empty() => {
-                    for (mut a, mut b) in ws {
-                        while !text.is_char_boundary(a) {
-                            a -= 1;
-                        }
-                        while !text.is_char_boundary(b) {
-                            b += 1;
-                        }
-                        if screened_out(&hay[a..b]) {
-                            continue;
-                        }
-                        let before = out.len();
-                        rule.run(&hay[a..b], &text[a..b], scope, out);
-                        for m in &mut out[before..] {
-                            m.span = m.span.start + a..m.span.end + a;
-                        }
-                    }
+            for &(mut a, mut b) in ws {
+                while !text.is_char_boundary(a) {
+                    a -= 1;
                 }
-                _ if screened_out(hay) => {}
-                _ => rule.run(hay, text, scope, out),
+                while !text.is_char_boundary(b) {
+                    b += 1;
+                }
+                // Searched in place, so that `\b`, `^` and `$` see the bytes around.
+                let screened_out = rule
+                    .relaxed
+                    .as_ref()
+                    .is_some_and(|r| !r.is_match(Input::new(hay).range(a..b)));
+                if !screened_out {
+                    rule.run(hay, text, a..b, scope, out);
+                }
             }
         }
     }
+}
+
+/// `windows` sorted, with those that overlap or touch made one.
+fn merge(windows: &mut Vec<(usize, usize)>) {
+    windows.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(windows.len());
+    for &(a, b) in windows.iter() {
+        match out.last_mut() {
+            Some(last) if last.1 >= a => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    *windows = out;
 }
 
 /// The pattern with every counted repetition whose upper bound is at least
@@ -657,13 +736,7 @@ fn relax(pattern: &str) -> Result<Option<Regex>, String> {
     if !changed {
         return Ok(None);
     }
-    RegexBuilder::new(&relaxed.to_string())
-        .unicode(false)
-        .size_limit(1 << 24)
-        .dfa_size_limit(1 << 22)
-        .build()
-        .map(Some)
-        .map_err(|e| e.to_string())
+    build(&relaxed.to_string(), 1 << 24).map(Some)
 }
 
 /// The first ASCII digit at or after `from`. A word without a byte in `'0'..='9'` is
@@ -736,9 +809,16 @@ fn lowercase_literals(pattern: &str) -> String {
 }
 
 impl Rule {
-    /// Runs on `hay` (the text, lowercased for folded rules: same length and
-    /// boundaries); spans and checks use `text`.
-    fn run<'p>(&'p self, hay: &str, text: &str, scope: Scope, out: &mut Vec<RuleMatch<'p>>) {
+    /// Runs on `range` of `hay` (the text, lowercased for folded rules: same length
+    /// and boundaries); spans and checks use `text`.
+    fn run<'p>(
+        &'p self,
+        hay: &str,
+        text: &str,
+        range: std::ops::Range<usize>,
+        scope: Scope,
+        out: &mut Vec<RuleMatch<'p>>,
+    ) {
         let mut n = 0;
         let severity = match (scope, self.tool_severity) {
             (Scope::Tool | Scope::Param, Some(s)) => s,
@@ -786,19 +866,22 @@ impl Rule {
                 });
                 n += 1;
             }
-            n >= MAX_PER_RULE
+            // Attack findings are capped (one decides the verdict); every secret and
+            // every piece of PII is reported, since each one found is one redacted.
+            n >= MAX_PER_RULE && self.category.is_attack()
         };
+        let input = Input::new(hay).range(range);
         match &self.group {
             None => {
-                for m in self.regex.find_iter(hay.as_bytes()) {
+                for m in self.regex.find_iter(input) {
                     if accept(m.range()) {
                         return;
                     }
                 }
             }
             Some(g) => {
-                for c in self.regex.captures_iter(hay.as_bytes()) {
-                    if let Some(m) = c.name(g)
+                for c in self.regex.captures_iter(input) {
+                    if let Some(m) = c.get_group_by_name(g)
                         && accept(m.range())
                     {
                         return;
@@ -831,10 +914,9 @@ mod tests {
 #[cfg(test)]
 mod coverage {
     //! Triggers and windows only decide where a rule's pattern runs; they must never
-    //! keep it from finding what it matches within its reach (a rule's pattern runs in
-    //! windows of 512 folded bytes either side of a trigger: a match that reaches
-    //! further, such as `[^\n]*` across a thousand bytes, is found in part or not at
-    //! all — rules are written to stay within that reach, and the samples here do).
+    //! keep it from finding what it matches, nor cut a match short (a secret found in
+    //! part is redacted in part). Samples include runs of a thousand bytes and more
+    //! where the pattern allows them.
     #![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
 
     use regex_syntax::hir::{Class, Hir, HirKind};
@@ -890,8 +972,13 @@ mod coverage {
                 }
             }
             HirKind::Repetition(r) => {
-                // Whitespace runs get long now and then: they are what evasions use.
-                let extra = if rng.below(8) == 0 { 40 } else { 3 };
+                // Runs get long now and then: whitespace runs are what evasions use, and
+                // a long run of anything else reaches past where a window would end.
+                let extra = match rng.below(16) {
+                    0 | 1 => 40,
+                    2 if out.len() < 1024 => 1200,
+                    _ => 3,
+                };
                 let max = r.max.map_or(r.min as usize + extra, |m| m as usize);
                 let n = r.min as usize + rng.below(max - r.min as usize + 1);
                 for _ in 0..n {
@@ -911,14 +998,16 @@ mod coverage {
     }
 
     /// FEAT-07: for every built-in rule, texts its pattern matches and that hold one of
-    /// its triggers — with any whitespace between the words, long runs of it, and line
-    /// breaks — are found by the scan; for rules whose triggers include a set derived
-    /// from the pattern, for rules without triggers and for digit rules (numbers split
-    /// by any whitespace), every sample the pattern matches is. (For a rule whose set could
-    /// not be derived — none in the built-in pack — texts the pattern matches without any
-    /// of the rule's hand-written triggers are counted.)
+    /// its triggers — with any whitespace between the words, long runs of it, line
+    /// breaks, and long runs of whatever the pattern repeats without bound — are found
+    /// by the scan, and every byte the pattern matches in the whole text is inside a
+    /// finding; for rules whose triggers include a set derived from the pattern, for
+    /// rules without triggers and for digit rules (numbers split by any whitespace),
+    /// every sample the pattern matches is. (For a rule whose set could not be
+    /// derived — none in the built-in pack — texts the pattern matches without any of
+    /// the rule's hand-written triggers are counted.)
     #[test]
-    fn feat_07_what_a_rule_matches_near_its_triggers_the_scan_finds() {
+    fn feat_07_the_scan_finds_what_a_rule_matches_whole() {
         let pack = RulePack::builtin().unwrap();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut failures = Vec::new();
@@ -928,7 +1017,7 @@ mod coverage {
                 .unicode(false)
                 .utf8(false)
                 .build()
-                .parse(rule.regex.as_str())
+                .parse(&rule.pattern)
                 .unwrap();
             let scope = *rule.scopes.iter().next().unwrap();
             let own: Vec<&[u8]> = (0..pack.woken_by.len())
@@ -963,6 +1052,7 @@ mod coverage {
                 rule.run(
                     if rule.folded { &lower } else { &text },
                     &text,
+                    0..text.len(),
                     scope,
                     &mut want,
                 );
@@ -980,8 +1070,11 @@ mod coverage {
                 matched += 1;
                 let mut got = Vec::new();
                 pack.scan(&text, scope, None, &mut got);
-                if !got.iter().any(|m| m.id == rule.id) {
-                    failures.push(format!("{}: {s:?}", rule.id));
+                // Found, and found whole: redaction covers every byte the rule's
+                // pattern matches over the whole text.
+                let covered = |i: usize| got.iter().any(|m| m.id == rule.id && m.span.contains(&i));
+                if let Some(w) = want.iter().find(|w| !w.span.clone().all(covered)) {
+                    failures.push(format!("{}: {:?} of {s:?}", rule.id, w.span.clone()));
                     break;
                 }
             }

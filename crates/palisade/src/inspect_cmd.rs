@@ -60,6 +60,15 @@ fn inspect(kind: Kind, format: Format, rules: Option<&Path>, input: &Path) -> Re
                      is not seen"
                 );
             }
+            let whole: Vec<&str> = pack.whole_text_rules().collect();
+            if !whole.is_empty() {
+                eprintln!(
+                    "palisade inspect: note: {} run on the whole text once woken (a match \
+                     may hold any number of words); bound their repetitions to keep them \
+                     near their triggers",
+                    whole.join(", ")
+                );
+            }
             Inspector::new(pack)
         }
     };
