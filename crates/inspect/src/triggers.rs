@@ -79,31 +79,52 @@ pub(crate) struct Folded {
 
 impl Folded {
     pub(crate) fn new(text: &[u8]) -> Self {
-        use crate::words::{ONES, between};
-        // Bytes in [lo, hi] (ASCII only: bytes from 0x80 are cleared by `!x`).
-        let mut bytes = Vec::with_capacity(text.len());
+        use crate::words::{HIGH, ONES, between};
+        // Written eight bytes at a time at `o`, each word whole even where fewer of its
+        // bytes are kept (the next write covers the rest): eight bytes of room past
+        // the text's length.
+        let mut bytes = vec![0; text.len() + 8];
+        let mut o = 0;
         let mut shifts = Vec::new();
         let mut removed: u32 = 0;
         let mut after_space = false;
         let mut words = text.chunks_exact(8);
         for w in words.by_ref() {
             let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            // Bytes in [lo, hi] (ASCII only: bytes from 0x80 are cleared by `!x`).
             let controls = between(x, 0x09, 0x0d);
             let ws = between(x, b' ', b' ') | controls;
-            // Eight bytes whose whitespace is single bytes, none right after whitespace:
-            // lowercased (0x80 >> 2 is the 0x20 between cases), tabs and line breaks
-            // made spaces, all at once.
-            if ws & (ws >> 8) == 0 && !(after_space && ws & 0x80 != 0) {
-                let whole = (controls >> 7) * 0xff;
-                let lower = (x + (between(x, b'A', b'Z') >> 2)) & !whole | (whole & (ONES * 0x20));
-                bytes.extend_from_slice(&lower.to_le_bytes());
-                after_space = ws >> 56 != 0;
+            // All eight bytes lowercased (0x80 >> 2 is the 0x20 between cases), tabs and
+            // line breaks made spaces, at once.
+            let whole = (controls >> 7) * 0xff;
+            let lower = (x + (between(x, b'A', b'Z') >> 2)) & !whole | (whole & (ONES * 0x20));
+            // The whitespace bytes right after whitespace are left out.
+            let drop = ws & ((ws << 8) | u64::from(after_space) << 7);
+            after_space = ws >> 56 != 0;
+            if drop == 0 {
+                bytes[o..o + 8].copy_from_slice(&lower.to_le_bytes());
+                o += 8;
                 continue;
             }
-            for &c in w {
-                fold_byte(c, &mut bytes, &mut shifts, &mut removed, &mut after_space);
+            // A run at a time: the kept bytes before it, then the run skipped whole
+            // (indentation is mostly such runs).
+            let kept = !drop & HIGH;
+            let mut i = 0;
+            while i < 8 {
+                bytes[o..o + 8].copy_from_slice(&(lower >> (8 * i)).to_le_bytes());
+                let rest = drop >> (8 * i);
+                if rest == 0 {
+                    o += 8 - i;
+                    break;
+                }
+                let j = i + rest.trailing_zeros() as usize / 8;
+                o += j - i;
+                let run = ((kept >> (8 * j)).trailing_zeros() as usize / 8).min(8 - j);
+                skip(run, o, &mut shifts, &mut removed);
+                i = j + run;
             }
         }
+        bytes.truncate(o);
         for &c in words.remainder() {
             fold_byte(c, &mut bytes, &mut shifts, &mut removed, &mut after_space);
         }
@@ -121,6 +142,16 @@ impl Folded {
     }
 }
 
+/// Records `n` bytes of whitespace left out where the folded bytes have reached `at`.
+fn skip(n: usize, at: usize, shifts: &mut Vec<(u32, u32)>, removed: &mut u32) {
+    *removed = removed.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    let at = u32::try_from(at).unwrap_or(u32::MAX);
+    match shifts.last_mut() {
+        Some(last) if last.0 == at => last.1 = *removed,
+        _ => shifts.push((at, *removed)),
+    }
+}
+
 fn fold_byte(
     c: u8,
     bytes: &mut Vec<u8>,
@@ -130,12 +161,7 @@ fn fold_byte(
 ) {
     if is_space(c) {
         if *after_space {
-            *removed = removed.saturating_add(1);
-            let at = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-            match shifts.last_mut() {
-                Some(last) if last.0 == at => last.1 = *removed,
-                _ => shifts.push((at, *removed)),
-            }
+            skip(1, bytes.len(), shifts, removed);
             return;
         }
         bytes.push(b' ');
