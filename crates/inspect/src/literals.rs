@@ -65,9 +65,12 @@ pub(crate) fn derive(pattern: &str, hand: &[String]) -> Option<Vec<String>> {
         .collect()
 }
 
+/// A set of bytes of folded text.
+pub(crate) type Bytes = [bool; 256];
+
 /// How far a match of a pattern can reach, measured on text folded as the trigger scan
 /// folds it (each run of whitespace one space).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Extent {
     /// The longest a match can be: `None` when unbounded.
     pub(crate) bytes: Option<usize>,
@@ -75,10 +78,14 @@ pub(crate) struct Extent {
     /// bound that cannot match whitespace (`\w+`, `\S+`, `-{3,}`) stays within one
     /// word, so a pattern unbounded in bytes is often bounded in words.
     pub(crate) spaces: Option<usize>,
+    /// When both are unbounded: the bytes no part repeated without bound can match
+    /// (a line of `[ \t>*#-]*` stops at a letter), and the most of them a match can
+    /// hold; `None` when every byte can be repeated without bound (`[^\n]*`).
+    pub(crate) stops: Option<(Box<Bytes>, usize)>,
 }
 
 /// The [`Extent`] of `pattern` (a byte-oriented pattern, as the rule compiles it);
-/// unbounded both ways when it does not parse.
+/// unbounded every way when it does not parse.
 ///
 /// A part that can only match whitespace counts one byte and one space however often
 /// it repeats (`\s+` is one space folded).
@@ -88,74 +95,115 @@ pub(crate) fn extent(pattern: &str) -> Extent {
         .utf8(false)
         .build()
         .parse(pattern);
-    match hir {
-        Ok(h) => Extent {
-            bytes: longest(&h),
-            spaces: spaces(&h),
-        },
-        Err(_) => Extent {
+    let Ok(h) = hir else {
+        return Extent {
             bytes: None,
             spaces: None,
-        },
+            stops: None,
+        };
+    };
+    let every = [true; 256];
+    let mut space = [false; 256];
+    space[usize::from(b' ')] = true;
+    let (bytes, spaces) = (most(&h, &every), most(&h, &space));
+    let stops = if bytes.is_none() && spaces.is_none() {
+        let mut free = [false; 256];
+        repeated(&h, &mut free);
+        // What folded text can hold: no capitals, no whitespace but the space.
+        let stops: Bytes = std::array::from_fn(|b| {
+            let b = u8::try_from(b).unwrap_or(0);
+            let folded_away = b.is_ascii_uppercase() || (is_space(b) && b != b' ');
+            !free[usize::from(b)] && !folded_away
+        });
+        stops
+            .contains(&true)
+            .then(|| most(&h, &stops).map(|k| (Box::new(stops), k)))
+            .flatten()
+    } else {
+        None
+    };
+    Extent {
+        bytes,
+        spaces,
+        stops,
     }
 }
 
-fn longest(h: &Hir) -> Option<usize> {
+/// The most bytes of `set` a match of `h` can hold, folded; `None` when unbounded.
+fn most(h: &Hir, set: &Bytes) -> Option<usize> {
     if blank(h) {
-        // Whitespace only, however long: one run, one byte folded.
-        return Some(usize::from(h.properties().maximum_len() != Some(0)));
+        // Whitespace only, however long: one run, one space folded.
+        return Some(usize::from(
+            set[usize::from(b' ')] && h.properties().maximum_len() != Some(0),
+        ));
     }
     match h.kind() {
         HirKind::Empty | HirKind::Look(_) => Some(0),
-        HirKind::Literal(l) => Some(fold(&l.0).len()),
-        // A byte, or one character of at most four bytes.
-        HirKind::Class(Class::Bytes(_)) => Some(1),
-        HirKind::Class(Class::Unicode(_)) => Some(4),
-        HirKind::Capture(c) => longest(&c.sub),
-        HirKind::Repetition(r) => {
-            let max = usize::try_from(r.max?).ok()?;
-            longest(&r.sub)?.checked_mul(max)
+        HirKind::Literal(l) => Some(fold(&l.0).iter().filter(|&&b| set[usize::from(b)]).count()),
+        HirKind::Class(c) => {
+            let mut members = [false; 256];
+            class_bytes(c, &mut members);
+            let any = (0..256).any(|b| members[b] && set[b]);
+            // One byte, or one character of up to four.
+            Some(usize::from(any) * if matches!(c, Class::Unicode(_)) { 4 } else { 1 })
         }
-        HirKind::Concat(v) => v
-            .iter()
-            .try_fold(0usize, |acc, x| acc.checked_add(longest(x)?)),
-        HirKind::Alternation(v) => v
-            .iter()
-            .try_fold(0usize, |acc, x| Some(acc.max(longest(x)?))),
-    }
-}
-
-/// The bytes the fold makes a space.
-const WHITESPACE: [u8; 6] = [b'\t', b'\n', 0x0b, 0x0c, b'\r', b' '];
-
-fn spaces(h: &Hir) -> Option<usize> {
-    if blank(h) {
-        return Some(usize::from(h.properties().maximum_len() != Some(0)));
-    }
-    match h.kind() {
-        HirKind::Empty | HirKind::Look(_) => Some(0),
-        HirKind::Literal(l) => Some(fold(&l.0).iter().filter(|&&b| b == b' ').count()),
-        HirKind::Class(Class::Bytes(c)) => Some(usize::from(c.ranges().iter().any(|r| {
-            WHITESPACE
-                .iter()
-                .any(|&w| (r.start()..=r.end()).contains(&w))
-        }))),
-        HirKind::Class(Class::Unicode(c)) => Some(usize::from(c.ranges().iter().any(|r| {
-            WHITESPACE
-                .iter()
-                .any(|&w| (r.start()..=r.end()).contains(&char::from(w)))
-        }))),
-        HirKind::Capture(c) => spaces(&c.sub),
-        HirKind::Repetition(r) => match spaces(&r.sub)? {
+        HirKind::Capture(c) => most(&c.sub, set),
+        HirKind::Repetition(r) => match most(&r.sub, set)? {
             0 => Some(0),
             n => n.checked_mul(usize::try_from(r.max?).ok()?),
         },
         HirKind::Concat(v) => v
             .iter()
-            .try_fold(0usize, |acc, x| acc.checked_add(spaces(x)?)),
+            .try_fold(0usize, |acc, x| acc.checked_add(most(x, set)?)),
         HirKind::Alternation(v) => v
             .iter()
-            .try_fold(0usize, |acc, x| Some(acc.max(spaces(x)?))),
+            .try_fold(0usize, |acc, x| Some(acc.max(most(x, set)?))),
+    }
+}
+
+/// Adds to `free` the folded bytes of every part of `h` repeated without bound (but
+/// whitespace-only parts, which fold to one space).
+fn repeated(h: &Hir, free: &mut Bytes) {
+    match h.kind() {
+        HirKind::Repetition(r) if r.max.is_none() && !blank(h) => members(&r.sub, free),
+        HirKind::Repetition(r) => repeated(&r.sub, free),
+        HirKind::Capture(c) => repeated(&c.sub, free),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|x| repeated(x, free)),
+        _ => {}
+    }
+}
+
+/// Adds to `out` every folded byte a match of `h` can hold.
+fn members(h: &Hir, out: &mut Bytes) {
+    match h.kind() {
+        HirKind::Literal(l) => fold(&l.0).iter().for_each(|&b| out[usize::from(b)] = true),
+        HirKind::Class(c) => class_bytes(c, out),
+        HirKind::Repetition(r) => members(&r.sub, out),
+        HirKind::Capture(c) => members(&c.sub, out),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|x| members(x, out)),
+        HirKind::Empty | HirKind::Look(_) => {}
+    }
+}
+
+/// Adds to `out` the folded bytes of a class (every byte from 0x80 for a Unicode class
+/// beyond ASCII: those are the bytes of its characters).
+fn class_bytes(c: &Class, out: &mut Bytes) {
+    let mut add = |b: u8| out[usize::from(fold(&[b])[0])] = true;
+    match c {
+        Class::Bytes(c) => c
+            .ranges()
+            .iter()
+            .for_each(|r| (r.start()..=r.end()).for_each(&mut add)),
+        Class::Unicode(c) => {
+            for r in c.ranges() {
+                (r.start()..=r.end().min('\u{7f}'))
+                    .filter_map(|ch| u8::try_from(ch).ok())
+                    .for_each(&mut add);
+                if r.end() > '\u{7f}' {
+                    (0x80..=0xff).for_each(&mut add);
+                }
+            }
+        }
     }
 }
 
@@ -394,8 +442,30 @@ mod tests {
     use super::{Extent, derive, extent};
 
     fn e(p: &str) -> (Option<usize>, Option<usize>) {
-        let Extent { bytes, spaces } = extent(p);
+        let Extent { bytes, spaces, .. } = extent(p);
         (bytes, spaces)
+    }
+
+    /// The bytes a match's unbounded parts cannot hold, and the most of them it holds.
+    fn stops(p: &str) -> Option<(String, usize)> {
+        extent(p).stops.map(|(set, k)| {
+            let printable: String = (b' '..=b'~')
+                .filter(|&b| set[usize::from(b)])
+                .map(char::from)
+                .collect();
+            (printable, k)
+        })
+    }
+
+    #[test]
+    fn a_line_of_markers_stops_at_the_first_letters() {
+        let (set, k) = stops(r"(?m)^[ \t>*#-]*(?:user|system)\s*:\s*\S").unwrap();
+        assert!(!set.contains(['>', '#', ' ']) && set.contains(['u', ':', 'a', '.']));
+        assert!(!set.contains('A'), "folded text has no capitals");
+        // `user` or `system` (6), `:` and the one byte after, no whitespace run.
+        assert_eq!(k, 8, "{set}");
+        assert_eq!(stops(r"x[^\n]*y"), None, "every byte may repeat: no stop");
+        assert_eq!(stops(r"ab"), None, "bounded: windows by bytes");
     }
 
     #[test]

@@ -145,7 +145,7 @@ struct Rule {
 }
 
 /// Where a rule woken by a trigger runs, in the folded text's offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Reach {
     /// Every match holds one of its triggers and is at most this long folded: from
     /// this far before the trigger's end to this far after its start holds every
@@ -155,6 +155,10 @@ enum Reach {
     /// unbounded parts stay within words): from just after the space this many and
     /// one more before the trigger, to that many after it.
     Words(usize),
+    /// Every match holds one of its triggers and at most this many of these bytes
+    /// (those no part repeated without bound can match): from just after the one this
+    /// many and one more before the trigger, to that many after it.
+    Stops(Box<crate::literals::Bytes>, usize),
     /// Its own triggers may miss matches: this far either side of the trigger.
     Near(usize),
     /// A match may be arbitrarily long: the whole text.
@@ -322,10 +326,11 @@ impl RulePack {
             };
             let complete = derived.is_some();
             let extent = crate::literals::extent(&pattern);
-            let reach = match (extent.bytes, extent.spaces, complete) {
-                (Some(n), _, true) => Reach::Exact(n),
-                (None, Some(k), true) => Reach::Words(k),
-                (Some(n), _, false) => Reach::Near(n.max(WINDOW)),
+            let reach = match (extent.bytes, extent.spaces, extent.stops, complete) {
+                (Some(n), _, _, true) => Reach::Exact(n),
+                (None, Some(k), _, true) => Reach::Words(k),
+                (None, None, Some((stops, k)), true) => Reach::Stops(stops, k),
+                (Some(n), _, _, false) => Reach::Near(n.max(WINDOW)),
                 _ => Reach::Whole,
             };
             for t in r.triggers.iter().chain(derived.iter().flatten()) {
@@ -548,30 +553,55 @@ impl RulePack {
             let folded = Folded::new(text.as_bytes());
             let mut hits = Vec::new();
             ac.find_all(&folded.bytes, &mut hits);
+            // Bytes walked to find each rule's windows: past a quarter of the text, the
+            // rule runs on the whole text (where its hits are that dense, its windows
+            // would cover most of it; and no text makes the walks quadratic).
+            let mut walked = vec![0usize; self.rules.len()];
+            let f = &folded.bytes;
             for m in &hits {
                 for &r in &self.woken_by[m.pattern] {
                     let rule = &self.rules[r];
-                    if !wanted(rule) {
+                    if !wanted(rule) || matches!(rule.reach, Reach::Exact(n) if m.end - m.start > n)
+                    {
                         continue;
                     }
-                    let (lo, hi) = match rule.reach {
-                        Reach::Exact(n) if m.end - m.start > n => continue,
-                        Reach::Exact(n) => (m.end.saturating_sub(n), m.start + n),
-                        Reach::Near(n) => (m.start.saturating_sub(n), m.end + n),
-                        Reach::Words(k) => {
-                            let f = &folded.bytes;
+                    woken[r] = true;
+                    if windows[r].is_none() {
+                        continue;
+                    }
+                    let (lo, hi) = match &rule.reach {
+                        Reach::Exact(n) => (m.end.saturating_sub(*n), m.start + n),
+                        Reach::Near(n) => (m.start.saturating_sub(*n), m.end + n),
+                        Reach::Words(k) => (
+                            memchr::memrchr_iter(b' ', &f[..m.start])
+                                .nth(*k)
+                                .map_or(0, |i| i + 1),
+                            memchr::memchr_iter(b' ', &f[m.end..])
+                                .nth(*k)
+                                .map_or(f.len(), |i| m.end + i),
+                        ),
+                        Reach::Stops(stops, k) => {
+                            let stop = |b: &u8| stops[usize::from(*b)];
                             (
-                                memchr::memrchr_iter(b' ', &f[..m.start])
-                                    .nth(k)
+                                f[..m.start]
+                                    .iter()
+                                    .rposition(nth(stop, *k))
                                     .map_or(0, |i| i + 1),
-                                memchr::memchr_iter(b' ', &f[m.end..])
-                                    .nth(k)
+                                f[m.end..]
+                                    .iter()
+                                    .position(nth(stop, *k))
                                     .map_or(f.len(), |i| m.end + i),
                             )
                         }
-                        Reach::Whole => (0, folded.bytes.len()),
+                        Reach::Whole => (0, f.len()),
                     };
-                    woken[r] = true;
+                    if matches!(rule.reach, Reach::Words(_) | Reach::Stops(..)) {
+                        walked[r] += (m.start - lo) + (hi.min(f.len()) - m.end);
+                        if walked[r] > f.len() / 4 + WINDOW {
+                            windows[r] = None;
+                            continue;
+                        }
+                    }
                     let Some(w) = &mut windows[r] else { continue };
                     let (start, end) = (folded.original(lo), folded.original(hi).min(text.len()));
                     let n = w.len();
@@ -674,6 +704,17 @@ impl RulePack {
                 }
             }
         }
+    }
+}
+
+/// A test that is true of the `k+1`-th byte it sees that `stop` holds of.
+fn nth(stop: impl Fn(&u8) -> bool, k: usize) -> impl FnMut(&u8) -> bool {
+    let mut seen = 0;
+    move |b| {
+        if stop(b) {
+            seen += 1;
+        }
+        seen > k
     }
 }
 
