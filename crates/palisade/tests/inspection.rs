@@ -81,6 +81,43 @@ async fn feat_07_secrets_in_answers_are_redacted_and_never_logged() {
     assert!(!logs.contains(aws) && !logs.contains(jwt), "AUTH-18");
 }
 
+/// A 4096-bit RSA private key, made for the test, as PEM.
+fn private_key_pem() -> String {
+    use aws_lc_rs::encoding::AsDer;
+    use base64::Engine;
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa4096).unwrap();
+    let der = key.as_der().unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----",
+        lines.join("\n")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_07_a_whole_private_key_and_every_address_are_redacted() {
+    let (_rec, _gw, c) = setup("[inspection]\npii = \"redact\"").await;
+    let pem = private_key_pem();
+    assert!(pem.len() > 3000, "{}", pem.len());
+    let mails: Vec<String> = (0..40).map(|i| format!("member{i}@example.org")).collect();
+    let answer = format!("deploy key:\n{pem}\nteam: {}", mails.join(", "));
+    let r = c.call(1, "rec__echo", json!({"text": answer})).await;
+    let t = text_of(&r);
+    assert!(t.contains("[REDACTED:SEC-PRIVATE-KEY]"), "{t}");
+    // Not one line of the key's body is left, nor one address.
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!t.contains(line), "`{line}` left in {t}");
+    }
+    for m in &mails {
+        assert!(!t.contains(m.as_str()), "`{m}` left in {t}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feat_07_hidden_text_is_stripped_and_smuggled_text_blocked() {
     let (_rec, _gw, c) = setup("").await;
