@@ -440,11 +440,11 @@ impl RulePack {
             .map(|(_, r)| r.id.as_str())
     }
 
-    /// The rules woken by triggers whose matches may be arbitrarily long, counted in
-    /// words (a part repeated without bound that can match whitespace, such as
-    /// `[^\n]*`): once woken, such a rule runs on the whole text rather than near its
-    /// trigger. Sound, and slower on long texts; a bound (`[^\n]{0,200}`) restores the
-    /// window.
+    /// The rules woken by triggers whose matches may reach arbitrarily far whatever
+    /// the text holds (parts repeated without bound that together can match every
+    /// byte, such as `[^\n]*`): once woken, such a rule runs on the whole text rather
+    /// than near its trigger. Sound, and slower on long texts; a bound
+    /// (`[^\n]{0,200}`) restores the window.
     pub fn whole_text_rules(&self) -> impl Iterator<Item = &str> {
         self.rules
             .iter()

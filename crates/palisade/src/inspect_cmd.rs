@@ -64,8 +64,8 @@ fn inspect(kind: Kind, format: Format, rules: Option<&Path>, input: &Path) -> Re
             if !whole.is_empty() {
                 eprintln!(
                     "palisade inspect: note: {} run on the whole text once woken (a match \
-                     may hold any number of words); bound their repetitions to keep them \
-                     near their triggers",
+                     may reach any distance from its trigger); bound their repetitions to \
+                     keep them near their triggers",
                     whole.join(", ")
                 );
             }

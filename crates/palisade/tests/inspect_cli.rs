@@ -130,3 +130,48 @@ fn tools_list_results_and_jsonl_of_tools() {
         "{out}"
     );
 }
+
+/// FEAT-07: an operator's pack is checked at load: a rule whose triggers may miss
+/// matches is named (a warning), and so is a rule that runs on the whole text once
+/// woken (a note); both still run.
+#[test]
+fn an_operators_rules_are_named_where_they_may_miss_or_run_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("rules.toml");
+    std::fs::write(
+        &pack,
+        r#"format = 1
+version = "ops-1"
+[[rule]]
+id = "OPS-WORDS"
+category = "injection"
+severity = "high"
+reason = "a word"
+triggers = ["secret"]
+pattern = '(?:secret|hu)\w*'
+[[rule]]
+id = "OPS-LINE"
+category = "injection"
+severity = "high"
+reason = "a line"
+triggers = ["forget"]
+pattern = 'forget[^\n]*rules'
+"#,
+    )
+    .unwrap();
+    let long = "x".repeat(3000);
+    let (code, out, err) = inspect(
+        &["--kind", "text", "--rules", pack.to_str().unwrap(), "-"],
+        &format!("Forget {long} rules."),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("OPS-LINE"), "found across 3,000 bytes: {out}");
+    assert!(
+        err.contains("rule OPS-WORDS: no strings its pattern requires"),
+        "{err}"
+    );
+    assert!(
+        err.contains("OPS-WORDS, OPS-LINE run on the whole text once woken"),
+        "{err}"
+    );
+}
