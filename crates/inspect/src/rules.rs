@@ -553,10 +553,11 @@ impl RulePack {
             let folded = Folded::new(text.as_bytes());
             let mut hits = Vec::new();
             ac.find_all(&folded.bytes, &mut hits);
-            // Bytes walked to find each rule's windows: past a quarter of the text, the
-            // rule runs on the whole text (where its hits are that dense, its windows
-            // would cover most of it; and no text makes the walks quadratic).
+            // Bytes walked to find each rule's word and stop windows: past half the
+            // text, the rule runs on the whole text, so that no order of hits makes the
+            // walks quadratic (hits in order walk on from the last window).
             let mut walked = vec![0usize; self.rules.len()];
+            let mut last: Vec<Option<Walk>> = vec![None; self.rules.len()];
             let f = &folded.bytes;
             for m in &hits {
                 for &r in &self.woken_by[m.pattern] {
@@ -572,35 +573,17 @@ impl RulePack {
                     let (lo, hi) = match &rule.reach {
                         Reach::Exact(n) => (m.end.saturating_sub(*n), m.start + n),
                         Reach::Near(n) => (m.start.saturating_sub(*n), m.end + n),
-                        Reach::Words(k) => (
-                            memchr::memrchr_iter(b' ', &f[..m.start])
-                                .nth(*k)
-                                .map_or(0, |i| i + 1),
-                            memchr::memchr_iter(b' ', &f[m.end..])
-                                .nth(*k)
-                                .map_or(f.len(), |i| m.end + i),
-                        ),
+                        Reach::Words(k) => {
+                            walk(&Bound::Spaces, *k, f, m, &mut last[r], &mut walked[r])
+                        }
                         Reach::Stops(stops, k) => {
-                            let stop = |b: &u8| stops[usize::from(*b)];
-                            (
-                                f[..m.start]
-                                    .iter()
-                                    .rposition(nth(stop, *k))
-                                    .map_or(0, |i| i + 1),
-                                f[m.end..]
-                                    .iter()
-                                    .position(nth(stop, *k))
-                                    .map_or(f.len(), |i| m.end + i),
-                            )
+                            walk(&Bound::Set(stops), *k, f, m, &mut last[r], &mut walked[r])
                         }
                         Reach::Whole => (0, f.len()),
                     };
-                    if matches!(rule.reach, Reach::Words(_) | Reach::Stops(..)) {
-                        walked[r] += (m.start - lo) + (hi.min(f.len()) - m.end);
-                        if walked[r] > f.len() / 4 + WINDOW {
-                            windows[r] = None;
-                            continue;
-                        }
+                    if walked[r] > f.len() / 2 + WINDOW {
+                        windows[r] = None;
+                        continue;
                     }
                     let Some(w) = &mut windows[r] else { continue };
                     let (start, end) = (folded.original(lo), folded.original(hi).min(text.len()));
@@ -707,15 +690,88 @@ impl RulePack {
     }
 }
 
-/// A test that is true of the `k+1`-th byte it sees that `stop` holds of.
-fn nth(stop: impl Fn(&u8) -> bool, k: usize) -> impl FnMut(&u8) -> bool {
-    let mut seen = 0;
-    move |b| {
-        if stop(b) {
-            seen += 1;
+/// What bounds a word or stop window: spaces, or the bytes of a set.
+enum Bound<'a> {
+    Spaces,
+    Set(&'a crate::literals::Bytes),
+}
+
+impl Bound<'_> {
+    /// The index of the `k+1`-th bounding byte of `b`.
+    fn nth(&self, b: &[u8], k: usize) -> Option<usize> {
+        match self {
+            Self::Spaces => crate::words::nth_space(b, k),
+            Self::Set(s) => (0..b.len()).filter(|&i| s[usize::from(b[i])]).nth(k),
         }
-        seen > k
     }
+
+    /// The index of the `k+1`-th bounding byte of `b` counting back from its end.
+    fn nth_back(&self, b: &[u8], k: usize) -> Option<usize> {
+        match self {
+            Self::Spaces => crate::words::nth_space_back(b, k),
+            Self::Set(s) => (0..b.len()).rev().filter(|&i| s[usize::from(b[i])]).nth(k),
+        }
+    }
+
+    fn count(&self, b: &[u8]) -> usize {
+        match self {
+            Self::Spaces => crate::words::count_spaces(b),
+            Self::Set(s) => b.iter().filter(|&&c| s[usize::from(c)]).count(),
+        }
+    }
+}
+
+/// A rule's last hit and the window found for it, in folded offsets.
+#[derive(Clone, Copy)]
+struct Walk {
+    start: usize,
+    end: usize,
+    lo: usize,
+    hi: usize,
+}
+
+/// The window of a hit for a rule whose matches hold at most `k` bounding bytes: from
+/// just after the `k+1`-th before it to the `k+1`-th after it. A hit that follows the
+/// rule's last one inside its window walks on from where that walk ended; `walked`
+/// counts the bytes looked at.
+fn walk(
+    bound: &Bound<'_>,
+    k: usize,
+    f: &[u8],
+    m: &crate::triggers::Hit,
+    last: &mut Option<Walk>,
+    walked: &mut usize,
+) -> (usize, usize) {
+    let (lo, hi) = match *last {
+        Some(w) if m.start >= w.start && m.end >= w.end && m.start <= w.hi => {
+            // The last window's start still bounds this one (it can only move on);
+            // its end moves on by the bounding bytes between the two hits.
+            let d = bound.count(&f[w.end..m.end]);
+            *walked += m.end - w.end;
+            let hi = if d == 0 || w.hi >= f.len() {
+                w.hi
+            } else {
+                let from = w.hi + 1;
+                let hi = bound.nth(&f[from..], d - 1).map_or(f.len(), |i| from + i);
+                *walked += hi - from;
+                hi
+            };
+            (w.lo, hi)
+        }
+        _ => {
+            let lo = bound.nth_back(&f[..m.start], k).map_or(0, |i| i + 1);
+            let hi = bound.nth(&f[m.end..], k).map_or(f.len(), |i| m.end + i);
+            *walked += (m.start - lo) + (hi - m.end);
+            (lo, hi)
+        }
+    };
+    *last = Some(Walk {
+        start: m.start,
+        end: m.end,
+        lo,
+        hi,
+    });
+    (lo, hi)
 }
 
 /// `windows` sorted, with those that overlap or touch made one.

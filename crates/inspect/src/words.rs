@@ -46,3 +46,83 @@ pub(crate) fn between(x: u64, lo: u8, hi: u8) -> u64 {
         & !x
         & HIGH
 }
+
+/// The index of the `k+1`-th space in `b` (counting from the start), eight bytes at a
+/// time: the spaces of a word are counted at once, and only the word that holds the
+/// one sought is looked at byte by byte.
+pub(crate) fn nth_space(b: &[u8], k: usize) -> Option<usize> {
+    let mut left = k;
+    let mut words = b.chunks_exact(8);
+    for (i, w) in words.by_ref().enumerate() {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let n = between(x, b' ', b' ').count_ones() as usize;
+        if n <= left {
+            left -= n;
+            continue;
+        }
+        return (0..8)
+            .filter(|&j| w[j] == b' ')
+            .nth(left)
+            .map(|j| i * 8 + j);
+    }
+    let tail = words.remainder();
+    let start = b.len() - tail.len();
+    (0..tail.len())
+        .filter(|&j| tail[j] == b' ')
+        .nth(left)
+        .map(|j| start + j)
+}
+
+/// The index of the `k+1`-th space in `b` counting back from its end.
+pub(crate) fn nth_space_back(b: &[u8], k: usize) -> Option<usize> {
+    let mut left = k;
+    let mut words = b.rchunks_exact(8);
+    for (i, w) in words.by_ref().enumerate() {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let n = between(x, b' ', b' ').count_ones() as usize;
+        if n <= left {
+            left -= n;
+            continue;
+        }
+        let start = b.len() - (i + 1) * 8;
+        return nth_space_from_end(w, left).map(|j| start + j);
+    }
+    nth_space_from_end(words.remainder(), left)
+}
+
+/// How many spaces `b` holds, eight bytes at a time.
+pub(crate) fn count_spaces(b: &[u8]) -> usize {
+    let mut words = b.chunks_exact(8);
+    let mut n = 0;
+    for w in words.by_ref() {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        n += between(x, b' ', b' ').count_ones() as usize;
+    }
+    n + words.remainder().iter().filter(|&&c| c == b' ').count()
+}
+
+/// The index in `w` of its `k+1`-th space counting back from its end.
+fn nth_space_from_end(w: &[u8], k: usize) -> Option<usize> {
+    (0..w.len()).rev().filter(|&j| w[j] == b' ').nth(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_nth_space_either_way_is_found_as_byte_by_byte(
+            b in proptest::collection::vec(prop_oneof![Just(b' '), Just(b'a'), Just(0xa0)], 0..80),
+            k in 0usize..30,
+        ) {
+            let spaces: Vec<usize> = (0..b.len()).filter(|&i| b[i] == b' ').collect();
+            prop_assert_eq!(super::nth_space(&b, k), spaces.get(k).copied());
+            prop_assert_eq!(super::count_spaces(&b), spaces.len());
+            prop_assert_eq!(
+                super::nth_space_back(&b, k),
+                spaces.iter().rev().nth(k).copied()
+            );
+        }
+    }
+}
