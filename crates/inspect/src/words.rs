@@ -47,63 +47,54 @@ pub(crate) fn between(x: u64, lo: u8, hi: u8) -> u64 {
         & HIGH
 }
 
+/// How many spaces an eight-byte word holds.
+fn spaces_in(w: &[u8]) -> usize {
+    let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    between(x, b' ', b' ').count_ones() as usize
+}
+
+/// Of eight-byte `words` in the order given, the one that holds the `k+1`-th space and
+/// how many of its spaces come first (`Ok((index, left))`), or how many of the spaces
+/// sought remain after them all (`Err(left)`).
+fn word_with<'a>(words: impl Iterator<Item = &'a [u8]>, k: usize) -> Result<(usize, usize), usize> {
+    let mut left = k;
+    for (i, w) in words.enumerate() {
+        let n = spaces_in(w);
+        if n > left {
+            return Ok((i, left));
+        }
+        left -= n;
+    }
+    Err(left)
+}
+
 /// The index of the `k+1`-th space in `b` (counting from the start), eight bytes at a
 /// time: the spaces of a word are counted at once, and only the word that holds the
 /// one sought is looked at byte by byte.
 pub(crate) fn nth_space(b: &[u8], k: usize) -> Option<usize> {
-    let mut left = k;
-    let mut words = b.chunks_exact(8);
-    for (i, w) in words.by_ref().enumerate() {
-        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let n = between(x, b' ', b' ').count_ones() as usize;
-        if n <= left {
-            left -= n;
-            continue;
-        }
-        return (0..8)
-            .filter(|&j| w[j] == b' ')
-            .nth(left)
-            .map(|j| i * 8 + j);
-    }
-    let tail = words.remainder();
-    let start = b.len() - tail.len();
-    (0..tail.len())
-        .filter(|&j| tail[j] == b' ')
-        .nth(left)
-        .map(|j| start + j)
+    let whole = b.len() / 8 * 8;
+    let (from, left) = match word_with(b[..whole].chunks_exact(8), k) {
+        Ok((i, left)) => (i * 8, left),
+        Err(left) => (whole, left),
+    };
+    (from..b.len()).filter(|&j| b[j] == b' ').nth(left)
 }
 
 /// The index of the `k+1`-th space in `b` counting back from its end.
 pub(crate) fn nth_space_back(b: &[u8], k: usize) -> Option<usize> {
-    let mut left = k;
-    let mut words = b.rchunks_exact(8);
-    for (i, w) in words.by_ref().enumerate() {
-        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let n = between(x, b' ', b' ').count_ones() as usize;
-        if n <= left {
-            left -= n;
-            continue;
-        }
-        let start = b.len() - (i + 1) * 8;
-        return nth_space_from_end(w, left).map(|j| start + j);
-    }
-    nth_space_from_end(words.remainder(), left)
+    let tail = b.len() % 8;
+    let (to, left) = match word_with(b[tail..].rchunks_exact(8), k) {
+        Ok((i, left)) => (b.len() - i * 8, left),
+        Err(left) => (tail, left),
+    };
+    (0..to).rev().filter(|&j| b[j] == b' ').nth(left)
 }
 
 /// How many spaces `b` holds, eight bytes at a time.
 pub(crate) fn count_spaces(b: &[u8]) -> usize {
-    let mut words = b.chunks_exact(8);
-    let mut n = 0;
-    for w in words.by_ref() {
-        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        n += between(x, b' ', b' ').count_ones() as usize;
-    }
-    n + words.remainder().iter().filter(|&&c| c == b' ').count()
-}
-
-/// The index in `w` of its `k+1`-th space counting back from its end.
-fn nth_space_from_end(w: &[u8], k: usize) -> Option<usize> {
-    (0..w.len()).rev().filter(|&j| w[j] == b' ').nth(k)
+    let words = b.chunks_exact(8);
+    let tail = words.remainder();
+    words.map(spaces_in).sum::<usize>() + tail.iter().filter(|&&c| c == b' ').count()
 }
 
 #[cfg(test)]
