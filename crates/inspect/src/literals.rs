@@ -49,12 +49,7 @@ struct Info {
 /// strings the rule's own triggers already cover count as free: a derived `the ` or
 /// `to ` would wake the rule everywhere.
 pub(crate) fn derive(pattern: &str, hand: &[String]) -> Option<Vec<String>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = parse(pattern).ok()?;
     let cx = Cx {
         hand: hand.iter().map(|h| h.as_bytes().to_vec()).collect(),
     };
@@ -90,11 +85,7 @@ pub(crate) struct Extent {
 /// A part that can only match whitespace counts one byte and one space however often
 /// it repeats (`\s+` is one space folded).
 pub(crate) fn extent(pattern: &str) -> Extent {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern);
+    let hir = parse(pattern);
     let Ok(h) = hir else {
         return Extent {
             bytes: None,
@@ -224,6 +215,17 @@ fn blank(h: &Hir) -> bool {
         HirKind::Repetition(r) => blank(&r.sub),
         HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().all(blank),
     }
+}
+
+/// `pattern` parsed as the rules compile it: bytes, ASCII classes, matches that need
+/// not be UTF-8.
+pub(crate) fn parse(pattern: &str) -> Result<Hir, String> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string())
 }
 
 /// The rule's own triggers, folded.

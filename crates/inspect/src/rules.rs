@@ -33,7 +33,8 @@ const MAX_PER_RULE: usize = 16;
 /// A rule whose triggers may miss some of its matches, woken by one, runs on this many
 /// bytes either side of it (or its longest match, if longer).
 const WINDOW: usize = 512;
-/// Digit rules run on this many bytes either side of a long enough digit run.
+/// Digit rules run on this many bytes either side of a long enough digit run (or as
+/// far as their longest match, if longer).
 const DIGIT_WINDOW: usize = 48;
 /// Beyond this many separate windows, a rule runs on the whole text.
 const MAX_WINDOWS: usize = 32;
@@ -295,7 +296,7 @@ impl RulePack {
             }
             let folded = !r.case_sensitive;
             let pattern = if folded {
-                lowercase_literals(&r.pattern)
+                lowercase_literals(&r.pattern).map_err(|e| bad(format!("pattern: {e}")))?
             } else {
                 r.pattern.clone()
             };
@@ -304,7 +305,8 @@ impl RulePack {
             let unless_before = match &r.unless_before {
                 None => None,
                 Some(u) => Some(
-                    build(&lowercase_literals(u), 1 << 22)
+                    lowercase_literals(u)
+                        .and_then(|u| build(&u, 1 << 22))
                         .map_err(|e| bad(format!("unless_before: {e}")))?,
                 ),
             };
@@ -327,6 +329,11 @@ impl RulePack {
             let complete = derived.is_some();
             let extent = crate::literals::extent(&pattern);
             let reach = match (extent.bytes, extent.spaces, extent.stops, complete) {
+                // Digit rules run around runs of digits, in the text's own bytes.
+                _ if r.digits.is_some() => match longest_unfolded(&pattern) {
+                    Some(n) => Reach::Near(n.max(DIGIT_WINDOW)),
+                    None => Reach::Whole,
+                },
                 (Some(n), _, _, true) => Reach::Exact(n),
                 (None, Some(k), _, true) => Reach::Words(k),
                 (None, None, Some((stops, k)), true) => Reach::Stops(stops, k),
@@ -646,10 +653,12 @@ impl RulePack {
                 if n < min {
                     continue;
                 }
-                let (a, b) = (
-                    a.saturating_sub(DIGIT_WINDOW),
-                    (b + DIGIT_WINDOW).min(text.len()),
-                );
+                // As far as a match can reach from the run (or the whole text).
+                let n = match rule.reach {
+                    Reach::Near(n) => n,
+                    _ => text.len(),
+                };
+                let (a, b) = (a.saturating_sub(n), (b + n).min(text.len()));
                 match w.last_mut() {
                     Some(last) if last.1 >= a => last.1 = last.1.max(b),
                     _ => w.push((a, b)),
@@ -822,12 +831,7 @@ fn relax(pattern: &str) -> Result<Option<Regex>, String> {
             _ => h.clone(),
         }
     }
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .map_err(|e| e.to_string())?;
+    let hir = crate::literals::parse(pattern)?;
     let mut changed = false;
     let relaxed = walk(&hir, &mut changed);
     if !changed {
@@ -878,31 +882,59 @@ fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
     out
 }
 
-/// Lowercases the ASCII letters of a pattern that stand for themselves, leaving
-/// escapes (`\S`, `\B`, `\x1B`, …) alone, so that a case-insensitive rule can run
-/// case-sensitively on lowercased text.
-fn lowercase_literals(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len());
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        if c == '(' && chars.as_str().starts_with("?P<") {
-            // A named group: `(?P<name>` keeps its flag letter.
-            out.push_str("(?P<");
-            chars.nth(2);
-        } else if c == '\\' {
-            out.push(c);
-            match chars.next() {
-                Some(x @ ('x' | 'u' | 'U')) => {
-                    out.push(x);
+/// The longest a match of `pattern` can be in the text's own bytes (`None` when
+/// unbounded or when it does not parse).
+fn longest_unfolded(pattern: &str) -> Option<usize> {
+    crate::literals::parse(pattern)
+        .ok()?
+        .properties()
+        .maximum_len()
+}
+
+/// The pattern with every ASCII capital it can match made lowercase (in literals and
+/// classes), so that a case-insensitive rule can run case-sensitively on lowercased
+/// text. Rewritten from its syntax tree: flags (`(?U)`), group names and escapes
+/// keep their meaning.
+fn lowercase_literals(pattern: &str) -> Result<String, String> {
+    use regex_syntax::hir::{
+        Capture, Class, ClassBytes, ClassBytesRange, Hir, HirKind, Repetition,
+    };
+    fn lower(h: &Hir) -> Hir {
+        match h.kind() {
+            HirKind::Literal(l) => Hir::literal(l.0.to_ascii_lowercase()),
+            HirKind::Class(Class::Bytes(c)) => {
+                let mut set = [false; 256];
+                for r in c.ranges() {
+                    for b in r.start()..=r.end() {
+                        set[usize::from(b.to_ascii_lowercase())] = true;
+                    }
                 }
-                Some(n) => out.push(n),
-                None => {}
+                let ranges = (0..=255u8)
+                    .filter(|&b| set[usize::from(b)])
+                    .map(|b| ClassBytesRange::new(b, b));
+                Hir::class(Class::Bytes(ClassBytes::new(ranges)))
             }
-        } else {
-            out.push(c.to_ascii_lowercase());
+            HirKind::Class(Class::Unicode(c)) => {
+                // Every case of every character: the lowercase ones among them.
+                let mut c = c.clone();
+                c.case_fold_simple();
+                Hir::class(Class::Unicode(c))
+            }
+            HirKind::Repetition(r) => Hir::repetition(Repetition {
+                sub: Box::new(lower(&r.sub)),
+                ..r.clone()
+            }),
+            HirKind::Capture(c) => Hir::capture(Capture {
+                sub: Box::new(lower(&c.sub)),
+                ..c.clone()
+            }),
+            HirKind::Concat(v) => Hir::concat(v.iter().map(lower).collect()),
+            HirKind::Alternation(v) => Hir::alternation(v.iter().map(lower).collect()),
+            HirKind::Empty | HirKind::Look(_) => h.clone(),
         }
     }
-    out
+    let hir = crate::literals::parse(pattern)?;
+    Ok(lower(&hir).to_string())
 }
 
 impl Rule {
@@ -1110,12 +1142,7 @@ mod coverage {
         let mut failures = Vec::new();
         let mut exercised = 0;
         for (r, rule) in pack.rules.iter().enumerate() {
-            let hir = regex_syntax::ParserBuilder::new()
-                .unicode(false)
-                .utf8(false)
-                .build()
-                .parse(&rule.pattern)
-                .unwrap();
+            let hir = crate::literals::parse(&rule.pattern).unwrap();
             let scope = *rule.scopes.iter().next().unwrap();
             let own: Vec<&[u8]> = (0..pack.woken_by.len())
                 .filter(|&t| pack.woken_by[t].contains(&r))
