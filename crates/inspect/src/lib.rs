@@ -240,18 +240,15 @@ impl Inspector {
             }
         }
         let mut matches = Vec::new();
-        // Secrets and PII are matched on the original, so that redaction is exact;
-        // everything else on the normalised text.
-        if !n.changed() {
-            self.pack.scan(n.text(), scope, None, &mut matches);
-        } else {
-            self.pack.scan(n.text(), scope, Some(true), &mut matches);
-            let mut raw = Vec::new();
-            self.pack.scan(s, scope, Some(false), &mut raw);
+        // Every rule runs on the normalised text, its spans mapped back to the
+        // original (each covering the original characters of what it matched): a
+        // secret split by invisible characters, which stripping would join again in
+        // the answer, is found and redacted whole.
+        self.pack.scan(n.text(), scope, None, &mut matches);
+        if n.changed() {
             for m in &mut matches {
                 m.span = n.original_span(m.span.clone());
             }
-            matches.extend(raw);
         }
         findings.extend(matches.into_iter().map(|m| Finding {
             rule: m.id.to_owned(),

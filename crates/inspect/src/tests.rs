@@ -459,3 +459,24 @@ fn a_digit_rule_runs_as_far_as_its_match_reaches() {
     assert_eq!(rules(&r), ["ACCOUNT"]);
     assert_eq!(r.findings[0].span, (4, 4 + 118));
 }
+
+/// FEAT-07: a secret split by invisible characters is redacted whole, so that
+/// stripping the hidden text afterwards does not join it again in the answer.
+#[test]
+fn feat_07_a_secret_split_by_invisible_characters_is_redacted() {
+    let key = "AKIAQYLPMN5HHHFPZAM2";
+    let text = format!("creds: {}\u{200b}{} ok", &key[..8], &key[8..]);
+    let r = ins().inspect_text(&text);
+    let red = redact(&text, &r, "text");
+    let out = strip_hidden(&red);
+    assert!(out.contains("[REDACTED:SEC-AWS-ACCESS-KEY]"), "{out}");
+    assert!(
+        !out.contains(&key[..8]) && !out.contains(&key[8..]),
+        "{out}"
+    );
+    // In a text that normalisation changes elsewhere, the span still lands on the
+    // secret's own bytes.
+    let text = format!("ｃｒｅｄｓ： {key} — ok");
+    let red = redact(&text, &ins().inspect_text(&text), "text");
+    assert_eq!(red, "ｃｒｅｄｓ： [REDACTED:SEC-AWS-ACCESS-KEY] — ok");
+}
