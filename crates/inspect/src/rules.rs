@@ -28,8 +28,11 @@ use crate::{Category, Scope, Severity, validate};
 /// The pack compiled into the binary.
 pub const BUILTIN: &str = include_str!("../rules/default.toml");
 
-/// At most this many findings per attack rule and window (secrets and PII: all).
+/// At most this many findings per attack rule and window.
 const MAX_PER_RULE: usize = 16;
+/// At most this many findings per secret or PII rule and window; the last covers the
+/// rest of the window.
+const MAX_DATA_PER_RULE: usize = 1024;
 /// A rule whose triggers may miss some of its matches, woken by one, runs on this many
 /// bytes either side of it (or its longest match, if longer).
 const WINDOW: usize = 512;
@@ -552,8 +555,9 @@ impl RulePack {
         // (lowercase, each run of whitespace one space), where windows are measured too,
         // so that a long run of whitespace does not push a rule's words out of reach.
         let lower = text.to_ascii_lowercase();
-        // Where each woken rule's triggers occur; `None` once there are so many that
-        // the whole text is cheaper.
+        // Where each woken rule runs; `None` for the whole text (a rule whose matches
+        // may reach anywhere, so many windows that the whole is cheaper, or walks past
+        // their budget).
         let mut windows: Vec<Option<Vec<(usize, usize)>>> =
             vec![Some(Vec::new()); self.rules.len()];
         if let Some(ac) = &self.prefilter {
@@ -654,11 +658,11 @@ impl RulePack {
                     continue;
                 }
                 // As far as a match can reach from the run (or the whole text).
-                let n = match rule.reach {
-                    Reach::Near(n) => n,
+                let reach = match rule.reach {
+                    Reach::Near(reach) => reach,
                     _ => text.len(),
                 };
-                let (a, b) = (a.saturating_sub(n), (b + n).min(text.len()));
+                let (a, b) = (a.saturating_sub(reach), (b + reach).min(text.len()));
                 match w.last_mut() {
                     Some(last) if last.1 >= a => last.1 = last.1.max(b),
                     _ => w.push((a, b)),
@@ -949,6 +953,7 @@ impl Rule {
         out: &mut Vec<RuleMatch<'p>>,
     ) {
         let mut n = 0;
+        let end = range.end;
         let severity = match (scope, self.tool_severity) {
             (Scope::Tool | Scope::Param, Some(s)) => s,
             _ => self.severity,
@@ -995,9 +1000,21 @@ impl Rule {
                 });
                 n += 1;
             }
-            // Attack findings are capped (one decides the verdict); every secret and
-            // every piece of PII is reported, since each one found is one redacted.
-            n >= MAX_PER_RULE && self.category.is_attack()
+            if self.category.is_attack() {
+                // One decides the verdict.
+                return n >= MAX_PER_RULE;
+            }
+            // Each secret or piece of PII found is one redacted: all are reported, up
+            // to a bound that keeps a text packed with them from costing more memory
+            // than a few times its size; the last one reported then covers the rest
+            // of the window, which is redacted unread.
+            if n >= MAX_DATA_PER_RULE {
+                if let Some(last) = out.last_mut() {
+                    last.span.end = last.span.end.max(end);
+                }
+                return true;
+            }
+            false
         };
         let input = Input::new(hay).range(range);
         match &self.group {

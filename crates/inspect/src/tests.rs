@@ -480,3 +480,20 @@ fn feat_07_a_secret_split_by_invisible_characters_is_redacted() {
     let red = redact(&text, &ins().inspect_text(&text), "text");
     assert_eq!(red, "ｃｒｅｄｓ： [REDACTED:SEC-AWS-ACCESS-KEY] — ok");
 }
+
+/// FEAT-07: a text packed with more addresses than a rule reports one by one is still
+/// redacted to the end (the last finding covers the rest), and the findings stay
+/// bounded.
+#[test]
+fn feat_07_a_text_packed_with_pii_is_redacted_to_the_end() {
+    let text: String = (0..3000).map(|i| format!("u{i}@example.org ")).collect();
+    let r = ins().inspect_text(&text);
+    let n = r.findings.iter().filter(|f| f.rule == "PII-EMAIL").count();
+    assert!((1000..=1100).contains(&n), "{n} findings");
+    let red = redact(&text, &r, "text");
+    assert!(
+        !red.contains('@'),
+        "{}",
+        &red[red.find('@').unwrap_or(0)..][..80]
+    );
+}
