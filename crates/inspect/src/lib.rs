@@ -15,6 +15,7 @@
 
 mod literals;
 pub mod normalize;
+mod reach;
 pub mod rules;
 mod triggers;
 mod validate;

@@ -18,6 +18,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::reach::{Reach, Walks, merge};
 use crate::triggers::{Folded, Triggers, fold_trigger, is_space};
 use regex_automata::Input;
 use regex_automata::meta::Regex;
@@ -33,12 +34,6 @@ const MAX_PER_RULE: usize = 16;
 /// At most this many findings per secret or PII rule and window; the last covers the
 /// rest of the window.
 const MAX_DATA_PER_RULE: usize = 1024;
-/// A rule whose triggers may miss some of its matches, woken by one, runs on this many
-/// bytes either side of it (or its longest match, if longer).
-const WINDOW: usize = 512;
-/// Digit rules run on this many bytes either side of a long enough digit run (or as
-/// far as their longest match, if longer).
-const DIGIT_WINDOW: usize = 48;
 /// Beyond this many separate windows, a rule runs on the whole text.
 const MAX_WINDOWS: usize = 32;
 /// Counted repetitions with an upper bound at least this large are what make a lazy
@@ -146,27 +141,6 @@ struct Rule {
     pattern: String,
     /// Where it runs when a trigger wakes it.
     reach: Reach,
-}
-
-/// Where a rule woken by a trigger runs, in the folded text's offsets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Reach {
-    /// Every match holds one of its triggers and is at most this long folded: from
-    /// this far before the trigger's end to this far after its start holds every
-    /// match the trigger is part of. A longer trigger is part of none.
-    Exact(usize),
-    /// Every match holds one of its triggers and at most this many spaces folded (its
-    /// unbounded parts stay within words): from just after the space this many and
-    /// one more before the trigger, to that many after it.
-    Words(usize),
-    /// Every match holds one of its triggers and at most this many of these bytes
-    /// (those no part repeated without bound can match): from just after the one this
-    /// many and one more before the trigger, to that many after it.
-    Stops(Box<crate::literals::Bytes>, usize),
-    /// Its own triggers may miss matches: this far either side of the trigger.
-    Near(usize),
-    /// A match may be arbitrarily long: the whole text.
-    Whole,
 }
 
 /// `pattern` compiled as the rules are: bytes, ASCII classes, no UTF-8 requirement,
@@ -330,19 +304,7 @@ impl RulePack {
                 crate::literals::derive(&pattern, &own)
             };
             let complete = derived.is_some();
-            let extent = crate::literals::extent(&pattern);
-            let reach = match (extent.bytes, extent.spaces, extent.stops, complete) {
-                // Digit rules run around runs of digits, in the text's own bytes.
-                _ if r.digits.is_some() => match longest_unfolded(&pattern) {
-                    Some(n) => Reach::Near(n.max(DIGIT_WINDOW)),
-                    None => Reach::Whole,
-                },
-                (Some(n), _, _, true) => Reach::Exact(n),
-                (None, Some(k), _, true) => Reach::Words(k),
-                (None, None, Some((stops, k)), true) => Reach::Stops(stops, k),
-                (Some(n), _, _, false) => Reach::Near(n.max(WINDOW)),
-                _ => Reach::Whole,
-            };
+            let reach = Reach::of(&pattern, complete, r.digits.is_some());
             for t in r.triggers.iter().chain(derived.iter().flatten()) {
                 let key = fold_trigger(t);
                 if key.trim().is_empty() || !t.is_ascii() {
@@ -564,35 +526,20 @@ impl RulePack {
             let folded = Folded::new(text.as_bytes());
             let mut hits = Vec::new();
             ac.find_all(&folded.bytes, &mut hits);
-            // Bytes walked to find each rule's word and stop windows: past half the
-            // text, the rule runs on the whole text, so that no order of hits makes the
-            // walks quadratic (hits in order walk on from the last window).
-            let mut walked = vec![0usize; self.rules.len()];
-            let mut last: Vec<Option<Walk>> = vec![None; self.rules.len()];
+            let mut walks = vec![Walks::default(); self.rules.len()];
             let f = &folded.bytes;
             for m in &hits {
                 for &r in &self.woken_by[m.pattern] {
                     let rule = &self.rules[r];
-                    if !wanted(rule) || matches!(rule.reach, Reach::Exact(n) if m.end - m.start > n)
-                    {
+                    // A rule already running on the whole text is woken already.
+                    if !wanted(rule) || windows[r].is_none() {
                         continue;
                     }
-                    woken[r] = true;
-                    if windows[r].is_none() {
+                    let Some((lo, hi)) = rule.reach.window(m, f, &mut walks[r]) else {
                         continue;
-                    }
-                    let (lo, hi) = match &rule.reach {
-                        Reach::Exact(n) => (m.end.saturating_sub(*n), m.start + n),
-                        Reach::Near(n) => (m.start.saturating_sub(*n), m.end + n),
-                        Reach::Words(k) => {
-                            walk(&Bound::Spaces, *k, f, m, &mut last[r], &mut walked[r])
-                        }
-                        Reach::Stops(stops, k) => {
-                            walk(&Bound::Set(stops), *k, f, m, &mut last[r], &mut walked[r])
-                        }
-                        Reach::Whole => (0, f.len()),
                     };
-                    if walked[r] > f.len() / 2 + WINDOW {
+                    woken[r] = true;
+                    if walks[r].spent(f.len()) {
                         windows[r] = None;
                         continue;
                     }
@@ -703,103 +650,6 @@ impl RulePack {
     }
 }
 
-/// What bounds a word or stop window: spaces, or the bytes of a set.
-enum Bound<'a> {
-    Spaces,
-    Set(&'a crate::literals::Bytes),
-}
-
-impl Bound<'_> {
-    /// The index of the `k+1`-th bounding byte of `b`.
-    fn nth(&self, b: &[u8], k: usize) -> Option<usize> {
-        match self {
-            Self::Spaces => crate::words::nth_space(b, k),
-            Self::Set(s) => (0..b.len()).filter(|&i| s[usize::from(b[i])]).nth(k),
-        }
-    }
-
-    /// The index of the `k+1`-th bounding byte of `b` counting back from its end.
-    fn nth_back(&self, b: &[u8], k: usize) -> Option<usize> {
-        match self {
-            Self::Spaces => crate::words::nth_space_back(b, k),
-            Self::Set(s) => (0..b.len()).rev().filter(|&i| s[usize::from(b[i])]).nth(k),
-        }
-    }
-
-    fn count(&self, b: &[u8]) -> usize {
-        match self {
-            Self::Spaces => crate::words::count_spaces(b),
-            Self::Set(s) => b.iter().filter(|&&c| s[usize::from(c)]).count(),
-        }
-    }
-}
-
-/// A rule's last hit and the window found for it, in folded offsets.
-#[derive(Clone, Copy)]
-struct Walk {
-    start: usize,
-    end: usize,
-    lo: usize,
-    hi: usize,
-}
-
-/// The window of a hit for a rule whose matches hold at most `k` bounding bytes: from
-/// just after the `k+1`-th before it to the `k+1`-th after it. A hit that follows the
-/// rule's last one inside its window walks on from where that walk ended; `walked`
-/// counts the bytes looked at.
-fn walk(
-    bound: &Bound<'_>,
-    k: usize,
-    f: &[u8],
-    m: &crate::triggers::Hit,
-    last: &mut Option<Walk>,
-    walked: &mut usize,
-) -> (usize, usize) {
-    let (lo, hi) = match *last {
-        Some(w) if m.start >= w.start && m.end >= w.end && m.start <= w.hi => {
-            // The last window's start still bounds this one (it can only move on);
-            // its end moves on by the bounding bytes between the two hits.
-            let d = bound.count(&f[w.end..m.end]);
-            *walked += m.end - w.end;
-            let hi = if d == 0 || w.hi >= f.len() {
-                w.hi
-            } else {
-                let from = w.hi + 1;
-                let hi = bound.nth(&f[from..], d - 1).map_or(f.len(), |i| from + i);
-                *walked += hi - from;
-                hi
-            };
-            (w.lo, hi)
-        }
-        _ => {
-            let lo = bound.nth_back(&f[..m.start], k).map_or(0, |i| i + 1);
-            let hi = bound.nth(&f[m.end..], k).map_or(f.len(), |i| m.end + i);
-            *walked += (m.start - lo) + (hi - m.end);
-            (lo, hi)
-        }
-    };
-    *last = Some(Walk {
-        start: m.start,
-        end: m.end,
-        lo,
-        hi,
-    });
-    (lo, hi)
-}
-
-/// `windows` sorted, with those that overlap or touch made one.
-fn merge(windows: &mut Vec<(usize, usize)>) {
-    windows.sort_unstable();
-    let mut out: Vec<(usize, usize)> = Vec::with_capacity(windows.len());
-    for &(a, b) in windows.iter() {
-        match out.last_mut() {
-            Some(last) if last.1 >= a => last.1 = last.1.max(b),
-            _ => out.push((a, b)),
-        }
-    }
-    *windows = out;
-}
-
 /// The pattern with every counted repetition whose upper bound is at least
 /// [`RELAX_FROM`] made unbounded (`{0,120}` becomes `*`), compiled; `None` when it has
 /// none. Its language contains the pattern's, so where it does not match, neither does
@@ -884,15 +734,6 @@ fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
         out.push((start, end, n));
     }
     out
-}
-
-/// The longest a match of `pattern` can be in the text's own bytes (`None` when
-/// unbounded or when it does not parse).
-fn longest_unfolded(pattern: &str) -> Option<usize> {
-    crate::literals::parse(pattern)
-        .ok()?
-        .properties()
-        .maximum_len()
 }
 
 /// The pattern with every ASCII capital it can match made lowercase (in literals and
