@@ -245,7 +245,7 @@ impl Inspector {
         // original (each covering the original characters of what it matched): a
         // secret split by invisible characters, which stripping would join again in
         // the answer, is found and redacted whole.
-        self.pack.scan(n.text(), scope, None, &mut matches);
+        self.pack.scan(n.text(), scope, &mut matches);
         if n.changed() {
             for m in &mut matches {
                 m.span = n.original_span(m.span.clone());

@@ -500,18 +500,9 @@ impl RulePack {
         out
     }
 
-    /// Runs every rule of `scope` whose triggers occur in `text`; only attack rules
-    /// (`Some(true)`), only secret and PII rules (`Some(false)`), or all (`None`).
-    pub(crate) fn scan<'p>(
-        &'p self,
-        text: &str,
-        scope: Scope,
-        attacks: Option<bool>,
-        out: &mut Vec<RuleMatch<'p>>,
-    ) {
-        let wanted = |rule: &Rule| {
-            rule.scopes.contains(&scope) && attacks.is_none_or(|a| a == rule.category.is_attack())
-        };
+    /// Runs every rule of `scope` whose triggers occur in `text`.
+    pub(crate) fn scan<'p>(&'p self, text: &str, scope: Scope, out: &mut Vec<RuleMatch<'p>>) {
+        let wanted = |rule: &Rule| rule.scopes.contains(&scope);
         let mut woken = vec![false; self.rules.len()];
         // The folded rules run on a lowercase copy; the triggers on the text folded
         // (lowercase, each run of whitespace one space), where windows are measured too,
@@ -1051,7 +1042,7 @@ mod coverage {
                 }
                 matched += 1;
                 let mut got = Vec::new();
-                pack.scan(&text, scope, None, &mut got);
+                pack.scan(&text, scope, &mut got);
                 // Found, and found whole: redaction covers every byte the rule's
                 // pattern matches over the whole text.
                 let covered = |i: usize| got.iter().any(|m| m.id == rule.id && m.span.contains(&i));
