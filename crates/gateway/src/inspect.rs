@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use palisade_config::{InspectionActions, OnData, OnHidden, OnInjection, OnTool};
-use palisade_inspect::{Category, Inspector, Report, Severity, Verdict};
-use palisade_wire::{ErrorCode, Message};
+use palisade_inspect::{Category, Finding, Inspector, Report, Severity, Verdict};
+use palisade_wire::{ErrorCode, Kind, Message};
 use serde_json::{Value, json};
 
 /// The marker that replaces whitespace in spotlighted text (U+02C6, modifier
@@ -99,50 +99,69 @@ impl Inspection {
         self.actions.get(idx).copied().unwrap_or_default()
     }
 
-    /// Inspects the answer to `method` from upstream `idx` about `subject` (the tool,
-    /// resource or prompt, as the client named it).
-    pub(crate) async fn answer(
+    /// Inspects a message from upstream `idx` on its way to the client: the answer to
+    /// a request (`method` is the request's, `subject` the tool, resource or prompt as
+    /// the client named it), or a notification or request of the upstream's own
+    /// (`method` and `subject` its method). Every string in it is inspected — values
+    /// and keys, at any depth, text decoded from blobs — as one document, so that an
+    /// injection split across parts is read whole. `Withhold` carries the error for
+    /// the message's ID: the client's answer, or the upstream's refusal.
+    pub(crate) async fn message(
         &self,
         idx: usize,
         method: &str,
         subject: &str,
         msg: &Message,
     ) -> Outcome {
-        if !msg.is_response() {
-            return Outcome::Pass;
-        }
-        let Ok(mut v) = msg.to_value() else {
-            return Outcome::Pass;
+        let id = msg.id().cloned();
+        let Ok(mut v) = msg.to_unique_value() else {
+            // What cannot be read whole cannot be inspected; a client's parser may read
+            // it all the same (numbers out of range, lone surrogates, deep nesting,
+            // a repeated key read two ways).
+            tracing::warn!(upstream = idx, %subject, method, "withheld an upstream message that cannot be read whole for inspection");
+            let _ = self
+                .record(idx, method, subject, vec![UNREADABLE.into()], "block")
+                .await;
+            return Outcome::Withhold(Message::error_with_data(
+                id.as_ref(),
+                ErrorCode::Withheld,
+                "The gateway withheld this message: it could not be read whole for inspection",
+                Some(json!({ "rules": [UNREADABLE] })),
+            ));
         };
-        let Some(result) = v.get_mut("result") else {
+        let field = match msg.kind() {
+            Kind::Response => "result",
+            Kind::ErrorResponse => "error",
+            Kind::Request | Kind::Notification => "params",
+        };
+        let Some(payload) = v.get_mut(field) else {
             return Outcome::Pass;
         };
         let a = self.actions(idx);
-        let mut texts: Vec<(String, &mut String)> = Vec::new();
-        collect_texts(method, result, &mut texts);
-        if texts.is_empty() {
+        let mut pieces: Vec<Piece<'_>> = Vec::new();
+        gather(payload, field, field, &mut pieces);
+        if pieces.is_empty() {
             return Outcome::Pass;
         }
-
-        let mut changed = false;
-        let mut flagged: Vec<Value> = Vec::new();
-        let mut withhold: Vec<String> = Vec::new();
-        let mut reports: Vec<(usize, Report)> = Vec::with_capacity(texts.len());
-        for (i, (_, text)) in texts.iter().enumerate() {
-            let r = self.inspector.inspect_text(text);
-            if !r.findings.is_empty() {
-                reports.push((i, r));
+        // Prose first, in document order, so that a sentence split across parts reads
+        // on; identifiers and keys after it.
+        pieces.sort_by_key(|p| !p.prose);
+        let mut joined = String::new();
+        for p in &mut pieces {
+            if !joined.is_empty() {
+                joined.push('\n');
             }
+            let start = joined.len();
+            joined.push_str(p.text());
+            p.range = start..joined.len();
         }
-        let mut found: Vec<String> = reports
-            .iter()
-            .flat_map(|(_, r)| r.findings.iter().map(|f| f.rule.clone()))
-            .collect();
-        let mut malicious = reports.iter().any(|(_, r)| r.verdict == Verdict::Malicious);
+        let report = self.inspector.inspect_text(&joined);
+        let mut malicious = report.verdict == Verdict::Malicious;
         // A second opinion on what the rules let through.
         let mut external_rules: Vec<String> = Vec::new();
+        let mut withhold: Vec<String> = Vec::new();
         if !malicious && let Some(ext) = &self.external {
-            let all: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+            let all: Vec<&str> = pieces.iter().map(|p| &joined[p.range.clone()]).collect();
             match ext.check(&all, subject).await {
                 Ok(false) => {}
                 Ok(true) => {
@@ -152,21 +171,37 @@ impl Inspection {
                 }
                 Err(e) => match ext.on_error {
                     palisade_config::OnExternalError::FailClosed => {
-                        tracing::warn!(upstream = idx, %subject, error = %e, "external detector failed: answer withheld (fail-closed)");
+                        tracing::warn!(upstream = idx, %subject, error = %e, "external detector failed: message withheld (fail-closed)");
                         withhold.push("EXT-UNAVAILABLE".into());
                     }
                     palisade_config::OnExternalError::FailOpen => {
-                        tracing::warn!(upstream = idx, %subject, error = %e, "external detector failed: answer passed unchecked by it (fail-open)");
+                        tracing::warn!(upstream = idx, %subject, error = %e, "external detector failed: message passed unchecked by it (fail-open)");
                     }
                 },
             }
         }
+        if report.findings.is_empty() && external_rules.is_empty() && withhold.is_empty() {
+            return Outcome::Pass;
+        }
 
-        for (i, report) in &reports {
-            let (location, text) = &mut texts[*i];
-            log_findings(idx, subject, location, report);
+        let mut changed = false;
+        let mut flagged: Vec<Value> = Vec::new();
+        let mut found: Vec<String> = report.findings.iter().map(|f| f.rule.clone()).collect();
+        // Each piece's findings, in its own offsets.
+        let mut texts: Vec<Option<String>> = vec![None; pieces.len()];
+        for (k, p) in pieces.iter().enumerate() {
+            let findings = findings_in(&report, &p.range);
+            if findings.is_empty() {
+                continue;
+            }
+            let local = Report {
+                verdict: report.verdict,
+                score: report.score,
+                findings,
+            };
+            log_findings(idx, subject, &p.path, &local);
             let rules = |cat: &dyn Fn(Category) -> bool| -> Vec<String> {
-                let mut ids: Vec<String> = report
+                let mut ids: Vec<String> = local
                     .findings
                     .iter()
                     .filter(|f| cat(f.category))
@@ -179,6 +214,9 @@ impl Inspection {
             let secret_rules = rules(&|c| c == Category::Secret);
             let pii_rules = rules(&|c| c == Category::Pii);
             let hidden_rules = rules(&|c| c == Category::HiddenText);
+            let attack_rules = rules(&Category::is_attack);
+            let mut text = joined[p.range.clone()].to_owned();
+            let mut rewritten = false;
             // Secrets and PII: redact, block or flag.
             let mut redact_cats = Vec::new();
             for (found, action, cat) in [
@@ -191,43 +229,60 @@ impl Inspection {
                 match action {
                     OnData::Redact => redact_cats.push(cat),
                     OnData::Block => withhold.extend(found.iter().cloned()),
-                    OnData::Flag => flagged.push(json!({"location": location, "rules": found})),
+                    OnData::Flag => flagged.push(json!({"location": p.path, "rules": found})),
                     OnData::Off => {}
                 }
             }
             if !redact_cats.is_empty() {
                 let only = Report {
-                    verdict: report.verdict,
-                    score: report.score,
-                    findings: report
+                    findings: local
                         .findings
                         .iter()
                         .filter(|f| redact_cats.contains(&f.category))
                         .cloned()
                         .collect(),
+                    ..local.clone()
                 };
-                **text = palisade_inspect::redact(text, &only, "text");
-                changed = true;
+                text = palisade_inspect::redact(&text, &only, "text");
+                rewritten = true;
             }
             if !hidden_rules.is_empty() {
                 match a.hidden {
                     OnHidden::Strip => {
-                        **text = palisade_inspect::strip_hidden(text);
-                        changed = true;
+                        text = palisade_inspect::strip_hidden(&text);
+                        rewritten = true;
                     }
                     OnHidden::Flag => {
-                        flagged.push(json!({"location": location, "rules": hidden_rules}));
+                        flagged.push(json!({"location": p.path, "rules": hidden_rules}));
                     }
                 }
+            }
+            // A key cannot be rewritten in place without colliding or changing
+            // what it names; and an attack in an identifier or a blob cannot be
+            // spotlighted without breaking it: such a message is withheld.
+            if rewritten && matches!(p.slot, Slot::Key(_)) {
+                withhold.extend(
+                    secret_rules
+                        .iter()
+                        .chain(&pii_rules)
+                        .chain(&hidden_rules)
+                        .cloned(),
+                );
+            }
+            if malicious && !p.prose && a.injection == OnInjection::Spotlight {
+                withhold.extend(attack_rules.iter().cloned());
+            }
+            if rewritten {
+                texts[k] = Some(text);
             }
         }
 
         let external_found = external_rules.clone();
         if malicious {
             let attack_rules: Vec<String> = {
-                let mut ids: Vec<String> = reports
-                    .iter()
-                    .flat_map(|(_, r)| r.attacks().map(|f| f.rule.clone()))
+                let mut ids: Vec<String> = report
+                    .attacks()
+                    .map(|f| f.rule.clone())
                     .chain(external_rules)
                     .collect();
                 ids.sort();
@@ -237,10 +292,13 @@ impl Inspection {
             match a.injection {
                 OnInjection::Block => withhold.extend(attack_rules),
                 OnInjection::Spotlight => {
-                    for (_, text) in &mut texts {
-                        **text = palisade_inspect::spotlight(text, subject, DATAMARK);
+                    let boundary = format!("{:016x}", rand::random::<u64>());
+                    for (k, p) in pieces.iter().enumerate().filter(|(_, p)| p.prose) {
+                        let text = texts[k].as_deref().unwrap_or(&joined[p.range.clone()]);
+                        texts[k] = Some(palisade_inspect::spotlight(
+                            text, subject, DATAMARK, &boundary,
+                        ));
                     }
-                    changed = true;
                 }
                 OnInjection::Flag => {
                     flagged.push(json!({"verdict": "malicious", "rules": attack_rules}))
@@ -248,19 +306,21 @@ impl Inspection {
             }
         }
 
-        let id = msg.id().cloned();
-        let unrecorded = || {
-            Outcome::Withhold(Message::error(
-                id.as_ref(),
-                ErrorCode::InternalError,
-                "The audit log cannot record what inspection found, so the answer is withheld",
-            ))
-        };
         if !withhold.is_empty() {
             withhold.sort();
             withhold.dedup();
-            tracing::warn!(upstream = idx, %subject, method, rules = ?withhold, "withheld an upstream answer (inspection)");
-            // A withheld answer stays withheld whether or not it could be recorded.
+            match msg.kind() {
+                Kind::Notification => {
+                    tracing::warn!(upstream = idx, method, rules = ?withhold, "dropped an upstream notification (inspection)")
+                }
+                Kind::Request => {
+                    tracing::warn!(upstream = idx, method, rules = ?withhold, "refused an upstream request (inspection)")
+                }
+                _ => {
+                    tracing::warn!(upstream = idx, %subject, method, rules = ?withhold, "withheld an upstream answer (inspection)")
+                }
+            }
+            // A withheld message stays withheld whether or not it could be recorded.
             let _ = self
                 .record(idx, method, subject, withhold.clone(), "block")
                 .await;
@@ -271,24 +331,35 @@ impl Inspection {
                 Some(json!({ "rules": withhold })),
             ));
         }
-        drop(texts);
+        for (p, text) in pieces.into_iter().zip(texts) {
+            if let Some(text) = text {
+                p.put(text);
+                changed = true;
+            }
+        }
         found.extend(external_found);
         if !found.is_empty() {
             found.sort();
             found.dedup();
             let action = if changed { "rewrite" } else { "flag" };
             if !self.record(idx, method, subject, found, action).await {
-                return unrecorded();
+                return Outcome::Withhold(Message::error(
+                    id.as_ref(),
+                    ErrorCode::InternalError,
+                    "The audit log cannot record what inspection found, so the message is withheld",
+                ));
             }
         }
-        if !flagged.is_empty() {
-            if let Some(obj) = result.as_object_mut() {
-                let meta = obj.entry("_meta").or_insert_with(|| json!({}));
-                if let Some(m) = meta.as_object_mut() {
-                    m.insert("palisade/inspection".into(), Value::Array(flagged));
-                }
+        // Flags go in the payload's `_meta` (an error object has none: logged only).
+        if !flagged.is_empty()
+            && field != "error"
+            && let Some(obj) = v.get_mut(field).and_then(Value::as_object_mut)
+        {
+            let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.insert("palisade/inspection".into(), Value::Array(flagged));
+                changed = true;
             }
-            changed = true;
         }
         if !changed {
             return Outcome::Pass;
@@ -298,7 +369,7 @@ impl Inspection {
             Err(_) => Outcome::Withhold(Message::error(
                 id.as_ref(),
                 ErrorCode::InternalError,
-                "the gateway could not re-encode an inspected answer",
+                "the gateway could not re-encode an inspected message",
             )),
         }
     }
@@ -368,91 +439,161 @@ fn log_findings(idx: usize, subject: &str, location: &str, report: &Report) {
     }
 }
 
-/// The text a model will read in an answer: tool result content and structured
-/// content, resource contents, prompt messages.
-fn collect_texts<'a>(method: &str, result: &'a mut Value, out: &mut Vec<(String, &'a mut String)>) {
-    match method {
-        "tools/call" => {
-            let Some(obj) = result.as_object_mut() else {
-                return;
-            };
-            for (k, v) in obj.iter_mut() {
-                match k.as_str() {
-                    "content" => content_texts(v, "content", out),
-                    "structuredContent" => all_strings(v, "structuredContent", out),
-                    _ => {}
-                }
-            }
+/// The rule ID recorded for a message that cannot be read whole.
+const UNREADABLE: &str = "MSG-UNREADABLE";
+
+/// Keys whose string values name or identify rather than say: inspected like any
+/// text, but never spotlighted (wrapping would break what they identify), so an
+/// attack found in one withholds the message.
+const IDENTIFIERS: [&str; 17] = [
+    "uri",
+    "name",
+    "mimeType",
+    "type",
+    "role",
+    "progressToken",
+    "cursor",
+    "nextCursor",
+    "protocolVersion",
+    "requestId",
+    "elicitationId",
+    "url",
+    "mode",
+    "level",
+    "logger",
+    "src",
+    "method",
+];
+
+/// Where an inspected string lives in the message.
+enum Slot<'a> {
+    /// A string value.
+    Text(&'a mut String),
+    /// A base64 `blob` whose bytes are UTF-8 text (decoded here).
+    Blob(&'a mut String, String),
+    /// An object key.
+    Key(String),
+}
+
+/// One string of a message, as inspection sees it.
+struct Piece<'a> {
+    /// Where, for logs: `result.content[0].text`.
+    path: String,
+    slot: Slot<'a>,
+    /// Text a model reads as prose (spotlighted when the message carries an attack).
+    prose: bool,
+    /// Where its text lies in the joined document.
+    range: std::ops::Range<usize>,
+}
+
+impl Piece<'_> {
+    fn text(&self) -> &str {
+        match &self.slot {
+            Slot::Text(s) => s,
+            Slot::Blob(_, t) | Slot::Key(t) => t,
         }
-        "resources/read" => {
-            if let Some(Value::Array(items)) = result.get_mut("contents") {
-                for (i, item) in items.iter_mut().enumerate() {
-                    if let Some(Value::String(t)) = item.get_mut("text") {
-                        out.push((format!("contents[{i}].text"), t));
-                    }
-                }
+    }
+
+    /// Puts rewritten text back (keys are never rewritten: see `message`).
+    fn put(self, text: String) {
+        match self.slot {
+            Slot::Text(s) => *s = text,
+            Slot::Blob(s, _) => {
+                use base64::Engine as _;
+                *s = base64::engine::general_purpose::STANDARD.encode(text);
             }
+            Slot::Key(_) => {}
         }
-        "prompts/get" => {
-            let Some(obj) = result.as_object_mut() else {
-                return;
-            };
-            for (k, v) in obj.iter_mut() {
-                match (k.as_str(), v) {
-                    ("description", Value::String(t)) => out.push(("description".into(), t)),
-                    ("messages", Value::Array(msgs)) => {
-                        for (i, m) in msgs.iter_mut().enumerate() {
-                            if let Some(c) = m.get_mut("content") {
-                                content_texts(c, &format!("messages[{i}].content"), out);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        _ => {}
     }
 }
 
-/// Text of MCP content blocks: `text`, and the text of embedded resources.
-fn content_texts<'a>(v: &'a mut Value, path: &str, out: &mut Vec<(String, &'a mut String)>) {
+/// Every string in `v` (reached under `key`), keys included. Media (`data` of an
+/// image or audio block, inline `data:` icons) is not text a model reads; a `blob`
+/// is inspected when its bytes are UTF-8.
+fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>) {
     match v {
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                content_texts(item, &format!("{path}[{i}]"), out);
-            }
-        }
-        Value::Object(block) => {
-            for (k, v) in block.iter_mut() {
-                match (k.as_str(), v) {
-                    ("text", Value::String(t)) => out.push((format!("{path}.text"), t)),
-                    ("resource", r @ Value::Object(_)) => {
-                        if let Some(Value::String(t)) = r.get_mut("text") {
-                            out.push((format!("{path}.resource.text"), t));
-                        }
-                    }
-                    _ => {}
+        Value::String(s) => {
+            if key == "blob" {
+                use base64::Engine as _;
+                let text = base64::engine::general_purpose::STANDARD
+                    .decode(s.as_bytes())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok());
+                if let Some(text) = text {
+                    out.push(Piece {
+                        path: path.to_owned(),
+                        slot: Slot::Blob(s, text),
+                        prose: false,
+                        range: 0..0,
+                    });
                 }
+                return;
             }
+            if key == "src" && s.starts_with("data:") {
+                return;
+            }
+            out.push(Piece {
+                path: path.to_owned(),
+                slot: Slot::Text(s),
+                prose: !IDENTIFIERS.contains(&key),
+                range: 0..0,
+            });
         }
-        _ => {}
-    }
-}
-
-fn all_strings<'a>(v: &'a mut Value, path: &str, out: &mut Vec<(String, &'a mut String)>) {
-    match v {
-        Value::String(s) => out.push((path.to_owned(), s)),
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                all_strings(item, &format!("{path}[{i}]"), out);
+                gather(item, &format!("{path}[{i}]"), key, out);
             }
         }
         Value::Object(map) => {
+            let media = matches!(
+                map.get("type").and_then(Value::as_str),
+                Some("image" | "audio")
+            );
             for (k, item) in map.iter_mut() {
-                all_strings(item, &format!("{path}.{k}"), out);
+                // Paths are logged: a key that could carry data is not named.
+                let here = if named(k) {
+                    format!("{path}.{k}")
+                } else {
+                    format!("{path}.*")
+                };
+                out.push(Piece {
+                    path: format!("{here} (its key)"),
+                    slot: Slot::Key(k.clone()),
+                    prose: false,
+                    range: 0..0,
+                });
+                if media && k == "data" {
+                    continue;
+                }
+                gather(item, &here, k, out);
             }
         }
         _ => {}
     }
+}
+
+/// Whether a key looks like a field name (`structuredContent`, `text`) rather than
+/// data (an address, a token, a sentence): only such keys are named in logs.
+fn named(key: &str) -> bool {
+    let b = key.as_bytes();
+    (1..=24).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(u8::is_ascii_alphabetic)
+}
+
+/// The findings of `report` that touch `range` of the joined document, in the
+/// piece's own offsets (clipped to it).
+fn findings_in(report: &Report, range: &std::ops::Range<usize>) -> Vec<Finding> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.span.0 < range.end && f.span.1 > range.start)
+        .map(|f| Finding {
+            span: (
+                f.span.0.max(range.start) - range.start,
+                f.span.1.min(range.end) - range.start,
+            ),
+            ..f.clone()
+        })
+        .collect()
 }

@@ -62,7 +62,7 @@ pub(crate) struct Router {
     max_msg: usize,
     replay: usize,
     /// Inspection of answers and tool definitions; `None` when switched off.
-    inspection: Option<Inspection>,
+    inspection: Option<Arc<Inspection>>,
     /// Pins of tool and prompt definitions.
     pins: Option<Arc<Pins>>,
     /// Tools and prompts withheld (by upstream, kind and upstream-local name), with
@@ -220,7 +220,7 @@ impl Router {
             timeouts,
             max_msg: l.max_response_bytes,
             replay: l.replay_buffer_events,
-            inspection,
+            inspection: inspection.map(Arc::new),
             pins,
             quarantine: std::sync::Mutex::new(std::collections::HashMap::new()),
             schemas: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -291,6 +291,7 @@ impl Router {
             subject: Arc::clone(subject),
             replay_capacity: self.replay,
             rechecks: Some(Arc::clone(&self.rechecks)),
+            inspection: self.inspection.clone(),
         }));
         let mut result = json!({
             "protocolVersion": version.as_str(),
@@ -588,16 +589,12 @@ impl Router {
         {
             t.idle = *d;
         }
-        let inspected = matches!(
-            method.as_str(),
-            "tools/call" | "resources/read" | "prompts/get"
-        );
         let started = std::time::Instant::now();
         let _span = crate::traces::current().map(|s| {
             s.attribute("palisade.upstream", self.names[idx].clone());
             s.upstream(&self.names[idx], &method)
         });
-        let Some(ins) = self.inspection.as_ref().filter(|_| inspected) else {
+        let Some(ins) = self.inspection.as_ref() else {
             upstream::call(link, session, idx, msg, sink, t, cancel).await;
             self.audit
                 .metrics
@@ -606,16 +603,38 @@ impl Router {
         };
         // What the client asked about, as it named it.
         let subject = match method.as_str() {
-            "resources/read" => msg.param_str("uri").unwrap_or_default(),
-            _ => self.prefixed(idx, &msg.param_str("name").unwrap_or_default()),
+            "tools/call" | "prompts/get" => {
+                self.prefixed(idx, &msg.param_str("name").unwrap_or_default())
+            }
+            "completion/complete" => {
+                let r: Option<Value> = msg
+                    .params::<Value>()
+                    .ok()
+                    .and_then(|p| p.get("ref").cloned());
+                match r
+                    .as_ref()
+                    .and_then(|r| r.get("name"))
+                    .and_then(Value::as_str)
+                {
+                    Some(name) => self.prefixed(idx, name),
+                    None => r
+                        .as_ref()
+                        .and_then(|r| r.get("uri"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                }
+            }
+            _ => msg.param_str("uri").unwrap_or_else(|| method.clone()),
         };
-        // The answer passes inspection on its way to the client; progress and
-        // server-to-client requests pass as they are.
+        // Every answer passes inspection on its way to the client (the upstream's own
+        // requests and notifications on the way were inspected as they arrived,
+        // `upstream::from_upstream`).
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(upstream::REQUEST_CHANNEL);
         let relay = async {
             while let Some(m) = rx.recv().await {
                 let out = if m.is_response() {
-                    match ins.answer(idx, &method, &subject, &m).await {
+                    match ins.message(idx, &method, &subject, &m).await {
                         Outcome::Pass => m,
                         Outcome::Rewrite(x) | Outcome::Withhold(x) => x,
                     }

@@ -89,6 +89,9 @@ pub(crate) struct Session {
     replay_capacity: usize,
     /// Where announced list changes go to be re-checked.
     rechecks: Option<Arc<Rechecks>>,
+    /// Inspection of what upstreams send this session unasked (notifications and
+    /// requests); `None` when switched off.
+    pub(crate) inspection: Option<Arc<crate::inspect::Inspection>>,
 }
 
 /// A list an upstream announced as changed, to be fetched again and checked
@@ -187,6 +190,7 @@ pub(crate) struct NewSession {
     pub(crate) subject: Arc<SubjectSlot>,
     pub(crate) replay_capacity: usize,
     pub(crate) rechecks: Option<Arc<Rechecks>>,
+    pub(crate) inspection: Option<Arc<crate::inspect::Inspection>>,
 }
 
 impl Session {
@@ -201,6 +205,7 @@ impl Session {
             subject,
             replay_capacity,
             rechecks,
+            inspection,
         } = n;
         Self {
             id,
@@ -226,6 +231,7 @@ impl Session {
             called: Mutex::new(Vec::new()),
             replay_capacity,
             rechecks,
+            inspection,
         }
     }
 
@@ -596,6 +602,7 @@ mod tests {
             subject: Arc::default(),
             replay_capacity: 8,
             rechecks: None,
+            inspection: None,
         }))
     }
 

@@ -334,7 +334,14 @@ fn hidden_finding(h: &Hidden, scope: Scope, location: &str) -> Option<Finding> {
             Severity::Medium,
             "terminal colour sequences in tool metadata",
         ),
-        K::TerminalColour => return None,
+        // Colour in a result is common, but the model reads the escapes and a person
+        // may not see what they colour (foreground on its own background): low, so
+        // that `hidden = "strip"` removes them.
+        K::TerminalColour => (
+            "HID-ANSI-COLOUR",
+            Severity::Low,
+            "terminal colour sequences: text a reader may not see",
+        ),
     };
     Some(Finding {
         rule: rule.to_owned(),
@@ -436,10 +443,15 @@ pub fn strip_hidden(text: &str) -> String {
 
 /// Spotlighting with datamarking: untrusted text wrapped in delimiters that name its
 /// source, with every whitespace run replaced by a marker, so that a model can tell
-/// data from instructions. `marker` should be a character unlikely in the data.
-pub fn spotlight(text: &str, source: &str, marker: char) -> String {
+/// data from instructions. `marker` should be a character unlikely in the data;
+/// `boundary` a value the source cannot know (random per answer), which both
+/// delimiters carry, so that the data cannot close them early: a forged closing
+/// delimiter in the data lacks it.
+pub fn spotlight(text: &str, source: &str, marker: char, boundary: &str) -> String {
     let mut out = String::with_capacity(text.len() + 128);
-    out.push_str("<<untrusted-data source=\"");
+    out.push_str("<<untrusted-data-");
+    out.push_str(boundary);
+    out.push_str(" source=\"");
     out.extend(source.chars().filter(|c| *c != '"' && !c.is_control()));
     out.push_str("\" marker=\"");
     out.push(marker);
@@ -459,7 +471,9 @@ pub fn spotlight(text: &str, source: &str, marker: char) -> String {
             out.push(c);
         }
     }
-    out.push_str("\n<</untrusted-data>>");
+    out.push_str("\n<</untrusted-data-");
+    out.push_str(boundary);
+    out.push_str(">>");
     out
 }
 

@@ -398,7 +398,7 @@ fn escape_len(b: &[u8]) -> (usize, bool) {
             i += 1;
         }
         if i < b.len() && (0x40..0x7f).contains(&b[i]) {
-            return (i + 1, b[i] == b'm');
+            return (i + 1, b[i] == b'm' && !conceals(&b[csi_start..i]));
         }
         return (i, false);
     }
@@ -420,6 +420,37 @@ fn escape_len(b: &[u8]) -> (usize, bool) {
         Some(c) if (0x20..0x7f).contains(c) => (2, false),
         _ => (1, false),
     }
+}
+
+/// Whether SGR parameters hide the text they style: conceal (8), or a foreground of
+/// the same basic colour as the background (`30;40`, `97;107`).
+fn conceals(params: &[u8]) -> bool {
+    // (bright, colour)
+    let mut fg = None;
+    let mut bg = None;
+    let mut ps = params.split(|&c| c == b';' || c == b':');
+    while let Some(p) = ps.next() {
+        match p {
+            // Extended colours: 5;n or 2;r;g;b follow, none of them a style.
+            b"38" | b"48" | b"58" => {
+                let skip = match ps.next() {
+                    Some(b"5") => 1,
+                    Some(b"2") => 3,
+                    _ => 0,
+                };
+                for _ in 0..skip {
+                    ps.next();
+                }
+            }
+            b"8" | b"08" => return true,
+            [b'3', c @ b'0'..=b'7'] => fg = Some((false, *c)),
+            [b'9', c @ b'0'..=b'7'] => fg = Some((true, *c)),
+            [b'4', c @ b'0'..=b'7'] => bg = Some((false, *c)),
+            [b'1', b'0', c @ b'0'..=b'7'] => bg = Some((true, *c)),
+            _ => {}
+        }
+    }
+    fg.is_some() && fg == bg
 }
 
 #[cfg(test)]
@@ -531,6 +562,29 @@ mod tests {
         let input = "\u{0435}nv";
         let n = normalize(input);
         assert_eq!(n.original_span(0..3), 0..input.len());
+    }
+
+    #[test]
+    fn concealed_terminal_text_is_control_not_colour() {
+        for (seq, hides) in [
+            ("\u{1b}[8m", true),
+            ("\u{1b}[1;8m", true),
+            ("\u{1b}[8;30;40m", true),
+            ("\u{1b}[30;40m", true),
+            ("\u{1b}[97;107m", true),
+            ("\u{1b}[37;40m", false),
+            ("\u{1b}[31m", false),
+            ("\u{1b}[38;5;8m", false),
+            ("\u{1b}[38;2;8;8;8;8m", true),
+        ] {
+            let text = format!("a{seq}b");
+            let kind = normalize(&text).hidden[0].kind;
+            assert_eq!(
+                kind == HiddenKind::TerminalControl,
+                hides,
+                "{seq:?}: {kind:?}"
+            );
+        }
     }
 
     #[test]

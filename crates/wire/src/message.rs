@@ -322,6 +322,17 @@ impl Message {
         serde_json::from_slice(&self.raw).map_err(|e| ParseError::Syntax(e.to_string()))
     }
 
+    /// The whole message as a JSON object, refused when an object anywhere in it
+    /// repeats a key: parsers disagree on which copy counts, so what one inspects
+    /// need not be what another reads.
+    pub fn to_unique_value(
+        &self,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ParseError> {
+        serde_json::from_slice::<NoDuplicates>(&self.raw)
+            .map_err(|_| ParseError::Invalid("a repeated member or an unreadable value"))?;
+        self.to_value()
+    }
+
     /// The same message with its `id` replaced, spliced into the original bytes so
     /// that nothing else changes (LIFE-04). A message without an ID is returned as is.
     pub fn with_id(&self, id: &Id) -> Self {

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::guard::{Exchange, GuardChain};
+use crate::inspect::Outcome;
 use crate::session::Session;
 
 /// Messages related to one client request, on their way to the client.
@@ -172,7 +173,17 @@ pub(crate) async fn from_upstream(
                 session,
                 advertised: &session.advertised,
             };
-            GuardChain.outbound(msg, &cx).ok()
+            let msg = GuardChain.outbound(msg, &cx).ok()?;
+            // What it says is inspected like an answer; one withheld is dropped.
+            let Some(ins) = &session.inspection else {
+                return Some(msg);
+            };
+            let method = msg.method().unwrap_or_default().to_owned();
+            match ins.message(idx, &method, &method, &msg).await {
+                Outcome::Pass => Some(msg),
+                Outcome::Rewrite(m) => Some(m),
+                Outcome::Withhold(_) => None,
+            }
         }
         Kind::Request => {
             let (Some(method), Some(id)) = (msg.method(), msg.id().cloned()) else {
@@ -199,6 +210,19 @@ pub(crate) async fn from_upstream(
                     let _ = link.send(Message::error(Some(&id), d.code, d.public)).await;
                     return None;
                 }
+            };
+            // What it asks of the client's model or person is inspected like an
+            // answer; one withheld is refused to the upstream.
+            let msg = match &session.inspection {
+                None => msg,
+                Some(ins) => match ins.message(idx, &method, &method, &msg).await {
+                    Outcome::Pass => msg,
+                    Outcome::Rewrite(m) => m,
+                    Outcome::Withhold(refusal) => {
+                        let _ = link.send(refusal).await;
+                        return None;
+                    }
+                },
             };
             let id = &id;
             match session.relay_request(idx, id.clone()) {

@@ -538,6 +538,24 @@ async fn recorder_handler(
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 json_reply(json!({"content": [{"type": "text", "text": "slow done"}]}))
             }
+            "raw" => {
+                // The answer as the test wrote it: raw JSON-RPC messages as SSE events,
+                // `$ID` standing for this request's ID (tests list the tool as an
+                // extra one).
+                let events = v["params"]["arguments"]["events"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let body: String = events
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|e| format!("data: {}\n\n", e.replace("$ID", &id.to_string())))
+                    .collect();
+                let mut r = (StatusCode::OK, Body::from(body)).into_response();
+                r.headers_mut()
+                    .insert("content-type", "text/event-stream".parse().unwrap());
+                r
+            }
             "sample" => {
                 // A server→client request for sampling, then the result, on one SSE stream.
                 let ask = json!({"jsonrpc":"2.0","id":99,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":1}});
