@@ -45,10 +45,42 @@ pub(crate) struct Pins {
 /// or prompt name that passes FEAT-03, so it never collides with one.
 pub(crate) const INSTRUCTIONS: &str = "@instructions";
 
-/// The canonical form of a definition and its SHA-256: serde_json objects keep
-/// their keys sorted, so equal definitions serialise equally.
+/// The canonical form of a definition and its SHA-256: compact JSON with every
+/// object's keys sorted at every depth, so equal definitions serialise equally
+/// whatever order an upstream sends their keys in (the build's `serde_json` keeps
+/// insertion order: a dependency enables `preserve_order`).
 pub(crate) fn canonical(item: &Value) -> (String, String) {
-    let text = item.to_string();
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(v, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(v, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    write(item, &mut text);
     let hash = palisade_audit::key::hex(&Sha256::digest(text.as_bytes()));
     (text, hash)
 }
@@ -253,5 +285,33 @@ impl Pins {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feat_02_canonical_form_ignores_key_order() {
+        let a: Value = serde_json::from_str(
+            r#"{"name":"echo","inputSchema":{"type":"object","properties":{"b":{"type":"string"},"a":{"type":"number"}}},"description":"d"}"#,
+        )
+        .unwrap_or_default();
+        let b: Value = serde_json::from_str(
+            r#"{"description":"d","inputSchema":{"properties":{"a":{"type":"number"},"b":{"type":"string"}},"type":"object"},"name":"echo"}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(canonical(&a), canonical(&b));
+        assert!(
+            canonical(&a)
+                .0
+                .starts_with(r#"{"description":"d","inputSchema":{"properties":{"a""#)
+        );
+        // Array order is meaning, and stays.
+        assert_ne!(
+            canonical(&serde_json::json!([1, 2])),
+            canonical(&serde_json::json!([2, 1]))
+        );
     }
 }

@@ -36,8 +36,8 @@ const MAX_ITEMS: usize = 10_000;
 /// Longest tool or prompt name (FEAT-03).
 const MAX_NAME: usize = 128;
 
-/// Compiled input schemas by (upstream, tool), with the hash of the schema text.
-type SchemaCache = std::collections::HashMap<(usize, String), (String, Arc<jsonschema::Validator>)>;
+/// A compiled input schema, with the hash of the schema text it was compiled from.
+type Schema = (String, Arc<jsonschema::Validator>);
 
 /// A configured upstream and how sessions reach it.
 #[derive(Debug)]
@@ -67,10 +67,10 @@ pub(crate) struct Router {
     pins: Option<Arc<Pins>>,
     /// Tools and prompts withheld (by upstream, kind and upstream-local name), with
     /// the reason a caller is told.
-    quarantine: std::sync::Mutex<std::collections::HashMap<(usize, &'static str, String), String>>,
+    quarantine: admission::PerUpstream<String>,
     /// Compiled input schemas of admitted tools (by upstream and local name), with the
     /// hash of the schema they were compiled from (FEAT-04).
-    schemas: std::sync::Mutex<SchemaCache>,
+    schemas: admission::PerUpstream<Schema>,
     /// Per upstream: tools whose arguments get path, command or URL checks (OBS-04).
     argument_checks: Vec<palisade_config::ArgumentChecks>,
     /// Lists upstreams announced as changed, waiting to be re-checked.
@@ -81,7 +81,7 @@ pub(crate) struct Router {
     pub(crate) authz: Arc<Authz>,
     /// Admitted items whose definitions had findings the operator's actions let
     /// through (`tools = "flag"`): policies see their verdict as `flagged`.
-    flagged: std::sync::Mutex<std::collections::HashSet<(usize, &'static str, String)>>,
+    flagged: admission::PerUpstream<()>,
     recheck_queue: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Recheck>>>,
 }
 
@@ -205,7 +205,7 @@ impl Router {
             rechecks: Arc::new(rechecks),
             audit,
             authz,
-            flagged: std::sync::Mutex::new(std::collections::HashSet::new()),
+            flagged: admission::PerUpstream::new(config.upstreams.len(), MAX_ITEMS),
             recheck_queue: std::sync::Mutex::new(Some(recheck_queue)),
             scopes: config
                 .upstreams
@@ -222,8 +222,8 @@ impl Router {
             replay: l.replay_buffer_events,
             inspection: inspection.map(Arc::new),
             pins,
-            quarantine: std::sync::Mutex::new(std::collections::HashMap::new()),
-            schemas: std::sync::Mutex::new(std::collections::HashMap::new()),
+            quarantine: admission::PerUpstream::new(config.upstreams.len(), MAX_ITEMS),
+            schemas: admission::PerUpstream::new(config.upstreams.len(), MAX_ITEMS),
             argument_checks: config
                 .upstreams
                 .iter()
@@ -341,8 +341,12 @@ impl Router {
                 let refused = match (&routed, &ruling) {
                     (_, Some(r)) if !r.allow => Some((unknown_name(&id), "policy")),
                     (Ok((idx, m)), _) => {
+                        // Listed first (a session that never listed lists now, which
+                        // admits — and quarantines — what the upstream offers), then held.
                         if self.offered(session, *idx, &method, &target).await {
-                            if method == "tools/call" {
+                            if let Some(refusal) = self.name_held(*idx, &method, &id, &target) {
+                                Some(refusal)
+                            } else if method == "tools/call" {
                                 self.check_arguments(*idx, m, params.as_ref())
                             } else {
                                 None
@@ -728,24 +732,6 @@ impl Router {
             ))
         })?;
         let (idx, local) = self.split_name(&name).ok_or_else(unknown)?;
-        let kind = if msg.method() == Some("prompts/get") {
-            "prompt"
-        } else {
-            "tool"
-        };
-        let held = self
-            .quarantine
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(idx, kind, local.to_owned()))
-            .cloned();
-        if let Some(reason) = held {
-            return Err(Box::new(Message::error(
-                Some(&id),
-                ErrorCode::Withheld,
-                &format!("This {kind} is quarantined: {reason}"),
-            )));
-        }
         if !self.namespace {
             return Ok((idx, msg.clone()));
         }
@@ -826,17 +812,25 @@ impl Router {
             })
             .map(|(i, _)| i)
             .collect();
+        let learn = || async {
+            for method in ["resources/list", "resources/templates/list"] {
+                let probe = Message::request(&Id::Number(0), method, &json!({}));
+                let _ = self.list(session, None, &probe, method).await;
+            }
+        };
         if owners.len() == 1 {
+            // One owner needs no routing, but its resources must have been admitted
+            // (inspected, pinned, held) before any is read.
+            if !session.resource_index.lock().ok()?.learned {
+                learn().await;
+            }
             return owners.first().copied();
         }
         if let Some(i) = session.resource_index.lock().ok()?.lookup(uri) {
             return Some(i);
         }
         // Unknown: learn the lists, then look again.
-        for method in ["resources/list", "resources/templates/list"] {
-            let probe = Message::request(&Id::Number(0), method, &json!({}));
-            let _ = self.list(session, None, &probe, method).await;
-        }
+        learn().await;
         session.resource_index.lock().ok()?.lookup(uri)
     }
 
@@ -896,14 +890,13 @@ impl Router {
             if list.is_empty() {
                 continue;
             }
-            if named && let Ok(mut l) = session.listed.lock() {
-                l.insert(
-                    (idx, kind),
-                    list.iter()
-                        .filter_map(|i| i.get("name")?.as_str().map(str::to_owned))
-                        .collect(),
-                );
-            }
+            // The names this session may call or get: recorded only once every item
+            // of the list has been admitted (or held), so that a call racing this list
+            // waits for a list of its own instead of finding the name half-admitted.
+            let names: std::collections::HashSet<String> = list
+                .iter()
+                .filter_map(|i| i.get("name")?.as_str().map(str::to_owned))
+                .collect();
             let (first, _turn) = self.first_sight(idx, kind).await;
             for mut item in list {
                 let Some(obj) = item.as_object_mut() else {
@@ -915,8 +908,15 @@ impl Router {
                         continue;
                     };
                     if key == "tools" && !obj.get("inputSchema").is_some_and(Value::is_object) {
-                        // FEAT-04: a tool without an object inputSchema is dropped.
+                        // FEAT-04: a tool without an object inputSchema is dropped, and
+                        // held: it was listed, so a call to it must meet a refusal.
                         tracing::warn!(upstream = %self.names[idx], tool = %name, "dropped a tool with an invalid inputSchema (FEAT-04)");
+                        self.hold(
+                            idx,
+                            kind,
+                            &name,
+                            Err("its inputSchema is missing or not an object (FEAT-04)".into()),
+                        );
                         continue;
                     }
                     if !self
@@ -959,8 +959,12 @@ impl Router {
                 }
                 items.push(item);
             }
+            if named && let Ok(mut l) = session.listed.lock() {
+                l.insert((idx, kind), names);
+            }
         }
         if !named && let Ok(mut ix) = session.resource_index.lock() {
+            ix.learned = true;
             for (u, i) in exact {
                 if ix.exact.len() < MAX_ITEMS {
                     ix.exact.insert(u, i);

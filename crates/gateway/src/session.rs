@@ -149,6 +149,8 @@ pub(crate) struct ResourceIndex {
     pub(crate) exact: HashMap<String, usize>,
     /// (literal prefix of a URI template, upstream)
     pub(crate) templates: Vec<(String, usize)>,
+    /// Whether this session's resources were listed (and so admitted) at all.
+    pub(crate) learned: bool,
 }
 
 impl ResourceIndex {

@@ -4,15 +4,90 @@
 //! reads; lists an upstream announces as changed are re-checked at once; a call's
 //! arguments pass the OBS-04 checks and the tool's input schema (FEAT-04).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use palisade_wire::Message;
+use palisade_wire::{ErrorCode, Id, Message};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{MAX_ITEMS, Router};
+use super::Router;
 use crate::session::Recheck;
 use crate::upstream::Link;
+
+/// What the gateway keeps about each upstream's items (by kind and upstream-local
+/// name), bounded per upstream so that one upstream cannot crowd out what is kept
+/// about another. An upstream whose table is full is *overflowed*: it has offered
+/// more than the gateway can keep track of, and everything it offers is refused
+/// (fail closed) rather than let through untracked.
+#[derive(Debug)]
+pub(crate) struct PerUpstream<V> {
+    tables: Vec<Mutex<HashMap<(&'static str, String), V>>>,
+    overflowed: Vec<AtomicBool>,
+    /// Entries kept per upstream at most.
+    cap: usize,
+}
+
+impl<V: Clone> PerUpstream<V> {
+    pub(crate) fn new(upstreams: usize, cap: usize) -> Self {
+        Self {
+            tables: (0..upstreams).map(|_| Mutex::default()).collect(),
+            overflowed: (0..upstreams).map(|_| AtomicBool::new(false)).collect(),
+            cap,
+        }
+    }
+
+    fn table(
+        &self,
+        idx: usize,
+    ) -> Option<std::sync::MutexGuard<'_, HashMap<(&'static str, String), V>>> {
+        self.tables
+            .get(idx)
+            .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Keeps `v`; `false` (and the upstream overflowed) when its table is full.
+    fn insert(&self, idx: usize, kind: &'static str, name: &str, v: V) -> bool {
+        let Some(mut t) = self.table(idx) else {
+            return false;
+        };
+        let key = (kind, name.to_owned());
+        if t.len() >= self.cap && !t.contains_key(&key) {
+            drop(t);
+            if let Some(o) = self.overflowed.get(idx)
+                && !o.swap(true, Ordering::AcqRel)
+            {
+                tracing::error!(
+                    upstream = idx,
+                    "an upstream offered more items than the gateway keeps track of: everything it offers is refused until the gateway restarts"
+                );
+            }
+            return false;
+        }
+        t.insert(key, v);
+        true
+    }
+
+    fn remove(&self, idx: usize, kind: &'static str, name: &str) {
+        if let Some(mut t) = self.table(idx) {
+            t.remove(&(kind, name.to_owned()));
+        }
+    }
+
+    pub(super) fn get(&self, idx: usize, kind: &'static str, name: &str) -> Option<V> {
+        self.table(idx)?.get(&(kind, name.to_owned())).cloned()
+    }
+
+    pub(crate) fn overflowed(&self, idx: usize) -> bool {
+        self.overflowed
+            .get(idx)
+            .is_none_or(|o| o.load(Ordering::Acquire))
+    }
+}
+
+/// Why everything of an overflowed upstream is refused.
+const OVERFLOWED: &str = "its upstream offered more items than the gateway keeps track of";
 
 impl Router {
     /// FEAT-04: compiles (or reuses) the tool's input schema; `false` when it is not a
@@ -22,9 +97,11 @@ impl Router {
             return false;
         };
         let (_, hash) = crate::pins::canonical(schema);
-        let key = (idx, name.to_owned());
-        let mut schemas = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
-        if schemas.get(&key).is_some_and(|(h, _)| *h == hash) {
+        if self
+            .schemas
+            .get(idx, "tool", name)
+            .is_some_and(|(h, _)| h == hash)
+        {
             return true;
         }
         // No remote or file references are resolved: compiling a schema never
@@ -33,23 +110,20 @@ impl Router {
             .should_validate_formats(false)
             .build(schema)
         {
-            Ok(v) => {
-                if schemas.len() < MAX_ITEMS || schemas.contains_key(&key) {
-                    schemas.insert(key, (hash, Arc::new(v)));
-                }
-                true
-            }
+            // A schema that cannot be kept (the upstream's table is full) drops the
+            // tool: a call is never made without its schema.
+            Ok(v) => self.schemas.insert(idx, "tool", name, (hash, Arc::new(v))),
             Err(e) => {
                 tracing::warn!(upstream = %self.names[idx], tool = %name, error = %e, "dropped a tool whose inputSchema is not a valid JSON Schema (FEAT-04)");
-                schemas.remove(&key);
+                self.schemas.remove(idx, "tool", name);
                 false
             }
         }
     }
 
     /// FEAT-04: arguments that do not match the tool's input schema are answered with
-    /// a tool error (`isError: true`) and never forwarded. A tool not listed yet has no
-    /// schema here and is forwarded.
+    /// a tool error (`isError: true`) and never forwarded. A tool without a schema
+    /// here was never admitted, and is refused.
     /// `msg` is the request as the upstream will get it; `params` are the client's
     /// (for the arguments). The second value says why, for the audit record (never
     /// the arguments).
@@ -83,12 +157,17 @@ impl Router {
                 "refused by the argument checks (OBS-04)",
             ));
         }
-        let validator = self
-            .schemas
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(idx, name.to_owned()))
-            .map(|(_, v)| Arc::clone(v))?;
+        let Some((_, validator)) = self.schemas.get(idx, "tool", name) else {
+            tracing::warn!(upstream = %self.names[idx], tool = %name, "refused a call to a tool whose input schema the gateway does not hold (FEAT-04)");
+            return Some((
+                Message::error(
+                    Some(id),
+                    ErrorCode::Withheld,
+                    "This tool is not available: the gateway holds no valid input schema for it",
+                ),
+                "no input schema (FEAT-04)",
+            ));
+        };
         let problems: Vec<String> = validator
             .iter_errors(&args)
             .take(5)
@@ -152,16 +231,13 @@ impl Router {
             .inspection
             .as_ref()
             .is_some_and(|i| i.blocks_definitions(idx));
-        {
-            let mut f = self.flagged.lock().unwrap_or_else(|e| e.into_inner());
-            let key = (idx, kind, name.to_owned());
-            if findings.is_some() && !blocks {
-                if f.len() < MAX_ITEMS {
-                    f.insert(key);
-                }
-            } else {
-                f.remove(&key);
+        if findings.is_some() && !blocks {
+            // Full: the upstream is overflowed, and nothing of it is offered.
+            if !self.flagged.insert(idx, kind, name, ()) {
+                return false;
             }
+        } else {
+            self.flagged.remove(idx, kind, name);
         }
         let failed = findings.filter(|_| blocks);
         let (ok, reason) = match &self.pins {
@@ -197,26 +273,74 @@ impl Router {
         } else {
             (ok, reason)
         };
-        let mut q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (idx, kind, name.to_owned());
-        if ok {
-            q.remove(&key);
-        } else if q.len() < MAX_ITEMS || q.contains_key(&key) {
-            q.insert(key, reason);
+        self.hold(idx, kind, name, if ok { Ok(()) } else { Err(reason) })
+    }
+
+    /// Records the verdict on an item: `Ok` clears it, `Err(reason)` holds it (calls
+    /// to it and reads of it are refused with the reason). `false` unless admitted.
+    pub(super) fn hold(
+        &self,
+        idx: usize,
+        kind: &'static str,
+        name: &str,
+        verdict: Result<(), String>,
+    ) -> bool {
+        match verdict {
+            Ok(()) => {
+                self.quarantine.remove(idx, kind, name);
+                !self.quarantine.overflowed(idx)
+            }
+            Err(reason) => {
+                // Held, or the upstream overflowed: refused either way.
+                let _ = self.quarantine.insert(idx, kind, name, reason);
+                false
+            }
         }
-        ok
+    }
+
+    /// The refusal of a call to, or get of, a held tool or prompt, if it is held
+    /// (`full` is the name as the client gave it).
+    pub(super) fn name_held(
+        &self,
+        idx: usize,
+        method: &str,
+        id: &Id,
+        full: &str,
+    ) -> Option<(Message, &'static str)> {
+        let (_, local) = self.split_name(full)?;
+        let kind = if method == "prompts/get" {
+            "prompt"
+        } else {
+            "tool"
+        };
+        let reason = self.quarantine.get(idx, kind, local).or_else(|| {
+            self.quarantine
+                .overflowed(idx)
+                .then(|| OVERFLOWED.to_owned())
+        })?;
+        Some((
+            Message::error(
+                Some(id),
+                ErrorCode::Withheld,
+                &format!("This {kind} is quarantined: {reason}"),
+            ),
+            "quarantined",
+        ))
     }
 
     /// Why a resource of upstream `idx` is withheld, if it is: its own definition, or
     /// a withheld template its URI falls under.
     pub(super) fn resource_held(&self, idx: usize, uri: &str) -> Option<String> {
-        let q = self.quarantine.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(reason) = q.get(&(idx, "resource", uri.to_owned())) {
+        if self.quarantine.overflowed(idx) {
+            return Some(OVERFLOWED.to_owned());
+        }
+        let q = self.quarantine.table(idx)?;
+        if let Some(reason) = q.get(&("resource", uri.to_owned())) {
             return Some(reason.clone());
         }
         q.iter()
-            .find(|((i, kind, template), _)| {
-                *i == idx && *kind == "resource-template" && {
+            .find(|((kind, template), _)| {
+                *kind == "resource-template" && {
                     let p = template_prefix(template);
                     !p.is_empty() && uri.starts_with(p)
                 }
@@ -351,4 +475,30 @@ fn pin_form(kind: &str, item: &Value) -> Option<(String, Value)> {
 /// The literal start of a URI template (before its first expression).
 pub(super) fn template_prefix(template: &str) -> &str {
     template.split('{').next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feat_02_one_upstream_filling_its_table_closes_only_itself() {
+        let t: PerUpstream<String> = PerUpstream::new(2, 2);
+        assert!(t.insert(0, "tool", "a", "x".into()));
+        assert!(t.insert(0, "tool", "b", "x".into()));
+        // Replacing an entry is not growth.
+        assert!(t.insert(0, "tool", "a", "y".into()));
+        assert!(!t.overflowed(0));
+        // A third name does not fit: the upstream is overflowed (refused whole)…
+        assert!(!t.insert(0, "tool", "c", "x".into()));
+        assert!(t.overflowed(0));
+        assert_eq!(t.get(0, "tool", "c"), None);
+        // …and the other upstream keeps its own room.
+        assert!(!t.overflowed(1));
+        assert!(t.insert(1, "tool", "a", "x".into()));
+        assert!(t.insert(1, "tool", "b", "x".into()));
+        // An upstream the gateway does not know is refused.
+        assert!(t.overflowed(7));
+        assert!(!t.insert(7, "tool", "a", "x".into()));
+    }
 }

@@ -134,8 +134,7 @@ impl Router {
 
     /// `flagged` when the item's definition had findings the operator lets through.
     pub(super) fn verdict(&self, idx: usize, kind: &'static str, name: &str) -> &'static str {
-        let f = self.flagged.lock().unwrap_or_else(|e| e.into_inner());
-        if !f.is_empty() && f.contains(&(idx, kind, name.to_owned())) {
+        if self.flagged.overflowed(idx) || self.flagged.get(idx, kind, name).is_some() {
             "flagged"
         } else {
             "clean"
