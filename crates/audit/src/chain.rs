@@ -20,8 +20,10 @@ use crate::key::{hex, key_id, unhex, verify_signature};
 /// The `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The longest record the verifier reads (a record is far smaller).
-const MAX_LINE: usize = 1 << 20;
+/// The longest record the verifier reads. Records are small — names and URIs a
+/// client chooses are clipped — but one holding an opted-in tool's raw arguments can
+/// be as long as a request.
+const MAX_LINE: usize = 1 << 26;
 
 /// An event encoded for a record before its place in the chain is known: the costly
 /// part of a record, which the log does outside its lock.
@@ -118,18 +120,35 @@ pub fn encode(
 
 /// What a checkpoint signs: the position of the checkpoint, the chain head before
 /// it, and whether it opens a file.
-pub fn checkpoint_message(seq: u64, prev: &str, opens_file: bool) -> Vec<u8> {
-    let kind = if opens_file { "opens-file" } else { "periodic" };
+pub fn checkpoint_message(seq: u64, prev: &str, place: Place) -> Vec<u8> {
+    let kind = match place {
+        Place::Opens => "opens-file",
+        Place::Within => "periodic",
+        Place::Closes => "closes-file",
+    };
     format!("palisade-audit-checkpoint-v1\n{seq}\n{prev}\n{kind}").into_bytes()
 }
 
+/// Where a checkpoint stands in its file (signed with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// First in a file.
+    Opens,
+    /// Anywhere after.
+    Within,
+    /// Last in a file the writer finished (rotated, or closed at shutdown): a file
+    /// without one was cut, or its writer is still writing it or stopped abruptly.
+    Closes,
+}
+
 /// A checkpoint event for the record at `seq` after `prev`, signed with `key`.
-pub fn checkpoint(key: &crate::key::SigningKey, seq: u64, prev: &str, opens_file: bool) -> Event {
+pub fn checkpoint(key: &crate::key::SigningKey, seq: u64, prev: &str, place: Place) -> Event {
     Event::Checkpoint {
         key_id: key.id().to_owned(),
         public_key: key.public_hex().to_owned(),
-        opens_file,
-        signature: key.sign(&checkpoint_message(seq, prev, opens_file)),
+        opens_file: place == Place::Opens,
+        closes_file: place == Place::Closes,
+        signature: key.sign(&checkpoint_message(seq, prev, place)),
     }
 }
 
@@ -196,6 +215,10 @@ pub struct Summary {
     pub last_hash: String,
     /// Records after the last checkpoint: chained, not yet signed.
     pub unsigned_tail: u64,
+    /// Whether the file ends with the checkpoint its writer signs when it finishes a
+    /// file (rotation, shutdown). A file without one was cut short, or is still
+    /// being written, or its writer stopped abruptly.
+    pub closed: bool,
     /// IDs of the keys that signed checkpoints.
     pub keys: BTreeSet<String>,
 }
@@ -270,11 +293,22 @@ pub fn verify(reader: impl BufRead, trusted: &[Vec<u8>]) -> Result<Summary, Brok
                 }
             }
         }
+        if s.closed {
+            return Err(fail(
+                "follows the checkpoint that closed the file: files were spliced".into(),
+            ));
+        }
         if kind == "checkpoint" {
             let field = |k: &str| r.event.get(k).and_then(Value::as_str).unwrap_or("");
-            let opens = r.event.get("opens_file").and_then(Value::as_bool) == Some(true);
+            let flag = |k: &str| r.event.get(k).and_then(Value::as_bool) == Some(true);
+            let (opens, closes) = (flag("opens_file"), flag("closes_file"));
             if opens && last.is_some() {
                 return Err(fail("a checkpoint that opens a file stands in the middle of one: files were spliced".into()));
+            }
+            if opens && closes {
+                return Err(fail(
+                    "a checkpoint cannot both open and close a file".into(),
+                ));
             }
             let public = field("public_key");
             let Some(pk) = unhex(public).filter(|k| k.len() == 32) else {
@@ -285,7 +319,14 @@ pub fn verify(reader: impl BufRead, trusted: &[Vec<u8>]) -> Result<Summary, Brok
                     "checkpoint key ID does not match its public key".into(),
                 ));
             }
-            let msg = checkpoint_message(r.seq, &r.prev, opens);
+            let place = if opens {
+                Place::Opens
+            } else if closes {
+                Place::Closes
+            } else {
+                Place::Within
+            };
+            let msg = checkpoint_message(r.seq, &r.prev, place);
             if !verify_signature(public, &msg, field("signature")) {
                 return Err(fail("checkpoint signature is not valid".into()));
             }
@@ -298,6 +339,7 @@ pub fn verify(reader: impl BufRead, trusted: &[Vec<u8>]) -> Result<Summary, Brok
             s.keys.insert(field("key_id").to_owned());
             s.checkpoints += 1;
             s.unsigned_tail = 0;
+            s.closed = closes;
         } else {
             s.unsigned_tail += 1;
         }

@@ -37,6 +37,10 @@ pub enum Event {
         /// Whether this checkpoint opens a file (signed, so that a file whose first
         /// records were cut away cannot pass for a rotated one).
         opens_file: bool,
+        /// Whether this checkpoint closes a file the writer finished (signed, so that
+        /// a file cut short cannot pass for a finished one).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        closes_file: bool,
         /// The signature, hex.
         signature: String,
     },

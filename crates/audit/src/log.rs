@@ -294,7 +294,10 @@ impl AuditLog {
             if w.closed {
                 return;
             }
-            if let Err(e) = encoded(&Event::Stop).and_then(|stop| w.append(vec![stop], true)) {
+            if let Err(e) = encoded(&Event::Stop)
+                .and_then(|stop| w.append(vec![stop], false))
+                .and_then(|()| w.close_file())
+            {
                 tracing::error!(error = %e, "could not write the audit log's stop record");
             }
             if let Some(f) = &w.file {
@@ -369,12 +372,19 @@ impl Writer {
             return Ok(w);
         }
         match last_record(&opts.path).map_err(unavailable)? {
-            Tail::Clean(seq, hash) => {
+            Tail::Clean(seq, hash, closed) => {
                 w.seq = seq + 1;
                 w.prev = hash;
-                let f = append_file(&opts.path).map_err(unavailable)?;
-                w.bytes = len;
-                w.file = Some(f);
+                if closed {
+                    // A finished file (the gateway stopped cleanly) is set aside whole;
+                    // the chain goes on in a new one.
+                    w.rotate_aside("")?;
+                    w.start_file()?;
+                } else {
+                    let f = append_file(&opts.path).map_err(unavailable)?;
+                    w.bytes = len;
+                    w.file = Some(f);
+                }
             }
             Tail::Torn(last) => {
                 // A crash tore the last line: keep the file as it is, aside, and go on
@@ -404,14 +414,23 @@ impl Writer {
         };
         self.file = Some(f);
         self.bytes = 0;
-        let cp = chain::checkpoint(&self.key, self.seq, &self.prev, true);
-        self.write_lines(vec![encoded(&cp)?], false)
+        let cp = chain::checkpoint(&self.key, self.seq, &self.prev, chain::Place::Opens);
+        let opened = self.write_lines(vec![encoded(&cp)?], false);
+        if opened.is_err() && self.regular {
+            // Not even the opening checkpoint went in: the file holds no record. It is
+            // removed, so that the next attempt starts afresh instead of setting an
+            // empty file aside (again and again while the disk stays full).
+            self.file = None;
+            let _ = std::fs::remove_file(&self.opts.path);
+        }
+        opened
     }
 
-    /// Renames the current file to `<stem>-<last seq>[-why].<ext>` and prunes old ones.
+    /// Renames the current file to `<stem>-<last seq>[-why].<ext>` (never over a file
+    /// already there) and, after a full file's rotation, prunes old ones.
     fn rotate_aside(&mut self, why: &str) -> Result<(), AuditError> {
-        self.file = None;
         if !self.regular {
+            self.file = None;
             return Ok(());
         }
         let last = self.seq.saturating_sub(1);
@@ -432,10 +451,28 @@ impl Writer {
         } else {
             format!("-{why}")
         };
-        let name = format!("{stem}-{last:012}{suffix}{ext}");
-        let to = self.opts.path.with_file_name(&name);
-        std::fs::rename(&self.opts.path, &to).map_err(unavailable)?;
-        if self.opts.keep_files > 0
+        // A hard link fails where the name is taken, so no earlier file is replaced
+        // (two torn files can end at the same seq); the old name goes after.
+        let mut n = 0;
+        loop {
+            let name = if n == 0 {
+                format!("{stem}-{last:012}{suffix}{ext}")
+            } else {
+                format!("{stem}-{last:012}{suffix}.{n}{ext}")
+            };
+            let to = self.opts.path.with_file_name(&name);
+            match std::fs::hard_link(&self.opts.path, &to) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        std::fs::remove_file(&self.opts.path).map_err(unavailable)?;
+        self.file = None;
+        // Only a full file's rotation prunes: a failing disk must not wear the kept
+        // history away one torn file at a time.
+        if why.is_empty()
+            && self.opts.keep_files > 0
             && let Some(dir) = self.opts.path.parent()
         {
             let prefix = format!("{stem}-");
@@ -494,7 +531,11 @@ impl Writer {
         force_checkpoint: bool,
     ) -> Result<(), AuditError> {
         if self.torn {
-            self.rotate_aside("torn")?;
+            // A file holding records is kept aside; a file whose opening failed was
+            // removed when it failed (it held no record), and none is left to keep.
+            if self.file.is_some() {
+                self.rotate_aside("torn")?;
+            }
             self.start_file()?;
             self.torn = false;
         }
@@ -541,7 +582,7 @@ impl Writer {
         // An opening checkpoint needs no second one behind it.
         let only_checkpoints = !events.is_empty() && events.iter().all(Encoded::is_checkpoint);
         if due && !only_checkpoints {
-            let cp = chain::checkpoint(&self.key, seq, &prev, false);
+            let cp = chain::checkpoint(&self.key, seq, &prev, chain::Place::Within);
             let (line, hash) = chain::encode(seq, &ts, &prev, &cp).map_err(unavailable)?;
             buf.push_str(&line);
             buf.push('\n');
@@ -620,12 +661,20 @@ impl Writer {
         self.rotate_if_full()
     }
 
-    /// Signs, syncs and rotates a file that reached `max_file_bytes`.
+    /// Ends the current file with a checkpoint that closes it (signed: a file without
+    /// one was cut short, or not finished).
+    fn close_file(&mut self) -> Result<(), AuditError> {
+        if self.file.is_none() || self.torn {
+            return Ok(());
+        }
+        let cp = chain::checkpoint(&self.key, self.seq, &self.prev, chain::Place::Closes);
+        self.write_lines(vec![encoded(&cp)?], false)
+    }
+
+    /// Signs, closes, syncs and rotates a file that reached `max_file_bytes`.
     fn rotate_if_full(&mut self) -> Result<(), AuditError> {
         if self.regular && self.bytes >= self.opts.max_file_bytes {
-            if self.unsigned > 0 {
-                self.write_lines(Vec::new(), true)?;
-            }
+            self.close_file()?;
             if let Some(f) = &self.file {
                 f.sync_data().map_err(unavailable)?;
             }
@@ -656,21 +705,32 @@ fn append_file(path: &Path) -> std::io::Result<File> {
 }
 
 enum Tail {
-    /// The file ends with a whole, valid record: its `seq` and hash.
-    Clean(u64, String),
+    /// The file ends with a whole, valid record: its `seq` and hash, and whether it
+    /// is the checkpoint that closes the file.
+    Clean(u64, String, bool),
     /// The file ends in a torn record; the last whole one, if any.
     Torn(Option<(u64, String)>),
 }
 
 /// Reads the end of an existing log to continue its chain.
 fn last_record(path: &Path) -> std::io::Result<Tail> {
-    const REACH: u64 = 1 << 21;
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
-    let from = len.saturating_sub(REACH);
-    f.seek(SeekFrom::Start(from))?;
-    let mut tail = Vec::new();
-    f.take(REACH).read_to_end(&mut tail)?;
+    // Read back far enough to hold the last line whole (a record with an opted-in
+    // tool's raw arguments can be as long as a request).
+    let mut reach: u64 = 1 << 21;
+    let tail = loop {
+        let from = len.saturating_sub(reach);
+        f.seek(SeekFrom::Start(from))?;
+        let mut tail = Vec::new();
+        std::io::Read::take(&mut f, reach).read_to_end(&mut tail)?;
+        let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
+        if from == 0 || body.contains(&b'\n') || reach >= 1 << 28 {
+            break (from, tail);
+        }
+        reach *= 4;
+    };
+    let (from, tail) = tail;
     let text = String::from_utf8_lossy(&tail);
     let whole = text.ends_with('\n');
     let mut lines: Vec<&str> = text.split('\n').filter(|l| !l.is_empty()).collect();
@@ -678,10 +738,23 @@ fn last_record(path: &Path) -> std::io::Result<Tail> {
         // The first line may start mid-record.
         lines.remove(0);
     }
-    let parsed = |l: &str| chain::parse(l).ok().map(|r| (r.seq, r.hash));
+    let parsed = |l: &str| chain::parse(l).ok();
     let last = lines.last().copied().and_then(parsed);
     match (whole, last) {
-        (true, Some((seq, hash))) => Ok(Tail::Clean(seq, hash)),
-        _ => Ok(Tail::Torn(lines.iter().rev().find_map(|l| parsed(l)))),
+        (true, Some(r)) => {
+            let closed = r
+                .event
+                .get("closes_file")
+                .and_then(serde_json::Value::as_bool)
+                == Some(true);
+            Ok(Tail::Clean(r.seq, r.hash, closed))
+        }
+        _ => Ok(Tail::Torn(
+            lines
+                .iter()
+                .rev()
+                .find_map(|l| parsed(l))
+                .map(|r| (r.seq, r.hash)),
+        )),
     }
 }

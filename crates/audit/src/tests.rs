@@ -178,16 +178,90 @@ async fn obs_01_a_restart_continues_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(dir.path());
     write_log(&opts, 3).await;
+    let first = check(&opts.path, &[]).unwrap();
+    assert!(first.closed, "a clean stop closes the file");
     write_log(&opts, 4).await;
-    let s = check(&opts.path, &[]).unwrap();
-    assert_eq!(lines(&opts.path).len() as u64, s.records);
+    // The closed file was set aside whole; the chain goes on in the new one.
+    let aside = rotated(dir.path());
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let old = check(&aside[0], &[]).unwrap();
     assert_eq!(
-        lines(&opts.path)
-            .iter()
-            .filter(|l| l.contains("\"type\":\"start\""))
-            .count(),
-        2
+        (old.last_seq, &old.last_hash),
+        (first.last_seq, &first.last_hash)
     );
+    let s = check(&opts.path, &[]).unwrap();
+    assert!(s.closed);
+    assert_eq!(s.first_seq, first.last_seq + 1);
+    let opening = crate::chain::parse(&lines(&opts.path)[0]).unwrap();
+    assert_eq!(opening.prev, first.last_hash, "chained to the file before");
+    assert_eq!(lines(&opts.path).len() as u64, s.records);
+}
+
+#[tokio::test]
+async fn obs_01_a_torn_file_set_aside_never_replaces_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    write_log(&opts, 3).await;
+    let whole = std::fs::read_to_string(&opts.path).unwrap();
+    // The same torn file twice (a crash, then the same again): both are kept aside.
+    let torn = format!("{whole}{{\"seq\":99,\"ts");
+    for _ in 0..2 {
+        std::fs::write(&opts.path, &torn).unwrap();
+        let log = AuditLog::open(opts.clone()).unwrap();
+        log.close().await;
+    }
+    let kept: Vec<String> = rotated(dir.path())
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("-torn"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 2, "{:?}", rotated(dir.path()));
+    assert!(kept.iter().all(|k| *k == torn));
+}
+
+#[tokio::test]
+async fn obs_01_a_file_cut_anywhere_is_not_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = AuditOptions {
+        checkpoint_every: 2,
+        ..options(dir.path())
+    };
+    write_log(&opts, 7).await;
+    let all = lines(&opts.path);
+    assert!(check(&opts.path, &[]).unwrap().closed);
+    let tampered = dir.path().join("cut.jsonl");
+    // Cut after each record, signed checkpoints included: the chain still holds, but
+    // only the whole file ends with the checkpoint that closes it.
+    for keep in 1..all.len() {
+        write_lines(&tampered, &all[..keep]);
+        let s = check(&tampered, &[]).unwrap();
+        assert!(
+            !s.closed,
+            "cut to {keep} of {} lines passed as closed",
+            all.len()
+        );
+    }
+    // A closing checkpoint cannot be forged onto a cut file: re-labelling a periodic
+    // one breaks its signature.
+    let periodic = all
+        .iter()
+        .rposition(|l| l.contains("\"type\":\"checkpoint\"") && !l.contains("closes_file"))
+        .unwrap();
+    let relabelled = all[periodic].replace(
+        "\"opens_file\":false",
+        "\"opens_file\":false,\"closes_file\":true",
+    );
+    // The forger recomputes the record's own hash (which needs no key).
+    let at = relabelled.rfind(",\"hash\":\"").unwrap();
+    let body = format!("{}}}", &relabelled[..at]);
+    let hash = crate::key::hex(&<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
+    let resealed = format!("{},\"hash\":\"{hash}\"}}", &relabelled[..at]);
+    assert!(crate::chain::parse(&resealed).is_ok());
+    let mut cut: Vec<String> = all[..periodic].to_vec();
+    cut.push(resealed);
+    write_lines(&tampered, &cut);
+    let e = check(&tampered, &[]).unwrap_err();
+    assert!(e.reason.contains("signature"), "{e}");
 }
 
 fn rotated(dir: &Path) -> Vec<PathBuf> {

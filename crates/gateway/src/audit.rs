@@ -187,3 +187,27 @@ pub(crate) async fn drain_admin_actions(
 
 /// How often the CLI's admin actions are picked up.
 const ADMIN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The longest name or URI a record keeps as given: a client chooses them, and
+/// records must stay small for every reader (SIEM sinks, `audit verify`, the tail
+/// read at start). Longer ones keep their start and say how much was cut and its
+/// hash.
+const MAX_TARGET: usize = 512;
+
+/// `s` as a record keeps it: whole when short, else its first [`MAX_TARGET`] bytes
+/// (at a character boundary), the length cut and the SHA-256 of the whole.
+pub(crate) fn clip(s: &str) -> String {
+    if s.len() <= MAX_TARGET {
+        return s.to_owned();
+    }
+    let mut end = MAX_TARGET;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let hash = palisade_audit::key::hex(&<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()));
+    format!(
+        "{}… [{} more bytes, sha256 {hash}]",
+        &s[..end],
+        s.len() - end
+    )
+}

@@ -72,7 +72,7 @@ impl Inspection {
     ) -> palisade_audit::Event {
         palisade_audit::Event::Finding {
             upstream: self.names.get(idx).cloned().unwrap_or_default(),
-            subject: subject.to_owned(),
+            subject: crate::audit::clip(subject),
             location: location.to_owned(),
             rules,
             action: action.to_owned(),

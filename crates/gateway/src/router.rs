@@ -483,7 +483,7 @@ impl Router {
             client: call.client.map(str::to_owned),
             method: call.method.to_owned(),
             upstream: call.upstream.and_then(|i| self.names.get(i)).cloned(),
-            target: call.target.to_owned(),
+            target: crate::audit::clip(call.target),
             arguments_sha256: arguments.map(crate::audit::value_sha256),
             arguments: arguments.and_then(|a| self.audit.arguments_of(call.target, a)),
             decision: if refused.is_some() {

@@ -24,6 +24,11 @@ pub(crate) enum AuditCommand {
         /// half when no --pubkey is given.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Also require the file to be closed: to end with the checkpoint the gateway
+        /// signs when it finishes a file (rotation, shutdown). A rotated file always
+        /// is; a file cut short anywhere — signed checkpoints included — is not.
+        #[arg(long)]
+        closed: bool,
     },
 }
 
@@ -35,6 +40,7 @@ pub(crate) fn run(
         file,
         pubkey,
         config,
+        closed,
     } = command;
     let audit = match config.as_deref().map(&load).transpose() {
         Ok(c) => c.and_then(|c| c.audit),
@@ -90,11 +96,27 @@ pub(crate) fn run(
                      (or --config) to require the gateway's own key"
                 );
             }
-            if s.unsigned_tail > 0 {
+            if s.closed {
+                println!("  closed: it ends with the checkpoint that finished it");
+            } else {
+                if s.unsigned_tail > 0 {
+                    println!(
+                        "  the last {} records are chained but not yet signed (the next checkpoint signs them)",
+                        s.unsigned_tail
+                    );
+                }
+                // A chain read alone cannot show that its end was cut: say so, and give
+                // the head to compare with a copy kept elsewhere.
                 println!(
-                    "  the last {} records are chained but not yet signed (the next checkpoint signs them)",
-                    s.unsigned_tail
+                    "  open: it does not end with the checkpoint that finishes a file — it is being \
+                     written, its gateway stopped abruptly, or its end was cut; its head is seq {} \
+                     hash {}: compare it with the records your SIEM received",
+                    s.last_seq, s.last_hash
                 );
+                if *closed {
+                    println!("{}: INVALID: not closed (--closed)", file.display());
+                    return ExitCode::from(1);
+                }
             }
             ExitCode::SUCCESS
         }

@@ -123,11 +123,31 @@ async fn obs_01_every_decision_is_in_a_signed_log_that_verifies_and_catches_tamp
 
     // The log verifies, against the gateway's own key (found through the config).
     let cfg = config.to_str().unwrap();
-    let (code, out) = verify(&["--config", cfg]);
+    let (code, out) = verify(&["--config", cfg, "--closed"]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("valid") && !out.contains("not yet signed"),
+        out.contains("valid") && out.contains("closed:") && !out.contains("not yet signed"),
         "{out}"
+    );
+    // Cut short — even right after a signed checkpoint — it still chains, but is no
+    // longer closed: `--closed` fails, and the head to compare is printed.
+    let all: Vec<&str> = raw.lines().collect();
+    let last_periodic = all[..all.len() - 1]
+        .iter()
+        .rposition(|l| l.contains("\"type\":\"checkpoint\""))
+        .unwrap();
+    let short = gw.dir.path().join("short.jsonl");
+    std::fs::write(&short, all[..=last_periodic].join("\n") + "\n").unwrap();
+    let (code, out) = verify(&[short.to_str().unwrap(), "--config", cfg, "--closed"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("open:") && out.contains("its head is seq"),
+        "{out}"
+    );
+    let (code, out) = verify(&[short.to_str().unwrap(), "--config", cfg]);
+    assert_eq!(
+        code, 0,
+        "without --closed an open file is valid and said to be open: {out}"
     );
 
     // A tampered copy fails at the edited record.
@@ -483,4 +503,31 @@ async fn obs_01_admin_actions_from_the_cli_reach_the_audit_log() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let n = events(&log).iter().filter(|e| e["type"] == "admin").count();
     assert_eq!(n, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_a_client_cannot_make_the_log_unverifiable() {
+    // A name of 1.1 MB (the request limit allows it) is refused, and its record keeps
+    // the start, the length cut and a hash: every record stays readable to verify.
+    let (rec, url) = start_recorder().await;
+    let mut gw = Gateway::start("", &http_upstream("rec", &url));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let name = format!("rec__{}", "x".repeat(1_100_000));
+    let r = c.call(1, &name, json!({})).await;
+    assert!(r.get("error").is_some(), "{r}");
+    assert!(gw.terminate().success());
+    let log = gw.dir.path().join("data/audit.jsonl");
+    let ev = events(&log);
+    let call = ev.iter().find(|e| e["type"] == "call").unwrap();
+    let target = call["target"].as_str().unwrap();
+    assert!(
+        target.len() < 700 && target.contains("more bytes, sha256"),
+        "{target}"
+    );
+    let config = gw.dir.path().join("palisade.toml");
+    let (code, out) = verify(&["--config", config.to_str().unwrap(), "--closed"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!rec.methods().contains(&"tools/call".to_owned()));
 }
