@@ -398,6 +398,18 @@ impl Router {
                         .await;
                     return;
                 };
+                // Policy and quarantine compare URIs as strings: only the one string
+                // an upstream reads as this resource is accepted.
+                if let Some(why) = authorization::uri_not_canonical(&uri) {
+                    let _ = sink
+                        .send(error(
+                            &id,
+                            ErrorCode::InvalidParams,
+                            &format!("params.uri is refused: {why}"),
+                        ))
+                        .await;
+                    return;
+                }
                 let idx = self.route_by_uri(session, &uri).await;
                 let ruling = idx.map(|i| self.rule_resource(session, caller, i, &uri));
                 let refused = match (idx, &ruling) {
@@ -434,10 +446,37 @@ impl Router {
                     None => return,
                 }
             }
-            "completion/complete" => match self.route_completion(session, caller, &msg).await {
-                Ok((idx, m)) => return self.forward(session, idx, m, sink, cancel).await,
-                Err(e) => *e,
-            },
+            "completion/complete" => {
+                let (routed, target) = self.route_completion(session, caller, &msg).await;
+                let call = Call {
+                    method: &method,
+                    upstream: routed.as_ref().ok().map(|(i, _)| *i),
+                    target: &target,
+                    msg: &msg,
+                    params: None,
+                    policies: &[],
+                    client: caller.client.as_deref(),
+                };
+                let refused = routed
+                    .as_ref()
+                    .err()
+                    .map(|e| ((**e).clone(), "refused completion reference"));
+                match self
+                    .decide(
+                        session,
+                        &call,
+                        refused,
+                        false,
+                        routed.ok(),
+                        sink.clone(),
+                        cancel,
+                    )
+                    .await
+                {
+                    Some(answer) => answer,
+                    None => return,
+                }
+            }
             "logging/setLevel" => {
                 let params: Value = msg.params().unwrap_or(Value::Null);
                 let targets: Vec<&Link> = session
@@ -748,7 +787,7 @@ impl Router {
         session: &Arc<Session>,
         caller: &Caller,
         msg: &Message,
-    ) -> Result<(usize, Message), Box<Message>> {
+    ) -> (Result<(usize, Message), Box<Message>>, String) {
         let id = msg.id().cloned().unwrap_or(Id::Number(0));
         let bad = || {
             Box::new(error(
@@ -757,45 +796,69 @@ impl Router {
                 "Invalid completion reference",
             ))
         };
-        let mut v = msg.to_value().map_err(|_| bad())?;
-        let r = v
+        let Ok(mut v) = msg.to_value() else {
+            return (Err(bad()), String::new());
+        };
+        let Some(r) = v
             .get_mut("params")
             .and_then(|p| p.get_mut("ref"))
             .and_then(Value::as_object_mut)
-            .ok_or_else(bad)?;
+        else {
+            return (Err(bad()), String::new());
+        };
+        let name = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
         match r.get("type").and_then(Value::as_str) {
+            // The prompt must be one the caller may get, listed to this session and
+            // not held, like `prompts/get`; a refusal looks like a bad reference.
             Some("ref/prompt") => {
-                let name = r
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(bad)?
-                    .to_owned();
-                let (idx, local) = self.split_name(&name).ok_or_else(bad)?;
+                let Some(name) = name("name") else {
+                    return (Err(bad()), String::new());
+                };
+                let Some((idx, local)) = self.split_name(&name) else {
+                    return (Err(bad()), name);
+                };
+                let local = local.to_owned();
                 if !self
-                    .rule_named(session, caller, "prompts/get", idx, local, &name)
+                    .rule_named(session, caller, "prompts/get", idx, &local, &name)
                     .allow
+                    || !self.offered(session, idx, "prompts/get", &name).await
                 {
-                    return Err(bad());
+                    return (Err(bad()), name);
+                }
+                if let Some((held, _)) = self.name_held(idx, "prompts/get", &id, &name) {
+                    return (Err(Box::new(held)), name);
                 }
                 r.insert("name".into(), json!(local));
-                Ok((
-                    idx,
-                    Message::from_value(&Value::Object(v)).map_err(|_| bad())?,
-                ))
-            }
-            Some("ref/resource") => {
-                let uri = r
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .ok_or_else(bad)?
-                    .to_owned();
-                let idx = self.route_by_uri(session, &uri).await.ok_or_else(bad)?;
-                if !self.rule_resource(session, caller, idx, &uri).allow {
-                    return Err(bad());
+                match Message::from_value(&Value::Object(v)) {
+                    Ok(m) => (Ok((idx, m)), name),
+                    Err(_) => (Err(bad()), name),
                 }
-                Ok((idx, msg.clone()))
             }
-            _ => Err(bad()),
+            // The resource: a canonical URI the caller may read and that is not held.
+            Some("ref/resource") => {
+                let Some(uri) = name("uri") else {
+                    return (Err(bad()), String::new());
+                };
+                if authorization::template_not_canonical(&uri).is_some() {
+                    return (Err(bad()), uri);
+                }
+                let Some(idx) = self.route_by_uri(session, &uri).await else {
+                    return (Err(bad()), uri);
+                };
+                if !self.rule_resource(session, caller, idx, &uri).allow {
+                    return (Err(bad()), uri);
+                }
+                if let Some(reason) = self.resource_held(idx, &uri) {
+                    let held = Message::error(
+                        Some(&id),
+                        ErrorCode::Withheld,
+                        &format!("This resource is quarantined: {reason}"),
+                    );
+                    return (Err(Box::new(held)), uri);
+                }
+                (Ok((idx, msg.clone())), uri)
+            }
+            _ => (Err(bad()), String::new()),
         }
     }
 

@@ -303,3 +303,103 @@ impl Router {
         self.authz.decide(caller, session, action, &s).allow
     }
 }
+
+/// Why a resource URI is refused before any decision, if it is: one that another
+/// reader could take for a different URI than the string the policy and the
+/// quarantine compare. A URI must already be in the form the WHATWG URL parser gives
+/// it (lowercase scheme and host, no `.` or `..` segments), with no fragment, no empty
+/// segment, no percent-encoded unreserved character and no lowercase percent-encoding
+/// — the forms an upstream may read as the same resource as another string.
+pub(crate) fn uri_not_canonical(uri: &str) -> Option<String> {
+    let Ok(parsed) = reqwest::Url::parse(uri) else {
+        return Some("not a URI".into());
+    };
+    if parsed.as_str() != uri {
+        return Some(format!(
+            "not in canonical form (as {}); use the URI as listed",
+            parsed.as_str()
+        ));
+    }
+    if parsed.fragment().is_some() {
+        return Some("a resource URI carries no fragment".into());
+    }
+    if !parsed.cannot_be_a_base() && parsed.path().contains("//") {
+        return Some("an empty path segment".into());
+    }
+    let b = uri.as_bytes();
+    for (i, _) in uri.match_indices('%') {
+        let hex = b.get(i + 1..i + 3).unwrap_or_default();
+        let byte = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match byte {
+            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
+                return Some("a percent-encoded character that needs none".into());
+            }
+            Some(_) if hex.iter().any(u8::is_ascii_lowercase) => {
+                return Some("lowercase percent-encoding".into());
+            }
+            Some(_) => {}
+            None => return Some("a malformed percent-encoding".into()),
+        }
+    }
+    None
+}
+
+/// [`uri_not_canonical`] for a URI or a URI template (RFC 6570, as completion
+/// references name them): each `{…}` expression is read as a plain segment.
+pub(crate) fn template_not_canonical(template: &str) -> Option<String> {
+    let mut plain = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}').map(|c| c + open) else {
+            return Some("an unclosed template expression".into());
+        };
+        plain.push_str(&rest[..open]);
+        plain.push('x');
+        rest = &rest[close + 1..];
+    }
+    plain.push_str(rest);
+    uri_not_canonical(&plain)
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::uri_not_canonical;
+
+    #[test]
+    fn auth_20_resource_uris_are_compared_only_in_canonical_form() {
+        for ok in [
+            "file:///data/a.txt",
+            "demo://resource/static/document/architecture.md",
+            "https://example.com/a%20b?x=1",
+            "urn:example:thing",
+            "file:///data/a%2Fb",
+        ] {
+            assert_eq!(uri_not_canonical(ok), None, "{ok}");
+        }
+        for bad in [
+            "demo://resource/static/document/./architecture.md",
+            "DEMO://resource/static/document/architecture.md",
+            "demo://resource/static/x/../document/architecture.md",
+            "file:///data/./a.txt",
+            "file:///data//a.txt",
+            "file:///data/a.txt#x",
+            "file:///data/%61.txt",
+            "file:///data/%2e%2e/secret",
+            "FILE:///data/a.txt",
+            "file:///data/a%2fb",
+            "file:///data/a%zz",
+            "https://EXAMPLE.com/a",
+            "not a uri",
+        ] {
+            assert!(uri_not_canonical(bad).is_some(), "{bad}");
+        }
+        assert_eq!(
+            super::template_not_canonical("demo://resource/dynamic/text/{resourceId}"),
+            None
+        );
+        assert!(super::template_not_canonical("demo://resource/./text/{id}").is_some());
+        assert!(super::template_not_canonical("demo://resource/./text/{id").is_some());
+    }
+}

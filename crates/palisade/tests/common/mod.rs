@@ -517,6 +517,7 @@ async fn recorder_handler(
             }
             if rec.resources.lock().unwrap().is_some() {
                 result["capabilities"]["resources"] = json!({});
+                result["capabilities"]["completions"] = json!({});
             }
             json_reply(result)
         }
@@ -529,6 +530,8 @@ async fn recorder_handler(
                 json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": format!("contents of {uri}")}]}),
             )
         }
+        "completion/complete" => json_reply(json!({"completion": {
+            "values": [format!("completed for {}", v["params"]["ref"])], "hasMore": false}})),
         "tools/list" => json_reply(
             json!({"tools": builtin_tools(&rec).into_iter().chain(rec.extra_tools.lock().unwrap().iter().cloned()).collect::<Vec<_>>()}),
         ),
