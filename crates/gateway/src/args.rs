@@ -78,71 +78,191 @@ fn collect<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a str)>) {
     }
 }
 
+/// Whether a path argument climbs out of where it points: a `..` segment, read the
+/// way a server might read it — percent-decoding repeated (`%252e`), overlong UTF-8
+/// (`%c0%ae`, `%c0%af`), full-width and look-alike dots and slashes (`．．／`, `∕`),
+/// either slash.
 fn traverses(s: &str) -> bool {
-    let decoded = s
-        .to_ascii_lowercase()
-        .replace("%2e", ".")
-        .replace("%2f", "/")
-        .replace("%5c", "\\");
-    decoded.split(['/', '\\']).any(|seg| seg == "..")
+    let mut text = s.to_owned();
+    // Decoded until it stops changing (a few rounds: each doubles nothing).
+    for _ in 0..4 {
+        let next = percent_decode(&text);
+        if next == text {
+            break;
+        }
+        text = next;
+    }
+    // NFKC and confusables (full-width dots and slashes become ASCII), hidden
+    // characters removed.
+    let n = palisade_inspect::normalize(&text);
+    let folded: String = n
+        .text()
+        .chars()
+        .map(|c| match c {
+            '\u{2215}' | '\u{2044}' | '\u{29f8}' | '\u{ff0f}' => '/',
+            '\u{2216}' | '\u{29f9}' | '\u{fe68}' | '\u{ff3c}' => '\\',
+            '\u{2024}' | '\u{fe52}' | '\u{ff0e}' => '.',
+            c => c,
+        })
+        .collect();
+    folded.split(['/', '\\']).any(|seg| seg.trim() == "..")
 }
+
+/// One round of percent-decoding; overlong encodings of `.`, `/` and `\` (`%c0%ae`,
+/// `%c0%af`, `%c1%9c`) decode to them, and what is not UTF-8 after it is read lossily.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let hex = |i: usize| {
+        b.get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(x) = hex(i)
+        {
+            if matches!(x, 0xc0 | 0xc1)
+                && b.get(i + 3) == Some(&b'%')
+                && let Some(y) = hex(i + 3)
+            {
+                let overlong = (u32::from(x & 0x1f) << 6) | u32::from(y & 0x3f);
+                if let Ok(c) = u8::try_from(overlong)
+                    && matches!(c, b'.' | b'/' | b'\\')
+                {
+                    out.push(c);
+                    i += 6;
+                    continue;
+                }
+            }
+            out.push(x);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Host names that resolve to loopback by design (wildcard DNS services made for
+/// local testing, and for rebinding). Names are not resolved here: egress control at
+/// the upstream is what stops the rest.
+const LOOPBACK_NAMES: [&str; 6] = [
+    "localtest.me",
+    "lvh.me",
+    "vcap.me",
+    "nip.io",
+    "sslip.io",
+    "xip.io",
+];
 
 /// Why a URL argument may not be fetched: a scheme other than http(s), credentials in
 /// the URL, or a host that is loopback, private, link-local (cloud metadata) or
-/// otherwise internal. Names are not resolved here.
+/// otherwise internal. The URL is read as browsers and most HTTP clients read it
+/// (WHATWG: `127.1`, `0177.0.0.1`, `0x7f.1`, percent-encoded hosts, `http:\\host`).
+/// A string without a scheme that starts with an address (`127.0.0.1:6379`) is read
+/// as an http URL. Names are not resolved here.
 fn forbidden_target(s: &str) -> Option<&'static str> {
-    let (scheme, rest) = s.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    if !matches!(scheme.as_str(), "http" | "https") {
+    let trimmed = s.trim();
+    // A scheme followed by a slash (`http:/x`, `http:\\x`, `file:/etc`): a URL as
+    // parsers read it; `note: hello` is not one.
+    let has_scheme = trimmed.split_once(':').is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && rest.starts_with(['/', '\\'])
+    }) && !starts_with_address(trimmed);
+    let url = if has_scheme {
+        reqwest::Url::parse(trimmed).ok()?
+    } else if starts_with_address(trimmed) {
+        reqwest::Url::parse(&format!("http://{trimmed}")).ok()?
+    } else {
+        return None;
+    };
+    if !matches!(url.scheme(), "http" | "https") {
         return Some("only http and https URLs are allowed");
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
+    if !url.username().is_empty() || url.password().is_some() {
         return Some("credentials in a URL");
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    }
-    .trim_end_matches('.')
-    .to_ascii_lowercase();
-    if host == "localhost"
-        || host.ends_with(".localhost")
-        || host.ends_with(".internal")
-        || host.ends_with(".local")
-        || host == "metadata.google.internal"
-    {
-        return Some("an internal host");
-    }
-    let ip = host.parse::<IpAddr>().ok().or_else(|| {
-        // Integer and hex forms of IPv4 addresses.
-        let n = if let Some(h) = host.strip_prefix("0x") {
-            u32::from_str_radix(h, 16).ok()
-        } else {
-            host.parse::<u32>().ok()
-        };
-        n.map(|n| IpAddr::from(std::net::Ipv4Addr::from(n)))
-    })?;
-    let internal = match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+    let internal = match url.host()? {
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost"
+                || name.ends_with(".localhost")
+                || name.ends_with(".internal")
+                || name.ends_with(".local")
+                || LOOPBACK_NAMES
+                    .iter()
+                    .any(|l| name == *l || name.ends_with(&format!(".{l}")))
+            {
+                return Some("an internal host");
+            }
+            false
         }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| v4.is_loopback() || v4.is_private() || v4.is_link_local())
-        }
+        url::Host::Ipv4(v4) => internal_v4(v4),
+        url::Host::Ipv6(v6) => internal_v6(v6),
     };
-    internal.then_some("a loopback, private or link-local address")
+    internal.then_some("a loopback, private, link-local or reserved address")
+}
+
+/// Whether `s` begins with an IP address or `localhost` (then a port, a path or
+/// nothing): a target written without its scheme.
+fn starts_with_address(s: &str) -> bool {
+    let host = s
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('[');
+    let host = host.split(']').next().unwrap_or(host);
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
+        _ => host,
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok()
+}
+
+fn internal_v4(v4: std::net::Ipv4Addr) -> bool {
+    let [a, b, c, _] = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || a == 0 // "this network", 0.0.0.0/8
+        || a >= 240 // reserved
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+}
+
+fn internal_v6(v6: std::net::Ipv6Addr) -> bool {
+    let seg = v6.segments();
+    // An IPv4 address inside: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d),
+    // NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:aabb:ccdd::).
+    let embedded = |hi: u16, lo: u16| {
+        let [h1, h2] = hi.to_be_bytes();
+        let [l1, l2] = lo.to_be_bytes();
+        std::net::Ipv4Addr::new(h1, h2, l1, l2)
+    };
+    let mapped_or_compatible = seg[..5] == [0; 5] && (seg[5] == 0xffff || seg[5] == 0);
+    let nat64 = seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    let inner = if mapped_or_compatible || nat64 {
+        Some(embedded(seg[6], seg[7]))
+    } else if seg[0] == 0x2002 {
+        Some(embedded(seg[1], seg[2]))
+    } else {
+        None
+    };
+    v6.is_loopback()
+        || v6.is_unspecified()
+        || v6.is_multicast()
+        || (seg[0] & 0xfe00) == 0xfc00 // unique local
+        || (seg[0] & 0xffc0) == 0xfe80 // link-local
+        || inner.is_some_and(internal_v4)
 }
 
 #[cfg(test)]
@@ -177,6 +297,13 @@ mod tests {
             "a\\..\\b",
             "%2e%2e/secret",
             "x\0y",
+            "%252e%252e/secret",
+            "..%c0%afsecret",
+            "%c0%ae%c0%ae/secret",
+            "\u{ff0e}\u{ff0e}/secret",
+            "..\u{2215}secret",
+            "..\u{ff0f}secret",
+            "a/.. /b",
         ] {
             assert!(
                 check(&c, "read_file", &json!({"path": p})).is_some(),
@@ -220,9 +347,44 @@ mod tests {
             "file:///etc/passwd",
             "https://user:pw@example.com/",
             "http://[fd00::1]/",
+            // Read as a browser reads them, each is 127.0.0.1 or inside.
+            "http://127.1/",
+            "http://0177.0.0.1/",
+            "http://0x7f.1/",
+            "http://017700000001/",
+            "http://%31%32%37.0.0.1/",
+            "http:/127.0.0.1/x",
+            "http:\\\\127.0.0.1/x",
+            "http://127.0.0.1\\admin",
+            "HTTP://LOCALHOST/",
+            "127.0.0.1:6379",
+            "localhost:8080/admin",
+            "[::1]:80",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:0:0]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[2002:7f00:1::]/",
+            "http://198.18.0.1/",
+            "http://0.1.2.3/",
+            "http://240.0.0.1/",
+            "http://localtest.me/",
+            "http://127.0.0.1.nip.io/",
+            "gopher://example.com/",
+            "file:/etc/passwd",
         ] {
             assert!(check(&c, "fetch", &json!({"url": u})).is_some(), "{u}");
         }
-        assert!(check(&c, "fetch", &json!({"url": "https://example.com/page?q=1"})).is_none());
+        for ok in [
+            "https://example.com/page?q=1",
+            "just some text",
+            "note: hello",
+            "example.com",
+            "GET",
+            "https://8.8.8.8/",
+            "https://[2001:4860:4860::8888]/",
+        ] {
+            assert!(check(&c, "fetch", &json!({"url": ok})).is_none(), "{ok}");
+        }
     }
 }

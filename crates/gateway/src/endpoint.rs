@@ -291,6 +291,22 @@ pub(crate) async fn post(
     }
 }
 
+/// Admits a message that names no tool or upstream (an `initialize`, a notification)
+/// under the caller's, its client's and the global rate limits.
+fn admit_unrouted(
+    app: &App,
+    caller: &Caller,
+    id: Option<&palisade_wire::Id>,
+) -> Result<crate::limits::Permit, Refusal> {
+    let who = crate::audit::who(&caller.principal);
+    app.limiter
+        .admit(&who, caller.client.as_deref(), None, None)
+        .map_err(|over| {
+            tracing::info!(reason = over.reason, "refused a message over a limit");
+            Refusal::limited(over.message, over.retry_after).with_id(id)
+        })
+}
+
 async fn post_inner(
     app: &Arc<App>,
     peer: SocketAddr,
@@ -318,6 +334,9 @@ async fn post_inner(
         if edge::session_header(headers)?.is_some() {
             return Err(Refusal::ALREADY_INITIALIZED.with_id(msg.id()));
         }
+        // Opening a session (and a session on every upstream) is a request like any
+        // other under the caller's, its client's and the global rate limits.
+        let _permit = admit_unrouted(app, &caller, msg.id())?;
         return initialize(app, &caller, &msg).await;
     }
     // LIFE-01 / SESS-04: everything else needs a session.
@@ -328,6 +347,13 @@ async fn post_inner(
 
     match msg.kind() {
         Kind::Notification => {
+            // Notifications reach upstreams too: under the same limits as requests,
+            // but for the handshake's end and cancellations (refusing one would keep
+            // work going that the client wants stopped).
+            let _permit = match msg.method() {
+                Some("notifications/initialized" | "notifications/cancelled") => None,
+                _ => Some(admit_unrouted(app, &caller, None)?),
+            };
             app.router.notification(&session, msg).await;
             Ok(accepted())
         }
@@ -484,7 +510,7 @@ async fn request(
                 client: caller.client.clone(),
                 method: msg.method().unwrap_or_default().to_owned(),
                 upstream: upstream.and_then(|i| app.router.names.get(i)).cloned(),
-                target: tool.unwrap_or_default(),
+                target: crate::audit::clip(&tool.unwrap_or_default()),
                 arguments_sha256: None,
                 arguments: None,
                 decision: palisade_audit::Decision::Deny,
@@ -730,8 +756,18 @@ pub(crate) async fn protected_resource_metadata(
     }
 }
 
-/// `/metrics` on the admin listener: OpenMetrics text.
-pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// `/metrics` on the admin listener: OpenMetrics text. The listener is on loopback
+/// (the configuration allows nothing else), so `Host` must name loopback and a
+/// browser's cross-origin request is refused: a page rebound to 127.0.0.1 cannot read
+/// it (TR-03).
+pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let admin = crate::edge::EdgePolicy::new(Vec::new(), Vec::new(), true, false);
+    if let Err(r) = admin
+        .check_host(&headers)
+        .and_then(|()| admin.check_origin(&headers))
+    {
+        return r.into_response();
+    }
     let body = app.router.audit.metrics.render(app.router.sessions.len());
     let mut res = (StatusCode::OK, body).into_response();
     res.headers_mut().insert(

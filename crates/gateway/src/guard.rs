@@ -133,8 +133,8 @@ fn client_capability(msg: &Message, cx: &Exchange<'_>) -> Verdict {
 }
 
 /// Words that name a secret a form must not collect (FEAT-09): credentials, payment
-/// data and one-time codes. Matched against property names, titles and descriptions,
-/// lowercased, with `_` and `-` read as spaces.
+/// data and one-time codes. Matched as whole words (or plurals) against every name
+/// and string of the form, read as words (see `words`).
 const SECRET_WORDS: [&str; 24] = [
     "password",
     "passwd",
@@ -187,30 +187,129 @@ fn elicitation(msg: &Message) -> Verdict {
             Verdict::Allow
         };
     }
-    let Some(props) = params
-        .pointer("/requestedSchema/properties")
-        .and_then(Value::as_object)
-    else {
+    let Some(schema) = params.get("requestedSchema") else {
         return Verdict::Allow;
     };
-    for (name, schema) in props {
-        let mut text = name.clone();
-        for k in ["title", "description", "format"] {
-            if let Some(v) = schema.get(k).and_then(Value::as_str) {
-                text.push(' ');
-                text.push_str(v);
-            }
-        }
-        let text = text.to_lowercase().replace(['_', '-'], " ");
-        if SECRET_WORDS.iter().any(|w| text.contains(w)) {
-            tracing::warn!(field = %name, "refused an elicitation that asks for a secret (FEAT-09)");
-            return Verdict::Deny(Denial {
-                code: ErrorCode::InvalidParams,
-                public: "elicitation must not ask for passwords, keys, tokens or payment data",
-            });
-        }
+    // Every name and every string of the form, at any depth (nested objects,
+    // `oneOf` titles, descriptions), read as words: camelCase split, `_` `-` `.` as
+    // spaces, NFKC and look-alike letters folded, hidden characters removed.
+    let (mut labels, mut prose) = (String::new(), String::new());
+    schema_words(schema, "", &mut labels, &mut prose);
+    let asks = names_secret(&labels) || names_secret(&prose) || short_name(&labels);
+    // A form with a free-text field whose message asks for a secret ("type your
+    // GitHub password below", field `answer`) collects it all the same.
+    let asks = asks
+        || (has_free_text(schema)
+            && names_secret(&words(
+                params
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            )));
+    if asks {
+        tracing::warn!("refused an elicitation that asks for a secret (FEAT-09)");
+        return Verdict::Deny(Denial {
+            code: ErrorCode::InvalidParams,
+            public: "elicitation must not ask for passwords, keys, tokens or payment data",
+        });
     }
     Verdict::Allow
+}
+
+/// Short names of secrets, matched as whole words only.
+const SECRET_SHORT: [&str; 12] = [
+    "pwd", "pw", "pass", "otp", "totp", "mfa", "pin", "cvv", "cvc", "ssn", "2fa", "pan",
+];
+
+/// Whether `words` (as [`words`] gives them) name a secret: a phrase of
+/// [`SECRET_WORDS`] as whole words, or its plural.
+fn names_secret(words: &str) -> bool {
+    let padded = format!(
+        " {} ",
+        words.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    SECRET_WORDS
+        .iter()
+        .any(|w| padded.contains(&format!(" {w} ")) || padded.contains(&format!(" {w}s ")))
+}
+
+/// Whether `labels` hold a short name of a secret as a word of its own (`pwd`,
+/// `otp`): as a field's name or title, not in a sentence that may say what not to
+/// enter.
+fn short_name(labels: &str) -> bool {
+    labels.split_whitespace().any(|w| SECRET_SHORT.contains(&w))
+}
+
+/// `s` as lowercase words: look-alikes and full-width letters folded, hidden
+/// characters removed, camelCase split, punctuation read as spaces.
+fn words(s: &str) -> String {
+    let n = palisade_inspect::normalize(s);
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut prev_lower = false;
+    for c in n.text().chars() {
+        if c.is_uppercase() && prev_lower {
+            out.push(' ');
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(' ');
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The words of every property name and string in a form's schema: names, titles
+/// and values into `labels`, descriptions (sentences, which may say what *not* to
+/// enter) into `prose`.
+fn schema_words(v: &Value, key: &str, labels: &mut String, prose: &mut String) {
+    match v {
+        Value::String(s) => {
+            let out = if key == "description" { prose } else { labels };
+            out.push(' ');
+            out.push_str(&words(s));
+            out.push(' ');
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| schema_words(i, key, labels, prose)),
+        Value::Object(map) => {
+            for (k, item) in map {
+                if k == "type" {
+                    continue;
+                }
+                if let (true, Value::Object(props)) = (k == "properties", item) {
+                    for name in props.keys() {
+                        labels.push(' ');
+                        labels.push_str(&words(name));
+                        labels.push(' ');
+                    }
+                }
+                schema_words(item, k, labels, prose);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a form has a field that takes any text (a string that is not a choice,
+/// a date, an address or a URI).
+fn has_free_text(v: &Value) -> bool {
+    match v {
+        Value::Object(map) => {
+            let choice = ["enum", "oneOf", "anyOf", "const"]
+                .iter()
+                .any(|k| map.contains_key(*k));
+            let format = map.get("format").and_then(Value::as_str);
+            (map.get("type").and_then(Value::as_str) == Some("string")
+                && !choice
+                && !matches!(format, Some("date" | "date-time" | "email" | "uri")))
+                || map.values().any(has_free_text)
+        }
+        Value::Array(items) => items.iter().any(has_free_text),
+        _ => false,
+    }
 }
 
 fn url_carries_credentials(url: &str) -> bool {
@@ -257,6 +356,18 @@ mod elicitation_tests {
             ("github-token", json!({})),
             ("answer", json!({"description": "Your credit card number"})),
             ("x", json!({"title": "Seed phrase"})),
+            ("privateKey", json!({})),
+            ("cardNumber", json!({})),
+            ("securityCode", json!({})),
+            ("pwd", json!({})),
+            ("otp", json!({})),
+            ("mfa", json!({})),
+            ("pass\u{ad}word", json!({})),
+            ("p\u{430}ssword", json!({})),
+            (
+                "choice",
+                json!({"oneOf": [{"const": "a", "title": "Your password"}]}),
+            ),
         ] {
             let mut prop = json!({"type": "string"});
             if let (Some(p), Some(e)) = (prop.as_object_mut(), extra.as_object()) {
@@ -267,11 +378,35 @@ mod elicitation_tests {
             );
             assert!(matches!(elicitation(&m), Verdict::Deny(_)), "{name}");
         }
+        // Nested, and asked for in the message with a free-text field.
+        let nested = ask(
+            json!({"message": "?", "requestedSchema": {"type": "object", "properties": {
+            "login": {"type": "object", "properties": {"password": {"type": "string"}}}}}}),
+        );
+        assert!(matches!(elicitation(&nested), Verdict::Deny(_)));
+        let by_message = ask(
+            json!({"message": "Type your GitHub password below", "requestedSchema": {"type": "object", "properties": {
+            "answer": {"type": "string"}}}}),
+        );
+        assert!(matches!(elicitation(&by_message), Verdict::Deny(_)));
         let ok = ask(
             json!({"message": "?", "requestedSchema": {"type": "object", "properties": {
-            "name": {"type": "string"}, "age": {"type": "number"}}}}),
+            "name": {"type": "string"}, "age": {"type": "number"}, "tokenizer": {"type": "string", "enum": ["bpe"]}}}}),
         );
         assert!(matches!(elicitation(&ok), Verdict::Allow));
+        // A description saying what not to enter (the reference server's form) asks
+        // for nothing.
+        let warned = ask(
+            json!({"message": "?", "requestedSchema": {"type": "object", "properties": {
+            "n": {"type": "integer", "description": "Your favorite integer (do not give us your phone number, pin, or other sensitive info)"}}}}),
+        );
+        assert!(matches!(elicitation(&warned), Verdict::Allow));
+        // A message about a password with only a yes/no answer collects no secret.
+        let confirm = ask(
+            json!({"message": "Reset your password now?", "requestedSchema": {"type": "object", "properties": {
+            "ok": {"type": "boolean"}}}}),
+        );
+        assert!(matches!(elicitation(&confirm), Verdict::Allow));
     }
 
     #[test]

@@ -107,15 +107,6 @@ impl Limiter {
         tool: Option<&str>,
         upstream: Option<usize>,
     ) -> Result<Permit, Over> {
-        if let Some(l) = &self.global
-            && let Err(n) = l.check()
-        {
-            return Err(Over {
-                message: "Too Many Requests: the gateway's request rate limit",
-                reason: "rate limit (global)",
-                retry_after: self.wait(&n),
-            });
-        }
         if let Some(l) = &self.per_principal
             && let Err(n) = l.check_key(&principal.to_owned())
         {
@@ -140,6 +131,17 @@ impl Limiter {
             return Err(Over {
                 message: "Too Many Requests: this tool's rate limit",
                 reason: "rate limit (per tool)",
+                retry_after: self.wait(&n),
+            });
+        }
+        // The shared budget last: a caller refused by its own limits spends none
+        // of everyone's.
+        if let Some(l) = &self.global
+            && let Err(n) = l.check()
+        {
+            return Err(Over {
+                message: "Too Many Requests: the gateway's request rate limit",
+                reason: "rate limit (global)",
                 retry_after: self.wait(&n),
             });
         }
@@ -190,5 +192,37 @@ impl Limiter {
             l.retain_recent();
             l.shrink_to_fit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(rates: &str) -> Limiter {
+        let text = format!(
+            "[limits.rate]\n{rates}\n[[upstream]]\nname = \"a\"\ntransport = \"streamable-http\"\nurl = \"http://127.0.0.1:9/mcp\"\n"
+        );
+        let config = Config::from_toml(std::path::Path::new("t.toml"), &text, &|_: &str| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Limiter::new(&config)
+    }
+
+    #[test]
+    fn feat_06_a_throttled_caller_spends_none_of_the_global_budget() {
+        let l = limiter("global = \"5/m\"\nper_principal = \"3/m\"");
+        for _ in 0..3 {
+            assert!(l.admit("mallory", None, None, None).is_ok());
+        }
+        // Mallory is over her own rate however often she tries…
+        for _ in 0..10 {
+            let over = l.admit("mallory", None, None, None).err().map(|o| o.reason);
+            assert_eq!(over, Some("rate limit (per principal)"));
+        }
+        // …and what the others share is still there: 5 − 3 = 2.
+        assert!(l.admit("alice", None, None, None).is_ok());
+        assert!(l.admit("bob", None, None, None).is_ok());
+        let over = l.admit("carol", None, None, None).err().map(|o| o.reason);
+        assert_eq!(over, Some("rate limit (global)"));
     }
 }

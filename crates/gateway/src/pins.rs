@@ -27,8 +27,11 @@ pub(crate) struct Pins {
     store: Arc<SqliteStore>,
     names: Vec<String>,
     modes: Vec<PinMode>,
-    /// Approved hashes seen recently, so that an unchanged list costs no query.
+    /// Approved hashes seen recently, so that an unchanged list costs no query;
+    /// forgotten when the store's count of decisions moves (`refresh`).
     approved: Mutex<HashMap<(usize, String, String), String>>,
+    /// The store's count of pin decisions when `approved` was last known good.
+    generation: std::sync::atomic::AtomicI64,
     /// (upstream, kind) pairs known to have been listed before.
     seen_kinds: Mutex<std::collections::HashSet<(usize, String)>>,
     /// Held by the list that may be a first sight until its items are pinned, so that
@@ -97,11 +100,30 @@ impl Pins {
             names,
             modes,
             approved: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicI64::new(-1),
             seen_kinds: Mutex::new(std::collections::HashSet::new()),
             first: Arc::new(tokio::sync::Mutex::new(())),
             waiting: Mutex::new(std::collections::HashSet::new()),
             audit,
         }
+    }
+
+    /// Whether a decision was made in the store (with the CLI) since the last look:
+    /// then what was cached as approved is forgotten, so that a revoked approval is
+    /// not served from the cache. One small query; a store error forgets too.
+    pub(crate) async fn refresh(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        // -1: never looked; -2: the store could not say.
+        let now = self.store.pin_generation().await.unwrap_or(-2);
+        let before = self.generation.swap(now, Ordering::AcqRel);
+        let changed = now != before;
+        if changed || now < 0 {
+            self.approved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        changed && before != -1
     }
 
     /// Whether this is the first time upstream `idx` lists anything of `kind` (its
@@ -113,6 +135,7 @@ impl Pins {
         idx: usize,
         kind: &str,
     ) -> (bool, Option<tokio::sync::OwnedMutexGuard<()>>) {
+        self.refresh().await;
         let key = (idx, kind.to_owned());
         let seen = |k: &(usize, String)| {
             self.seen_kinds

@@ -5,6 +5,7 @@
 //! shadow another's tools (FEAT-03); upstream names cannot contain `_`, so the first
 //! `__` always splits correctly.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -344,7 +345,9 @@ impl Router {
                         // Listed first (a session that never listed lists now, which
                         // admits — and quarantines — what the upstream offers), then held.
                         if self.offered(session, *idx, &method, &target).await {
-                            if let Some(refusal) = self.name_held(*idx, &method, &id, &target) {
+                            if let Some(refusal) =
+                                self.name_held(session, *idx, &method, &id, &target)
+                            {
                                 Some(refusal)
                             } else if method == "tools/call" {
                                 self.check_arguments(*idx, m, params.as_ref())
@@ -825,7 +828,7 @@ impl Router {
                 {
                     return (Err(bad()), name);
                 }
-                if let Some((held, _)) = self.name_held(idx, "prompts/get", &id, &name) {
+                if let Some((held, _)) = self.name_held(session, idx, "prompts/get", &id, &name) {
                     return (Err(Box::new(held)), name);
                 }
                 r.insert("name".into(), json!(local));
@@ -956,9 +959,9 @@ impl Router {
             // The names this session may call or get: recorded only once every item
             // of the list has been admitted (or held), so that a call racing this list
             // waits for a list of its own instead of finding the name half-admitted.
-            let names: std::collections::HashSet<String> = list
+            let mut names: HashMap<String, bool> = list
                 .iter()
-                .filter_map(|i| i.get("name")?.as_str().map(str::to_owned))
+                .filter_map(|i| Some((i.get("name")?.as_str()?.to_owned(), false)))
                 .collect();
             let (first, _turn) = self.first_sight(idx, kind).await;
             for mut item in list {
@@ -988,6 +991,7 @@ impl Router {
                     {
                         continue;
                     }
+                    names.insert(name.clone(), true);
                     let full = self.prefixed(idx, &name);
                     if full.len() > MAX_NAME {
                         tracing::warn!(upstream = %self.names[idx], "dropped an item whose namespaced name is too long (FEAT-03)");

@@ -85,7 +85,10 @@ pub(crate) struct Session {
     called: Mutex<Vec<String>>,
     /// The tool and prompt names each upstream last listed to this session, by
     /// (upstream, `tool`|`prompt`): a call to any other name is refused.
-    pub(crate) listed: Mutex<HashMap<(usize, &'static str), std::collections::HashSet<String>>>,
+    /// With each name, whether this session's own list admitted it (an upstream may
+    /// show sessions different definitions: what another session's list admitted
+    /// says nothing about this one's).
+    pub(crate) listed: Mutex<HashMap<(usize, &'static str), Listed>>,
     replay_capacity: usize,
     /// Where announced list changes go to be re-checked.
     rechecks: Option<Arc<Rechecks>>,
@@ -93,6 +96,9 @@ pub(crate) struct Session {
     /// requests); `None` when switched off.
     pub(crate) inspection: Option<Arc<crate::inspect::Inspection>>,
 }
+
+/// The names one list of an upstream held, each with whether the list admitted it.
+pub(crate) type Listed = HashMap<String, bool>;
 
 /// A list an upstream announced as changed, to be fetched again and checked
 /// against the pins (FEAT-02).

@@ -176,7 +176,17 @@ async fn decide(store: &SqliteStore, d: Decision, approve: bool) -> Result<()> {
     let n = store
         .pin_decide(&d.upstream, &d.name, d.hash.as_deref(), approve, &by, now())
         .await?;
-    anyhow::ensure!(n > 0, "nothing pending for {}/{}", d.upstream, d.name);
+    anyhow::ensure!(
+        n > 0,
+        "nothing {} for {}/{}",
+        if approve {
+            "pending"
+        } else {
+            "pending or approved"
+        },
+        d.upstream,
+        d.name
+    );
     store
         .admin_record(
             now(),

@@ -35,7 +35,8 @@ fn audit_denials(gw: &Gateway) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principal_over_its_rate_gets_429_with_retry_after_and_nothing_is_forwarded() {
-    let (rec, gw, c) = setup("[limits.rate]\nper_principal = \"3/m\"", "").await;
+    // The session's initialize counts as one of the four.
+    let (rec, gw, c) = setup("[limits.rate]\nper_principal = \"4/m\"", "").await;
     for i in 0..3 {
         let r = c.post(&call_body(i, "rec__echo")).await;
         assert_eq!(r.status(), 200, "within the rate");
@@ -54,6 +55,20 @@ async fn a_principal_over_its_rate_gets_429_with_retry_after_and_nothing_is_forw
     let calls = rec.methods().iter().filter(|m| *m == "tools/call").count();
     assert_eq!(calls, 3, "the refused call never reached the upstream");
     assert!(audit_denials(&gw).contains(&"rate limit (per principal)".to_owned()));
+
+    // Over the rate, a caller opens no more sessions (each would open one on every
+    // upstream) and its notifications are refused too; a cancellation still passes.
+    let mut other = gw.client();
+    let r = other.post(&init_body(20)).await;
+    assert_eq!(r.status(), 429);
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"});
+    assert_eq!(c.post(&note).await.status(), 429);
+    let cancel =
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}});
+    assert_eq!(c.post(&cancel).await.status(), 202);
+    other.session = None;
+    let inits = rec.methods().iter().filter(|m| *m == "initialize").count();
+    assert_eq!(inits, 1, "no upstream session for the refused initialize");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

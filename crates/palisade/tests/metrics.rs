@@ -35,9 +35,22 @@ async fn metrics_count_decisions_denials_findings_and_latency() {
         .await;
     assert_eq!(limited.status(), 429);
 
-    let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap();
+    // A page rebound to loopback (a foreign Host, a foreign Origin) reads nothing
+    // (TR-03).
+    let http = reqwest::Client::new();
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    for (host, origin) in [
+        ("attacker.example", None),
+        ("127.0.0.1", Some("https://attacker.example")),
+    ] {
+        let mut req = http.get(&metrics_url).header("host", host);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{host} {origin:?}");
+    }
+    let r = reqwest::get(&metrics_url).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(
         r.headers()["content-type"]

@@ -154,6 +154,12 @@ const SCHEMA: &[&str] = &[
         recorded INTEGER NOT NULL
     ) STRICT",
     "CREATE INDEX IF NOT EXISTS admin_actions_unrecorded ON admin_actions (recorded, id)",
+    // v5: a counter of pin decisions, so that a running gateway notices one made with
+    // the CLI (a revoked approval above all) without reading every pin (pins.rs)
+    "CREATE TABLE IF NOT EXISTS pin_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        value INTEGER NOT NULL
+    ) STRICT",
 ];
 
 impl SqliteStore {

@@ -198,9 +198,19 @@ impl SqliteStore {
         Ok(rows.into_iter().map(pin).collect())
     }
 
+    /// How many pin decisions were ever made (approvals, rejections, revocations): a
+    /// gateway that sees it change re-reads what it had cached as approved.
+    pub async fn pin_generation(&self) -> Result<i64, StoreError> {
+        let v: Option<(i64,)> = sqlx::query_as("SELECT value FROM pin_generation WHERE id = 0")
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(v.map_or(0, |(v,)| v))
+    }
+
     /// Approves or rejects the pending versions of an item (only `hash`, when given).
-    /// Approving supersedes the previously approved version. Returns how many
-    /// versions were decided.
+    /// Approving supersedes the previously approved version. Rejecting an item with
+    /// nothing pending revokes its approved version: the item is withheld until a
+    /// version is approved again. Returns how many versions were decided.
     pub async fn pin_decide(
         &self,
         upstream: &str,
@@ -211,15 +221,21 @@ impl SqliteStore {
         now: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let pending: Vec<(String, String)> = sqlx::query_as(
-            "SELECT kind, hash FROM pins WHERE upstream = ? AND name = ? AND status = 'pending' AND (? IS NULL OR hash LIKE ? || '%')",
-        )
-        .bind(upstream)
-        .bind(name)
-        .bind(hash)
-        .bind(hash)
-        .fetch_all(&mut *tx)
-        .await?;
+        let select = |status: &'static str| {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT kind, hash FROM pins WHERE upstream = ? AND name = ? AND status = ? AND (? IS NULL OR hash LIKE ? || '%')",
+            )
+            .bind(upstream)
+            .bind(name)
+            .bind(status)
+            .bind(hash)
+            .bind(hash)
+        };
+        let mut pending = select("pending").fetch_all(&mut *tx).await?;
+        if pending.is_empty() && !approve {
+            // A revocation: the approved version is rejected.
+            pending = select("approved").fetch_all(&mut *tx).await?;
+        }
         if approve && pending.len() > 1 {
             return Err(StoreError(format!(
                 "{} versions of {upstream}/{name} are pending; name one with --hash",
@@ -247,6 +263,13 @@ impl SqliteStore {
             .bind(kind)
             .bind(name)
             .bind(h)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !pending.is_empty() {
+            sqlx::query(
+                "INSERT INTO pin_generation (id, value) VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET value = value + 1",
+            )
             .execute(&mut *tx)
             .await?;
         }

@@ -86,6 +86,9 @@ impl<V: Clone> PerUpstream<V> {
     }
 }
 
+/// How often the gateway looks for pin decisions made with the CLI.
+const DECISION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why everything of an overflowed upstream is refused.
 const OVERFLOWED: &str = "its upstream offered more items than the gateway keeps track of";
 
@@ -299,9 +302,11 @@ impl Router {
     }
 
     /// The refusal of a call to, or get of, a held tool or prompt, if it is held
-    /// (`full` is the name as the client gave it).
+    /// (`full` is the name as the client gave it): held by the gateway, or not
+    /// admitted when `session` last listed it.
     pub(super) fn name_held(
         &self,
+        session: &crate::session::Session,
         idx: usize,
         method: &str,
         id: &Id,
@@ -313,11 +318,26 @@ impl Router {
         } else {
             "tool"
         };
-        let reason = self.quarantine.get(idx, kind, local).or_else(|| {
-            self.quarantine
-                .overflowed(idx)
-                .then(|| OVERFLOWED.to_owned())
-        })?;
+        // An upstream may show sessions different definitions: what another
+        // session's list admitted says nothing about the one this session saw.
+        let unadmitted = || {
+            let admitted = session
+                .listed
+                .lock()
+                .ok()
+                .and_then(|l| l.get(&(idx, kind))?.get(local).copied());
+            (admitted != Some(true))
+                .then(|| "its definition was withheld when this session listed it".to_owned())
+        };
+        let reason = self
+            .quarantine
+            .get(idx, kind, local)
+            .or_else(|| {
+                self.quarantine
+                    .overflowed(idx)
+                    .then(|| OVERFLOWED.to_owned())
+            })
+            .or_else(unadmitted)?;
         Some((
             Message::error(
                 Some(id),
@@ -385,6 +405,8 @@ impl Router {
         else {
             return;
         };
+        let mut poll = tokio::time::interval(DECISION_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let r = tokio::select! {
                 () = stop.cancelled() => return,
@@ -392,9 +414,37 @@ impl Router {
                     Some(r) => r,
                     None => return,
                 },
+                _ = poll.tick() => {
+                    self.recheck_after_decisions().await;
+                    continue;
+                }
             };
             self.rechecks.taken(&r);
             self.recheck(&r).await;
+        }
+    }
+
+    /// When a pin was decided with the CLI while the gateway runs (a revoked approval
+    /// above all), every list of every upstream is re-checked through a live session,
+    /// so that sessions that listed an item before stop calling it now, not at their
+    /// next list.
+    async fn recheck_after_decisions(&self) {
+        let Some(pins) = &self.pins else { return };
+        if !pins.refresh().await {
+            return;
+        }
+        for idx in 0..self.names.len() {
+            let Some(session) = self.sessions.with_upstream(idx).into_iter().next() else {
+                continue;
+            };
+            for list in ["tools/list", "prompts/list", "resources/list"] {
+                let r = Recheck {
+                    session: Arc::downgrade(&session),
+                    upstream: idx,
+                    list,
+                };
+                self.recheck(&r).await;
+            }
         }
     }
 

@@ -122,7 +122,7 @@ impl Router {
             s.listed
                 .lock()
                 .ok()
-                .and_then(|l| l.get(&(idx, kind)).map(|names| names.contains(local)))
+                .and_then(|l| l.get(&(idx, kind)).map(|names| names.contains_key(local)))
         };
         if let Some(yes) = known(session) {
             return yes;
@@ -202,13 +202,19 @@ impl Router {
             .and_then(|p| p.get("arguments"))
             .map(Value::to_string)
             .unwrap_or_default();
-        if arguments.len() > 500 {
-            let mut cut = 500;
+        // What is not shown cannot be approved knowingly: a long argument list is cut,
+        // and the person is told how much of it they do not see.
+        if arguments.len() > APPROVAL_SHOWN {
+            let whole = arguments.len();
+            let mut cut = APPROVAL_SHOWN;
             while !arguments.is_char_boundary(cut) {
                 cut -= 1;
             }
             arguments.truncate(cut);
-            arguments.push('…');
+            arguments.push_str(&format!(
+                "… [NOT SHOWN: the last {} of {whole} bytes of the arguments — decline unless you know what they hold]",
+                whole - cut
+            ));
         }
         let what = match call.method {
             "tools/call" => "call the tool",
@@ -303,6 +309,9 @@ impl Router {
         self.authz.decide(caller, session, action, &s).allow
     }
 }
+
+/// The bytes of a call's arguments an approval request shows.
+const APPROVAL_SHOWN: usize = 2000;
 
 /// Why a resource URI is refused before any decision, if it is: one that another
 /// reader could take for a different URI than the string the policy and the
