@@ -238,6 +238,18 @@ async fn inspection_can_be_switched_off_and_says_so() {
     assert!(gw.logs().contains("inspection is OFF"));
 }
 
+/// Runs `palisade pins <args>` on the gateway's config; it must succeed.
+fn pins_ok(config: &std::path::Path, args: &[&str]) {
+    let mut all = vec!["pins"];
+    all.extend_from_slice(args);
+    let out = cli(&all, config, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn tool_names(list: &Value) -> Vec<String> {
     list["result"]["tools"]
         .as_array()
@@ -301,16 +313,7 @@ async fn feat_02_a_changed_definition_is_quarantined_until_approved() {
         diff.contains("+  \"description\": \"Echoes text."),
         "{diff}"
     );
-    let out = cli(
-        &["pins", "approve", "rec", "echo", "--by", "alice"],
-        &config,
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pins_ok(&config, &["approve", "rec", "echo", "--by", "alice"]);
     // The running gateway serves it again, without a restart.
     assert!(tool_names(&list(4).await).contains(&"rec__echo".to_owned()));
     let r = c.call(5, "rec__echo", json!({"text": "hi"})).await;
@@ -374,16 +377,7 @@ async fn feat_02_a_changed_definition_is_quarantined_until_approved() {
 
     // An approval can be revoked: the running gateway stops serving the tool to the
     // session that listed it, within a few seconds, without a list or a restart.
-    let out = cli(
-        &["pins", "reject", "rec", "echo", "--by", "bob"],
-        &config,
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pins_ok(&config, &["reject", "rec", "echo", "--by", "bob"]);
     let calls_before = rec.methods().iter().filter(|m| *m == "tools/call").count();
     let mut refused = Value::Null;
     for i in 0..100 {
