@@ -72,7 +72,7 @@ impl Inspection {
     ) -> palisade_audit::Event {
         palisade_audit::Event::Finding {
             upstream: self.names.get(idx).cloned().unwrap_or_default(),
-            subject: crate::audit::clip(subject),
+            subject: crate::audit::target_for_record(subject),
             location: location.to_owned(),
             rules,
             action: action.to_owned(),

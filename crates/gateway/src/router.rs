@@ -525,7 +525,7 @@ impl Router {
             client: call.client.map(str::to_owned),
             method: call.method.to_owned(),
             upstream: call.upstream.and_then(|i| self.names.get(i)).cloned(),
-            target: crate::audit::clip(call.target),
+            target: crate::audit::target_for_record(call.target),
             arguments_sha256: arguments.map(crate::audit::value_sha256),
             arguments: arguments.and_then(|a| self.audit.arguments_of(call.target, a)),
             decision: if refused.is_some() {
@@ -973,6 +973,23 @@ impl Router {
                     else {
                         continue;
                     };
+                    // FEAT-03: a tool's name is [A-Za-z0-9_.-]{1,128}; no item's name
+                    // may start with `@` (the gateway's own pin names, `@instructions`).
+                    let bad_name = if key == "tools" {
+                        !palisade_inspect::valid_tool_name(&name)
+                    } else {
+                        name.is_empty() || name.starts_with('@')
+                    };
+                    if bad_name {
+                        tracing::warn!(upstream = %self.names[idx], kind, "dropped an item whose name is not allowed (FEAT-03)");
+                        self.hold(
+                            idx,
+                            kind,
+                            &name,
+                            Err("its name is not allowed (FEAT-03)".into()),
+                        );
+                        continue;
+                    }
                     if key == "tools" && !obj.get("inputSchema").is_some_and(Value::is_object) {
                         // FEAT-04: a tool without an object inputSchema is dropped, and
                         // held: it was listed, so a call to it must meet a refusal.

@@ -1213,9 +1213,13 @@ async fn feat_02_a_held_resource_is_held_under_every_spelling_and_in_completions
             .count(),
         1
     );
+    // A token in a URI's query is not written to the audit log (OBS-01).
+    let r = read(30, "file:///docs/notes.md?token=sekrit-4d2a").await;
+    assert!(r.get("result").is_some(), "{r}");
     // The completion is a decision on the record like a read.
     let log = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl")).unwrap();
     assert!(log.contains("\"method\":\"completion/complete\""), "{log}");
+    assert!(!log.contains("sekrit-4d2a") && log.contains("file:///docs/notes.md?[sha256 "), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1244,4 +1248,23 @@ async fn feat_02_what_another_session_admitted_does_not_admit_for_this_one() {
     // A, whose list admitted it, calls it.
     let r = a.call(5, "rec__echo", json!({"text": "hi"})).await;
     assert!(r.get("result").is_some(), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_03_a_tool_whose_name_is_not_allowed_is_never_offered_nor_called() {
+    let (rec, _gw, c) = setup("").await;
+    for name in ["my tool", "tool@host", "x".repeat(129).as_str()] {
+        rec.extra_tools.lock().unwrap().push(
+            json!({"name": name, "description": "d", "inputSchema": {"type": "object"}}),
+        );
+    }
+    let list = c
+        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    let names = tool_names(&list);
+    assert!(names.iter().all(|n| !n.contains(' ') && !n.contains('@')), "{names:?}");
+    let r = c.call(2, "rec__my tool", json!({})).await;
+    assert!(r.get("error").is_some(), "{r}");
+    let calls = rec.methods().iter().filter(|m| *m == "tools/call").count();
+    assert_eq!(calls, 0);
 }
