@@ -462,16 +462,25 @@ impl Writer {
             };
             let to = self.opts.path.with_file_name(&name);
             match std::fs::hard_link(&self.opts.path, &to) {
-                Ok(()) => break,
+                Ok(()) => {
+                    std::fs::remove_file(&self.opts.path).map_err(unavailable)?;
+                    break;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                // A file system without hard links (FAT, some network shares): a
+                // rename, after making sure the name is free.
+                Err(_) if !to.exists() => {
+                    std::fs::rename(&self.opts.path, &to).map_err(unavailable)?;
+                    break;
+                }
+                Err(_) if n < 1000 => n += 1,
                 Err(e) => return Err(unavailable(e)),
             }
         }
-        std::fs::remove_file(&self.opts.path).map_err(unavailable)?;
         self.file = None;
-        // Only a full file's rotation prunes: a failing disk must not wear the kept
-        // history away one torn file at a time.
-        if why.is_empty()
+        // A failing disk must not wear the kept history away one torn file at a time:
+        // a torn file never prunes.
+        if why != "torn"
             && self.opts.keep_files > 0
             && let Some(dir) = self.opts.path.parent()
         {
@@ -491,8 +500,18 @@ impl Writer {
             })
             .collect();
             old.sort();
-            while old.len() > self.opts.keep_files {
+            // Beyond `keep_files` files *and* as many full files' bytes: files set
+            // aside small (at each restart after a clean stop) do not shorten the
+            // history kept.
+            let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+            let budget = self
+                .opts
+                .max_file_bytes
+                .saturating_mul(self.opts.keep_files as u64);
+            let mut total: u64 = old.iter().map(size).sum();
+            while old.len() > self.opts.keep_files && total > budget {
                 let p = old.remove(0);
+                total = total.saturating_sub(size(&p));
                 let _ = std::fs::remove_file(&p);
             }
         }

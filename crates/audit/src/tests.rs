@@ -302,6 +302,19 @@ async fn obs_01_rotated_files_each_verify_and_chain_on() {
 }
 
 #[tokio::test]
+async fn obs_01_restarts_do_not_shorten_the_history_kept() {
+    // Each clean stop closes the file and the next start sets it aside: many small
+    // files, far under `keep_files` full files' worth — none is pruned.
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.keep_files = 3;
+    for _ in 0..8 {
+        write_log(&opts, 2).await;
+    }
+    assert_eq!(rotated(dir.path()).len(), 7, "{:?}", rotated(dir.path()));
+}
+
+#[tokio::test]
 async fn obs_01_a_torn_last_record_is_kept_aside_and_the_chain_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(dir.path());

@@ -165,22 +165,34 @@ const LOOPBACK_NAMES: [&str; 6] = [
 /// A string without a scheme that starts with an address (`127.0.0.1:6379`) is read
 /// as an http URL. Names are not resolved here.
 fn forbidden_target(s: &str) -> Option<&'static str> {
-    let trimmed = s.trim();
-    // A scheme followed by a slash (`http:/x`, `http:\\x`, `file:/etc`): a URL as
-    // parsers read it; `note: hello` is not one.
+    // WHATWG drops tabs and line breaks anywhere in a URL before reading it.
+    let compact: String = s
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let trimmed = compact.trim();
+    // A scheme followed by a slash (`http:/x`, `http:\\x`, `file:/etc`), or http(s)
+    // with anything after it (`http:127.0.0.1` reads as `http://127.0.0.1/`): a URL
+    // as parsers read it; `note: hello` is not one.
     let has_scheme = trimmed.split_once(':').is_some_and(|(scheme, rest)| {
         !scheme.is_empty()
             && scheme
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-            && rest.starts_with(['/', '\\'])
+            && (rest.starts_with(['/', '\\'])
+                || scheme.eq_ignore_ascii_case("http")
+                || scheme.eq_ignore_ascii_case("https"))
     }) && !starts_with_address(trimmed);
-    let url = if has_scheme {
-        reqwest::Url::parse(trimmed).ok()?
+    let text = if has_scheme {
+        trimmed.to_owned()
     } else if starts_with_address(trimmed) {
-        reqwest::Url::parse(&format!("http://{trimmed}")).ok()?
+        format!("http://{trimmed}")
     } else {
         return None;
+    };
+    // What looks like a URL but cannot be read as one is not let through unread.
+    let Ok(url) = reqwest::Url::parse(&text) else {
+        return Some("a URL that cannot be read");
     };
     if !matches!(url.scheme(), "http" | "https") {
         return Some("only http and https URLs are allowed");
@@ -372,6 +384,11 @@ mod tests {
             "http://127.0.0.1.nip.io/",
             "gopher://example.com/",
             "file:/etc/passwd",
+            "h\ttp://127.0.0.1/",
+            "http://127.0.\n0.1/",
+            "http:127.0.0.1/admin",
+            "https:[::1]/",
+            "http://[::1",
         ] {
             assert!(check(&c, "fetch", &json!({"url": u})).is_some(), "{u}");
         }

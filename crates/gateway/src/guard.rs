@@ -221,8 +221,28 @@ const SECRET_SHORT: [&str; 12] = [
     "pwd", "pw", "pass", "otp", "totp", "mfa", "pin", "cvv", "cvc", "ssn", "2fa", "pan",
 ];
 
+/// Secrets whose names are unambiguous inside a longer word (`newpassword`,
+/// `password1`, `clientsecret`, `accesstoken`): matched within each word.
+const SECRET_STEMS: [&str; 14] = [
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "secretkey",
+    "clientsecret",
+    "accesstoken",
+    "refreshtoken",
+    "authtoken",
+    "bearertoken",
+    "credential",
+];
+
 /// Whether `words` (as [`words`] gives them) name a secret: a phrase of
-/// [`SECRET_WORDS`] as whole words, or its plural.
+/// [`SECRET_WORDS`] as whole words (or its plural), or a word holding one of
+/// [`SECRET_STEMS`].
 fn names_secret(words: &str) -> bool {
     let padded = format!(
         " {} ",
@@ -231,6 +251,9 @@ fn names_secret(words: &str) -> bool {
     SECRET_WORDS
         .iter()
         .any(|w| padded.contains(&format!(" {w} ")) || padded.contains(&format!(" {w}s ")))
+        || words
+            .split_whitespace()
+            .any(|w| SECRET_STEMS.iter().any(|stem| w.contains(stem)))
 }
 
 /// Whether `labels` hold a short name of a secret as a word of its own (`pwd`,
@@ -368,6 +391,11 @@ mod elicitation_tests {
                 "choice",
                 json!({"oneOf": [{"const": "a", "title": "Your password"}]}),
             ),
+            ("password1", json!({})),
+            ("newpassword", json!({})),
+            ("clientsecret", json!({})),
+            ("accesstoken", json!({})),
+            ("x", json!({"title": "Password2"})),
         ] {
             let mut prop = json!({"type": "string"});
             if let (Some(p), Some(e)) = (prop.as_object_mut(), extra.as_object()) {

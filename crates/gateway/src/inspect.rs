@@ -114,13 +114,17 @@ impl Inspection {
         msg: &Message,
     ) -> Outcome {
         let id = msg.id().cloned();
+        // Logs name the subject as records do: a URI without its query or userinfo.
+        let subject_raw = subject;
+        let shown = crate::audit::target_for_record(subject);
+        let subject = shown.as_str();
         let Ok(mut v) = msg.to_unique_value() else {
             // What cannot be read whole cannot be inspected; a client's parser may read
             // it all the same (numbers out of range, lone surrogates, deep nesting,
             // a repeated key read two ways).
             tracing::warn!(upstream = idx, %subject, method, "withheld an upstream message that cannot be read whole for inspection");
             let _ = self
-                .record(idx, method, subject, vec![UNREADABLE.into()], "block")
+                .record(idx, method, subject_raw, vec![UNREADABLE.into()], "block")
                 .await;
             return Outcome::Withhold(Message::error_with_data(
                 id.as_ref(),
@@ -160,7 +164,12 @@ impl Inspection {
         // A second opinion on what the rules let through.
         let mut external_rules: Vec<String> = Vec::new();
         let mut withhold: Vec<String> = Vec::new();
-        if !malicious && let Some(ext) = &self.external {
+        // Not for notifications: a second opinion over the network for every log line
+        // or progress tick would hold up every answer behind it.
+        if !malicious
+            && msg.kind() != Kind::Notification
+            && let Some(ext) = &self.external
+        {
             let all: Vec<&str> = pieces.iter().map(|p| &joined[p.range.clone()]).collect();
             match ext.check(&all, subject).await {
                 Ok(false) => {}
@@ -258,9 +267,10 @@ impl Inspection {
                 }
             }
             // A key cannot be rewritten in place without colliding or changing
-            // what it names; and an attack in an identifier or a blob cannot be
-            // spotlighted without breaking it: such a message is withheld.
-            if rewritten && matches!(p.slot, Slot::Key(_)) {
+            // what it names, nor a blob whose bytes are not text; and an attack in an
+            // identifier or a blob cannot be spotlighted without breaking it: such a
+            // message is withheld.
+            if rewritten && matches!(p.slot, Slot::Key(_) | Slot::Blob(_, _, false)) {
                 withhold.extend(
                     secret_rules
                         .iter()
@@ -322,7 +332,7 @@ impl Inspection {
             }
             // A withheld message stays withheld whether or not it could be recorded.
             let _ = self
-                .record(idx, method, subject, withhold.clone(), "block")
+                .record(idx, method, subject_raw, withhold.clone(), "block")
                 .await;
             return Outcome::Withhold(Message::error_with_data(
                 id.as_ref(),
@@ -342,7 +352,7 @@ impl Inspection {
             found.sort();
             found.dedup();
             let action = if changed { "rewrite" } else { "flag" };
-            if !self.record(idx, method, subject, found, action).await {
+            if !self.record(idx, method, subject_raw, found, action).await {
                 return Outcome::Withhold(Message::error(
                     id.as_ref(),
                     ErrorCode::InternalError,
@@ -469,8 +479,9 @@ const IDENTIFIERS: [&str; 17] = [
 enum Slot<'a> {
     /// A string value.
     Text(&'a mut String),
-    /// A base64 `blob` whose bytes are UTF-8 text (decoded here).
-    Blob(&'a mut String, String),
+    /// A base64 `blob` (decoded here); `true` when its bytes are UTF-8, so that a
+    /// rewrite can be encoded back (otherwise a rewrite withholds the message).
+    Blob(&'a mut String, String, bool),
     /// An object key.
     Key(String),
 }
@@ -490,7 +501,7 @@ impl Piece<'_> {
     fn text(&self) -> &str {
         match &self.slot {
             Slot::Text(s) => s,
-            Slot::Blob(_, t) | Slot::Key(t) => t,
+            Slot::Blob(_, t, _) | Slot::Key(t) => t,
         }
     }
 
@@ -498,7 +509,7 @@ impl Piece<'_> {
     fn put(self, text: String) {
         match self.slot {
             Slot::Text(s) => *s = text,
-            Slot::Blob(s, _) => {
+            Slot::Blob(s, _, _) => {
                 use base64::Engine as _;
                 *s = base64::engine::general_purpose::STANDARD.encode(text);
             }
@@ -507,35 +518,41 @@ impl Piece<'_> {
     }
 }
 
-/// Every string in `v` (reached under `key`), keys included. Media (`data` of an
-/// image or audio block, inline `data:` icons) is not text a model reads; a `blob`
-/// is inspected when its bytes are UTF-8.
+/// Every string in `v` (reached under `key`), keys included. Media — the `data` of
+/// an image or audio content block, an inline `data:image/…;base64,` icon — is not
+/// text a model reads and is skipped, but only when it is base64 a client decodes to
+/// bytes;
+/// a `blob` is decoded (leniently, as clients decode) and its bytes inspected as text.
 fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>) {
     match v {
         Value::String(s) => {
-            if key == "blob" {
-                use base64::Engine as _;
-                let text = base64::engine::general_purpose::STANDARD
-                    .decode(s.as_bytes())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok());
-                if let Some(text) = text {
-                    out.push(Piece {
-                        path: path.to_owned(),
-                        slot: Slot::Blob(s, text),
-                        prose: false,
-                        range: 0..0,
-                    });
-                }
+            if key == "blob"
+                && let Some(bytes) = lenient_base64(s)
+            {
+                let (text, lossless) = match String::from_utf8(bytes) {
+                    Ok(t) => (t, true),
+                    Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), false),
+                };
+                out.push(Piece {
+                    path: path.to_owned(),
+                    slot: Slot::Blob(s, text, lossless),
+                    prose: false,
+                    range: 0..0,
+                });
                 return;
             }
-            if key == "src" && s.starts_with("data:") {
+            if key == "src"
+                && let Some(b64) = s
+                    .strip_prefix("data:image/")
+                    .and_then(|r| r.split_once(";base64,"))
+                && lenient_base64(b64.1).is_some()
+            {
                 return;
             }
             out.push(Piece {
                 path: path.to_owned(),
                 slot: Slot::Text(s),
-                prose: !IDENTIFIERS.contains(&key),
+                prose: !IDENTIFIERS.contains(&key) && key != "blob",
                 range: 0..0,
             });
         }
@@ -545,10 +562,13 @@ fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>)
             }
         }
         Value::Object(map) => {
-            let media = matches!(
-                map.get("type").and_then(Value::as_str),
-                Some("image" | "audio")
-            );
+            // A content block (under `content`, as MCP places them); elsewhere, such
+            // as in `structuredContent`, the string reaches the model as text.
+            let media = key == "content"
+                && matches!(
+                    map.get("type").and_then(Value::as_str),
+                    Some("image" | "audio")
+                );
             for (k, item) in map.iter_mut() {
                 // Paths are logged: a key that could carry data is not named.
                 let here = if named(k) {
@@ -562,7 +582,10 @@ fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>)
                     prose: false,
                     range: 0..0,
                 });
-                if media && k == "data" {
+                if media
+                    && k == "data"
+                    && item.as_str().is_some_and(|d| lenient_base64(d).is_some())
+                {
                     continue;
                 }
                 gather(item, &here, k, out);
@@ -570,6 +593,24 @@ fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>)
         }
         _ => {}
     }
+}
+
+/// The bytes of `s` read as base64 the way lenient clients read it: whitespace
+/// ignored, padding optional, either alphabet. `None` when it is not base64.
+fn lenient_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::{Engine as _, alphabet};
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let config = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    [alphabet::STANDARD, alphabet::URL_SAFE]
+        .iter()
+        .find_map(|a| {
+            GeneralPurpose::new(a, config)
+                .decode(compact.as_bytes())
+                .ok()
+        })
 }
 
 /// Whether a key looks like a field name (`structuredContent`, `text`) rather than

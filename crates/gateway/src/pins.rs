@@ -108,22 +108,21 @@ impl Pins {
         }
     }
 
-    /// Whether a decision was made in the store (with the CLI) since the last look:
-    /// then what was cached as approved is forgotten, so that a revoked approval is
-    /// not served from the cache. One small query; a store error forgets too.
-    pub(crate) async fn refresh(&self) -> bool {
+    /// The store's count of pin decisions (-2 when it cannot say). When it moved
+    /// since the last look — a decision made with the CLI, a revocation above all —
+    /// what was cached as approved is forgotten, so that a revoked approval is never
+    /// served from the cache. One small query.
+    pub(crate) async fn refresh(&self) -> i64 {
         use std::sync::atomic::Ordering;
-        // -1: never looked; -2: the store could not say.
         let now = self.store.pin_generation().await.unwrap_or(-2);
         let before = self.generation.swap(now, Ordering::AcqRel);
-        let changed = now != before;
-        if changed || now < 0 {
+        if now != before || now < 0 {
             self.approved
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
         }
-        changed && before != -1
+        now
     }
 
     /// Whether this is the first time upstream `idx` lists anything of `kind` (its
@@ -208,7 +207,7 @@ impl Pins {
         self.audit.note(palisade_audit::Event::Pin {
             upstream: upstream.to_owned(),
             kind: kind.to_owned(),
-            name: name.to_owned(),
+            name: crate::audit::target_for_record(name),
             hash: hash.to_owned(),
             status: status.to_owned(),
             note: by.map(|b| format!("decided by {b}")),
@@ -269,7 +268,7 @@ impl Pins {
             self.audit.note(palisade_audit::Event::Pin {
                 upstream: upstream.to_owned(),
                 kind: kind.to_owned(),
-                name: name.to_owned(),
+                name: crate::audit::target_for_record(name),
                 hash: hash.to_owned(),
                 status: match seen {
                     Seen::Approved => "pinned",

@@ -402,8 +402,13 @@ impl Router {
                     return;
                 };
                 // Policy and quarantine compare URIs as strings: only the one string
-                // an upstream reads as this resource is accepted.
-                if let Some(why) = authorization::uri_not_canonical(&uri) {
+                // an upstream reads as this resource is accepted — its canonical
+                // form, or the very string the upstream listed.
+                let listed = session
+                    .resource_index
+                    .lock()
+                    .is_ok_and(|ix| ix.exact.contains_key(&uri));
+                if !listed && let Some(why) = authorization::uri_not_canonical(&uri) {
                     let _ = sink
                         .send(error(
                             &id,

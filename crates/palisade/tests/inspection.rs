@@ -943,6 +943,40 @@ async fn feat_07_every_string_of_an_answer_is_inspected() {
     )
     .unwrap();
     assert_eq!(text, "AWS_KEY=[REDACTED:SEC-AWS-ACCESS-KEY]\n");
+    // What only looks like media or a blob is read as text: `data` outside a content
+    // block, a `data:` URI that is not an image, a blob a strict decoder refuses
+    // (no padding, wrapped lines) or whose bytes are not all text.
+    let wrapped = b64(&format!("{INJECTED} {INJECTED}"))
+        .trim_end_matches('=')
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut binary = vec![0xffu8];
+    binary.extend_from_slice(INJECTED.as_bytes());
+    let binary = base64::engine::general_purpose::STANDARD.encode(binary);
+    for (what, result) in [
+        (
+            "structured",
+            json!({"content": [], "structuredContent": {"type": "image", "data": INJECTED}}),
+        ),
+        (
+            "src",
+            json!({"content": [{"type": "text", "text": "ok"}], "_meta": {"icon": {"src": format!("data:text/plain,{INJECTED}")}}}),
+        ),
+        (
+            "wrapped blob",
+            json!({"content": [{"type": "resource", "resource": {"uri": "file:///a", "blob": wrapped}}]}),
+        ),
+        (
+            "binary blob",
+            json!({"content": [{"type": "resource", "resource": {"uri": "file:///a", "blob": binary}}]}),
+        ),
+    ] {
+        let body = call(result).await;
+        assert!(body.contains("-32012"), "{what}: {body}");
+    }
     // Image data is media, not text: it passes as it is.
     let png = b64("\u{89}PNG not text AKIAQYLPMN5HHHFPZAM2");
     let body =
@@ -1165,6 +1199,9 @@ async fn feat_02_a_held_resource_is_held_under_every_spelling_and_in_completions
     // poisoned resource is already held.
     let r = read(1, "file:///docs/setup.md").await;
     assert_eq!(r["error"]["code"], -32012, "{r}");
+    // With a query the upstream may ignore, it is held all the same.
+    let r = read(2, "file:///docs/setup.md?x=1").await;
+    assert_eq!(r["error"]["code"], -32012, "{r}");
     // Other spellings of the same resource, which the upstream may read as it, are
     // refused before any decision.
     for (i, uri) in [
@@ -1174,6 +1211,7 @@ async fn feat_02_a_held_resource_is_held_under_every_spelling_and_in_completions
         "file:///docs//setup.md",
         "file:///docs/setup.md#x",
         "file:///docs/%73etup.md",
+        "file:///docs/setup.md?",
     ]
     .into_iter()
     .enumerate()
@@ -1219,7 +1257,10 @@ async fn feat_02_a_held_resource_is_held_under_every_spelling_and_in_completions
     // The completion is a decision on the record like a read.
     let log = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl")).unwrap();
     assert!(log.contains("\"method\":\"completion/complete\""), "{log}");
-    assert!(!log.contains("sekrit-4d2a") && log.contains("file:///docs/notes.md?[sha256 "), "{log}");
+    assert!(
+        !log.contains("sekrit-4d2a") && log.contains("file:///docs/notes.md?[sha256 "),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1254,15 +1295,22 @@ async fn feat_02_what_another_session_admitted_does_not_admit_for_this_one() {
 async fn feat_03_a_tool_whose_name_is_not_allowed_is_never_offered_nor_called() {
     let (rec, _gw, c) = setup("").await;
     for name in ["my tool", "tool@host", "x".repeat(129).as_str()] {
-        rec.extra_tools.lock().unwrap().push(
-            json!({"name": name, "description": "d", "inputSchema": {"type": "object"}}),
-        );
+        rec.extra_tools
+            .lock()
+            .unwrap()
+            .push(json!({"name": name, "description": "d", "inputSchema": {"type": "object"}}));
     }
     let list = c
         .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
         .await;
     let names = tool_names(&list);
-    assert!(names.iter().all(|n| !n.contains(' ') && !n.contains('@')), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains(' ') && !n.contains('@') && n.len() <= "rec__".len() + 128),
+        "{names:?}"
+    );
+    assert!(names.contains(&"rec__echo".to_owned()), "{names:?}");
     let r = c.call(2, "rec__my tool", json!({})).await;
     assert!(r.get("error").is_some(), "{r}");
     let calls = rec.methods().iter().filter(|m| *m == "tools/call").count();

@@ -350,13 +350,18 @@ impl Router {
 
     /// Why a resource of upstream `idx` is withheld, if it is: its own definition, or
     /// a withheld template its URI falls under.
+    /// A URI with a query is held when it is held without it (servers often ignore
+    /// a query).
     pub(super) fn resource_held(&self, idx: usize, uri: &str) -> Option<String> {
         if self.quarantine.overflowed(idx) {
             return Some(OVERFLOWED.to_owned());
         }
         let q = self.quarantine.table(idx)?;
-        if let Some(reason) = q.get(&("resource", uri.to_owned())) {
-            return Some(reason.clone());
+        let base = super::authorization::uri_base(uri);
+        for u in std::iter::once(uri).chain(base) {
+            if let Some(reason) = q.get(&("resource", u.to_owned())) {
+                return Some(reason.clone());
+            }
         }
         q.iter()
             .find(|((kind, template), _)| {
@@ -407,6 +412,9 @@ impl Router {
         };
         let mut poll = tokio::time::interval(DECISION_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The count of decisions the last re-check answered (lists refresh the
+        // approved cache on their own, which must not hide a decision from this).
+        let mut answered: Option<i64> = None;
         loop {
             let r = tokio::select! {
                 () = stop.cancelled() => return,
@@ -415,7 +423,7 @@ impl Router {
                     None => return,
                 },
                 _ = poll.tick() => {
-                    self.recheck_after_decisions().await;
+                    self.recheck_after_decisions(&mut answered).await;
                     continue;
                 }
             };
@@ -428,9 +436,11 @@ impl Router {
     /// above all), every list of every upstream is re-checked through a live session,
     /// so that sessions that listed an item before stop calling it now, not at their
     /// next list.
-    async fn recheck_after_decisions(&self) {
+    async fn recheck_after_decisions(&self, answered: &mut Option<i64>) {
         let Some(pins) = &self.pins else { return };
-        if !pins.refresh().await {
+        let now = pins.refresh().await;
+        let before = answered.replace(now);
+        if before.is_none_or(|b| b == now) {
             return;
         }
         for idx in 0..self.names.len() {

@@ -84,6 +84,9 @@ impl Router {
 
     /// The policy's ruling on reading `uri` of upstream `idx` (subscribing counts as
     /// reading).
+    /// A URI with a query is decided twice, as itself and without its query, and
+    /// allowed only if both are: many servers ignore a query they do not expect, so
+    /// a policy that forbids `file:///x` must forbid `file:///x?anything` too.
     pub(super) fn rule_resource(
         &self,
         session: &Session,
@@ -91,12 +94,22 @@ impl Router {
         idx: usize,
         uri: &str,
     ) -> Ruling {
-        self.rule(
-            session,
-            caller,
-            "resources/read",
-            &self.resource(idx, "resource", uri),
-        )
+        let rule = |u: &str| {
+            self.rule(
+                session,
+                caller,
+                "resources/read",
+                &self.resource(idx, "resource", u),
+            )
+        };
+        let whole = rule(uri);
+        match uri_base(uri) {
+            Some(base) if whole.allow => {
+                let without = rule(base);
+                if without.allow { whole } else { without }
+            }
+            _ => whole,
+        }
     }
 
     /// Whether upstream `idx` listed the tool or prompt the client names `full` to
@@ -332,6 +345,9 @@ pub(crate) fn uri_not_canonical(uri: &str) -> Option<String> {
     if parsed.fragment().is_some() {
         return Some("a resource URI carries no fragment".into());
     }
+    if parsed.query() == Some("") {
+        return Some("an empty query".into());
+    }
     if !parsed.cannot_be_a_base() && parsed.path().contains("//") {
         return Some("an empty path segment".into());
     }
@@ -353,6 +369,11 @@ pub(crate) fn uri_not_canonical(uri: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// `uri` without its query, when it has one.
+pub(crate) fn uri_base(uri: &str) -> Option<&str> {
+    uri.split_once('?').map(|(base, _)| base)
 }
 
 /// [`uri_not_canonical`] for a URI or a URI template (RFC 6570, as completion
@@ -394,6 +415,7 @@ mod uri_tests {
             "file:///data/./a.txt",
             "file:///data//a.txt",
             "file:///data/a.txt#x",
+            "file:///data/a.txt?",
             "file:///data/%61.txt",
             "file:///data/%2e%2e/secret",
             "FILE:///data/a.txt",
