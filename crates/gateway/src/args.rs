@@ -84,13 +84,19 @@ fn collect<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a str)>) {
 /// either slash.
 fn traverses(s: &str) -> bool {
     let mut text = s.to_owned();
-    // Decoded until it stops changing (a few rounds: each doubles nothing).
-    for _ in 0..4 {
+    // Decoded until it stops changing; what is still encoded after 16 rounds is
+    // refused as traversal rather than passed unread.
+    let mut stable = false;
+    for _ in 0..16 {
         let next = percent_decode(&text);
         if next == text {
+            stable = true;
             break;
         }
         text = next;
+    }
+    if !stable {
+        return true;
     }
     // NFKC and confusables (full-width dots and slashes become ASCII), hidden
     // characters removed.
@@ -105,7 +111,11 @@ fn traverses(s: &str) -> bool {
             c => c,
         })
         .collect();
-    folded.split(['/', '\\']).any(|seg| seg.trim() == "..")
+    // A segment's parameters (`..;x`, as some servers split them) do not hide it.
+    folded.split(['/', '\\']).any(|seg| {
+        let seg = seg.split(';').next().unwrap_or(seg);
+        seg.trim() == ".."
+    })
 }
 
 /// One round of percent-decoding; overlong encodings of `.`, `/` and `\` (`%c0%ae`,
@@ -123,6 +133,22 @@ fn percent_decode(s: &str) -> String {
         if b[i] == b'%'
             && let Some(x) = hex(i)
         {
+            // Three-byte overlong forms (`%e0%80%ae`).
+            if x == 0xe0
+                && b.get(i + 3) == Some(&b'%')
+                && b.get(i + 6) == Some(&b'%')
+                && let (Some(y), Some(z)) = (hex(i + 3), hex(i + 6))
+                && y & 0xe0 == 0x80
+            {
+                let overlong = (u32::from(y & 0x3f) << 6) | u32::from(z & 0x3f);
+                if let Ok(c) = u8::try_from(overlong)
+                    && matches!(c, b'.' | b'/' | b'\\')
+                {
+                    out.push(c);
+                    i += 9;
+                    continue;
+                }
+            }
             if matches!(x, 0xc0 | 0xc1)
                 && b.get(i + 3) == Some(&b'%')
                 && let Some(y) = hex(i + 3)
@@ -190,6 +216,11 @@ fn forbidden_target(s: &str) -> Option<&'static str> {
     } else {
         return None;
     };
+    // Parsers disagree on a backslash (WHATWG reads `\\` as `/`, curl as a byte of the
+    // user name) and so on where the host is: refused.
+    if text.contains('\\') {
+        return Some("a backslash in a URL");
+    }
     // What looks like a URL but cannot be read as one is not let through unread.
     let Ok(url) = reqwest::Url::parse(&text) else {
         return Some("a URL that cannot be read");
@@ -222,8 +253,32 @@ fn forbidden_target(s: &str) -> Option<&'static str> {
 }
 
 /// Whether `s` begins with an IP address or `localhost` (then a port, a path or
-/// nothing): a target written without its scheme.
+/// nothing): a target written without its scheme. Forms clients read as IPv4 count
+/// too (`127.1`, `0x7f000001`, `2130706433`), but not a bare small number (`10:30`).
 fn starts_with_address(s: &str) -> bool {
+    let host = s
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .rsplit_once(':')
+        .filter(|(h, port)| !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(s.split(['/', '?', '#']).next().unwrap_or(""), |(h, _)| h);
+    let ipv4_like = host.contains('.')
+        || host.starts_with("0x")
+        || host.starts_with("0X")
+        || (host.len() >= 8 && host.bytes().all(|b| b.is_ascii_digit()));
+    if ipv4_like
+        && reqwest::Url::parse(&format!("http://{host}/"))
+            .is_ok_and(|u| matches!(u.host(), Some(url::Host::Ipv4(_))))
+    {
+        return true;
+    }
+    literal_address(s)
+}
+
+/// An address written as itself (`127.0.0.1`, `[::1]`, `localhost`), then a port,
+/// a path or nothing.
+fn literal_address(s: &str) -> bool {
     let host = s
         .split(['/', '?', '#'])
         .next()
@@ -316,6 +371,9 @@ mod tests {
             "..\u{2215}secret",
             "..\u{ff0f}secret",
             "a/.. /b",
+            "%252525252E%252525252E/secret",
+            "%e0%80%ae%e0%80%ae/secret",
+            "..;/secret",
         ] {
             assert!(
                 check(&c, "read_file", &json!({"path": p})).is_some(),
@@ -389,6 +447,10 @@ mod tests {
             "http:127.0.0.1/admin",
             "https:[::1]/",
             "http://[::1",
+            "http://example.com\\@127.0.0.1:47490/x",
+            "127.1:47490/x",
+            "0x7f000001:47490/x",
+            "2130706433:47490/x",
         ] {
             assert!(check(&c, "fetch", &json!({"url": u})).is_some(), "{u}");
         }
@@ -400,6 +462,7 @@ mod tests {
             "GET",
             "https://8.8.8.8/",
             "https://[2001:4860:4860::8888]/",
+            "10:30",
         ] {
             assert!(check(&c, "fetch", &json!({"url": ok})).is_none(), "{ok}");
         }

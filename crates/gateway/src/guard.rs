@@ -135,7 +135,7 @@ fn client_capability(msg: &Message, cx: &Exchange<'_>) -> Verdict {
 /// Words that name a secret a form must not collect (FEAT-09): credentials, payment
 /// data and one-time codes. Matched as whole words (or plurals) against every name
 /// and string of the form, read as words (see `words`).
-const SECRET_WORDS: [&str; 24] = [
+const SECRET_WORDS: [&str; 38] = [
     "password",
     "passwd",
     "passphrase",
@@ -160,6 +160,20 @@ const SECRET_WORDS: [&str; 24] = [
     "social security",
     "one time code",
     "2fa code",
+    "passwort",
+    "kennwort",
+    "mot de passe",
+    "contrasena",
+    "senha",
+    "verification code",
+    "authenticator",
+    "auth code",
+    "ssh key",
+    "id rsa",
+    "secret key",
+    "personal access token",
+    "recovery code",
+    "backup code",
 ];
 
 /// FEAT-09 / FEAT-11: an `elicitation/create` in form mode must not ask for secrets;
@@ -217,8 +231,9 @@ fn elicitation(msg: &Message) -> Verdict {
 }
 
 /// Short names of secrets, matched as whole words only.
-const SECRET_SHORT: [&str; 12] = [
-    "pwd", "pw", "pass", "otp", "totp", "mfa", "pin", "cvv", "cvc", "ssn", "2fa", "pan",
+const SECRET_SHORT: [&str; 14] = [
+    "pwd", "pw", "pass", "otp", "totp", "mfa", "pin", "cvv", "cvc", "ssn", "2fa", "pan", "pat",
+    "sk",
 ];
 
 /// Secrets whose names are unambiguous inside a longer word (`newpassword`,
@@ -280,7 +295,23 @@ fn words(s: &str) -> String {
             out.push(' ');
         }
     }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
+    // A word spelled out letter by letter (`P-a-s-s-w-o-r-d`) is read as the word.
+    let mut merged: Vec<String> = Vec::new();
+    let mut run = String::new();
+    for w in out.split_whitespace() {
+        if w.chars().count() == 1 {
+            run.push_str(w);
+            continue;
+        }
+        if !run.is_empty() {
+            merged.push(std::mem::take(&mut run));
+        }
+        merged.push(w.to_owned());
+    }
+    if !run.is_empty() {
+        merged.push(run);
+    }
+    merged.join(" ")
 }
 
 /// The words of every property name and string in a form's schema: names, titles
@@ -396,6 +427,16 @@ mod elicitation_tests {
             ("clientsecret", json!({})),
             ("accesstoken", json!({})),
             ("x", json!({"title": "Password2"})),
+            ("passwort", json!({})),
+            ("x", json!({"title": "Kennwort"})),
+            (
+                "x",
+                json!({"title": "Verification code from your authenticator app"}),
+            ),
+            ("x", json!({"title": "GitHub PAT"})),
+            ("x", json!({"title": "OpenAI key (sk-...)"})),
+            ("x", json!({"title": "P-a-s-s-w-o-r-d"})),
+            ("x", json!({"title": "SSH key (contents of id_rsa)"})),
         ] {
             let mut prop = json!({"type": "string"});
             if let (Some(p), Some(e)) = (prop.as_object_mut(), extra.as_object()) {

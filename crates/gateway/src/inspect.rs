@@ -138,14 +138,26 @@ impl Inspection {
             Kind::ErrorResponse => "error",
             Kind::Request | Kind::Notification => "params",
         };
+        // Members JSON-RPC does not define are dropped, never passed on unread.
+        let before = v.len();
+        v.retain(|k, _| matches!(k.as_str(), "jsonrpc" | "id" | "method") || k == field);
+        let dropped = v.len() != before;
         let Some(payload) = v.get_mut(field) else {
-            return Outcome::Pass;
+            return if dropped {
+                reencoded(&v, id.as_ref())
+            } else {
+                Outcome::Pass
+            };
         };
         let a = self.actions(idx);
         let mut pieces: Vec<Piece<'_>> = Vec::new();
         gather(payload, field, field, &mut pieces);
         if pieces.is_empty() {
-            return Outcome::Pass;
+            return if dropped {
+                reencoded(&v, id.as_ref())
+            } else {
+                Outcome::Pass
+            };
         }
         // Prose first, in document order, so that a sentence split across parts reads
         // on; identifiers and keys after it.
@@ -190,10 +202,15 @@ impl Inspection {
             }
         }
         if report.findings.is_empty() && external_rules.is_empty() && withhold.is_empty() {
-            return Outcome::Pass;
+            drop(pieces);
+            return if dropped {
+                reencoded(&v, id.as_ref())
+            } else {
+                Outcome::Pass
+            };
         }
 
-        let mut changed = false;
+        let mut changed = dropped;
         let mut flagged: Vec<Value> = Vec::new();
         let mut found: Vec<String> = report.findings.iter().map(|f| f.rule.clone()).collect();
         // Each piece's findings, in its own offsets.
@@ -374,14 +391,7 @@ impl Inspection {
         if !changed {
             return Outcome::Pass;
         }
-        match Message::from_value(&Value::Object(v)) {
-            Ok(m) => Outcome::Rewrite(m),
-            Err(_) => Outcome::Withhold(Message::error(
-                id.as_ref(),
-                ErrorCode::InternalError,
-                "the gateway could not re-encode an inspected message",
-            )),
-        }
+        reencoded(&v, id.as_ref())
     }
 
     /// Inspects one tool or prompt definition of upstream `idx`. Returns the rules
@@ -446,6 +456,18 @@ fn log_findings(idx: usize, subject: &str, location: &str, report: &Report) {
         } else {
             tracing::info!(upstream = idx, %subject, %location, rule = %f.rule, category = ?f.category, severity = ?f.severity, "inspection finding");
         }
+    }
+}
+
+/// The message `v` as rewritten, or withheld if it cannot be encoded again.
+fn reencoded(v: &serde_json::Map<String, Value>, id: Option<&palisade_wire::Id>) -> Outcome {
+    match Message::from_value(&Value::Object(v.clone())) {
+        Ok(m) => Outcome::Rewrite(m),
+        Err(_) => Outcome::Withhold(Message::error(
+            id,
+            ErrorCode::InternalError,
+            "the gateway could not re-encode an inspected message",
+        )),
     }
 }
 
@@ -541,14 +563,6 @@ fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>)
                 });
                 return;
             }
-            if key == "src"
-                && let Some(b64) = s
-                    .strip_prefix("data:image/")
-                    .and_then(|r| r.split_once(";base64,"))
-                && lenient_base64(b64.1).is_some()
-            {
-                return;
-            }
             out.push(Piece {
                 path: path.to_owned(),
                 slot: Slot::Text(s),
@@ -562,9 +576,10 @@ fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>)
             }
         }
         Value::Object(map) => {
-            // A content block (under `content`, as MCP places them); elsewhere, such
-            // as in `structuredContent`, the string reaches the model as text.
-            let media = key == "content"
+            // A content block where MCP places them (a result's `content`, a message's
+            // `content`); elsewhere, as in `structuredContent` or `_meta`, the string
+            // reaches the model as text.
+            let media = content_block(path)
                 && matches!(
                     map.get("type").and_then(Value::as_str),
                     Some("image" | "audio")
@@ -582,10 +597,7 @@ fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>)
                     prose: false,
                     range: 0..0,
                 });
-                if media
-                    && k == "data"
-                    && item.as_str().is_some_and(|d| lenient_base64(d).is_some())
-                {
+                if media && k == "data" && item.as_str().is_some_and(strict_base64) {
                     continue;
                 }
                 gather(item, &here, k, out);
@@ -593,6 +605,41 @@ fn gather<'a>(v: &'a mut Value, path: &str, key: &str, out: &mut Vec<Piece<'a>>)
         }
         _ => {}
     }
+}
+
+/// Whether `path` (as `gather` writes it) is a content block's place in a message:
+/// `result.content[i]`, `result.messages[i].content` (a prompt), or
+/// `params.messages[i].content[j]` (a sampling request), and an embedded resource
+/// nowhere.
+fn content_block(path: &str) -> bool {
+    let rest = path
+        .strip_prefix("result.")
+        .or_else(|| path.strip_prefix("params."))
+        .unwrap_or("");
+    let index = |s: &str| {
+        s.strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if let Some(i) = rest.strip_prefix("content") {
+        return index(i);
+    }
+    let Some(m) = rest.strip_prefix("messages[") else {
+        return false;
+    };
+    let Some((n, after)) = m.split_once("].content") else {
+        return false;
+    };
+    n.bytes().all(|b| b.is_ascii_digit()) && (after.is_empty() || index(after))
+}
+
+/// Whether `s` is base64 as MCP sends media: the standard alphabet, padded, no
+/// whitespace. Text that merely could be base64 to a lenient reader is read as text.
+fn strict_base64(s: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.as_bytes())
+        .is_ok()
 }
 
 /// The bytes of `s` read as base64 the way lenient clients read it: whitespace

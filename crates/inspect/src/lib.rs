@@ -221,9 +221,11 @@ impl Inspector {
                 let is_properties = path.ends_with("properties");
                 for (k, item) in map {
                     let here = format!("{path}.{k}");
+                    // Every key is text a client may hand the model (`$defs`, `_meta`,
+                    // annotations): parameter names as parameters, the rest as metadata.
                     if is_properties {
                         self.scan_string(k, Scope::Param, &here, findings);
-                    } else if !k.is_ascii() {
+                    } else {
                         self.scan_string(k, Scope::Tool, &here, findings);
                     }
                     self.walk(item, &here, findings);

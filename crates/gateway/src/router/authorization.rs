@@ -358,7 +358,29 @@ pub(crate) fn uri_not_canonical(uri: &str) -> Option<String> {
             .ok()
             .and_then(|h| u8::from_str_radix(h, 16).ok());
         match byte {
-            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
+            // Only what may not stand as itself is encoded: controls, space, `"`, `#`,
+            // `%`, `/`, `<`, `>`, `?`, `[`, `\`, `]`, `^`, `` ` ``, `{`, `|`, `}`, and
+            // bytes of non-ASCII characters. `%28` for `(` reads as `(` to many servers.
+            Some(c)
+                if c.is_ascii_graphic()
+                    && !matches!(
+                        c,
+                        b'"' | b'#'
+                            | b'%'
+                            | b'/'
+                            | b'<'
+                            | b'>'
+                            | b'?'
+                            | b'['
+                            | b'\\'
+                            | b']'
+                            | b'^'
+                            | b'`'
+                            | b'{'
+                            | b'|'
+                            | b'}'
+                    ) =>
+            {
                 return Some("a percent-encoded character that needs none".into());
             }
             Some(_) if hex.iter().any(u8::is_ascii_lowercase) => {
@@ -405,6 +427,7 @@ mod uri_tests {
             "https://example.com/a%20b?x=1",
             "urn:example:thing",
             "file:///data/a%2Fb",
+            "file:///data/report%20(1).txt",
         ] {
             assert_eq!(uri_not_canonical(ok), None, "{ok}");
         }
@@ -418,6 +441,8 @@ mod uri_tests {
             "file:///data/a.txt?",
             "file:///data/%61.txt",
             "file:///data/%2e%2e/secret",
+            "file:///data/report%20%281%29.txt",
+            "file:///data/report%20(1%29.txt",
             "FILE:///data/a.txt",
             "file:///data/a%2fb",
             "file:///data/a%zz",
