@@ -123,45 +123,43 @@ fn traverses(s: &str) -> bool {
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
+    // The byte that `%XX` at `i` encodes.
     let hex = |i: usize| {
-        b.get(i + 1..i + 3)
+        (b.get(i) == Some(&b'%'))
+            .then(|| b.get(i + 1..i + 3))
+            .flatten()
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u8::from_str_radix(h, 16).ok())
     };
+    // An overlong UTF-8 form of `.`, `/` or `\` in `n` encoded bytes at `i`
+    // (`%c0%ae`, `%e0%80%ae`): the leading byte carries no bits of such a character.
+    let overlong = |i: usize, n: usize| {
+        let bytes: Vec<u8> = (0..n).map_while(|k| hex(i + 3 * k)).collect();
+        let lead_ok = match (n, bytes.first()) {
+            (2, Some(&x)) => matches!(x, 0xc0 | 0xc1),
+            (3, Some(&x)) => x == 0xe0,
+            _ => false,
+        };
+        if bytes.len() != n || !lead_ok || bytes[1..].iter().any(|c| c & 0xc0 != 0x80) {
+            return None;
+        }
+        let lead_bits = if n == 2 { bytes[0] & 0x1f } else { 0 };
+        let value = bytes[1..]
+            .iter()
+            .fold(u32::from(lead_bits), |v, c| (v << 6) | u32::from(c & 0x3f));
+        u8::try_from(value)
+            .ok()
+            .filter(|c| matches!(c, b'.' | b'/' | b'\\'))
+    };
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%'
-            && let Some(x) = hex(i)
+        if let Some((c, n)) = [3, 2]
+            .into_iter()
+            .find_map(|n| overlong(i, n).map(|c| (c, n)))
         {
-            // Three-byte overlong forms (`%e0%80%ae`).
-            if x == 0xe0
-                && b.get(i + 3) == Some(&b'%')
-                && b.get(i + 6) == Some(&b'%')
-                && let (Some(y), Some(z)) = (hex(i + 3), hex(i + 6))
-                && y & 0xe0 == 0x80
-            {
-                let overlong = (u32::from(y & 0x3f) << 6) | u32::from(z & 0x3f);
-                if let Ok(c) = u8::try_from(overlong)
-                    && matches!(c, b'.' | b'/' | b'\\')
-                {
-                    out.push(c);
-                    i += 9;
-                    continue;
-                }
-            }
-            if matches!(x, 0xc0 | 0xc1)
-                && b.get(i + 3) == Some(&b'%')
-                && let Some(y) = hex(i + 3)
-            {
-                let overlong = (u32::from(x & 0x1f) << 6) | u32::from(y & 0x3f);
-                if let Ok(c) = u8::try_from(overlong)
-                    && matches!(c, b'.' | b'/' | b'\\')
-                {
-                    out.push(c);
-                    i += 6;
-                    continue;
-                }
-            }
+            out.push(c);
+            i += 3 * n;
+        } else if let Some(x) = hex(i) {
             out.push(x);
             i += 3;
         } else {
