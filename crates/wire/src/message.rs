@@ -116,6 +116,70 @@ struct Envelope<'a> {
     error: Slot<'a>,
 }
 
+/// A JSON value read in one pass that fails on an object with a repeated key, at any
+/// depth (serde_json's own `Value` keeps the last copy).
+struct UniqueValue(serde_json::Value);
+
+impl<'de> Deserialize<'de> for UniqueValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde_json::{Number, Value};
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value without repeated keys")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<UniqueValue, E> {
+                Ok(UniqueValue(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<UniqueValue, E> {
+                Ok(UniqueValue(Value::Number(n.into())))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<UniqueValue, E> {
+                Ok(UniqueValue(Value::Number(n.into())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<UniqueValue, E> {
+                Number::from_f64(n)
+                    .map(|n| UniqueValue(Value::Number(n)))
+                    .ok_or_else(|| E::custom("a number JSON cannot hold"))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<UniqueValue, E> {
+                Ok(UniqueValue(Value::String(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<UniqueValue, E> {
+                Ok(UniqueValue(Value::String(s)))
+            }
+            fn visit_unit<E>(self) -> Result<UniqueValue, E> {
+                Ok(UniqueValue(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UniqueValue, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(UniqueValue(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(UniqueValue(Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueValue, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let UniqueValue(v) = map.next_value()?;
+                    if out.insert(key, v).is_some() {
+                        return Err(serde::de::Error::custom("duplicate key"));
+                    }
+                }
+                Ok(UniqueValue(Value::Object(out)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Deserialises any JSON value and fails on an object with a repeated key, at any
 /// depth.
 struct NoDuplicates;
@@ -328,9 +392,12 @@ impl Message {
     pub fn to_unique_value(
         &self,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ParseError> {
-        serde_json::from_slice::<NoDuplicates>(&self.raw)
-            .map_err(|_| ParseError::Invalid("a repeated member or an unreadable value"))?;
-        self.to_value()
+        match serde_json::from_slice::<UniqueValue>(&self.raw) {
+            Ok(UniqueValue(serde_json::Value::Object(map))) => Ok(map),
+            _ => Err(ParseError::Invalid(
+                "a repeated member or an unreadable value",
+            )),
+        }
     }
 
     /// The same message with its `id` replaced, spliced into the original bytes so

@@ -159,3 +159,25 @@ proptest! {
         prop_assert_eq!(back.raw(), m.raw());
     }
 }
+
+#[test]
+fn a_message_read_whole_has_no_repeated_key_at_any_depth() {
+    let ok = parse(r#"{"jsonrpc":"2.0","id":1,"result":{"a":[{"b":1.5,"c":"\u00e9"}],"n":null,"t":true,"u":18446744073709551615,"i":-3}}"#).unwrap();
+    let whole = ok.to_unique_value().unwrap();
+    assert_eq!(whole, ok.to_value().unwrap());
+    for bad in [
+        r#"{"jsonrpc":"2.0","id":1,"result":{"a":1,"a":2}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"x":[{"k":1,"k":1}]}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"n":1e400}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"s":"\ud800"}}"#,
+    ] {
+        let m = parse(bad).unwrap();
+        assert!(m.to_unique_value().is_err(), "{bad}");
+    }
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"result":{{"d":{}1{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    assert!(parse(&deep).unwrap().to_unique_value().is_err());
+}
