@@ -215,8 +215,10 @@ impl Inspection {
         let mut found: Vec<String> = report.findings.iter().map(|f| f.rule.clone()).collect();
         // Each piece's findings, in its own offsets.
         let mut texts: Vec<Option<String>> = vec![None; pieces.len()];
+        let ranges: Vec<std::ops::Range<usize>> = pieces.iter().map(|p| p.range.clone()).collect();
+        let mut by_piece = findings_by_piece(&report, &ranges);
         for (k, p) in pieces.iter().enumerate() {
-            let findings = findings_in(&report, &p.range);
+            let findings = std::mem::take(&mut by_piece[k]);
             if findings.is_empty() {
                 continue;
             }
@@ -669,19 +671,28 @@ fn named(key: &str) -> bool {
         && b.iter().all(u8::is_ascii_alphabetic)
 }
 
-/// The findings of `report` that touch `range` of the joined document, in the
-/// piece's own offsets (clipped to it).
-fn findings_in(report: &Report, range: &std::ops::Range<usize>) -> Vec<Finding> {
-    report
-        .findings
-        .iter()
-        .filter(|f| f.span.0 < range.end && f.span.1 > range.start)
-        .map(|f| Finding {
-            span: (
-                f.span.0.max(range.start) - range.start,
-                f.span.1.min(range.end) - range.start,
-            ),
-            ..f.clone()
-        })
-        .collect()
+/// The findings of `report` by the piece they touch (`ranges`: each piece's place in
+/// the joined document, in ascending order), in the piece's own offsets (clipped to
+/// it). One pass over the findings, each placed by binary search: a message with many
+/// strings and many findings costs no product of the two.
+fn findings_by_piece(report: &Report, ranges: &[std::ops::Range<usize>]) -> Vec<Vec<Finding>> {
+    let mut out = vec![Vec::new(); ranges.len()];
+    for f in &report.findings {
+        let first = ranges.partition_point(|r| r.end <= f.span.0);
+        for (k, range) in ranges.iter().enumerate().skip(first) {
+            if range.start >= f.span.1 {
+                break;
+            }
+            if f.span.0 < range.end && f.span.1 > range.start {
+                out[k].push(Finding {
+                    span: (
+                        f.span.0.max(range.start) - range.start,
+                        f.span.1.min(range.end) - range.start,
+                    ),
+                    ..f.clone()
+                });
+            }
+        }
+    }
+    out
 }
