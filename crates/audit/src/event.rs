@@ -114,8 +114,13 @@ pub enum Event {
         upstream: Option<String>,
         /// The tool or prompt name (namespaced), or the resource URI.
         target: String,
-        /// SHA-256 of the canonical JSON arguments, hex.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        /// HMAC-SHA256 of the canonical JSON arguments under the gateway's argument
+        /// hash key ([`crate::key::HashKey`]), hex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arguments_hmac_sha256: Option<String>,
+        /// The plain SHA-256 of the arguments, as records written before the keyed
+        /// hash carry it (read, never written).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         arguments_sha256: Option<String>,
         /// The arguments themselves, only for tools the operator opted in.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 /// Why a key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
-#[error("audit signing key {path}: {message}")]
+#[error("audit key {path}: {message}")]
 pub struct KeyError {
     path: PathBuf,
     message: String,
@@ -23,6 +23,21 @@ fn key_error(path: &Path, message: impl Into<String>) -> KeyError {
         path: path.to_owned(),
         message: message.into(),
     }
+}
+
+/// Writes `bytes` to a new file at `path` readable by its owner only, and syncs it;
+/// an existing file is never overwritten.
+fn create_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .map_err(|e| key_error(path, e.to_string()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| key_error(path, e.to_string()))
 }
 
 /// Lowercase hex of `bytes`.
@@ -97,16 +112,7 @@ impl SigningKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                     .map_err(|_| key_error(path, "could not generate a key"))?;
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let mut f = opts
-                    .open(path)
-                    .map_err(|e| key_error(path, e.to_string()))?;
-                f.write_all(doc.as_ref())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| key_error(path, e.to_string()))?;
+                create_private(path, doc.as_ref())?;
                 doc.as_ref().to_vec()
             }
             Err(e) => return Err(key_error(path, e.to_string())),
@@ -145,6 +151,74 @@ impl SigningKey {
     /// Signs `message`; the signature in hex.
     pub fn sign(&self, message: &[u8]) -> String {
         hex(self.pair.sign(message).as_ref())
+    }
+}
+
+/// The key under which call records hash their arguments (HMAC-SHA256). A plain
+/// hash of a short argument — a PIN, a one-time code, a phone number — is undone by
+/// trying every value; under a key kept beside the gateway, whoever reads the log
+/// (a SIEM, its users) cannot, while the key's holder can still tell whether a record
+/// is of given arguments (`palisade audit hash-arguments`). Its `Debug` shows only
+/// the key's ID.
+pub struct HashKey {
+    key: aws_lc_rs::hmac::Key,
+    id: String,
+}
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashKey").field("id", &self.id).finish()
+    }
+}
+
+/// Bytes of a hash key file.
+const HASH_KEY_BYTES: usize = 32;
+
+impl HashKey {
+    /// Loads the 32-byte key at `path`.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let bytes = std::fs::read(path).map_err(|e| key_error(path, e.to_string()))?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Loads the 32-byte key at `path`, or creates one there (mode 0600, in a new
+    /// file: an existing file is never overwritten).
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut fresh = [0u8; HASH_KEY_BYTES];
+                aws_lc_rs::rand::fill(&mut fresh)
+                    .map_err(|_| key_error(path, "could not generate a key"))?;
+                create_private(path, &fresh)?;
+                fresh.to_vec()
+            }
+            Err(e) => return Err(key_error(path, e.to_string())),
+        };
+        Self::from_bytes(path, &bytes)
+    }
+
+    fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() != HASH_KEY_BYTES {
+            return Err(key_error(
+                path,
+                format!("not an argument hash key ({HASH_KEY_BYTES} bytes)"),
+            ));
+        }
+        Ok(Self {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes),
+            id: hex(&Sha256::digest(bytes))[..16].to_owned(),
+        })
+    }
+
+    /// The key's ID: the first 16 hex characters of the SHA-256 of its bytes.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// HMAC-SHA256 of `message` under the key, hex.
+    pub fn mac(&self, message: &[u8]) -> String {
+        hex(aws_lc_rs::hmac::sign(&self.key, message).as_ref())
     }
 }
 

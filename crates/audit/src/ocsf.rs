@@ -171,6 +171,7 @@ mod tests {
             method: "tools/call".into(),
             upstream: Some("files".into()),
             target: "files__write".into(),
+            arguments_hmac_sha256: None,
             arguments_sha256: None,
             arguments: None,
             decision: Decision::Deny,

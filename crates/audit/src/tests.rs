@@ -35,7 +35,8 @@ fn call(i: usize) -> Event {
         method: "tools/call".into(),
         upstream: Some("files".into()),
         target: format!("files__read_{i}"),
-        arguments_sha256: Some("ab".repeat(32)),
+        arguments_hmac_sha256: Some("ab".repeat(32)),
+        arguments_sha256: None,
         arguments: None,
         decision: if i.is_multiple_of(3) {
             Decision::Deny
@@ -550,4 +551,47 @@ async fn obs_01_a_pipe_nobody_reads_fails_writes_at_once_instead_of_waiting() {
     let mut opts = options(dir.path());
     opts.path = dir.path().join("audit.pipe");
     assert!(AuditLog::open(opts).is_err());
+}
+
+#[test]
+fn obs_01_the_argument_hash_key_is_made_once_private_and_never_replaced() {
+    use crate::key::HashKey;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-hash.key");
+    // `load` never makes a key: a new one would hash to nothing a record carries.
+    assert!(HashKey::load(&path).is_err());
+    let made = HashKey::load_or_create(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len(), 32);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only");
+    }
+    let again = HashKey::load_or_create(&path).unwrap();
+    assert_eq!(made.id(), again.id(), "an existing key is kept");
+    assert_eq!(
+        made.mac(b"{\"pin\":\"1234\"}"),
+        again.mac(b"{\"pin\":\"1234\"}")
+    );
+    assert_ne!(
+        made.mac(b"{\"pin\":\"1234\"}"),
+        made.mac(b"{\"pin\":\"1235\"}")
+    );
+    // Another key, another hash: the value cannot be found without the key.
+    let other = dir.path().join("other.key");
+    let other = HashKey::load_or_create(&other).unwrap();
+    assert_ne!(
+        made.mac(b"{\"pin\":\"1234\"}"),
+        other.mac(b"{\"pin\":\"1234\"}")
+    );
+    let shown = format!("{made:?}");
+    assert!(
+        shown.contains(made.id()) && !shown.contains(&crate::key::hex(&bytes)),
+        "{shown}"
+    );
+    // A file of another length is refused, not used.
+    std::fs::write(&path, b"short").unwrap();
+    assert!(HashKey::load(&path).is_err());
+    assert!(HashKey::load_or_create(&path).is_err());
 }

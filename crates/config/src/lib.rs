@@ -163,6 +163,9 @@ pub struct Audit {
     /// The Ed25519 checkpoint key, created at first start if missing (default
     /// `<data_dir>/audit-signing.key`; its public key is written beside it, `.pub`).
     pub signing_key: PathBuf,
+    /// The key call records hash their arguments under (HMAC-SHA256), created at
+    /// first start if missing (default `<data_dir>/audit-hash.key`, 32 bytes, 0600).
+    pub hash_key: PathBuf,
     /// When the file is synced.
     pub fsync: AuditFsync,
     /// A signed checkpoint after this many records…
@@ -176,7 +179,7 @@ pub struct Audit {
     /// What the gateway does when a record cannot be written.
     pub on_failure: OnAuditFailure,
     /// Namespaced tool names (or globs) whose raw arguments are recorded; every
-    /// other call records only the arguments' SHA-256.
+    /// other call records only their keyed hash (see `hash_key`).
     pub include_arguments: Vec<String>,
     /// Where copies of the records go as they are written (the file stays the
     /// record of truth).
@@ -820,10 +823,11 @@ impl Config {
         match &self.audit {
             Some(a) => s.push_str(
                 &(format!(
-                    "audit: {} (signed by {}), fsync {}, checkpoint every {} records or {:?}, \
-                 rotate at {} B keeping {}, {}{}\n",
+                    "audit: {} (signed by {}, arguments hashed under {}), fsync {}, \
+                 checkpoint every {} records or {:?}, rotate at {} B keeping {}, {}{}\n",
                     a.path.display(),
                     a.signing_key.display(),
+                    a.hash_key.display(),
                     match a.fsync {
                         AuditFsync::Always => "always".to_owned(),
                         AuditFsync::Never => "never".to_owned(),

@@ -14,6 +14,8 @@ use crate::principal::Principal;
 #[derive(Debug)]
 pub(crate) struct Auditor {
     log: Option<AuditLog>,
+    /// The key call records hash their arguments under (none without a log).
+    hash_key: Option<palisade_audit::key::HashKey>,
     fail_open: bool,
     /// Namespaced tools whose raw arguments are recorded.
     include_arguments: Vec<String>,
@@ -30,11 +32,13 @@ pub(crate) struct Unrecorded;
 impl Auditor {
     pub(crate) fn new(
         log: Option<AuditLog>,
+        hash_key: Option<palisade_audit::key::HashKey>,
         audit: Option<&palisade_config::Audit>,
         alerts: Option<crate::alerts::Alerts>,
     ) -> Self {
         Self {
             log,
+            hash_key,
             fail_open: audit.is_some_and(|a| a.on_failure == OnAuditFailure::FailOpen),
             include_arguments: audit
                 .map(|a| a.include_arguments.clone())
@@ -120,6 +124,12 @@ impl Auditor {
             .then(|| arguments.clone())
     }
 
+    /// The keyed hash of a call's arguments for its record (see
+    /// [`arguments_mac`]); `None` without a log.
+    pub(crate) fn arguments_mac(&self, arguments: &Value) -> Option<String> {
+        self.hash_key.as_ref().map(|k| arguments_mac(k, arguments))
+    }
+
     /// Writes the stop record and signs the tail.
     pub(crate) async fn close(&self) {
         if let Some(log) = &self.log {
@@ -140,9 +150,11 @@ pub(crate) fn session_ref(id: &str) -> String {
     palisade_audit::key::hex(&sha2::Sha256::digest(id.as_bytes())[..8])
 }
 
-/// SHA-256 of a JSON value's canonical form (serde_json keeps object keys sorted).
-pub(crate) fn value_sha256(v: &Value) -> String {
-    crate::pins::canonical(v).1
+/// HMAC-SHA256 under `key` of the arguments' canonical JSON (keys sorted at every
+/// depth, as pins hash definitions): what call records carry instead of the values,
+/// and what `palisade audit hash-arguments` computes to match a record.
+pub fn arguments_mac(key: &palisade_audit::key::HashKey, arguments: &Value) -> String {
+    key.mac(crate::pins::canonical(arguments).0.as_bytes())
 }
 
 /// Records the admin actions the CLI queued in the store, at start and then every

@@ -398,6 +398,7 @@ async fn post_inner(
                         .param_str("name")
                         .or_else(|| msg.param_str("uri"))
                         .unwrap_or_default(),
+                    arguments_hmac_sha256: None,
                     arguments_sha256: None,
                     arguments: None,
                     decision: palisade_audit::Decision::Deny,
@@ -511,6 +512,7 @@ async fn request(
                 method: msg.method().unwrap_or_default().to_owned(),
                 upstream: upstream.and_then(|i| app.router.names.get(i)).cloned(),
                 target: crate::audit::clip(&tool.unwrap_or_default()),
+                arguments_hmac_sha256: None,
                 arguments_sha256: None,
                 arguments: None,
                 decision: palisade_audit::Decision::Deny,

@@ -47,6 +47,7 @@ use palisade_store::SqliteStore;
 pub use palisade_store::vault::{Kek, Secret, Vault};
 use tokio_util::sync::CancellationToken;
 
+pub use audit::arguments_mac;
 pub use principal::Principal;
 pub use upstream::stdio::{TooLong, read_line_bounded, resolve_program, sandbox_profile};
 
@@ -262,8 +263,16 @@ pub async fn run(
             ))
         }
     };
+    let hash_key = match &config.audit {
+        Some(a) if audit_log.is_some() => Some(
+            palisade_audit::key::HashKey::load_or_create(&a.hash_key)
+                .map_err(|e| GatewayError::Start(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let auditor = Arc::new(audit::Auditor::new(
         audit_log,
+        hash_key,
         config.audit.as_ref(),
         alerts,
     ));

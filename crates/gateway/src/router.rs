@@ -532,7 +532,8 @@ impl Router {
             method: call.method.to_owned(),
             upstream: call.upstream.and_then(|i| self.names.get(i)).cloned(),
             target: crate::audit::target_for_record(call.target),
-            arguments_sha256: arguments.map(crate::audit::value_sha256),
+            arguments_hmac_sha256: arguments.and_then(|a| self.audit.arguments_mac(a)),
+            arguments_sha256: None,
             arguments: arguments.and_then(|a| self.audit.arguments_of(call.target, a)),
             decision: if refused.is_some() {
                 palisade_audit::Decision::Deny

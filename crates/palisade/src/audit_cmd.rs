@@ -1,6 +1,9 @@
 //! `palisade audit verify`: checks an audit log's hash chain and the signatures of
 //! its checkpoints, and names the first record that does not hold (OBS-01).
 //! Exit code: 0 valid, 1 invalid, 2 error.
+//!
+//! `palisade audit hash-arguments`: the keyed hash a call record carries for given
+//! arguments, to tell whether a record is of them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,19 +33,74 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         closed: bool,
     },
+    /// Print the hash a call record carries for these arguments
+    /// (`arguments_hmac_sha256`: HMAC-SHA256 of their canonical JSON under the
+    /// gateway's argument hash key), to tell whether a record is of them.
+    HashArguments {
+        /// The arguments as JSON (`{"path":"/etc/hosts"}`), or `-` to read them from
+        /// standard input.
+        arguments: String,
+        /// The gateway's configuration: where its argument hash key is.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 pub(crate) fn run(
     command: &AuditCommand,
     load: impl Fn(&Path) -> anyhow::Result<Config>,
 ) -> ExitCode {
-    let AuditCommand::Verify {
-        file,
-        pubkey,
-        config,
-        closed,
-    } = command;
-    let audit = match config.as_deref().map(&load).transpose() {
+    match command {
+        AuditCommand::Verify {
+            file,
+            pubkey,
+            config,
+            closed,
+        } => verify(file.as_ref(), pubkey, config.as_deref(), *closed, load),
+        AuditCommand::HashArguments { arguments, config } => {
+            match hash_arguments(arguments, config, load) {
+                Ok(mac) => {
+                    println!("{mac}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("palisade audit hash-arguments: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn hash_arguments(
+    arguments: &str,
+    config: &Path,
+    load: impl Fn(&Path) -> anyhow::Result<Config>,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let text = if arguments == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        arguments.to_owned()
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).context("the arguments are not JSON")?;
+    let audit = load(config)?
+        .audit
+        .context("the configuration has no audit log ([dangerous] no_audit_log)")?;
+    // Never created here: a new key would hash to nothing any record carries.
+    let key = palisade_audit::key::HashKey::load(&audit.hash_key)?;
+    Ok(palisade_gateway::arguments_mac(&key, &value))
+}
+
+fn verify(
+    file: Option<&PathBuf>,
+    pubkey: &[PathBuf],
+    config: Option<&Path>,
+    closed: bool,
+    load: impl Fn(&Path) -> anyhow::Result<Config>,
+) -> ExitCode {
+    let audit = match config.map(&load).transpose() {
         Ok(c) => c.and_then(|c| c.audit),
         Err(e) => {
             eprintln!("palisade audit verify: {e:#}");
@@ -50,13 +108,13 @@ pub(crate) fn run(
         }
     };
     let Some(file) = file
-        .clone()
+        .cloned()
         .or_else(|| audit.as_ref().map(|a| a.path.clone()))
     else {
         eprintln!("palisade audit verify: name a log file, or a configuration with --config");
         return ExitCode::from(2);
     };
-    let mut key_files = pubkey.clone();
+    let mut key_files = pubkey.to_vec();
     if key_files.is_empty()
         && let Some(a) = &audit
     {
@@ -113,7 +171,7 @@ pub(crate) fn run(
                      hash {}: compare it with the records your SIEM received",
                     s.last_seq, s.last_hash
                 );
-                if *closed {
+                if closed {
                     println!("{}: INVALID: not closed (--closed)", file.display());
                     return ExitCode::from(1);
                 }

@@ -90,7 +90,45 @@ async fn obs_01_every_decision_is_in_a_signed_log_that_verifies_and_catches_tamp
         .find(|e| e["target"] == "rec__echo" && e["decision"] == "allow")
         .unwrap();
     assert_eq!(allowed["upstream"], "rec");
-    assert_eq!(allowed["arguments_sha256"].as_str().unwrap().len(), 64);
+    // OBS-01: the arguments are in the record only as a keyed hash — a plain hash of a
+    // short value (a PIN, a code) is undone by trying every value — which the key's
+    // holder can reproduce to tell whether a record is of given arguments.
+    let mac = allowed["arguments_hmac_sha256"].as_str().unwrap();
+    assert_eq!(mac.len(), 64, "{allowed}");
+    assert!(allowed.get("arguments_sha256").is_none(), "{allowed}");
+    let hash_arguments = |args: &str| {
+        let out = std::process::Command::new(BIN)
+            .args(["audit", "hash-arguments", "--config"])
+            .arg(&config)
+            .arg(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    // Key order and spacing do not matter: the canonical form is hashed.
+    assert_eq!(
+        hash_arguments(&format!("{{ \"note\" : \"{SECRET_ARG}\" }}")),
+        mac
+    );
+    assert_ne!(hash_arguments(r#"{"note": "something else"}"#), mac);
+    let plain = {
+        let canonical = format!("{{\"note\":\"{SECRET_ARG}\"}}");
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        palisade_audit::key::hex(d.as_ref())
+    };
+    assert_ne!(mac, plain, "the record must not carry the plain SHA-256");
+    let key = gw.dir.path().join("data/audit-hash.key");
+    assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the hash key is readable by its owner only"
+        );
+    }
     assert!(allowed.get("arguments").is_none());
     let quarantined = calls.iter().find(|e| e["target"] == "rec__lookup").unwrap();
     assert_eq!(quarantined["decision"], "deny");

@@ -15,6 +15,7 @@ use crate::{ConfigError, Env};
 pub(super) struct RawAudit {
     path: Option<Spanned<String>>,
     signing_key: Option<Spanned<String>>,
+    hash_key: Option<Spanned<String>>,
     fsync: Option<Spanned<String>>,
     checkpoint_every: Option<Spanned<u64>>,
     checkpoint_interval: Option<Spanned<String>>,
@@ -199,6 +200,7 @@ impl RawConfig {
                 "audit.signing_key",
                 "audit-signing.key",
             )?,
+            hash_key: path(a.hash_key.as_ref(), "audit.hash_key", "audit-hash.key")?,
             fsync,
             checkpoint_every: cx.count(
                 a.checkpoint_every.as_ref(),
