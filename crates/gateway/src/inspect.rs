@@ -25,7 +25,7 @@ pub(crate) struct Inspection {
     external: Option<crate::external::ExternalDetector>,
     /// Verdicts on definitions by the hash of their canonical JSON: an unchanged
     /// definition is inspected (and its findings logged) once, not on every list.
-    verdicts: std::sync::Mutex<std::collections::HashMap<String, Option<Vec<String>>>>,
+    verdicts: std::sync::Mutex<std::collections::HashMap<String, DefinitionVerdict>>,
     audit: Arc<crate::audit::Auditor>,
     /// Upstream names, for audit records.
     names: Vec<String>,
@@ -33,6 +33,16 @@ pub(crate) struct Inspection {
 
 /// Definition verdicts kept; beyond this the cache starts over.
 const MAX_VERDICTS: usize = 10_000;
+
+/// What inspection made of one definition.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DefinitionVerdict {
+    /// The rules that make it malicious, if they do.
+    pub(crate) attack: Option<Vec<String>>,
+    /// Whether its text carries secrets or personal data: then it is served through
+    /// [`Inspection::serve_definition`].
+    pub(crate) data: bool,
+}
 
 /// What one answer became.
 pub(crate) enum Outcome {
@@ -396,16 +406,17 @@ impl Inspection {
         reencoded(&v, id.as_ref())
     }
 
-    /// Inspects one tool or prompt definition of upstream `idx`. Returns the rules
-    /// that make it malicious, if they do (logged, never the text).
-    /// `hash` is the hash of the item's canonical form (`pins::canonical`).
+    /// Inspects one tool or prompt definition of upstream `idx`: the rules that make
+    /// it malicious, if they do (logged, never the text), and whether it carries
+    /// secrets or personal data. `hash` is the hash of the item's canonical form
+    /// (`pins::canonical`).
     pub(crate) fn check_definition(
         &self,
         idx: usize,
         kind: &str,
         item: &Value,
         hash: &str,
-    ) -> Option<Vec<String>> {
+    ) -> DefinitionVerdict {
         let lock = || self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = lock().get(hash) {
             return v.clone();
@@ -419,10 +430,11 @@ impl Inspection {
         verdict
     }
 
-    fn inspect_definition(&self, idx: usize, kind: &str, item: &Value) -> Option<Vec<String>> {
+    fn inspect_definition(&self, idx: usize, kind: &str, item: &Value) -> DefinitionVerdict {
         let report = self.inspector.inspect_tool(item);
+        let data = report.has(Category::Secret) || report.has(Category::Pii);
         if report.verdict != Verdict::Malicious {
-            return None;
+            return DefinitionVerdict { attack: None, data };
         }
         let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
         log_findings(idx, name, kind, &report);
@@ -441,7 +453,103 @@ impl Inspection {
             rules.clone(),
             action,
         ));
-        Some(rules)
+        DefinitionVerdict {
+            attack: Some(rules),
+            data,
+        }
+    }
+
+    /// A definition of upstream `idx` (a listed tool, prompt or resource, or
+    /// `{"instructions": …}`) that [`Inspection::check_definition`] found to carry
+    /// secrets or personal data, made ready to serve: what the upstream's actions
+    /// redact is redacted in place in its text (the pin stays the upstream's own
+    /// form). `Err` with the rules when it must not be offered: its actions block
+    /// what it carries, or a finding sits where a rewrite would change what the
+    /// definition names (a key, a schema's `enum`, a URI).
+    pub(crate) fn serve_definition(
+        &self,
+        idx: usize,
+        kind: &str,
+        item: &mut Value,
+    ) -> Result<(), Vec<String>> {
+        let a = self.actions(idx);
+        let subject = ["name", "uri", "uriTemplate"]
+            .iter()
+            .find_map(|k| item.get(*k).and_then(Value::as_str))
+            .unwrap_or(kind)
+            .to_owned();
+        let mut withhold: Vec<String> = Vec::new();
+        let mut found: Vec<String> = Vec::new();
+        let mut changed = false;
+        each_definition_string(item, "", &mut |path, place, s| {
+            let report = self.inspector.inspect_text(s);
+            let data: Vec<Finding> = report
+                .findings
+                .into_iter()
+                .filter(|f| matches!(f.category, Category::Secret | Category::Pii))
+                .collect();
+            if data.is_empty() {
+                return;
+            }
+            let mut redacted = Vec::new();
+            for f in &data {
+                let action = if f.category == Category::Secret {
+                    a.secrets
+                } else {
+                    a.pii
+                };
+                found.push(f.rule.clone());
+                match action {
+                    OnData::Redact if place == Place::Text => redacted.push(f.clone()),
+                    OnData::Redact | OnData::Block => withhold.push(f.rule.clone()),
+                    OnData::Flag | OnData::Off => {}
+                }
+            }
+            log_findings(
+                idx,
+                &subject,
+                &format!("{kind} definition: {path}"),
+                &Report {
+                    verdict: Verdict::Benign,
+                    score: 0.0,
+                    findings: data,
+                },
+            );
+            if !redacted.is_empty() {
+                let only = Report {
+                    verdict: Verdict::Benign,
+                    score: 0.0,
+                    findings: redacted,
+                };
+                *s = palisade_inspect::redact(s, &only, "text");
+                changed = true;
+            }
+        });
+        found.sort();
+        found.dedup();
+        withhold.sort();
+        withhold.dedup();
+        let action = if !withhold.is_empty() {
+            "block"
+        } else if changed {
+            "rewrite"
+        } else {
+            "flag"
+        };
+        if !found.is_empty() {
+            self.audit.note(self.finding(
+                idx,
+                &subject,
+                &format!("{kind} definition"),
+                found,
+                action,
+            ));
+        }
+        if withhold.is_empty() {
+            Ok(())
+        } else {
+            Err(withhold)
+        }
     }
 
     /// Whether a definition that failed inspection is hidden (`tools = "block"`).
@@ -471,6 +579,71 @@ fn reencoded(v: &serde_json::Map<String, Value>, id: Option<&palisade_wire::Id>)
             "the gateway could not re-encode an inspected message",
         )),
     }
+}
+
+/// Keys of a definition whose string values name rather than say: one cannot be
+/// rewritten without changing what the definition names (a schema's `enum` value is
+/// what a client sends, a URI what it reads).
+const DEFINITION_IDENTIFIERS: [&str; 10] = [
+    "name",
+    "uri",
+    "uriTemplate",
+    "mimeType",
+    "type",
+    "enum",
+    "const",
+    "$ref",
+    "pattern",
+    "format",
+];
+
+/// Where a definition's string sits, for [`Inspection::serve_definition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Text that says something (a description, a title, a default): rewritable.
+    Text,
+    /// A value that names something, or an object key: not rewritable.
+    Identifier,
+}
+
+/// Calls `f` with every string of a definition: its path, where it sits, and the
+/// string (an object key as a copy, read but never put back).
+fn each_definition_string(v: &mut Value, path: &str, f: &mut impl FnMut(&str, Place, &mut String)) {
+    fn walk(v: &mut Value, path: &str, key: &str, f: &mut impl FnMut(&str, Place, &mut String)) {
+        match v {
+            Value::String(s) => {
+                let place = if DEFINITION_IDENTIFIERS.contains(&key) {
+                    Place::Identifier
+                } else {
+                    Place::Text
+                };
+                f(path, place, s);
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), key, f);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map.iter_mut() {
+                    let here = if named(k) {
+                        format!("{path}.{k}")
+                    } else {
+                        format!("{path}.*")
+                    };
+                    let mut key_text = k.clone();
+                    f(
+                        &format!("{here} (its key)"),
+                        Place::Identifier,
+                        &mut key_text,
+                    );
+                    walk(item, &here, k, f);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(v, path, "", f);
 }
 
 /// The rule ID recorded for a message that cannot be read whole.

@@ -822,12 +822,16 @@ impl Router {
                         );
                         continue;
                     }
+                    let original = Value::Object(obj.clone());
                     if !self
-                        .admit(idx, kind, &Value::Object(obj.clone()), first)
+                        .admit(idx, kind, &original, first, Some(&mut item))
                         .await
                     {
                         continue;
                     }
+                    let Some(obj) = item.as_object_mut() else {
+                        continue;
+                    };
                     names.insert(name.clone(), true);
                     let full = self.prefixed(idx, &name);
                     if full.len() > MAX_NAME {
@@ -840,12 +844,16 @@ impl Router {
                     }
                     obj.insert("name".into(), json!(full));
                 } else {
+                    let original = Value::Object(obj.clone());
                     if !self
-                        .admit(idx, kind, &Value::Object(obj.clone()), first)
+                        .admit(idx, kind, &original, first, Some(&mut item))
                         .await
                     {
                         continue;
                     }
+                    let Some(obj) = item.as_object_mut() else {
+                        continue;
+                    };
                     if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
                         exact.push((uri.to_owned(), idx));
                     } else if let Some(t) = obj.get("uriTemplate").and_then(Value::as_str) {

@@ -343,3 +343,70 @@ async fn feat_07_what_an_upstream_sends_unasked_is_inspected() {
     assert!(got.contains("all clear"), "{got}");
     assert!(!got.contains("collector@exfil"), "{got}");
 }
+
+/// FEAT-07: secrets in what an upstream says about itself — its server instructions,
+/// a tool's description, a schema's default — reach every client and its model as
+/// surely as a secret in an answer. The served copy is redacted (the pin stays the
+/// upstream's own); one that sits where a rewrite would change what a definition
+/// names (an `enum` value a client sends) withholds the tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_07_secrets_in_definitions_and_instructions_are_redacted_before_clients_see_them() {
+    let aws = "AKIAQYLPMN5HHHFPZAM2";
+    let jwt = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTk5OTk5OTk5OX0.c2lnbmF0dXJlLWJ5dGVzLWhlcmU";
+    let (rec, url) = start_recorder().await;
+    *rec.instructions.lock().unwrap() = Some(format!(
+        "Deploys go to the staging bucket with access key {aws}."
+    ));
+    rec.extra_tools.lock().unwrap().extend([
+        json!({"name": "deploy", "description": format!("Deploys the site. Uses the key {aws}."),
+            "inputSchema": {"type": "object", "properties": {
+                "token": {"type": "string", "description": "A session token.", "default": jwt}}}}),
+        json!({"name": "pick", "description": "Picks a credential.",
+            "inputSchema": {"type": "object", "properties": {
+                "key": {"type": "string", "enum": [aws, "none"]}}}}),
+    ]);
+    let gw = Gateway::start("", &http_upstream("rec", &url));
+    gw.ready().await;
+    let mut c = gw.client();
+    let init = c.initialize().await;
+    let instructions = init["result"]["instructions"].as_str().unwrap_or_default();
+    assert!(
+        instructions.contains("[REDACTED:SEC-AWS-ACCESS-KEY]") && !instructions.contains(aws),
+        "{init}"
+    );
+    for id in [1, 2] {
+        // The second list is served from the same pins: the redacted copy is not a
+        // change of the definition.
+        let list = c
+            .request(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}))
+            .await;
+        let text = list.to_string();
+        assert!(!text.contains(aws) && !text.contains(jwt), "{list}");
+        let tools = list["result"]["tools"].as_array().unwrap();
+        let deploy = tools.iter().find(|t| t["name"] == "rec__deploy").unwrap();
+        assert!(
+            deploy["description"]
+                .as_str()
+                .unwrap()
+                .contains("[REDACTED:SEC-AWS-ACCESS-KEY]"),
+            "{deploy}"
+        );
+        assert_eq!(
+            deploy["inputSchema"]["properties"]["token"]["default"], "[REDACTED:SEC-JWT]",
+            "{deploy}"
+        );
+        assert!(
+            tools.iter().all(|t| t["name"] != "rec__pick"),
+            "an enum value cannot be redacted: the tool is withheld: {list}"
+        );
+    }
+    let r = c.call(3, "rec__deploy", json!({})).await;
+    assert!(r.get("result").is_some(), "{r}");
+    let r = c.call(4, "rec__pick", json!({"key": "none"})).await;
+    assert_eq!(r["error"]["code"], -32012, "{r}");
+    let logs = gw.logs();
+    assert!(
+        !logs.contains(aws) && !logs.contains(jwt),
+        "AUTH-18: {logs}"
+    );
+}

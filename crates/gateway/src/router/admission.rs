@@ -211,13 +211,17 @@ impl Router {
 
     /// Whether a listed item (or an upstream's instructions) may be offered; records
     /// the verdict so that calls to or reads of a withheld item are refused.
-    /// `first_sight` is [`Router::first_sight`], asked once per list.
+    /// `first_sight` is [`Router::first_sight`], asked once per list. `served`, the
+    /// copy the client is to get, has the secrets and personal data the upstream's
+    /// actions redact redacted (the pin is of `item`, as the upstream wrote it); an
+    /// item whose actions block what it carries is not offered.
     pub(super) async fn admit(
         &self,
         idx: usize,
         kind: &'static str,
         item: &Value,
         first_sight: bool,
+        served: Option<&mut Value>,
     ) -> bool {
         let Some((name, form)) = pin_form(kind, item) else {
             return false;
@@ -226,10 +230,12 @@ impl Router {
         let (definition, hash) = crate::pins::canonical(&form);
         // With `tools = "flag"`, a failed inspection is only logged, and policies see
         // the item as `flagged`.
-        let findings = self
+        let verdict = self
             .inspection
             .as_ref()
-            .and_then(|i| i.check_definition(idx, kind, &form, &hash));
+            .map(|i| i.check_definition(idx, kind, &form, &hash))
+            .unwrap_or_default();
+        let findings = verdict.attack;
         let blocks = self
             .inspection
             .as_ref()
@@ -275,6 +281,21 @@ impl Router {
             )
         } else {
             (ok, reason)
+        };
+        // Secrets and personal data in what is offered: redacted in the served copy,
+        // or the item withheld.
+        let (ok, reason) = match (ok && verdict.data, served, &self.inspection) {
+            (true, Some(served), Some(i)) => match i.serve_definition(idx, kind, served) {
+                Ok(()) => (true, reason),
+                Err(rules) => (
+                    false,
+                    format!(
+                        "its definition carries data the gateway does not pass on ({})",
+                        rules.join(", ")
+                    ),
+                ),
+            },
+            _ => (ok, reason),
         };
         self.hold(idx, kind, name, if ok { Ok(()) } else { Err(reason) })
     }
@@ -383,8 +404,13 @@ impl Router {
             };
             let (first, _turn) = self.first_sight(idx, "instructions").await;
             let item = json!({ "instructions": text });
-            if self.admit(idx, "instructions", &item, first).await {
-                parts.push((idx, text));
+            let mut served = item.clone();
+            if self
+                .admit(idx, "instructions", &item, first, Some(&mut served))
+                .await
+                && let Some(text) = served.get("instructions").and_then(Value::as_str)
+            {
+                parts.push((idx, text.to_owned()));
             }
         }
         if !self.namespace {
@@ -491,7 +517,7 @@ impl Router {
                 if kind == "tool" && !item.get("inputSchema").is_some_and(Value::is_object) {
                     continue;
                 }
-                if !self.admit(r.upstream, kind, item, first).await {
+                if !self.admit(r.upstream, kind, item, first, None).await {
                     withheld += 1;
                 }
             }
