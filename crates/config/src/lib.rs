@@ -366,6 +366,10 @@ pub struct Limits {
     pub max_response_bytes: usize,
     /// Most live sessions; beyond → 503 on `initialize`.
     pub max_sessions: usize,
+    /// Most live sessions one principal holds; beyond → 429 on `initialize`. `None`:
+    /// only `max_sessions` bounds them (the default without `[auth]`, where every
+    /// session is the local user's).
+    pub max_sessions_per_principal: Option<usize>,
     /// Default per-request timeout toward upstreams (LIFE-06).
     pub request_timeout: Duration,
     /// Hard cap on any request's life, whatever progress arrives (LIFE-06).
@@ -794,12 +798,14 @@ impl Config {
         }
         let rate = |r: Option<Rate>| r.map_or_else(|| "off".to_owned(), |r| r.to_string());
         s.push_str(&format!(
-            "rate limits: global {}, per principal {}, per client {}, per tool {}; in flight per principal {}\n",
+            "rate limits: global {}, per principal {}, per client {}, per tool {}; in flight per principal {}; sessions per principal {}\n",
             rate(l.rate.global),
             rate(l.rate.per_principal),
             rate(l.rate.per_client),
             rate(l.rate.per_tool),
             l.max_concurrent_per_principal
+                .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+            l.max_sessions_per_principal
                 .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
         ));
         let i = &self.inspection;

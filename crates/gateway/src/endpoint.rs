@@ -420,10 +420,21 @@ async fn post_inner(
     }
 }
 
+/// The refusal of a session the table has no room for.
+fn session_refusal(full: crate::session::Full) -> Refusal {
+    match full {
+        crate::session::Full::Table => Refusal::TOO_MANY_SESSIONS,
+        crate::session::Full::Principal => {
+            tracing::warn!("refused a session: the caller holds limits.max_sessions_per_principal");
+            Refusal::TOO_MANY_SESSIONS_FOR_CALLER
+        }
+    }
+}
+
 async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Response, Refusal> {
     let principal = &caller.principal;
-    if !app.router.sessions.has_room() {
-        return Err(Refusal::TOO_MANY_SESSIONS.with_id(msg.id()));
+    if let Err(full) = app.router.sessions.has_room(principal) {
+        return Err(session_refusal(full).with_id(msg.id()));
     }
     // Stdio children are shared; give one that is starting a moment to be ready.
     for u in &app.router.upstreams {
@@ -454,11 +465,11 @@ async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Re
         }),
         created_at: unix_now(),
     };
-    if !app.router.sessions.insert(Arc::clone(&session)) {
+    if let Err(full) = app.router.sessions.insert(Arc::clone(&session)) {
         for link in session.links.iter().flatten() {
             link.close().await;
         }
-        return Err(Refusal::TOO_MANY_SESSIONS.with_id(msg.id()));
+        return Err(session_refusal(full).with_id(msg.id()));
     }
     session.touch();
     app.router.audit.note(palisade_audit::Event::SessionOpen {

@@ -313,6 +313,7 @@ pub async fn run(
     let l = &config.limits;
     let sessions = Arc::new(SessionTable::new(
         l.max_sessions,
+        l.max_sessions_per_principal,
         l.session_idle_timeout,
         l.session_max_lifetime,
     ));

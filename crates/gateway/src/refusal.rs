@@ -128,6 +128,12 @@ impl Refusal {
     /// The session table is full.
     pub(crate) const TOO_MANY_SESSIONS: Self =
         Self::unavailable("Service Unavailable: too many sessions");
+    /// The caller already holds `limits.max_sessions_per_principal` sessions.
+    pub(crate) const TOO_MANY_SESSIONS_FOR_CALLER: Self = Self::client(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::InternalError,
+        "Too Many Requests: this caller holds too many sessions; close one (DELETE) or let one expire",
+    );
     /// The session already has `limits.max_in_flight_per_session` requests running.
     pub(crate) const TOO_MANY_IN_FLIGHT: Self = Self::client(
         StatusCode::TOO_MANY_REQUESTS,

@@ -474,47 +474,101 @@ impl Drop for InFlight {
 /// Why a session was removed.
 pub(crate) use palisade_store::CloseReason;
 
-/// All live sessions, bounded.
+/// All live sessions, bounded in all and per principal.
 #[derive(Debug)]
 pub(crate) struct SessionTable {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: Mutex<Sessions>,
     max: usize,
+    max_per_principal: Option<usize>,
     idle: Duration,
     lifetime: Duration,
 }
 
+/// The sessions by ID, and how many each principal holds (kept with them, under one
+/// lock, so that a count never drifts from the table).
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<String, Arc<Session>>,
+    held: HashMap<Principal, usize>,
+}
+
+impl Sessions {
+    fn insert(&mut self, s: Arc<Session>) {
+        *self.held.entry(s.principal.clone()).or_default() += 1;
+        self.by_id.insert(s.id.clone(), s);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Session>> {
+        let s = self.by_id.remove(id)?;
+        if let Some(n) = self.held.get_mut(&s.principal) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&s.principal);
+            }
+        }
+        Some(s)
+    }
+}
+
+/// Why a session could not be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// `limits.max_sessions` are live.
+    Table,
+    /// The principal holds `limits.max_sessions_per_principal`.
+    Principal,
+}
+
 impl SessionTable {
-    pub(crate) fn new(max: usize, idle: Duration, lifetime: Duration) -> Self {
+    pub(crate) fn new(
+        max: usize,
+        max_per_principal: Option<usize>,
+        idle: Duration,
+        lifetime: Duration,
+    ) -> Self {
         Self {
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             max,
+            max_per_principal,
             idle,
             lifetime,
         }
     }
 
-    /// Adds a session; false when the table is full.
-    pub(crate) fn insert(&self, s: Arc<Session>) -> bool {
+    /// Adds a session, unless the table or its principal's share of it is full.
+    pub(crate) fn insert(&self, s: Arc<Session>) -> Result<(), Full> {
         let mut t = lock(&self.sessions);
-        if t.len() >= self.max {
-            return false;
-        }
-        t.insert(s.id.clone(), s);
-        true
+        self.room(&t, &s.principal)?;
+        t.insert(s);
+        Ok(())
     }
 
-    pub(crate) fn has_room(&self) -> bool {
-        lock(&self.sessions).len() < self.max
+    /// Whether a session of `principal` could be added now.
+    pub(crate) fn has_room(&self, principal: &Principal) -> Result<(), Full> {
+        self.room(&lock(&self.sessions), principal)
+    }
+
+    fn room(&self, t: &Sessions, principal: &Principal) -> Result<(), Full> {
+        if t.by_id.len() >= self.max {
+            return Err(Full::Table);
+        }
+        if self
+            .max_per_principal
+            .is_some_and(|max| t.held.get(principal).copied().unwrap_or(0) >= max)
+        {
+            return Err(Full::Principal);
+        }
+        Ok(())
     }
 
     pub(crate) fn len(&self) -> usize {
-        lock(&self.sessions).len()
+        lock(&self.sessions).by_id.len()
     }
 
     /// The session `id` if it exists, is live and belongs to `principal` (SESS-03,
     /// SESS-05, SESS-07). Every miss looks the same to the caller.
     pub(crate) fn get(&self, id: &str, principal: &Principal) -> Option<Arc<Session>> {
-        let s = lock(&self.sessions).get(id).cloned()?;
+        let s = lock(&self.sessions).by_id.get(id).cloned()?;
         if s.principal != *principal || s.is_closed() || self.expired(&s).is_some() {
             return None;
         }
@@ -535,7 +589,7 @@ impl SessionTable {
     /// Removes and closes a session owned by `principal`.
     pub(crate) fn remove(&self, id: &str, principal: &Principal) -> Option<Arc<Session>> {
         let mut t = lock(&self.sessions);
-        if t.get(id).is_none_or(|s| s.principal != *principal) {
+        if t.by_id.get(id).is_none_or(|s| s.principal != *principal) {
             return None;
         }
         let s = t.remove(id)?;
@@ -547,6 +601,7 @@ impl SessionTable {
     pub(crate) fn reap(&self) -> Vec<(Arc<Session>, CloseReason)> {
         let mut t = lock(&self.sessions);
         let expired: Vec<(String, CloseReason)> = t
+            .by_id
             .values()
             .filter_map(|s| self.expired(s).map(|r| (s.id.clone(), r)))
             .collect();
@@ -563,7 +618,9 @@ impl SessionTable {
     /// Removes every session (shutdown).
     pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
         let mut t = lock(&self.sessions);
-        t.drain()
+        t.held.clear();
+        t.by_id
+            .drain()
             .map(|(_, s)| {
                 s.close();
                 s
@@ -574,6 +631,7 @@ impl SessionTable {
     /// Live sessions that hold a link to upstream `idx` (for upstream broadcasts).
     pub(crate) fn with_upstream(&self, idx: usize) -> Vec<Arc<Session>> {
         lock(&self.sessions)
+            .by_id
             .values()
             .filter(|s| s.links.get(idx).is_some_and(Option::is_some))
             .cloned()
@@ -618,9 +676,9 @@ mod tests {
     async fn sess_03_05_07_binding_deletion_and_expiry() {
         let alice = Principal::new("local", "alice");
         let bob = Principal::new("local", "bob");
-        let t = SessionTable::new(2, Duration::from_secs(60), Duration::from_secs(600));
+        let t = SessionTable::new(2, None, Duration::from_secs(60), Duration::from_secs(600));
         let s = session(&alice);
-        assert!(t.insert(Arc::clone(&s)));
+        assert!(t.insert(Arc::clone(&s)).is_ok());
         assert!(t.get(&s.id, &alice).is_some());
         assert!(
             t.get(&s.id, &bob).is_none(),
@@ -636,15 +694,48 @@ mod tests {
         assert_eq!(t.reap().len(), 1);
         // Deletion.
         let s2 = session(&alice);
-        assert!(t.insert(Arc::clone(&s2)));
+        assert!(t.insert(Arc::clone(&s2)).is_ok());
         assert!(t.remove(&s2.id, &alice).is_some());
         assert!(
             t.get(&s2.id, &alice).is_none(),
             "SESS-05: deleted session is gone"
         );
         // Bounded.
-        assert!(t.insert(session(&alice)));
-        assert!(t.insert(session(&alice)));
-        assert!(!t.insert(session(&alice)));
+        assert!(t.insert(session(&alice)).is_ok());
+        assert!(t.insert(session(&alice)).is_ok());
+        assert_eq!(t.insert(session(&alice)), Err(Full::Table));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn one_principal_cannot_take_every_session() {
+        let alice = Principal::new("https://idp.example", "alice");
+        let bob = Principal::new("https://idp.example", "bob");
+        let t = SessionTable::new(
+            10,
+            Some(2),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
+        let a1 = session(&alice);
+        let a2 = session(&alice);
+        assert!(t.insert(Arc::clone(&a1)).is_ok());
+        assert!(t.insert(Arc::clone(&a2)).is_ok());
+        assert_eq!(t.has_room(&alice), Err(Full::Principal));
+        assert_eq!(t.insert(session(&alice)), Err(Full::Principal));
+        // Others are not held back by her share.
+        assert!(t.has_room(&bob).is_ok());
+        assert!(t.insert(session(&bob)).is_ok());
+        // A deleted session frees its place, and so does one that expires.
+        assert!(t.remove(&a1.id, &alice).is_some());
+        assert!(t.insert(session(&alice)).is_ok());
+        assert_eq!(t.insert(session(&alice)), Err(Full::Principal));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(t.reap().len(), 3);
+        assert_eq!(t.len(), 0);
+        assert!(t.insert(session(&alice)).is_ok());
+        assert!(t.insert(session(&alice)).is_ok());
+        assert_eq!(t.insert(session(&alice)), Err(Full::Principal));
+        assert_eq!(t.drain().len(), 2);
+        assert!(t.has_room(&alice).is_ok(), "drained: nothing is held");
     }
 }

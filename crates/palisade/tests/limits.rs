@@ -167,3 +167,39 @@ fn limits_are_shown_by_config_check() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a rate"));
 }
+
+/// One caller cannot take every session (each holds an upstream session on every
+/// upstream): beyond `max_sessions_per_principal`, `initialize` gets 429 and opens
+/// nothing upstream; a session closed frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_holds_at_most_its_share_of_sessions() {
+    // `setup` opens the first session.
+    let (rec, gw, first) = setup("[limits]\nmax_sessions_per_principal = 2", "").await;
+    let mut second = gw.client();
+    second.initialize().await;
+    let inits = |rec: &Recorder| rec.methods().iter().filter(|m| *m == "initialize").count();
+    let before = inits(&rec);
+    let third = gw.client();
+    let r = third.post(&init_body(7)).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("mcp-session-id").is_none());
+    let body = body_json(r).await;
+    assert_eq!(body["id"], 7, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many sessions"),
+        "{body}"
+    );
+    assert_eq!(inits(&rec), before, "nothing was opened upstream");
+    // Closing one makes room for another.
+    assert!(first.delete().await.status().is_success());
+    let mut again = gw.client();
+    again.initialize().await;
+    assert_eq!(
+        gw.client().post(&init_body(8)).await.status(),
+        429,
+        "full again"
+    );
+}

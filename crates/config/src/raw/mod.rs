@@ -117,6 +117,7 @@ struct RawLimits {
     max_in_flight_per_session: Option<Spanned<u64>>,
     shutdown_grace: Option<Spanned<String>>,
     max_concurrent_per_principal: Option<Spanned<u64>>,
+    max_sessions_per_principal: Option<Spanned<u64>>,
     rate: Option<RawRate>,
 }
 
@@ -336,6 +337,9 @@ impl<E: Env> Ctx<'_, E> {
 }
 
 const KIB: usize = 1024;
+/// Sessions one principal may hold when `[auth]` is on and the operator set no bound:
+/// far more than any client opens, far fewer than `max_sessions`.
+const DEFAULT_SESSIONS_PER_PRINCIPAL: usize = 100;
 /// More serving threads than this is a typo, not a machine.
 const MAX_WORKERS: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -566,6 +570,15 @@ impl RawConfig {
                 .as_ref()
                 .map(|v| cx.count(Some(v), "limits.max_concurrent_per_principal", 0, 1_000_000))
                 .transpose()?,
+            // With `[auth]`, one caller may not hold every session; without it every
+            // session is the local user's, and `max_sessions` alone bounds them.
+            max_sessions_per_principal: match &l.max_sessions_per_principal {
+                Some(v) => {
+                    Some(cx.count(Some(v), "limits.max_sessions_per_principal", 0, 1_000_000)?)
+                }
+                None if self.auth.is_some() => Some(DEFAULT_SESSIONS_PER_PRINCIPAL),
+                None => None,
+            },
         };
 
         let raw_inspection = self.inspection.as_ref();
