@@ -197,6 +197,19 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// A sandboxed stdio server asked its egress proxy for a tunnel
+    /// (`network = "proxy"`).
+    Egress {
+        /// The upstream whose server asked.
+        upstream: String,
+        /// `host:port` as asked (clipped), or empty when the request named none.
+        target: String,
+        /// Opened, or refused.
+        decision: Decision,
+        /// Why it was refused.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl Event {
@@ -215,6 +228,7 @@ impl Event {
             Self::Pin { .. } => "pin",
             Self::Policy { .. } => "policy",
             Self::Admin { .. } => "admin",
+            Self::Egress { .. } => "egress",
         }
     }
 }

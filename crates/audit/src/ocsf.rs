@@ -110,6 +110,29 @@ pub fn from_record(line: &str, product_version: &str) -> Option<Value> {
                 "disposition": "quarantined",
             }),
         ),
+        "egress" => {
+            // OCSF Network Activity: Open (1) or Refuse (5), outbound.
+            let target = s("target");
+            let (host, port) = target
+                .rsplit_once(':')
+                .map_or((target, None), |(h, p)| (h, p.parse::<u16>().ok()));
+            (
+                4001,
+                4,
+                if denied { 5 } else { 1 },
+                if denied { 3 } else { 1 },
+                json!({
+                    "status_id": status,
+                    "status_detail": e.get("reason"),
+                    "connection_info": {"direction_id": 2},
+                    "src_endpoint": {"name": e.get("upstream")},
+                    "dst_endpoint": {
+                        "hostname": host.trim_start_matches('[').trim_end_matches(']'),
+                        "port": port,
+                    },
+                }),
+            )
+        }
         _ => (0, 0, 0, 1, json!({})),
     };
     let type_uid = class * 100 + activity;
@@ -220,5 +243,32 @@ mod tests {
                 .contains("INJ-OVERRIDE")
         );
         assert!(from_record("not json", "1").is_none());
+    }
+
+    #[test]
+    fn obs_01_egress_decisions_map_to_network_activity() {
+        let refused = Event::Egress {
+            upstream: "box".into(),
+            target: "169.254.169.254:80".into(),
+            decision: Decision::Deny,
+            reason: Some("not in allow_hosts".into()),
+        };
+        let o = from_record(&line(&refused), "1").unwrap();
+        assert_eq!(o["class_uid"], 4001);
+        assert_eq!(o["type_uid"], 400_105, "Network Activity: Refuse");
+        assert_eq!(o["dst_endpoint"]["hostname"], "169.254.169.254");
+        assert_eq!(o["dst_endpoint"]["port"], 80);
+        assert_eq!(o["src_endpoint"]["name"], "box");
+        assert_eq!(o["status_detail"], "not in allow_hosts");
+        let opened = Event::Egress {
+            upstream: "box".into(),
+            target: "[2001:db8::1]:443".into(),
+            decision: Decision::Allow,
+            reason: None,
+        };
+        let o = from_record(&line(&opened), "1").unwrap();
+        assert_eq!(o["type_uid"], 400_101, "Network Activity: Open");
+        assert_eq!(o["dst_endpoint"]["hostname"], "2001:db8::1");
+        assert_eq!(o["dst_endpoint"]["port"], 443);
     }
 }

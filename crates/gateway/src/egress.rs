@@ -10,8 +10,9 @@
 //!   name that resolves to a loopback, private, link-local or other non-public
 //!   address is refused (the gateway's own listeners, cloud metadata), unless the
 //!   entry is that IP address itself.
-//! - Every decision is logged with the upstream's name; the request head is bounded
-//!   and must arrive within 10 seconds.
+//! - Every decision is logged with the upstream's name and recorded in the audit log
+//!   (`egress` events); a tunnel opens only once its record is written (with the log
+//!   failing closed). The request head is bounded and must arrive within 10 seconds.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,7 @@ impl Egress {
     pub(crate) fn start(
         name: &str,
         allow: Vec<Allowed>,
+        audit: Arc<crate::audit::Auditor>,
         stop: CancellationToken,
     ) -> Result<Self, String> {
         use std::os::unix::fs::PermissionsExt;
@@ -90,18 +92,21 @@ impl Egress {
                     () = task_stop.cancelled() => return,
                 };
                 let Ok((conn, _)) = conn else { continue };
+                let gate = Gate {
+                    upstream: Arc::clone(&upstream),
+                    audit: Arc::clone(&audit),
+                };
                 if conn.peer_cred().map(|c| c.uid()).ok() != Some(door_uid) {
-                    tracing::warn!(upstream = %upstream, "egress refused: a connection from another user");
+                    gate.refused("", "a connection from another user");
                     continue;
                 }
                 let Ok(permit) = Arc::clone(&tunnels).try_acquire_owned() else {
-                    tracing::warn!(upstream = %upstream, "egress refused: {MAX_TUNNELS} tunnels open");
+                    gate.refused("", "too many tunnels open");
                     continue;
                 };
                 let allow = Arc::clone(&allow);
-                let upstream = Arc::clone(&upstream);
                 tokio::spawn(async move {
-                    serve(conn, &allow, &upstream).await;
+                    serve(conn, &allow, &gate).await;
                     drop(permit);
                 });
             }
@@ -111,6 +116,40 @@ impl Egress {
 
     pub(crate) fn socket(&self) -> &Path {
         &self.socket
+    }
+}
+
+/// Where one request's decisions go: the log and the audit trail.
+struct Gate {
+    upstream: Arc<str>,
+    audit: Arc<crate::audit::Auditor>,
+}
+
+impl Gate {
+    fn event(&self, target: &str, reason: Option<&str>) -> palisade_audit::Event {
+        palisade_audit::Event::Egress {
+            upstream: self.upstream.to_string(),
+            target: crate::audit::clip(target),
+            decision: if reason.is_some() {
+                palisade_audit::Decision::Deny
+            } else {
+                palisade_audit::Decision::Allow
+            },
+            reason: reason.map(str::to_owned),
+        }
+    }
+
+    /// Logs and records a refusal (`target` as the server asked, or empty).
+    fn refused(&self, target: &str, why: &str) {
+        let shown = crate::audit::clip(target);
+        tracing::warn!(upstream = %self.upstream, target = %shown, "egress refused: {why}");
+        self.audit.note(self.event(target, Some(why)));
+    }
+
+    /// Records an allowed tunnel; `false` when the record could not be written and
+    /// the log fails closed.
+    async fn allowed(&self, target: &str) -> bool {
+        self.audit.decide(self.event(target, None)).await.is_ok()
     }
 }
 
@@ -136,7 +175,8 @@ async fn head(conn: &mut UnixStream) -> Option<String> {
     String::from_utf8(buf).ok()
 }
 
-async fn serve(mut conn: UnixStream, allow: &[Allowed], upstream: &str) {
+async fn serve(mut conn: UnixStream, allow: &[Allowed], gate: &Gate) {
+    let upstream = &gate.upstream;
     let Ok(Some(head)) = tokio::time::timeout(HEAD_TIMEOUT, head(&mut conn)).await else {
         return;
     };
@@ -145,15 +185,16 @@ async fn serve(mut conn: UnixStream, allow: &[Allowed], upstream: &str) {
         return reply(&mut conn, "400 Bad Request").await;
     };
     if method != "CONNECT" {
-        tracing::warn!(%upstream, method, "egress refused: only CONNECT is proxied");
+        gate.refused(target, "only CONNECT is proxied");
         return reply(&mut conn, "405 Method Not Allowed").await;
     }
     let Ok(wanted) = Allowed::parse(target) else {
+        gate.refused(target, "not a host:port");
         return reply(&mut conn, "400 Bad Request").await;
     };
     let host = wanted.host.clone();
     let Some(entry) = allow.iter().find(|a| a.matches(&host, wanted.port)) else {
-        tracing::warn!(%upstream, target, "egress refused: not in allow_hosts");
+        gate.refused(target, "not in allow_hosts");
         return reply(&mut conn, "403 Forbidden").await;
     };
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
@@ -161,7 +202,8 @@ async fn serve(mut conn: UnixStream, allow: &[Allowed], upstream: &str) {
         Err(_) => match tokio::net::lookup_host((host.as_str(), wanted.port)).await {
             Ok(a) => a.collect(),
             Err(e) => {
-                tracing::warn!(%upstream, target, error = %e, "egress refused: the name does not resolve");
+                tracing::debug!(%upstream, error = %e, "egress name lookup failed");
+                gate.refused(target, "the name does not resolve");
                 return reply(&mut conn, "502 Bad Gateway").await;
             }
         },
@@ -174,8 +216,12 @@ async fn serve(mut conn: UnixStream, allow: &[Allowed], upstream: &str) {
                 .iter()
                 .any(|a| !crate::auth::address_allowed(a.ip(), false)))
     {
-        tracing::warn!(%upstream, target, "egress refused: resolves to a non-public address");
+        gate.refused(target, "resolves to a non-public address");
         return reply(&mut conn, "403 Forbidden").await;
+    }
+    if !gate.allowed(target).await {
+        tracing::error!(%upstream, "egress refused: its audit record could not be written");
+        return reply(&mut conn, "503 Service Unavailable").await;
     }
     let out = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addrs[..])).await {
         Ok(Ok(s)) => s,

@@ -41,7 +41,8 @@ pub(crate) struct Pins {
     /// Versions this gateway has seen waiting for a decision (upstream, kind, name,
     /// hash), so that the decision is recorded when it is first seen; bounded.
     waiting: Mutex<std::collections::HashSet<(usize, String, String, String)>>,
-    audit: Arc<crate::audit::Auditor>,
+    /// The gateway's audit log (also what stdio supervisors record egress with).
+    pub(crate) audit: Arc<crate::audit::Auditor>,
 }
 
 /// The pin name of an upstream's server instructions: `@` cannot appear in a tool

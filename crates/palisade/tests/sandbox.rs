@@ -387,6 +387,41 @@ async fn loc_sandbox_egress_goes_only_through_the_proxy_to_allowed_hosts() {
         logs.contains("egress tunnel opened") && logs.contains("egress refused"),
         "{logs}"
     );
+    // OBS-01: each decision is an audit record, the tunnel's written before it opens.
+    let egress: Vec<Value> = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["type"] == "egress")
+        .collect();
+    let has = |target: String, decision: &str, reason: Option<&str>| {
+        egress.iter().any(|e| {
+            e["upstream"] == "box"
+                && e["target"] == target.as_str()
+                && e["decision"] == decision
+                && reason.is_none_or(|r| e["reason"] == r)
+        })
+    };
+    assert!(
+        has(format!("127.0.0.1:{port}"), "allow", None),
+        "{egress:?}"
+    );
+    assert!(
+        has(
+            format!("127.0.0.1:{other_port}"),
+            "deny",
+            Some("not in allow_hosts")
+        ),
+        "{egress:?}"
+    );
+    assert!(
+        has(
+            format!("localhost:{port}"),
+            "deny",
+            Some("resolves to a non-public address")
+        ),
+        "{egress:?}"
+    );
 }
 
 /// The same walls when the gateway itself runs unprivileged (a developer's own

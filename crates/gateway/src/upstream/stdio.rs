@@ -385,6 +385,7 @@ impl StdioUpstream {
                     match crate::egress::Egress::start(
                         &self.name,
                         sb.allow_hosts.clone(),
+                        Arc::clone(&pins.audit),
                         self.shutdown.child_token(),
                     ) {
                         Ok(e) => *lock(&self.egress) = Some(e),
