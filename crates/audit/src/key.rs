@@ -25,19 +25,44 @@ fn key_error(path: &Path, message: impl Into<String>) -> KeyError {
     }
 }
 
-/// Writes `bytes` to a new file at `path` readable by its owner only, and syncs it;
-/// an existing file is never overwritten.
-fn create_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+/// Puts `bytes` at `path` in a new file readable by its owner only, and returns what
+/// `path` holds afterwards: `bytes`, or the key another process put there first. The
+/// file is written whole and synced under a temporary name, then linked into place,
+/// so that a crash never leaves a short key and an existing file is never replaced.
+fn create_private(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let mut random = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut random).map_err(|_| key_error(path, "no randomness"))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", hex(&random)));
+    let tmp = PathBuf::from(tmp);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .map_err(|e| key_error(path, e.to_string()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| key_error(path, e.to_string()))
+    let written = opts.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(bytes.to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read(path).map_err(|e| key_error(path, e.to_string()))
+        }
+        Err(e) => Err(key_error(path, e.to_string())),
+    }
+}
+
+/// Warns when a key file others may read.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    if let Ok(m) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "an audit key file is readable by others than its owner: chmod 600 it");
+        }
+    }
 }
 
 /// Lowercase hex of `bytes`.
@@ -112,11 +137,11 @@ impl SigningKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                     .map_err(|_| key_error(path, "could not generate a key"))?;
-                create_private(path, doc.as_ref())?;
-                doc.as_ref().to_vec()
+                create_private(path, doc.as_ref())?
             }
             Err(e) => return Err(key_error(path, e.to_string())),
         };
+        warn_if_shared(path);
         let pair = Ed25519KeyPair::from_pkcs8(&bytes)
             .map_err(|e| key_error(path, format!("not an Ed25519 PKCS#8 key: {e}")))?;
         let public = pair.public_key().as_ref().to_vec();
@@ -190,11 +215,11 @@ impl HashKey {
                 let mut fresh = [0u8; HASH_KEY_BYTES];
                 aws_lc_rs::rand::fill(&mut fresh)
                     .map_err(|_| key_error(path, "could not generate a key"))?;
-                create_private(path, &fresh)?;
-                fresh.to_vec()
+                create_private(path, &fresh)?
             }
             Err(e) => return Err(key_error(path, e.to_string())),
         };
+        warn_if_shared(path);
         Self::from_bytes(path, &bytes)
     }
 

@@ -595,3 +595,34 @@ fn obs_01_the_argument_hash_key_is_made_once_private_and_never_replaced() {
     assert!(HashKey::load(&path).is_err());
     assert!(HashKey::load_or_create(&path).is_err());
 }
+
+#[test]
+fn obs_01_gateways_starting_at_once_share_one_key_and_leave_no_partial_file() {
+    use crate::key::{HashKey, SigningKey};
+    let dir = tempfile::tempdir().unwrap();
+    let hash_path = dir.path().join("audit-hash.key");
+    let sign_path = dir.path().join("audit-signing.key");
+    let (hash_ids, sign_ids): (Vec<String>, Vec<String>) = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (
+                        HashKey::load_or_create(&hash_path).unwrap().id().to_owned(),
+                        SigningKey::load_or_create(&sign_path)
+                            .unwrap()
+                            .id()
+                            .to_owned(),
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).unzip()
+    });
+    assert!(hash_ids.iter().all(|i| *i == hash_ids[0]), "{hash_ids:?}");
+    assert!(sign_ids.iter().all(|i| *i == sign_ids[0]), "{sign_ids:?}");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+}

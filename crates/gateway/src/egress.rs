@@ -29,6 +29,11 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this many tunnels of one upstream at once.
 const MAX_TUNNELS: usize = 64;
+/// Refusals of one upstream logged and recorded per [`REFUSAL_WINDOW`]; beyond, they
+/// are counted and the count is recorded once the window has passed, so that a
+/// server asking in a loop cannot flood the audit log (and prune its history).
+const MAX_REFUSALS_RECORDED: u32 = 60;
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
 
 pub(crate) use palisade_config::EgressHost as Allowed;
 
@@ -74,6 +79,7 @@ impl Egress {
             .map_err(|e| format!("{}: {e}", socket.display()))?;
         let allow = Arc::new(allow);
         let upstream: Arc<str> = Arc::from(name);
+        let budget = Arc::new(std::sync::Mutex::new(Budget::default()));
         let task_stop = stop.clone();
         // The sandbox's door runs as the server does: this gateway's user, or nobody
         // when the gateway is root. Nobody else is served.
@@ -95,6 +101,7 @@ impl Egress {
                 let gate = Gate {
                     upstream: Arc::clone(&upstream),
                     audit: Arc::clone(&audit),
+                    budget: Arc::clone(&budget),
                 };
                 if conn.peer_cred().map(|c| c.uid()).ok() != Some(door_uid) {
                     gate.refused("", "a connection from another user");
@@ -123,13 +130,46 @@ impl Egress {
 struct Gate {
     upstream: Arc<str>,
     audit: Arc<crate::audit::Auditor>,
+    /// Shared by the upstream's requests.
+    budget: Arc<std::sync::Mutex<Budget>>,
+}
+
+/// Refusals recorded in the current window, and those left out.
+#[derive(Debug, Default)]
+struct Budget {
+    since: Option<std::time::Instant>,
+    recorded: u32,
+    left_out: u64,
+}
+
+impl Budget {
+    /// Whether a refusal now may be recorded; and, when a window with refusals left
+    /// out has just ended, how many were.
+    fn spend(&mut self, now: std::time::Instant) -> (bool, u64) {
+        let mut ended = 0;
+        if self
+            .since
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_WINDOW)
+        {
+            ended = std::mem::take(&mut self.left_out);
+            self.since = Some(now);
+            self.recorded = 0;
+        }
+        if self.recorded < MAX_REFUSALS_RECORDED {
+            self.recorded += 1;
+            (true, ended)
+        } else {
+            self.left_out += 1;
+            (false, ended)
+        }
+    }
 }
 
 impl Gate {
     fn event(&self, target: &str, reason: Option<&str>) -> palisade_audit::Event {
         palisade_audit::Event::Egress {
             upstream: self.upstream.to_string(),
-            target: crate::audit::clip(target),
+            target: crate::audit::target_for_record(target),
             decision: if reason.is_some() {
                 palisade_audit::Decision::Deny
             } else {
@@ -139,9 +179,26 @@ impl Gate {
         }
     }
 
-    /// Logs and records a refusal (`target` as the server asked, or empty).
+    /// Logs and records a refusal (`target` as the server asked, or empty), within
+    /// the upstream's budget of records.
     fn refused(&self, target: &str, why: &str) {
-        let shown = crate::audit::clip(target);
+        let (record, ended) = self
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .spend(std::time::Instant::now());
+        if ended > 0 {
+            let note = format!(
+                "{ended} more refusals in the last window were not recorded \
+                 (at most {MAX_REFUSALS_RECORDED} per {REFUSAL_WINDOW:?})"
+            );
+            tracing::warn!(upstream = %self.upstream, "egress: {note}");
+            self.audit.note(self.event("", Some(&note)));
+        }
+        if !record {
+            return;
+        }
+        let shown = crate::audit::target_for_record(target);
         tracing::warn!(upstream = %self.upstream, target = %shown, "egress refused: {why}");
         self.audit.note(self.event(target, Some(why)));
     }
@@ -178,10 +235,12 @@ async fn head(conn: &mut UnixStream) -> Option<String> {
 async fn serve(mut conn: UnixStream, allow: &[Allowed], gate: &Gate) {
     let upstream = &gate.upstream;
     let Ok(Some(head)) = tokio::time::timeout(HEAD_TIMEOUT, head(&mut conn)).await else {
+        gate.refused("", "no request head within its bounds (8 KiB, 10 s, UTF-8)");
         return;
     };
     let mut words = head.split_whitespace();
     let (Some(method), Some(target)) = (words.next(), words.next()) else {
+        gate.refused("", "a malformed request");
         return reply(&mut conn, "400 Bad Request").await;
     };
     if method != "CONNECT" {
@@ -226,11 +285,12 @@ async fn serve(mut conn: UnixStream, allow: &[Allowed], gate: &Gate) {
     let out = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addrs[..])).await {
         Ok(Ok(s)) => s,
         _ => {
-            tracing::warn!(%upstream, target, "egress: cannot connect");
+            // Allowed, but it never opened: recorded as such.
+            gate.refused(target, "allowed, but the connection failed");
             return reply(&mut conn, "502 Bad Gateway").await;
         }
     };
-    tracing::info!(%upstream, target, "egress tunnel opened");
+    tracing::info!(%upstream, target = %crate::audit::target_for_record(target), "egress tunnel opened");
     if conn
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await
@@ -240,4 +300,26 @@ async fn serve(mut conn: UnixStream, allow: &[Allowed], gate: &Gate) {
     }
     let mut out = out;
     let _ = tokio::io::copy_bidirectional(&mut conn, &mut out).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn obs_01_refusals_are_recorded_within_a_budget_and_the_rest_counted() {
+        let mut b = Budget::default();
+        let t0 = std::time::Instant::now();
+        for _ in 0..MAX_REFUSALS_RECORDED {
+            assert_eq!(b.spend(t0), (true, 0));
+        }
+        // A server asking in a loop: the rest of the window is counted, not recorded.
+        for _ in 0..1000 {
+            assert_eq!(b.spend(t0 + Duration::from_secs(1)), (false, 0));
+        }
+        // The next window records again, and says how many were left out.
+        let later = t0 + REFUSAL_WINDOW;
+        assert_eq!(b.spend(later), (true, 1000));
+        assert_eq!(b.spend(later), (true, 0));
+    }
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use palisade_config::{InspectionActions, OnData, OnHidden, OnInjection, OnTool};
-use palisade_inspect::{Category, Finding, Inspector, Report, Severity, Verdict};
+use palisade_inspect::{Category, Finding, Inspector, Report, Scope, Severity, Verdict};
 use palisade_wire::{ErrorCode, Kind, Message};
 use serde_json::{Value, json};
 
@@ -26,6 +26,9 @@ pub(crate) struct Inspection {
     /// Verdicts on definitions by the hash of their canonical JSON: an unchanged
     /// definition is inspected (and its findings logged) once, not on every list.
     verdicts: std::sync::Mutex<std::collections::HashMap<String, DefinitionVerdict>>,
+    /// Definitions carrying data whose findings have been logged and recorded (by
+    /// upstream and hash): once, not on every list that serves them.
+    served_noted: std::sync::Mutex<std::collections::HashSet<(usize, String)>>,
     audit: Arc<crate::audit::Auditor>,
     /// Upstream names, for audit records.
     names: Vec<String>,
@@ -67,6 +70,7 @@ impl Inspection {
             actions,
             external,
             verdicts: std::sync::Mutex::new(std::collections::HashMap::new()),
+            served_noted: std::sync::Mutex::new(std::collections::HashSet::new()),
             audit,
             names,
         }
@@ -470,51 +474,67 @@ impl Inspection {
         &self,
         idx: usize,
         kind: &str,
+        hash: &str,
         item: &mut Value,
     ) -> Result<(), Vec<String>> {
         let a = self.actions(idx);
+        // Logs name the item as records name URIs: a secret in a URI's userinfo or
+        // query is not written out.
         let subject = ["name", "uri", "uriTemplate"]
             .iter()
             .find_map(|k| item.get(*k).and_then(Value::as_str))
             .unwrap_or(kind)
             .to_owned();
+        let shown = crate::audit::target_for_record(&subject);
+        // The same definition is served on every list: its findings are logged and
+        // recorded the first time only.
+        let first = {
+            let mut noted = self.served_noted.lock().unwrap_or_else(|e| e.into_inner());
+            if noted.len() >= MAX_VERDICTS {
+                noted.clear();
+            }
+            noted.insert((idx, hash.to_owned()))
+        };
+        let action_for = |c: Category| match c {
+            Category::Secret => a.secrets,
+            Category::Pii => a.pii,
+            _ => OnData::Off,
+        };
         let mut withhold: Vec<String> = Vec::new();
         let mut found: Vec<String> = Vec::new();
         let mut changed = false;
-        each_definition_string(item, "", &mut |path, place, s| {
-            let report = self.inspector.inspect_text(s);
-            let data: Vec<Finding> = report
+        each_definition_string(item, "", &mut |path, place, scope, s| {
+            let data: Vec<Finding> = self
+                .inspector
+                .inspect_in(s, scope)
                 .findings
                 .into_iter()
-                .filter(|f| matches!(f.category, Category::Secret | Category::Pii))
+                .filter(|f| action_for(f.category) != OnData::Off)
                 .collect();
             if data.is_empty() {
                 return;
             }
             let mut redacted = Vec::new();
             for f in &data {
-                let action = if f.category == Category::Secret {
-                    a.secrets
-                } else {
-                    a.pii
-                };
                 found.push(f.rule.clone());
-                match action {
+                match action_for(f.category) {
                     OnData::Redact if place == Place::Text => redacted.push(f.clone()),
                     OnData::Redact | OnData::Block => withhold.push(f.rule.clone()),
                     OnData::Flag | OnData::Off => {}
                 }
             }
-            log_findings(
-                idx,
-                &subject,
-                &format!("{kind} definition: {path}"),
-                &Report {
-                    verdict: Verdict::Benign,
-                    score: 0.0,
-                    findings: data,
-                },
-            );
+            if first {
+                log_findings(
+                    idx,
+                    &shown,
+                    &format!("{kind} definition: {path}"),
+                    &Report {
+                        verdict: Verdict::Benign,
+                        score: 0.0,
+                        findings: data,
+                    },
+                );
+            }
             if !redacted.is_empty() {
                 let only = Report {
                     verdict: Verdict::Benign,
@@ -536,7 +556,7 @@ impl Inspection {
         } else {
             "flag"
         };
-        if !found.is_empty() {
+        if first && !found.is_empty() {
             self.audit.note(self.finding(
                 idx,
                 &subject,
@@ -606,10 +626,16 @@ enum Place {
     Identifier,
 }
 
-/// Calls `f` with every string of a definition: its path, where it sits, and the
-/// string (an object key as a copy, read but never put back).
-fn each_definition_string(v: &mut Value, path: &str, f: &mut impl FnMut(&str, Place, &mut String)) {
-    fn walk(v: &mut Value, path: &str, key: &str, f: &mut impl FnMut(&str, Place, &mut String)) {
+/// A visitor of a definition's strings: path, place, the scope its rules read it
+/// in (as `Inspector::inspect_tool` does), and the string.
+type Visit<'f> = dyn FnMut(&str, Place, Scope, &mut String) + 'f;
+
+/// Calls `f` with every string of a definition: its path, where it sits, the scope
+/// `Inspector::inspect_tool` reads it in (parameter names as parameters, every other
+/// string as tool metadata), and the string (an object key as a copy, read but never
+/// put back).
+fn each_definition_string(v: &mut Value, path: &str, f: &mut Visit<'_>) {
+    fn walk(v: &mut Value, path: &str, key: &str, f: &mut Visit<'_>) {
         match v {
             Value::String(s) => {
                 let place = if DEFINITION_IDENTIFIERS.contains(&key) {
@@ -617,7 +643,7 @@ fn each_definition_string(v: &mut Value, path: &str, f: &mut impl FnMut(&str, Pl
                 } else {
                     Place::Text
                 };
-                f(path, place, s);
+                f(path, place, Scope::Tool, s);
             }
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
@@ -625,6 +651,11 @@ fn each_definition_string(v: &mut Value, path: &str, f: &mut impl FnMut(&str, Pl
                 }
             }
             Value::Object(map) => {
+                let scope = if key.ends_with("properties") {
+                    Scope::Param
+                } else {
+                    Scope::Tool
+                };
                 for (k, item) in map.iter_mut() {
                     let here = if named(k) {
                         format!("{path}.{k}")
@@ -635,6 +666,7 @@ fn each_definition_string(v: &mut Value, path: &str, f: &mut impl FnMut(&str, Pl
                     f(
                         &format!("{here} (its key)"),
                         Place::Identifier,
+                        scope,
                         &mut key_text,
                     );
                     walk(item, &here, k, f);

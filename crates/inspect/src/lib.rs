@@ -190,6 +190,15 @@ impl Inspector {
         self.report(findings)
     }
 
+    /// Inspects one string as the rules of `scope` read it: a string of a definition
+    /// as [`Inspector::inspect_tool`] reads it (`Scope::Tool`, or `Scope::Param` for
+    /// a parameter name), to act on what it found there.
+    pub fn inspect_in(&self, text: &str, scope: Scope) -> Report {
+        let mut findings = Vec::new();
+        self.scan_string(text, scope, "text", &mut findings);
+        self.report(findings)
+    }
+
     /// Inspects a tool definition: every string in it, its parameter names and its
     /// name.
     pub fn inspect_tool(&self, tool: &Value) -> Report {

@@ -410,3 +410,68 @@ async fn feat_07_secrets_in_definitions_and_instructions_are_redacted_before_cli
         "AUTH-18: {logs}"
     );
 }
+
+/// FEAT-07 with `secrets = "block"`: a resource whose listing carries a secret is not
+/// offered and reads of it are refused — and stay refused when the gateway re-checks
+/// the upstream's lists (here after a pin decision), which admits every item again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_07_a_definition_withheld_for_a_secret_stays_withheld_across_rechecks() {
+    let (rec, url) = start_recorder().await;
+    *rec.resources.lock().unwrap() = Some(vec![
+        json!({"uri": "file:///docs/notes.md", "name": "notes.md", "description": "Meeting notes."}),
+        json!({"uri": "file:///docs/keys.md", "name": "keys.md",
+            "description": "Deploy key AKIAQYLPMN5HHHFPZAM2."}),
+    ]);
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "[inspection]\nsecrets = \"block\"\n\n{}",
+            http_upstream("rec", &url)
+        ),
+    );
+    gw.ready().await;
+    let config = gw.dir.path().join("palisade.toml");
+    let mut c = gw.client();
+    c.initialize().await;
+    let list = c
+        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}))
+        .await;
+    let text = list.to_string();
+    assert!(
+        text.contains("notes.md") && !text.contains("keys.md"),
+        "{list}"
+    );
+    let read = |id: i64| {
+        let c = &c;
+        async move {
+            c.request(
+                &json!({"jsonrpc": "2.0", "id": id, "method": "resources/read",
+                "params": {"uri": "file:///docs/keys.md"}}),
+            )
+            .await
+        }
+    };
+    assert_eq!(read(2).await["error"]["code"], -32012);
+    // A pin decision makes the gateway re-check every list of the upstream.
+    assert!(
+        cli(
+            &["pins", "reject", "rec", "file:///docs/notes.md"],
+            &config,
+            None
+        )
+        .status
+        .success()
+    );
+    let mut rechecked = false;
+    for _ in 0..300 {
+        if gw.logs().contains("re-checked a list") {
+            rechecked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(rechecked, "{}", gw.logs());
+    let r = read(3).await;
+    assert_eq!(r["error"]["code"], -32012, "still withheld: {r}");
+    assert!(!r.to_string().contains("AKIA"), "{r}");
+}

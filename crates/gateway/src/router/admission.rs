@@ -285,7 +285,7 @@ impl Router {
         // Secrets and personal data in what is offered: redacted in the served copy,
         // or the item withheld.
         let (ok, reason) = match (ok && verdict.data, served, &self.inspection) {
-            (true, Some(served), Some(i)) => match i.serve_definition(idx, kind, served) {
+            (true, Some(served), Some(i)) => match i.serve_definition(idx, kind, &hash, served) {
                 Ok(()) => (true, reason),
                 Err(rules) => (
                     false,
@@ -517,7 +517,13 @@ impl Router {
                 if kind == "tool" && !item.get("inputSchema").is_some_and(Value::is_object) {
                     continue;
                 }
-                if !self.admit(r.upstream, kind, item, first, None).await {
+                // Served as a list would serve it, so that an item withheld for what
+                // it carries stays withheld.
+                let mut served = item.clone();
+                if !self
+                    .admit(r.upstream, kind, item, first, Some(&mut served))
+                    .await
+                {
                     withheld += 1;
                 }
             }
