@@ -66,6 +66,7 @@ fn append(c: &mut Criterion) {
                 keep_files: 2,
                 version: "bench".into(),
                 config_sha256: String::new(),
+                hash_key_id: None,
                 tee: None,
             })
         });

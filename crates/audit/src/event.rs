@@ -24,6 +24,11 @@ pub enum Event {
         version: String,
         /// SHA-256 of the configuration file it runs, hex.
         config_sha256: String,
+        /// The ID of the key call records hash arguments under from here on
+        /// ([`crate::key::HashKey::id`]): a key replaced or lost and made anew shows
+        /// here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hash_key_id: Option<String>,
     },
     /// The gateway is stopping.
     Stop,
@@ -209,6 +214,10 @@ pub enum Event {
         /// Why it was refused.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The addresses the name resolved to, which the tunnel goes to (for an
+        /// allowed tunnel: what a name pointed at then, against DNS rebinding).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        addresses: Vec<String>,
     },
 }
 

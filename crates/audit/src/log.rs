@@ -55,6 +55,8 @@ pub struct AuditOptions {
     pub version: String,
     /// SHA-256 of the running configuration, for the start record.
     pub config_sha256: String,
+    /// The ID of the argument hash key, for the start record.
+    pub hash_key_id: Option<String>,
     /// Called with each line once it is in the file (sinks take copies here). It
     /// runs under the writer's lock: it must only hand the line on, never wait.
     pub tee: Option<Tee>,
@@ -123,6 +125,7 @@ impl AuditLog {
             vec![encoded(&Event::Start {
                 version: opts.version.clone(),
                 config_sha256: opts.config_sha256.clone(),
+                hash_key_id: opts.hash_key_id.clone(),
             })?],
             false,
         )?;

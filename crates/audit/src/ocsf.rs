@@ -252,6 +252,7 @@ mod tests {
             target: "169.254.169.254:80".into(),
             decision: Decision::Deny,
             reason: Some("not in allow_hosts".into()),
+            addresses: Vec::new(),
         };
         let o = from_record(&line(&refused), "1").unwrap();
         assert_eq!(o["class_uid"], 4001);
@@ -265,6 +266,7 @@ mod tests {
             target: "[2001:db8::1]:443".into(),
             decision: Decision::Allow,
             reason: None,
+            addresses: vec!["[2001:db8::1]:443".into()],
         };
         let o = from_record(&line(&opened), "1").unwrap();
         assert_eq!(o["type_uid"], 400_101, "Network Activity: Open");

@@ -23,6 +23,7 @@ fn options(dir: &Path) -> AuditOptions {
         keep_files: 0,
         version: "test".into(),
         config_sha256: "00".into(),
+        hash_key_id: None,
         tee: None,
     }
 }

@@ -166,8 +166,14 @@ impl Budget {
 }
 
 impl Gate {
-    fn event(&self, target: &str, reason: Option<&str>) -> palisade_audit::Event {
+    fn event(
+        &self,
+        target: &str,
+        reason: Option<&str>,
+        addresses: &[SocketAddr],
+    ) -> palisade_audit::Event {
         palisade_audit::Event::Egress {
+            addresses: addresses.iter().take(16).map(ToString::to_string).collect(),
             upstream: self.upstream.to_string(),
             target: crate::audit::target_for_record(target),
             decision: if reason.is_some() {
@@ -193,20 +199,23 @@ impl Gate {
                  (at most {MAX_REFUSALS_RECORDED} per {REFUSAL_WINDOW:?})"
             );
             tracing::warn!(upstream = %self.upstream, "egress: {note}");
-            self.audit.note(self.event("", Some(&note)));
+            self.audit.note(self.event("", Some(&note), &[]));
         }
         if !record {
             return;
         }
         let shown = crate::audit::target_for_record(target);
         tracing::warn!(upstream = %self.upstream, target = %shown, "egress refused: {why}");
-        self.audit.note(self.event(target, Some(why)));
+        self.audit.note(self.event(target, Some(why), &[]));
     }
 
     /// Records an allowed tunnel; `false` when the record could not be written and
     /// the log fails closed.
-    async fn allowed(&self, target: &str) -> bool {
-        self.audit.decide(self.event(target, None)).await.is_ok()
+    async fn allowed(&self, target: &str, addresses: &[SocketAddr]) -> bool {
+        self.audit
+            .decide(self.event(target, None, addresses))
+            .await
+            .is_ok()
     }
 }
 
@@ -278,7 +287,7 @@ async fn serve(mut conn: UnixStream, allow: &[Allowed], gate: &Gate) {
         gate.refused(target, "resolves to a non-public address");
         return reply(&mut conn, "403 Forbidden").await;
     }
-    if !gate.allowed(target).await {
+    if !gate.allowed(target, &addrs).await {
         tracing::error!(%upstream, "egress refused: its audit record could not be written");
         return reply(&mut conn, "503 Service Unavailable").await;
     }

@@ -214,6 +214,14 @@ pub async fn run(
     on_ready: impl FnOnce(SocketAddr) + Send,
 ) -> Result<(), GatewayError> {
     let store = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    // The key call records hash arguments under; its ID goes in the log's start record.
+    let hash_key = match &config.audit {
+        Some(a) => Some(
+            palisade_audit::key::HashKey::load_or_create(&a.hash_key)
+                .map_err(|e| GatewayError::Start(e.to_string()))?,
+        ),
+        None => None,
+    };
     let mut sinks = None;
     let audit_log = match &config.audit {
         None => {
@@ -240,6 +248,7 @@ pub async fn run(
                 keep_files: a.keep_files,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 config_sha256: config.source_sha256.clone(),
+                hash_key_id: hash_key.as_ref().map(|k| k.id().to_owned()),
                 tee,
             })
             .map_err(|e| GatewayError::Start(e.to_string()))?;
@@ -262,13 +271,6 @@ pub async fn run(
                 upstream::http::client().map_err(GatewayError::Start)?,
             ))
         }
-    };
-    let hash_key = match &config.audit {
-        Some(a) if audit_log.is_some() => Some(
-            palisade_audit::key::HashKey::load_or_create(&a.hash_key)
-                .map_err(|e| GatewayError::Start(e.to_string()))?,
-        ),
-        _ => None,
     };
     let auditor = Arc::new(audit::Auditor::new(
         audit_log,

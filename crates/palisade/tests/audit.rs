@@ -119,7 +119,15 @@ async fn obs_01_every_decision_is_in_a_signed_log_that_verifies_and_catches_tamp
     };
     assert_ne!(mac, plain, "the record must not carry the plain SHA-256");
     let key = gw.dir.path().join("data/audit-hash.key");
-    assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+    let key_bytes = std::fs::read(&key).unwrap();
+    assert_eq!(key_bytes.len(), 32);
+    // The start record names the key (its ID: the first 16 hex of its SHA-256).
+    let key_id = {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key_bytes);
+        palisade_audit::key::hex(d.as_ref())[..16].to_owned()
+    };
+    let start = ev.iter().find(|e| e["type"] == "start").unwrap();
+    assert_eq!(start["hash_key_id"], key_id.as_str(), "{start}");
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&key).unwrap().permissions().mode();

@@ -407,6 +407,11 @@ async fn loc_sandbox_egress_goes_only_through_the_proxy_to_allowed_hosts() {
         "{egress:?}"
     );
     assert!(
+        egress.iter().any(|e| e["decision"] == "allow"
+            && e["addresses"][0] == format!("127.0.0.1:{port}").as_str()),
+        "the address the tunnel goes to: {egress:?}"
+    );
+    assert!(
         has(
             format!("127.0.0.1:{other_port}"),
             "deny",
