@@ -92,10 +92,26 @@ impl Egress {
         };
         let tunnels = Arc::new(tokio::sync::Semaphore::new(MAX_TUNNELS));
         tokio::spawn(async move {
+            // Refusals left out of the record are counted in a record when their
+            // window ends, and when the proxy stops.
+            let flusher = Gate {
+                upstream: Arc::clone(&upstream),
+                audit: Arc::clone(&audit),
+                budget: Arc::clone(&budget),
+            };
+            let mut windows = tokio::time::interval(REFUSAL_WINDOW);
+            windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let conn = tokio::select! {
                     c = listener.accept() => c,
-                    () = task_stop.cancelled() => return,
+                    _ = windows.tick() => {
+                        flusher.flush(false);
+                        continue;
+                    }
+                    () = task_stop.cancelled() => {
+                        flusher.flush(true);
+                        return;
+                    }
                 };
                 let Ok((conn, _)) = conn else { continue };
                 let gate = Gate {
@@ -143,6 +159,20 @@ struct Budget {
 }
 
 impl Budget {
+    /// How many refusals were left out of a window that has ended by `now` (every
+    /// one left out, with `all`: the proxy stops); the count starts over.
+    fn ended(&mut self, now: std::time::Instant, all: bool) -> u64 {
+        if all
+            || self
+                .since
+                .is_some_and(|t| now.duration_since(t) >= REFUSAL_WINDOW)
+        {
+            std::mem::take(&mut self.left_out)
+        } else {
+            0
+        }
+    }
+
     /// Whether a refusal now may be recorded; and, when a window with refusals left
     /// out has just ended, how many were.
     fn spend(&mut self, now: std::time::Instant) -> (bool, u64) {
@@ -185,22 +215,36 @@ impl Gate {
         }
     }
 
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records how many refusals were left out, if any were.
+    fn left_out(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let note = format!(
+            "{n} more refusals were not recorded (at most {MAX_REFUSALS_RECORDED} per {REFUSAL_WINDOW:?})"
+        );
+        tracing::warn!(upstream = %self.upstream, "egress: {note}");
+        self.audit.note(self.event("", Some(&note), &[]));
+    }
+
+    /// Records the refusals left out of a window that has ended (`all`: every one
+    /// left out, as the proxy stops).
+    fn flush(&self, all: bool) {
+        let n = self.budget().ended(std::time::Instant::now(), all);
+        self.left_out(n);
+    }
+
     /// Logs and records a refusal (`target` as the server asked, or empty), within
     /// the upstream's budget of records.
     fn refused(&self, target: &str, why: &str) {
-        let (record, ended) = self
-            .budget
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .spend(std::time::Instant::now());
-        if ended > 0 {
-            let note = format!(
-                "{ended} more refusals in the last window were not recorded \
-                 (at most {MAX_REFUSALS_RECORDED} per {REFUSAL_WINDOW:?})"
-            );
-            tracing::warn!(upstream = %self.upstream, "egress: {note}");
-            self.audit.note(self.event("", Some(&note), &[]));
-        }
+        let (record, ended) = self.budget().spend(std::time::Instant::now());
+        self.left_out(ended);
         if !record {
             return;
         }
@@ -330,5 +374,18 @@ mod tests {
         let later = t0 + REFUSAL_WINDOW;
         assert_eq!(b.spend(later), (true, 1000));
         assert_eq!(b.spend(later), (true, 0));
+        // A window's count is also taken when it ends without another refusal (the
+        // proxy's timer), and whatever is left when the proxy stops.
+        for _ in 0..MAX_REFUSALS_RECORDED + 5 {
+            b.spend(later);
+        }
+        assert_eq!(b.ended(later + Duration::from_secs(1), false), 0, "not yet");
+        assert_eq!(b.ended(later + REFUSAL_WINDOW, false), 7);
+        assert_eq!(b.ended(later + REFUSAL_WINDOW, false), 0, "taken once");
+        b.spend(later + REFUSAL_WINDOW * 2);
+        for _ in 0..MAX_REFUSALS_RECORDED {
+            b.spend(later + REFUSAL_WINDOW * 2);
+        }
+        assert_eq!(b.ended(later + REFUSAL_WINDOW * 2, true), 1, "at stop");
     }
 }

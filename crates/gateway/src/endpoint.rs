@@ -433,9 +433,12 @@ fn session_refusal(full: crate::session::Full) -> Refusal {
 
 async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Response, Refusal> {
     let principal = &caller.principal;
-    if let Err(full) = app.router.sessions.has_room(principal) {
-        return Err(session_refusal(full).with_id(msg.id()));
-    }
+    // A place is held before anything is opened upstream: initializes racing each
+    // other cannot all pass the check and each open upstream sessions first.
+    let place = match app.router.sessions.reserve(principal) {
+        Ok(p) => p,
+        Err(full) => return Err(session_refusal(full).with_id(msg.id())),
+    };
     // Stdio children are shared; give one that is starting a moment to be ready.
     for u in &app.router.upstreams {
         if let UpstreamEntry::Stdio(s) = u
@@ -465,12 +468,7 @@ async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Re
         }),
         created_at: unix_now(),
     };
-    if let Err(full) = app.router.sessions.insert(Arc::clone(&session)) {
-        for link in session.links.iter().flatten() {
-            link.close().await;
-        }
-        return Err(session_refusal(full).with_id(msg.id()));
-    }
+    place.take(Arc::clone(&session));
     session.touch();
     app.router.audit.note(palisade_audit::Event::SessionOpen {
         session: crate::audit::session_ref(&session.id),

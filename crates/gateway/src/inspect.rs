@@ -604,10 +604,13 @@ fn reencoded(v: &serde_json::Map<String, Value>, id: Option<&palisade_wire::Id>)
 /// Keys of a definition whose string values name rather than say: one cannot be
 /// rewritten without changing what the definition names (a schema's `enum` value is
 /// what a client sends, a URI what it reads).
-const DEFINITION_IDENTIFIERS: [&str; 10] = [
+const DEFINITION_IDENTIFIERS: [&str; 13] = [
     "name",
     "uri",
     "uriTemplate",
+    "src",
+    "url",
+    "href",
     "mimeType",
     "type",
     "enum",

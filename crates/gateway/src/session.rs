@@ -484,29 +484,60 @@ pub(crate) struct SessionTable {
     lifetime: Duration,
 }
 
-/// The sessions by ID, and how many each principal holds (kept with them, under one
-/// lock, so that a count never drifts from the table).
+/// The sessions by ID, the places held for sessions being opened, and how many each
+/// principal holds, both kinds counted (kept together, under one lock, so that a
+/// count never drifts from the table).
 #[derive(Debug, Default)]
 struct Sessions {
     by_id: HashMap<String, Arc<Session>>,
+    opening: usize,
     held: HashMap<Principal, usize>,
 }
 
 impl Sessions {
-    fn insert(&mut self, s: Arc<Session>) {
-        *self.held.entry(s.principal.clone()).or_default() += 1;
-        self.by_id.insert(s.id.clone(), s);
+    fn release(&mut self, principal: &Principal) {
+        if let Some(n) = self.held.get_mut(principal) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(principal);
+            }
+        }
     }
 
     fn remove(&mut self, id: &str) -> Option<Arc<Session>> {
         let s = self.by_id.remove(id)?;
-        if let Some(n) = self.held.get_mut(&s.principal) {
-            *n -= 1;
-            if *n == 0 {
-                self.held.remove(&s.principal);
-            }
-        }
+        self.release(&s.principal);
         Some(s)
+    }
+}
+
+/// A place in the table held for a session being opened, taken before anything is
+/// opened upstream; given back when dropped unless the session took it.
+#[derive(Debug)]
+pub(crate) struct Place<'t> {
+    table: &'t SessionTable,
+    principal: Principal,
+    taken: bool,
+}
+
+impl Place<'_> {
+    /// Adds the opened session in the place held for it.
+    pub(crate) fn take(mut self, s: Arc<Session>) {
+        debug_assert!(s.principal == self.principal);
+        let mut t = lock(&self.table.sessions);
+        t.opening -= 1;
+        t.by_id.insert(s.id.clone(), s);
+        self.taken = true;
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.taken {
+            let mut t = lock(&self.table.sessions);
+            t.opening -= 1;
+            t.release(&self.principal);
+        }
     }
 }
 
@@ -535,21 +566,29 @@ impl SessionTable {
         }
     }
 
-    /// Adds a session, unless the table or its principal's share of it is full.
-    pub(crate) fn insert(&self, s: Arc<Session>) -> Result<(), Full> {
+    /// Holds a place for a session of `principal`, unless the table or the
+    /// principal's share of it is full (places being opened count).
+    pub(crate) fn reserve(&self, principal: &Principal) -> Result<Place<'_>, Full> {
         let mut t = lock(&self.sessions);
-        self.room(&t, &s.principal)?;
-        t.insert(s);
+        self.room(&t, principal)?;
+        t.opening += 1;
+        *t.held.entry(principal.clone()).or_default() += 1;
+        Ok(Place {
+            table: self,
+            principal: principal.clone(),
+            taken: false,
+        })
+    }
+
+    /// Adds a session, unless the table or its principal's share of it is full.
+    #[cfg(test)]
+    pub(crate) fn insert(&self, s: Arc<Session>) -> Result<(), Full> {
+        self.reserve(&s.principal)?.take(s);
         Ok(())
     }
 
-    /// Whether a session of `principal` could be added now.
-    pub(crate) fn has_room(&self, principal: &Principal) -> Result<(), Full> {
-        self.room(&lock(&self.sessions), principal)
-    }
-
     fn room(&self, t: &Sessions, principal: &Principal) -> Result<(), Full> {
-        if t.by_id.len() >= self.max {
+        if t.by_id.len() + t.opening >= self.max {
             return Err(Full::Table);
         }
         if self
@@ -617,8 +656,15 @@ impl SessionTable {
 
     /// Removes every session (shutdown).
     pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
-        let mut t = lock(&self.sessions);
-        t.held.clear();
+        let mut guard = lock(&self.sessions);
+        let t = &mut *guard;
+        // Places being opened keep their counts: each gives its own back.
+        for s in t.by_id.values() {
+            if let Some(n) = t.held.get_mut(&s.principal) {
+                *n -= 1;
+            }
+        }
+        t.held.retain(|_, n| *n > 0);
         t.by_id
             .drain()
             .map(|(_, s)| {
@@ -720,10 +766,10 @@ mod tests {
         let a2 = session(&alice);
         assert!(t.insert(Arc::clone(&a1)).is_ok());
         assert!(t.insert(Arc::clone(&a2)).is_ok());
-        assert_eq!(t.has_room(&alice), Err(Full::Principal));
+        assert_eq!(t.reserve(&alice).err(), Some(Full::Principal));
         assert_eq!(t.insert(session(&alice)), Err(Full::Principal));
         // Others are not held back by her share.
-        assert!(t.has_room(&bob).is_ok());
+        assert!(t.reserve(&bob).is_ok());
         assert!(t.insert(session(&bob)).is_ok());
         // A deleted session frees its place, and so does one that expires.
         assert!(t.remove(&a1.id, &alice).is_some());
@@ -736,6 +782,36 @@ mod tests {
         assert!(t.insert(session(&alice)).is_ok());
         assert_eq!(t.insert(session(&alice)), Err(Full::Principal));
         assert_eq!(t.drain().len(), 2);
-        assert!(t.has_room(&alice).is_ok(), "drained: nothing is held");
+        assert!(t.reserve(&alice).is_ok(), "drained: nothing is held");
+    }
+
+    #[test]
+    fn a_place_is_held_while_a_session_opens_and_given_back_if_it_does_not() {
+        let alice = Principal::new("https://idp.example", "alice");
+        let bob = Principal::new("https://idp.example", "bob");
+        let carol = Principal::new("https://idp.example", "carol");
+        let t = SessionTable::new(
+            3,
+            Some(2),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
+        // Two sessions opening at once take her share before either is added.
+        let p1 = t.reserve(&alice).unwrap();
+        let p2 = t.reserve(&alice).unwrap();
+        assert_eq!(t.reserve(&alice).err(), Some(Full::Principal));
+        assert_eq!(t.len(), 0, "nothing is in the table yet");
+        // The table counts places being opened too.
+        let pb = t.reserve(&bob).unwrap();
+        assert_eq!(t.reserve(&carol).err(), Some(Full::Table));
+        drop(pb); // its upstreams failed to open: the place is given back
+        assert!(t.reserve(&carol).is_ok());
+        p1.take(session(&alice));
+        drop(p2);
+        assert_eq!(t.len(), 1);
+        assert!(
+            t.reserve(&alice).is_ok(),
+            "one of her two places is free again"
+        );
     }
 }

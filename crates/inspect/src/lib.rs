@@ -195,8 +195,24 @@ impl Inspector {
     /// a parameter name), to act on what it found there.
     pub fn inspect_in(&self, text: &str, scope: Scope) -> Report {
         let mut findings = Vec::new();
-        self.scan_string(text, scope, "text", &mut findings);
+        if scope == Scope::Param {
+            self.scan_param(text, "text", &mut findings);
+        } else {
+            self.scan_string(text, scope, "text", &mut findings);
+        }
         self.report(findings)
+    }
+
+    /// A parameter name: the parameter rules, and the secrets and personal data any
+    /// string of a definition is read for (a key made of a credential is still one).
+    fn scan_param(&self, name: &str, location: &str, findings: &mut Vec<Finding>) {
+        self.scan_string(name, Scope::Param, location, findings);
+        let mut data = Vec::new();
+        self.scan_string(name, Scope::Tool, location, &mut data);
+        findings.extend(
+            data.into_iter()
+                .filter(|f| matches!(f.category, Category::Secret | Category::Pii)),
+        );
     }
 
     /// Inspects a tool definition: every string in it, its parameter names and its
@@ -233,7 +249,7 @@ impl Inspector {
                     // Every key is text a client may hand the model (`$defs`, `_meta`,
                     // annotations): parameter names as parameters, the rest as metadata.
                     if is_properties {
-                        self.scan_string(k, Scope::Param, &here, findings);
+                        self.scan_param(k, &here, findings);
                     } else {
                         self.scan_string(k, Scope::Tool, &here, findings);
                     }

@@ -522,3 +522,22 @@ fn every_key_of_a_tool_definition_is_read() {
         assert_eq!(r.verdict, Verdict::Malicious, "{tool}: {r:?}");
     }
 }
+
+#[test]
+fn feat_07_a_parameter_named_with_a_credential_is_a_secret_finding() {
+    let tool = json!({
+        "name": "t",
+        "description": "Looks things up.",
+        "inputSchema": {"type": "object", "properties": {
+            "AKIAQYLPMN5HHHFPZAM2": {"type": "string"}}}
+    });
+    let r = ins().inspect_tool(&tool);
+    assert!(r.has(Category::Secret), "{r:?}");
+    // Secrets and personal data are findings of their own: the verdict stays benign.
+    assert_eq!(r.verdict, Verdict::Benign, "{r:?}");
+    assert!(
+        ins()
+            .inspect_in("AKIAQYLPMN5HHHFPZAM2", Scope::Param)
+            .has(Category::Secret)
+    );
+}
