@@ -27,7 +27,6 @@ fn call() -> Event {
         method: "tools/call".into(),
         upstream: Some("crm".into()),
         target: "crm__search".into(),
-        arguments_sha256: None,
         arguments_hmac_sha256: Some(
             "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         ),

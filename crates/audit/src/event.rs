@@ -123,10 +123,6 @@ pub enum Event {
         /// hash key ([`crate::key::HashKey`]), hex.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         arguments_hmac_sha256: Option<String>,
-        /// The plain SHA-256 of the arguments, as records written before the keyed
-        /// hash carry it (read, never written).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        arguments_sha256: Option<String>,
         /// The arguments themselves, only for tools the operator opted in.
         #[serde(skip_serializing_if = "Option::is_none")]
         arguments: Option<serde_json::Value>,

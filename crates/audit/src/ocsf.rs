@@ -195,7 +195,6 @@ mod tests {
             upstream: Some("files".into()),
             target: "files__write".into(),
             arguments_hmac_sha256: None,
-            arguments_sha256: None,
             arguments: None,
             decision: Decision::Deny,
             reason: Some("policy".into()),

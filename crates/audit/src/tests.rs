@@ -37,7 +37,6 @@ fn call(i: usize) -> Event {
         upstream: Some("files".into()),
         target: format!("files__read_{i}"),
         arguments_hmac_sha256: Some("ab".repeat(32)),
-        arguments_sha256: None,
         arguments: None,
         decision: if i.is_multiple_of(3) {
             Decision::Deny
@@ -626,4 +625,12 @@ fn obs_01_gateways_starting_at_once_share_one_key_and_leave_no_partial_file() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+}
+
+#[test]
+fn obs_01_call_records_written_before_the_keyed_hash_still_read() {
+    let old = r#"{"type":"call","session":"ab","principal":"local|me","method":"tools/call",
+        "upstream":"files","target":"files__read","arguments_sha256":"00ff","decision":"allow"}"#;
+    let e: Event = serde_json::from_str(old).unwrap();
+    assert_eq!(e.kind(), "call");
 }

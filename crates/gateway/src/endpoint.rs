@@ -399,7 +399,6 @@ async fn post_inner(
                         .or_else(|| msg.param_str("uri"))
                         .unwrap_or_default(),
                     arguments_hmac_sha256: None,
-                    arguments_sha256: None,
                     arguments: None,
                     decision: palisade_audit::Decision::Deny,
                     reason: Some(format!("insufficient scope (step up to {scope})")),
@@ -522,7 +521,6 @@ async fn request(
                 upstream: upstream.and_then(|i| app.router.names.get(i)).cloned(),
                 target: crate::audit::clip(&tool.unwrap_or_default()),
                 arguments_hmac_sha256: None,
-                arguments_sha256: None,
                 arguments: None,
                 decision: palisade_audit::Decision::Deny,
                 reason: Some(over.reason.to_owned()),

@@ -533,7 +533,6 @@ impl Router {
             upstream: call.upstream.and_then(|i| self.names.get(i)).cloned(),
             target: crate::audit::target_for_record(call.target),
             arguments_hmac_sha256: arguments.and_then(|a| self.audit.arguments_mac(a)),
-            arguments_sha256: None,
             arguments: arguments.and_then(|a| self.audit.arguments_of(call.target, a)),
             decision: if refused.is_some() {
                 palisade_audit::Decision::Deny
