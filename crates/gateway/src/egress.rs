@@ -95,9 +95,9 @@ impl Egress {
             // Refusals left out of the record are counted in a record when their
             // window ends, and when the proxy stops.
             let flusher = Gate {
-                upstream: Arc::clone(&upstream),
-                audit: Arc::clone(&audit),
-                budget: Arc::clone(&budget),
+                upstream,
+                audit,
+                budget,
             };
             let mut windows = tokio::time::interval(REFUSAL_WINDOW);
             windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,11 +114,7 @@ impl Egress {
                     }
                 };
                 let Ok((conn, _)) = conn else { continue };
-                let gate = Gate {
-                    upstream: Arc::clone(&upstream),
-                    audit: Arc::clone(&audit),
-                    budget: Arc::clone(&budget),
-                };
+                let gate = flusher.clone();
                 if conn.peer_cred().map(|c| c.uid()).ok() != Some(door_uid) {
                     gate.refused("", "a connection from another user");
                     continue;
@@ -143,6 +139,7 @@ impl Egress {
 }
 
 /// Where one request's decisions go: the log and the audit trail.
+#[derive(Clone)]
 struct Gate {
     upstream: Arc<str>,
     audit: Arc<crate::audit::Auditor>,

@@ -503,7 +503,7 @@ impl Inspection {
         let mut withhold: Vec<String> = Vec::new();
         let mut found: Vec<String> = Vec::new();
         let mut changed = false;
-        each_definition_string(item, "", &mut |path, place, scope, s| {
+        each_definition_string(item, &mut |path, place, scope, s| {
             let data: Vec<Finding> = self
                 .inspector
                 .inspect_in(s, scope)
@@ -637,7 +637,7 @@ type Visit<'f> = dyn FnMut(&str, Place, Scope, &mut String) + 'f;
 /// `Inspector::inspect_tool` reads it in (parameter names as parameters, every other
 /// string as tool metadata), and the string (an object key as a copy, read but never
 /// put back).
-fn each_definition_string(v: &mut Value, path: &str, f: &mut Visit<'_>) {
+fn each_definition_string(v: &mut Value, f: &mut Visit<'_>) {
     fn walk(v: &mut Value, path: &str, key: &str, f: &mut Visit<'_>) {
         match v {
             Value::String(s) => {
@@ -678,7 +678,7 @@ fn each_definition_string(v: &mut Value, path: &str, f: &mut Visit<'_>) {
             _ => {}
         }
     }
-    walk(v, path, "", f);
+    walk(v, "", "", f);
 }
 
 /// The rule ID recorded for a message that cannot be read whole.
