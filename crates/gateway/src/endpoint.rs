@@ -296,6 +296,7 @@ pub(crate) async fn post(
 fn admit_unrouted(
     app: &App,
     caller: &Caller,
+    method: &str,
     id: Option<&palisade_wire::Id>,
 ) -> Result<crate::limits::Permit, Refusal> {
     let who = crate::audit::who(&caller.principal);
@@ -303,8 +304,29 @@ fn admit_unrouted(
         .admit(&who, caller.client.as_deref(), None, None)
         .map_err(|over| {
             tracing::info!(reason = over.reason, "refused a message over a limit");
+            note_unrouted_refusal(app, caller, method, over.reason);
             Refusal::limited(over.message, over.retry_after).with_id(id)
         })
+}
+
+/// Records a message refused before it had a session or an upstream (a limit on
+/// sessions or on the rate of `initialize`s and notifications): a caller kept out by
+/// a limit shows in the audit log like one refused a call.
+fn note_unrouted_refusal(app: &App, caller: &Caller, method: &str, reason: &str) {
+    app.router.audit.note(palisade_audit::Event::Call {
+        session: String::new(),
+        principal: crate::audit::who(&caller.principal),
+        client: caller.client.clone(),
+        method: crate::audit::clip(method),
+        upstream: None,
+        target: String::new(),
+        arguments_hmac_sha256: None,
+        arguments: None,
+        decision: palisade_audit::Decision::Deny,
+        reason: Some(reason.to_owned()),
+        policies: Vec::new(),
+        approved_by: None,
+    });
 }
 
 async fn post_inner(
@@ -336,7 +358,7 @@ async fn post_inner(
         }
         // Opening a session (and a session on every upstream) is a request like any
         // other under the caller's, its client's and the global rate limits.
-        let _permit = admit_unrouted(app, &caller, msg.id())?;
+        let _permit = admit_unrouted(app, &caller, "initialize", msg.id())?;
         return initialize(app, &caller, &msg).await;
     }
     // LIFE-01 / SESS-04: everything else needs a session.
@@ -352,7 +374,12 @@ async fn post_inner(
             // work going that the client wants stopped).
             let _permit = match msg.method() {
                 Some("notifications/initialized" | "notifications/cancelled") => None,
-                _ => Some(admit_unrouted(app, &caller, None)?),
+                _ => Some(admit_unrouted(
+                    app,
+                    &caller,
+                    msg.method().unwrap_or_default(),
+                    None,
+                )?),
             };
             app.router.notification(&session, msg).await;
             Ok(accepted())
@@ -419,15 +446,21 @@ async fn post_inner(
     }
 }
 
-/// The refusal of a session the table has no room for.
-fn session_refusal(full: crate::session::Full) -> Refusal {
-    match full {
-        crate::session::Full::Table => Refusal::TOO_MANY_SESSIONS,
-        crate::session::Full::Principal => {
-            tracing::warn!("refused a session: the caller holds limits.max_sessions_per_principal");
-            Refusal::TOO_MANY_SESSIONS_FOR_CALLER
-        }
-    }
+/// The refusal of a session the table has no room for, recorded.
+fn session_refusal(app: &App, caller: &Caller, full: crate::session::Full) -> Refusal {
+    let (refusal, reason) = match full {
+        crate::session::Full::Table => (
+            Refusal::TOO_MANY_SESSIONS,
+            "session limit (limits.max_sessions)",
+        ),
+        crate::session::Full::Principal => (
+            Refusal::TOO_MANY_SESSIONS_FOR_CALLER,
+            "session limit (limits.max_sessions_per_principal)",
+        ),
+    };
+    tracing::warn!(reason, "refused a session");
+    note_unrouted_refusal(app, caller, "initialize", reason);
+    refusal
 }
 
 async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Response, Refusal> {
@@ -436,7 +469,7 @@ async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Re
     // other cannot all pass the check and each open upstream sessions first.
     let place = match app.router.sessions.reserve(principal) {
         Ok(p) => p,
-        Err(full) => return Err(session_refusal(full).with_id(msg.id())),
+        Err(full) => return Err(session_refusal(app, caller, full).with_id(msg.id())),
     };
     // Stdio children are shared; give one that is starting a moment to be ready.
     for u in &app.router.upstreams {

@@ -23,12 +23,19 @@ fn call_body(id: i64, tool: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
 }
 
-fn audit_denials(gw: &Gateway) -> Vec<String> {
+fn audit_calls(gw: &Gateway) -> Vec<Value> {
     std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
-        .filter(|e| e["type"] == "call" && e["decision"] == "deny")
+        .filter(|e| e["type"] == "call")
+        .collect()
+}
+
+fn audit_denials(gw: &Gateway) -> Vec<String> {
+    audit_calls(gw)
+        .iter()
+        .filter(|e| e["decision"] == "deny")
         .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
@@ -69,6 +76,27 @@ async fn a_principal_over_its_rate_gets_429_with_retry_after_and_nothing_is_forw
     other.session = None;
     let inits = rec.methods().iter().filter(|m| *m == "initialize").count();
     assert_eq!(inits, 1, "no upstream session for the refused initialize");
+    // OBS-01: refusals before any session or upstream are recorded too.
+    let refused: Vec<(String, String)> = audit_calls(&gw)
+        .iter()
+        .filter(|e| e["decision"] == "deny")
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for method in [
+        "tools/call",
+        "initialize",
+        "notifications/roots/list_changed",
+    ] {
+        assert!(
+            refused.contains(&(method.to_owned(), "rate limit (per principal)".to_owned())),
+            "{method}: {refused:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,6 +221,12 @@ async fn a_principal_holds_at_most_its_share_of_sessions() {
         "{body}"
     );
     assert_eq!(inits(&rec), before, "nothing was opened upstream");
+    // OBS-01: the refusal is a security decision of its own in the audit log.
+    assert_eq!(
+        audit_denials(&gw),
+        ["session limit (limits.max_sessions_per_principal)"],
+        "recorded once, with the limit that decided it"
+    );
     // Closing one makes room for another.
     assert!(first.delete().await.status().is_success());
     let mut again = gw.client();

@@ -164,10 +164,17 @@ const SCHEMA: &[&str] = &[
 
 impl SqliteStore {
     /// Opens (creating if needed) `palisade.db` in `dir`.
+    ///
+    /// The database holds the upstreams' definitions as pinned (a secret an upstream
+    /// leaks in one included), the approvals and the sealed credentials: a data
+    /// directory it creates is the owner's alone (0700), the database is created
+    /// 0600 (SQLite gives its WAL the same mode), and a database others could read is
+    /// made private, with a warning.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("palisade.db");
+        make_private(&path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -191,6 +198,49 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Creates `dir` and its missing parents, owner-only (0700).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the database file owner-only (0600) if missing; takes group and other
+/// access from one that has it (and from its WAL and shared-memory files).
+fn make_private(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %file.display(), mode = format!("{:o}", mode & 0o777), "the store was readable by others than its owner: made private (0600)");
+            if let Err(e) =
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+            {
+                tracing::warn!(path = %file.display(), error = %e, "could not make the store private: chmod 600 it");
+            }
+        }
+    }
+    Ok(())
 }
 
 impl SessionStore for SqliteStore {
@@ -286,5 +336,48 @@ mod tests {
         assert_eq!(rec.id_hash.len(), 64);
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The database holds pinned definitions (with any secret an upstream leaked in
+    /// one), approvals and sealed credentials: only its owner reads it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_database_and_a_directory_it_creates_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/data");
+        let store = SqliteStore::open(&dir).await.unwrap();
+        store
+            .session_opened(&SessionRecord {
+                id_hash: hash_session_id("abc"),
+                issuer: "local".into(),
+                subject: "uid:1000".into(),
+                protocol_version: "2025-11-25".into(),
+                client_name: None,
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        assert_eq!(mode(&dir.join("palisade.db")), 0o600);
+        assert_eq!(mode(&dir.join("palisade.db-wal")), 0o600, "the WAL follows");
+        store.close().await;
+
+        // One made readable by others (an older gateway, a copy) is made private.
+        use std::os::unix::fs::PermissionsExt;
+        let db = dir.join("palisade.db");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::open(&dir).await.unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(
+            store.open_sessions().await.unwrap().len(),
+            1,
+            "its data kept"
+        );
+        store.close().await;
     }
 }
