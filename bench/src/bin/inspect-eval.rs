@@ -297,6 +297,36 @@ fn main() -> Result<()> {
         none_rows.fp + none_rows.tn
     );
 
+    // The project's own sets (bench/own-sets/README.md): written blind to the rules,
+    // by authors other than the public corpora's; some tuned on, some held out.
+    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("own-sets");
+    println!("\nown sets (bench/own-sets)");
+    for (file, role) in [
+        ("tools-A.jsonl", "tuned"),
+        ("tools-B.jsonl", "tuned"),
+        ("tools-E.jsonl", "held out"),
+        ("texts-C.jsonl", "tuned"),
+        ("texts-D.jsonl", "held out"),
+        ("texts-F.jsonl", "held out"),
+    ] {
+        let mut counts = Counts::default();
+        for r in rows(&own, file)? {
+            let rep = if file.starts_with("tools") {
+                ins.inspect_tool(&json!({"name": s(&r, "name"), "description": s(&r, "description"),
+                                          "inputSchema": r.get("inputSchema").cloned().unwrap_or(Value::Null)}))
+            } else {
+                ins.inspect_text(s(&r, "text"))
+            };
+            let actual = s(&r, "label") == "malicious";
+            let predicted = rep.verdict == Verdict::Malicious;
+            counts.add(predicted, actual);
+            if predicted != actual {
+                miss_report(&rep, actual, s(&r, "id"));
+            }
+        }
+        println!("  {file:<14} {role:<9} {}", counts.line());
+    }
+
     // Throughput, one core: every text of the text corpora, inspected whole.
     let mut corpus = Vec::new();
     for file in ["texts-agentdojo.jsonl", "texts-garak.jsonl"] {
