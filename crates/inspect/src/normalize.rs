@@ -177,6 +177,8 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
     let bytes = input.as_bytes();
     let mut chars = Cursor { s: input, at: 0 };
     let mut prev: Option<char> = None;
+    // The end of the word last looked at, and whether it is another script's own.
+    let mut word: Option<(usize, bool)> = None;
     while let Some((i, c)) = chars.next() {
         let end = i + c.len_utf8();
         match c {
@@ -274,13 +276,19 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
                 continue;
             }
             c => {
+                // A word of another script keeps its letters: only a word whose every
+                // non-ASCII letter looks like an ASCII one is a disguise to undo.
+                if c.is_alphabetic() && !word.as_ref().is_some_and(|(to, _)| i < *to) {
+                    word = Some(native_word(input, i));
+                }
+                let native = word.as_ref().is_some_and(|(to, native)| i < *to && *native);
                 let mut any = false;
                 decompose_compatible(c, |d| {
                     if unicode_normalization::char::is_combining_mark(d) {
                         return;
                     }
                     any = true;
-                    match ascii_prototype(d) {
+                    match ascii_prototype(d).filter(|_| !native) {
                         Some(p) => {
                             for a in p.chars() {
                                 push(&mut out, &mut map, a, i);
@@ -371,6 +379,37 @@ fn vs_byte(c: char) -> u8 {
 
 fn is_pictographic(c: char) -> bool {
     matches!(u32::from(c), 0x1f000..=0x1faff | 0x2600..=0x27bf | 0x2300..=0x23ff)
+}
+
+/// The end of the word around `at`, and whether it holds a letter of another script
+/// that looks like no ASCII letter (`П`, `ж`, `λ`): then the word is that script's own
+/// — Russian, Greek — and its letters stay as written, so rules in that language can
+/// read it; `раураl`, every letter an ASCII look-alike, is a disguise.
+fn native_word(input: &str, at: usize) -> (usize, bool) {
+    use unicode_normalization::char::is_combining_mark;
+    let in_word = |c: char| c.is_alphanumeric() || is_combining_mark(c);
+    let start = input[..at]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| in_word(c))
+        .last()
+        .map_or(at, |(j, _)| j);
+    let mut end = at;
+    let mut native = false;
+    for (j, c) in input[start..].char_indices() {
+        if !in_word(c) {
+            break;
+        }
+        end = start + j + c.len_utf8();
+        if !c.is_ascii() && c.is_alphabetic() {
+            decompose_compatible(c, |d| {
+                if !d.is_ascii() && d.is_alphabetic() && ascii_prototype(d).is_none() {
+                    native = true;
+                }
+            });
+        }
+    }
+    (end, native)
 }
 
 /// The ASCII letters a non-ASCII character is confusable with (UTS #39), if any.
@@ -558,6 +597,10 @@ mod tests {
         assert_eq!(n.text(), "ignore file env doc ok");
         let n = normalize("caf\u{e9}");
         assert_eq!(n.text(), "cafe");
+        // A word of another script is that script's own: not mapped letter by letter
+        // (`р`, `е`, `а` look like ASCII letters, `П`, `и`, `ч`, `н` do not).
+        let n = normalize("Примечание для ассистента: \u{0440}\u{0430}\u{0443}\u{0440}\u{0430}l");
+        assert_eq!(n.text(), "Примечание для ассистента: paypal");
         // Spans map back over multi-byte characters.
         let input = "\u{0435}nv";
         let n = normalize(input);
