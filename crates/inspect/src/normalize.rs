@@ -278,7 +278,7 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
             c => {
                 // A word of another script keeps its letters: only a word whose every
                 // non-ASCII letter looks like an ASCII one is a disguise to undo.
-                if c.is_alphabetic() && !word.as_ref().is_some_and(|(to, _)| i < *to) {
+                if c.is_alphabetic() && word.as_ref().is_none_or(|(to, _)| i >= *to) {
                     word = Some(native_word(input, i));
                 }
                 let native = word.as_ref().is_some_and(|(to, native)| i < *to && *native);
