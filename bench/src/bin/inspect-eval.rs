@@ -304,8 +304,10 @@ fn main() -> Result<()> {
     for (file, role) in [
         ("tools-A.jsonl", "tuned"),
         ("tools-B.jsonl", "tuned"),
+        ("tools-G.jsonl", "tuned"),
         ("tools-E.jsonl", "held out"),
         ("texts-C.jsonl", "tuned"),
+        ("texts-H.jsonl", "tuned"),
         ("texts-D.jsonl", "held out"),
         ("texts-F.jsonl", "held out"),
     ] {

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod literals;
+mod model;
 pub mod normalize;
 mod reach;
 pub mod rules;
@@ -153,7 +154,16 @@ impl Report {
 #[derive(Debug)]
 pub struct Inspector {
     pack: RulePack,
+    /// Second opinions for tool definitions and for text (decision 0015).
+    tools_model: model::Linear,
+    texts_model: model::Linear,
 }
+
+/// Below the score of one medium finding, a model is not asked.
+const SECOND_OPINION_FROM: f32 = 0.449;
+
+/// The probability at which a model's opinion counts as a medium finding.
+const MODEL_AGREES_AT: f32 = 0.5;
 
 /// A tool name must be `[A-Za-z0-9_.-]{1,128}` (FEAT-03).
 pub fn valid_tool_name(name: &str) -> bool {
@@ -167,7 +177,7 @@ impl Inspector {
     /// With the built-in rule pack.
     pub fn builtin() -> Self {
         match RulePack::builtin() {
-            Ok(pack) => Self { pack },
+            Ok(pack) => Self::new(pack),
             // The built-in pack is tested; an error here is a build defect.
             Err(e) => unreachable!("the built-in rule pack does not load: {e}"),
         }
@@ -175,7 +185,11 @@ impl Inspector {
 
     /// With a pack of the operator's.
     pub fn new(pack: RulePack) -> Self {
-        Self { pack }
+        Self {
+            pack,
+            tools_model: model::Linear::tools(),
+            texts_model: model::Linear::texts(),
+        }
     }
 
     /// The rule pack in use.
@@ -187,7 +201,15 @@ impl Inspector {
     pub fn inspect_text(&self, text: &str) -> Report {
         let mut findings = Vec::new();
         self.scan_string(text, Scope::Text, "text", &mut findings);
-        self.report(findings)
+        let report = self.report(findings);
+        self.second_opinion(
+            report,
+            &self.texts_model,
+            |findings| around(text, findings),
+            "CLS-TEXT",
+            "text",
+            text.len(),
+        )
     }
 
     /// Inspects one string as the rules of `scope` read it: a string of a definition
@@ -231,6 +253,56 @@ impl Inspector {
                 self.walk(v, k, &mut findings);
             }
         }
+        let report = self.report(findings);
+        self.second_opinion(
+            report,
+            &self.tools_model,
+            |_| {
+                let mut strings = Vec::new();
+                all_strings(tool, &mut strings);
+                strings
+            },
+            "CLS-TOOL",
+            "definition",
+            0,
+        )
+    }
+
+    /// Asks `model` about an input the rules found something of medium severity in,
+    /// but not enough to decide; where it agrees, its opinion is one more medium
+    /// finding (over the whole input), and the two decide together.
+    fn second_opinion<'a>(
+        &self,
+        report: Report,
+        model: &model::Linear,
+        strings: impl FnOnce(&[Finding]) -> Vec<&'a str>,
+        rule: &str,
+        location: &str,
+        len: usize,
+    ) -> Report {
+        if report.verdict == Verdict::Malicious || report.score < SECOND_OPINION_FROM {
+            return report;
+        }
+        let p = model.probability(strings(&report.findings));
+        if p < MODEL_AGREES_AT {
+            return report;
+        }
+        let mut findings = report.findings;
+        findings.push(Finding {
+            rule: rule.to_owned(),
+            category: if rule == "CLS-TOOL" {
+                Category::Poisoning
+            } else {
+                Category::Injection
+            },
+            severity: Severity::Medium,
+            location: location.to_owned(),
+            span: (0, len),
+            reason: format!(
+                "the statistical model reads it as an attack too (p = {:.2})",
+                p
+            ),
+        });
         self.report(findings)
     }
 
@@ -309,6 +381,60 @@ impl Inspector {
             score,
             findings,
         }
+    }
+}
+
+/// How far either side of a finding the text model reads: about the length of the
+/// texts it was trained on, so that a long text is judged where the rules saw
+/// something, and a 64 KiB answer costs no more than a few kilobytes.
+const MODEL_REACH: usize = 2048;
+
+/// The stretches of `text` within [`MODEL_REACH`] of a medium or worse attack finding.
+fn around<'a>(text: &'a str, findings: &[Finding]) -> Vec<&'a str> {
+    let mut spans: Vec<(usize, usize)> = findings
+        .iter()
+        .filter(|f| f.category.is_attack() && f.severity >= Severity::Medium)
+        .map(|f| {
+            (
+                f.span.0.saturating_sub(MODEL_REACH),
+                f.span.1.saturating_add(MODEL_REACH).min(text.len()),
+            )
+        })
+        .collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(mut a, mut b)| {
+            while !text.is_char_boundary(a) {
+                a -= 1;
+            }
+            while !text.is_char_boundary(b) {
+                b += 1;
+            }
+            &text[a..b]
+        })
+        .collect()
+}
+
+/// Every string of a definition, object keys included, as the training script reads it.
+fn all_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|x| all_strings(x, out)),
+        Value::Object(map) => {
+            for (k, x) in map {
+                out.push(k);
+                all_strings(x, out);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -167,9 +167,11 @@ pub struct RulePack {
     version: String,
     threshold: f32,
     rules: Vec<Rule>,
-    prefilter: Option<Triggers>,
-    /// For each trigger pattern, the rules it wakes.
-    woken_by: Vec<Vec<usize>>,
+    /// The triggers of the rules that read untrusted text (most of the traffic), and
+    /// apart those of the rules that read tool metadata only: a text is scanned with
+    /// the first alone, so tool-only rules cost it nothing; metadata with both.
+    text_wake: Option<Wake>,
+    meta_wake: Option<Wake>,
     /// Rules without triggers, and one automaton that tells which of them can match.
     always: Vec<usize>,
     always_set: Option<regex::bytes::RegexSet>,
@@ -181,6 +183,24 @@ impl fmt::Debug for RulePack {
             .field("version", &self.version)
             .field("rules", &self.rules.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// One trigger automaton and, for each of its triggers, the rules it wakes.
+struct Wake {
+    ac: Triggers,
+    woken_by: Vec<Vec<usize>>,
+}
+
+impl Wake {
+    fn new(triggers: &[String], woken_by: Vec<Vec<usize>>) -> Result<Option<Self>, RuleError> {
+        if triggers.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            ac: Triggers::new(triggers).map_err(RuleError::Parse)?,
+            woken_by,
+        }))
     }
 }
 
@@ -252,8 +272,9 @@ impl RulePack {
     fn compile(version: String, threshold: f32, raw: Vec<RawRule>) -> Result<Self, RuleError> {
         let mut ids = BTreeSet::new();
         let mut rules = Vec::with_capacity(raw.len());
-        let mut triggers: Vec<String> = Vec::new();
-        let mut woken_by: Vec<Vec<usize>> = Vec::new();
+        // Triggers of rules that read text, and of rules that read metadata only.
+        let mut text_triggers: (Vec<String>, Vec<Vec<usize>>) = (Vec::new(), Vec::new());
+        let mut meta_triggers: (Vec<String>, Vec<Vec<usize>>) = (Vec::new(), Vec::new());
         let mut always = Vec::new();
         for (idx, r) in raw.into_iter().enumerate() {
             let bad = |message: String| RuleError::Rule {
@@ -305,6 +326,16 @@ impl RulePack {
             };
             let complete = derived.is_some();
             let reach = Reach::of(&pattern, complete, r.digits.is_some());
+            let scopes: BTreeSet<Scope> = if r.scope.is_empty() {
+                [Scope::Text, Scope::Tool].into_iter().collect()
+            } else {
+                r.scope.iter().copied().collect()
+            };
+            let (triggers, woken_by) = if scopes.contains(&Scope::Text) {
+                (&mut text_triggers.0, &mut text_triggers.1)
+            } else {
+                (&mut meta_triggers.0, &mut meta_triggers.1)
+            };
             for t in r.triggers.iter().chain(derived.iter().flatten()) {
                 let key = fold_trigger(t);
                 if key.trim().is_empty() || !t.is_ascii() {
@@ -329,11 +360,6 @@ impl RulePack {
                 (true, None) => always.push(idx),
                 _ => {}
             }
-            let scopes: BTreeSet<Scope> = if r.scope.is_empty() {
-                [Scope::Text, Scope::Tool].into_iter().collect()
-            } else {
-                r.scope.iter().copied().collect()
-            };
             rules.push(Rule {
                 id: r.id,
                 category: r.category,
@@ -356,11 +382,8 @@ impl RulePack {
         }
         // The scan reports every occurrence of every trigger, overlapping ones too, so
         // each trigger wakes exactly its own rules.
-        let prefilter = if triggers.is_empty() {
-            None
-        } else {
-            Some(Triggers::new(&triggers).map_err(RuleError::Parse)?)
-        };
+        let text_wake = Wake::new(&text_triggers.0, text_triggers.1)?;
+        let meta_wake = Wake::new(&meta_triggers.0, meta_triggers.1)?;
         let always_set = if always.is_empty() {
             None
         } else {
@@ -379,8 +402,8 @@ impl RulePack {
             version,
             threshold,
             rules,
-            prefilter,
-            woken_by,
+            text_wake,
+            meta_wake,
             always,
             always_set,
         })
@@ -427,10 +450,14 @@ impl RulePack {
             .map(|(_, r)| r.id.as_str())
     }
 
-    /// How many distinct triggers the pack's automaton holds (the rules' own and those
+    /// How many distinct triggers the pack's automata hold (the rules' own and those
     /// derived from their patterns).
     pub fn trigger_count(&self) -> usize {
-        self.prefilter.as_ref().map_or(0, Triggers::len)
+        [&self.text_wake, &self.meta_wake]
+            .into_iter()
+            .flatten()
+            .map(|w| w.ac.len())
+            .sum()
     }
 
     /// Whether the pack has no rules.
@@ -454,7 +481,7 @@ impl RulePack {
                 (rule.id.clone(), t.elapsed())
             })
             .collect();
-        if let Some(ac) = &self.prefilter {
+        if let Some(Wake { ac, woken_by }) = &self.text_wake {
             // The trigger scan alone, on folded texts, fastest of five passes.
             let folded: Vec<Vec<u8>> = texts
                 .iter()
@@ -485,7 +512,7 @@ impl RulePack {
             let mut per: Vec<_> = per.into_iter().collect();
             per.sort_by_key(|p| std::cmp::Reverse(p.1));
             for (pat, hits) in per.into_iter().take(15) {
-                let rules: Vec<&str> = self.woken_by[pat]
+                let rules: Vec<&str> = woken_by[pat]
                     .iter()
                     .map(|&r| self.rules[r].id.as_str())
                     .collect();
@@ -513,37 +540,46 @@ impl RulePack {
         // their budget).
         let mut windows: Vec<Option<Vec<(usize, usize)>>> =
             vec![Some(Vec::new()); self.rules.len()];
-        if let Some(ac) = &self.prefilter {
+        // Text wakes text rules only; metadata wakes the rest too.
+        let wakes = [
+            self.text_wake.as_ref(),
+            self.meta_wake.as_ref().filter(|_| scope != Scope::Text),
+        ];
+        if wakes.iter().any(Option::is_some) {
             let folded = Folded::new(text.as_bytes());
             let mut hits = Vec::new();
-            ac.find_all(&folded.bytes, &mut hits);
             let mut walks = vec![Walks::default(); self.rules.len()];
             let f = &folded.bytes;
-            for m in &hits {
-                for &r in &self.woken_by[m.pattern] {
-                    let rule = &self.rules[r];
-                    // A rule already running on the whole text is woken already.
-                    if !wanted(rule) || windows[r].is_none() {
-                        continue;
-                    }
-                    let Some((lo, hi)) = rule.reach.window(m, f, &mut walks[r]) else {
-                        continue;
-                    };
-                    woken[r] = true;
-                    if walks[r].spent(f.len()) {
-                        windows[r] = None;
-                        continue;
-                    }
-                    let Some(w) = &mut windows[r] else { continue };
-                    let (start, end) = (folded.original(lo), folded.original(hi).min(text.len()));
-                    let n = w.len();
-                    match w.last_mut() {
-                        // Hits come nearly in order: most windows extend the last one.
-                        Some(last) if last.1 >= start && start >= last.0 => {
-                            last.1 = last.1.max(end);
+            for wake in wakes.into_iter().flatten() {
+                hits.clear();
+                wake.ac.find_all(f, &mut hits);
+                for m in &hits {
+                    for &r in &wake.woken_by[m.pattern] {
+                        let rule = &self.rules[r];
+                        // A rule already running on the whole text is woken already.
+                        if !wanted(rule) || windows[r].is_none() {
+                            continue;
                         }
-                        _ if n >= MAX_WINDOWS => windows[r] = None,
-                        _ => w.push((start, end)),
+                        let Some((lo, hi)) = rule.reach.window(m, f, &mut walks[r]) else {
+                            continue;
+                        };
+                        woken[r] = true;
+                        if walks[r].spent(f.len()) {
+                            windows[r] = None;
+                            continue;
+                        }
+                        let Some(w) = &mut windows[r] else { continue };
+                        let (start, end) =
+                            (folded.original(lo), folded.original(hi).min(text.len()));
+                        let n = w.len();
+                        match w.last_mut() {
+                            // Hits come nearly in order: most windows extend the last one.
+                            Some(last) if last.1 >= start && start >= last.0 => {
+                                last.1 = last.1.max(end);
+                            }
+                            _ if n >= MAX_WINDOWS => windows[r] = None,
+                            _ => w.push((start, end)),
+                        }
                     }
                 }
             }
@@ -993,9 +1029,14 @@ mod coverage {
         for (r, rule) in pack.rules.iter().enumerate() {
             let hir = crate::literals::parse(&rule.pattern).unwrap();
             let scope = *rule.scopes.iter().next().unwrap();
-            let own: Vec<&[u8]> = (0..pack.woken_by.len())
-                .filter(|&t| pack.woken_by[t].contains(&r))
-                .map(|t| pack.prefilter.as_ref().unwrap().pattern(t))
+            let own: Vec<&[u8]> = [&pack.text_wake, &pack.meta_wake]
+                .into_iter()
+                .flatten()
+                .flat_map(|w| {
+                    (0..w.woken_by.len())
+                        .filter(move |&t| w.woken_by[t].contains(&r))
+                        .map(|t| w.ac.pattern(t))
+                })
                 .collect();
             let (mut matched, mut unwoken) = (0, 0);
             for _ in 0..300 {

@@ -58,7 +58,7 @@ fn mcp03_tool_poisoning_is_found_and_real_tools_pass() {
         })
         .collect();
     let (recall, fpr) = rates(&pairs);
-    assert!(recall >= 0.80, "tool-poisoning recall {recall:.3}");
+    assert!(recall >= 0.95, "tool-poisoning recall {recall:.3}");
     assert!(fpr <= 0.01, "false positives on benign tools {fpr:.3}");
 }
 
@@ -68,8 +68,8 @@ fn injected_tool_outputs_are_found_and_benign_outputs_pass() {
     for (file, min_recall, max_fpr) in [
         // About 40% of AgentDojo's malicious rows carry no injected text at all (the
         // injection vector is absent from that output), which caps recall near 0.6.
-        ("texts-agentdojo.jsonl", 0.55, 0.0),
-        ("texts-garak.jsonl", 0.90, 0.05),
+        ("texts-agentdojo.jsonl", 0.58, 0.0),
+        ("texts-garak.jsonl", 0.93, 0.05),
         ("payloads-agentdojo.jsonl", 0.95, 0.0),
     ] {
         let pairs: Vec<(bool, bool)> = corpus(file)

@@ -64,7 +64,7 @@ fn mcp03_poisoned_tools_of_our_own_sets_are_found_and_honest_ones_pass() {
     assert!(recall >= 0.9, "tuned tool sets: recall {recall:.3}");
     assert!(fpr <= 0.02, "tuned tool sets: false positives {fpr:.3}");
     let (recall, fpr) = rates(&ins, &["tools-E.jsonl"]);
-    assert!(recall >= 0.2, "held-out tool set: recall {recall:.3}");
+    assert!(recall >= 0.25, "held-out tool set: recall {recall:.3}");
     assert!(fpr <= 0.05, "held-out tool set: false positives {fpr:.3}");
 }
 
@@ -76,6 +76,6 @@ fn feat_07_injected_outputs_of_our_own_sets_are_found() {
     assert!(recall >= 0.9, "tuned text set: recall {recall:.3}");
     assert!(fpr <= 0.1, "tuned text set: false positives {fpr:.3}");
     let (recall, fpr) = rates(&ins, &["texts-D.jsonl", "texts-F.jsonl"]);
-    assert!(recall >= 0.4, "held-out text sets: recall {recall:.3}");
+    assert!(recall >= 0.45, "held-out text sets: recall {recall:.3}");
     assert!(fpr <= 0.06, "held-out text sets: false positives {fpr:.3}");
 }
