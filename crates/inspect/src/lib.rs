@@ -159,6 +159,12 @@ pub struct Inspector {
     texts_model: model::Linear,
 }
 
+/// Which model is asked: the one for definitions, or the one for text (of this length).
+enum Asked {
+    Tool,
+    Text(usize),
+}
+
 /// Below the score of one medium finding, a model is not asked.
 const SECOND_OPINION_FROM: f32 = 0.449;
 
@@ -204,11 +210,9 @@ impl Inspector {
         let report = self.report(findings);
         self.second_opinion(
             report,
-            &self.texts_model,
+            Asked::Text(text.len()),
             |findings| around(text, findings),
-            "CLS-TEXT",
-            "text",
-            text.len(),
+            |f| self.pack.text_second_opinion(&f.rule),
         )
     }
 
@@ -256,15 +260,13 @@ impl Inspector {
         let report = self.report(findings);
         self.second_opinion(
             report,
-            &self.tools_model,
+            Asked::Tool,
             |_| {
                 let mut strings = Vec::new();
                 all_strings(tool, &mut strings);
                 strings
             },
-            "CLS-TOOL",
-            "definition",
-            0,
+            |_| true,
         )
     }
 
@@ -274,27 +276,47 @@ impl Inspector {
     fn second_opinion<'a>(
         &self,
         report: Report,
-        model: &model::Linear,
-        strings: impl FnOnce(&[Finding]) -> Vec<&'a str>,
-        rule: &str,
-        location: &str,
-        len: usize,
+        asked: Asked,
+        strings: impl FnOnce(&[&Finding]) -> Vec<&'a str>,
+        may_ask: impl Fn(&Finding) -> bool,
     ) -> Report {
         if report.verdict == Verdict::Malicious || report.score < SECOND_OPINION_FROM {
             return report;
         }
-        let p = model.probability(strings(&report.findings));
+        // The findings that may ask: attacks of medium severity or worse, of rules
+        // that do not also fire on ordinary text.
+        let asking: Vec<&Finding> = report
+            .findings
+            .iter()
+            .filter(|f| f.category.is_attack() && f.severity >= Severity::Medium && may_ask(f))
+            .collect();
+        if asking.is_empty() {
+            return report;
+        }
+        let (model, rule, category, location, len) = match asked {
+            Asked::Tool => (
+                &self.tools_model,
+                "CLS-TOOL",
+                Category::Poisoning,
+                "definition",
+                0,
+            ),
+            Asked::Text(len) => (
+                &self.texts_model,
+                "CLS-TEXT",
+                Category::Injection,
+                "text",
+                len,
+            ),
+        };
+        let p = model.probability(strings(&asking));
         if p < MODEL_AGREES_AT {
             return report;
         }
         let mut findings = report.findings;
         findings.push(Finding {
             rule: rule.to_owned(),
-            category: if rule == "CLS-TOOL" {
-                Category::Poisoning
-            } else {
-                Category::Injection
-            },
+            category,
             severity: Severity::Medium,
             location: location.to_owned(),
             span: (0, len),
@@ -389,11 +411,10 @@ impl Inspector {
 /// something, and a 64 KiB answer costs no more than a few kilobytes.
 const MODEL_REACH: usize = 2048;
 
-/// The stretches of `text` within [`MODEL_REACH`] of a medium or worse attack finding.
-fn around<'a>(text: &'a str, findings: &[Finding]) -> Vec<&'a str> {
+/// The stretches of `text` within [`MODEL_REACH`] of `findings`.
+fn around<'a>(text: &'a str, findings: &[&Finding]) -> Vec<&'a str> {
     let mut spans: Vec<(usize, usize)> = findings
         .iter()
-        .filter(|f| f.category.is_attack() && f.severity >= Severity::Medium)
         .map(|f| {
             (
                 f.span.0.saturating_sub(MODEL_REACH),

@@ -104,6 +104,15 @@ struct RawRule {
     /// same sentence (negation, or a description of the attack rather than the attack).
     #[serde(default)]
     unless_before: Option<String>,
+    /// `false`: a finding of this rule in untrusted text never asks the text model for
+    /// a second opinion (for rules that also fire on ordinary code and documentation,
+    /// where a second weak signal should not convict; decision 0015).
+    #[serde(default = "yes")]
+    text_second_opinion: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +143,7 @@ struct Rule {
     digits: Option<usize>,
     tool_severity: Option<Severity>,
     unless_before: Option<Regex>,
+    text_second_opinion: bool,
     /// Its triggers include a set derived from its pattern: every text the pattern
     /// matches holds one of them.
     complete: bool,
@@ -374,6 +384,7 @@ impl RulePack {
                 validate: r.validate,
                 digits: r.digits,
                 tool_severity: r.tool_severity,
+                text_second_opinion: r.text_second_opinion,
                 unless_before,
                 complete,
                 pattern,
@@ -458,6 +469,15 @@ impl RulePack {
             .flatten()
             .map(|w| w.ac.len())
             .sum()
+    }
+
+    /// Whether a finding of rule `id` in untrusted text may ask the text model for a
+    /// second opinion (true for checks that are not rules of the pack).
+    pub fn text_second_opinion(&self, id: &str) -> bool {
+        self.rules
+            .iter()
+            .find(|r| r.id == id)
+            .is_none_or(|r| r.text_second_opinion)
     }
 
     /// Whether the pack has no rules.
