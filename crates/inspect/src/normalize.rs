@@ -236,6 +236,24 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
                 if lone_after_symbol {
                     continue;
                 }
+                // Text and emoji presentation selectors repeated (`☠️ ️️️` pasted twice)
+                // stand for bytes 14 and 15, which spell nothing: not smuggled text.
+                if matches!(c, '\u{fe0e}' | '\u{fe0f}') {
+                    let rest = &input[end..];
+                    let run = rest
+                        .char_indices()
+                        .find(|(_, n)| !matches!(n, '\u{fe0e}' | '\u{fe0f}'))
+                        .map_or(rest.len(), |(j, _)| j);
+                    if rest[run..]
+                        .chars()
+                        .next()
+                        .is_none_or(|n| !is_variation_selector(n))
+                    {
+                        chars.skip_to(end + run);
+                        prev = Some(c);
+                        continue;
+                    }
+                }
                 let mut stop = end;
                 let mut decoded = vec![vs_byte(c)];
                 while let Some((j, n)) = chars.peek()
