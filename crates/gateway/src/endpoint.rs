@@ -296,6 +296,7 @@ pub(crate) async fn post(
 fn admit_unrouted(
     app: &App,
     caller: &Caller,
+    session: Option<&str>,
     method: &str,
     id: Option<&palisade_wire::Id>,
 ) -> Result<crate::limits::Permit, Refusal> {
@@ -304,17 +305,23 @@ fn admit_unrouted(
         .admit(&who, caller.client.as_deref(), None, None)
         .map_err(|over| {
             tracing::info!(reason = over.reason, "refused a message over a limit");
-            note_unrouted_refusal(app, caller, method, over.reason);
+            note_limit_refusal(app, caller, session, method, over.reason);
             Refusal::limited(over.message, over.retry_after).with_id(id)
         })
 }
 
-/// Records a message refused before it had a session or an upstream (a limit on
-/// sessions or on the rate of `initialize`s and notifications): a caller kept out by
-/// a limit shows in the audit log like one refused a call.
-fn note_unrouted_refusal(app: &App, caller: &Caller, method: &str, reason: &str) {
+/// Records a message refused by a limit before it was routed (sessions, the rate of
+/// `initialize`s and notifications, requests in flight in a session): a caller kept
+/// out by a limit shows in the audit log like one refused a call.
+fn note_limit_refusal(
+    app: &App,
+    caller: &Caller,
+    session: Option<&str>,
+    method: &str,
+    reason: &str,
+) {
     app.router.audit.note(palisade_audit::Event::Call {
-        session: String::new(),
+        session: session.map(crate::audit::session_ref).unwrap_or_default(),
         principal: crate::audit::who(&caller.principal),
         client: caller.client.clone(),
         method: crate::audit::clip(method),
@@ -358,7 +365,7 @@ async fn post_inner(
         }
         // Opening a session (and a session on every upstream) is a request like any
         // other under the caller's, its client's and the global rate limits.
-        let _permit = admit_unrouted(app, &caller, "initialize", msg.id())?;
+        let _permit = admit_unrouted(app, &caller, None, "initialize", msg.id())?;
         return initialize(app, &caller, &msg).await;
     }
     // LIFE-01 / SESS-04: everything else needs a session.
@@ -377,6 +384,7 @@ async fn post_inner(
                 _ => Some(admit_unrouted(
                     app,
                     &caller,
+                    Some(&session.id),
                     msg.method().unwrap_or_default(),
                     None,
                 )?),
@@ -419,7 +427,7 @@ async fn post_inner(
                     session: crate::audit::session_ref(&session.id),
                     principal: crate::audit::who(&caller.principal),
                     client: caller.client.clone(),
-                    method: msg.method().unwrap_or_default().to_owned(),
+                    method: crate::audit::clip(msg.method().unwrap_or_default()),
                     upstream: None,
                     target: msg
                         .param_str("name")
@@ -459,7 +467,7 @@ fn session_refusal(app: &App, caller: &Caller, full: crate::session::Full) -> Re
         ),
     };
     tracing::warn!(reason, "refused a session");
-    note_unrouted_refusal(app, caller, "initialize", reason);
+    note_limit_refusal(app, caller, None, "initialize", reason);
     refusal
 }
 
@@ -532,6 +540,13 @@ async fn request(
         ));
     };
     let Some(in_flight) = session.begin_request(app.limits.max_in_flight_per_session) else {
+        note_limit_refusal(
+            app,
+            &caller,
+            Some(&session.id),
+            msg.method().unwrap_or_default(),
+            "limits.max_in_flight_per_session",
+        );
         return Err(Refusal::TOO_MANY_IN_FLIGHT.with_id(Some(&id)));
     };
     let tool = (msg.method() == Some("tools/call"))
@@ -550,7 +565,7 @@ async fn request(
                 session: crate::audit::session_ref(&session.id),
                 principal: who,
                 client: caller.client.clone(),
-                method: msg.method().unwrap_or_default().to_owned(),
+                method: crate::audit::clip(msg.method().unwrap_or_default()),
                 upstream: upstream.and_then(|i| app.router.names.get(i)).cloned(),
                 target: crate::audit::clip(&tool.unwrap_or_default()),
                 arguments_hmac_sha256: None,

@@ -159,10 +159,10 @@ pub struct Inspector {
     texts_model: model::Linear,
 }
 
-/// Which model is asked: the one for definitions, or the one for text (of this length).
+/// Which model is asked: the one for tool definitions, or the one for text.
 enum Asked {
     Tool,
-    Text(usize),
+    Text,
 }
 
 /// Below the score of one medium finding, a model is not asked.
@@ -210,7 +210,7 @@ impl Inspector {
         let report = self.report(findings);
         self.second_opinion(
             report,
-            Asked::Text(text.len()),
+            Asked::Text,
             |findings| around(text, findings),
             |f| self.pack.text_second_opinion(&f.rule),
         )
@@ -258,12 +258,21 @@ impl Inspector {
             }
         }
         let report = self.report(findings);
+        // The model learnt tools (name, description, input schema); a prompt, a
+        // resource or server instructions are not asked about.
+        if tool.get("inputSchema").is_none() {
+            return report;
+        }
         self.second_opinion(
             report,
             Asked::Tool,
             |_| {
                 let mut strings = Vec::new();
-                all_strings(tool, &mut strings);
+                for key in ["name", "description", "inputSchema"] {
+                    if let Some(v) = tool.get(key) {
+                        all_strings(v, &mut strings);
+                    }
+                }
                 strings
             },
             |_| true,
@@ -293,22 +302,20 @@ impl Inspector {
         if asking.is_empty() {
             return report;
         }
-        let (model, rule, category, location, len) = match asked {
+        let (model, rule, category, location) = match asked {
             Asked::Tool => (
                 &self.tools_model,
                 "CLS-TOOL",
                 Category::Poisoning,
                 "definition",
-                0,
             ),
-            Asked::Text(len) => (
-                &self.texts_model,
-                "CLS-TEXT",
-                Category::Injection,
-                "text",
-                len,
-            ),
+            Asked::Text => (&self.texts_model, "CLS-TEXT", Category::Injection, "text"),
         };
+        // The finding covers what the rules found (the stretch the model was asked
+        // about), not the whole input: prose around it is spotlighted, not withheld.
+        let span = asking.iter().fold((usize::MAX, 0), |(a, b), f| {
+            (a.min(f.span.0), b.max(f.span.1))
+        });
         let p = model.probability(strings(&asking));
         if p < MODEL_AGREES_AT {
             return report;
@@ -319,7 +326,7 @@ impl Inspector {
             category,
             severity: Severity::Medium,
             location: location.to_owned(),
-            span: (0, len),
+            span,
             reason: format!(
                 "the statistical model reads it as an attack too (p = {:.2})",
                 p
@@ -444,7 +451,8 @@ fn around<'a>(text: &'a str, findings: &[&Finding]) -> Vec<&'a str> {
         .collect()
 }
 
-/// Every string of a definition, object keys included, as the training script reads it.
+/// Every string of a definition's part, object keys included, as the training script
+/// reads the name, description and input schema of a tool.
 fn all_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {
         Value::String(s) => out.push(s),

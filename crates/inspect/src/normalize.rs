@@ -208,7 +208,9 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
                 }
                 record(&mut hidden, HiddenKind::TagCharacters, i..end);
             }
-            '\u{200b}' | '\u{200c}' | '\u{2060}'..='\u{2064}' | '\u{180e}' | '\u{ad}' => {
+            '\u{200b}' | '\u{200c}' | '\u{2060}'..='\u{2064}' | '\u{180e}' | '\u{ad}'
+            // Hangul fillers: letters by category, blank on screen.
+            | '\u{3164}' | '\u{115f}' | '\u{1160}' | '\u{ffa0}' => {
                 record(&mut hidden, HiddenKind::ZeroWidth, i..end);
             }
             '\u{feff}' => {
@@ -244,10 +246,12 @@ fn normalize_chars(input: &str) -> Normalized<'_> {
                         .char_indices()
                         .find(|(_, n)| !matches!(n, '\u{fe0e}' | '\u{fe0f}'))
                         .map_or(rest.len(), |(j, _)| j);
-                    if rest[run..]
-                        .chars()
-                        .next()
-                        .is_none_or(|n| !is_variation_selector(n))
+                    // A short run only: a long one is a channel of its own (two symbols).
+                    if run <= 3 * '\u{fe0f}'.len_utf8()
+                        && rest[run..]
+                            .chars()
+                            .next()
+                            .is_none_or(|n| !is_variation_selector(n))
                     {
                         chars.skip_to(end + run);
                         prev = Some(c);
@@ -414,20 +418,32 @@ fn native_word(input: &str, at: usize) -> (usize, bool) {
         .map_or(at, |(j, _)| j);
     let mut end = at;
     let mut native = false;
+    let mut any_ascii = false;
     for (j, c) in input[start..].char_indices() {
         if !in_word(c) {
             break;
         }
         end = start + j + c.len_utf8();
+        any_ascii |= c.is_ascii_alphabetic();
         if !c.is_ascii() && c.is_alphabetic() {
-            decompose_compatible(c, |d| {
-                if !d.is_ascii() && d.is_alphabetic() && ascii_prototype(d).is_none() {
-                    native = true;
-                }
-            });
+            decompose_compatible(c, |d| native |= own_letter(d));
         }
     }
-    (end, native)
+    // A word with an ASCII letter in it is Latin text, disguised or not.
+    (end, native && !any_ascii)
+}
+
+/// A visible letter that looks like nothing ASCII (no letter, digit or punctuation
+/// mark): one that only another script has.
+fn own_letter(d: char) -> bool {
+    if d.is_ascii()
+        || !d.is_alphabetic()
+        || matches!(d, '\u{3164}' | '\u{115f}' | '\u{1160}' | '\u{ffa0}')
+    {
+        return false;
+    }
+    let mut buf = [0u8; 4];
+    unicode_security::skeleton(d.encode_utf8(&mut buf)).all(|s| !s.is_ascii())
 }
 
 /// The ASCII letters a non-ASCII character is confusable with (UTS #39), if any.

@@ -63,6 +63,15 @@ fn mcp03_poisoned_tools_of_our_own_sets_are_found_and_honest_ones_pass() {
     let (recall, fpr) = rates(&ins, &["tools-A.jsonl", "tools-B.jsonl"]);
     assert!(recall >= 0.9, "tuned tool sets: recall {recall:.3}");
     assert!(fpr <= 0.02, "tuned tool sets: false positives {fpr:.3}");
+    let (recall, fpr) = rates(&ins, &["tools-G.jsonl"]);
+    assert!(
+        recall >= 0.35,
+        "filter-aware tuned tool set: recall {recall:.3}"
+    );
+    assert!(
+        fpr <= 0.03,
+        "filter-aware tuned tool set: false positives {fpr:.3}"
+    );
     let (recall, fpr) = rates(&ins, &["tools-E.jsonl"]);
     assert!(recall >= 0.25, "held-out tool set: recall {recall:.3}");
     assert!(fpr <= 0.05, "held-out tool set: false positives {fpr:.3}");
@@ -75,6 +84,15 @@ fn feat_07_injected_outputs_of_our_own_sets_are_found() {
     let (recall, fpr) = rates(&ins, &["texts-C.jsonl"]);
     assert!(recall >= 0.9, "tuned text set: recall {recall:.3}");
     assert!(fpr <= 0.1, "tuned text set: false positives {fpr:.3}");
+    let (recall, fpr) = rates(&ins, &["texts-H.jsonl"]);
+    assert!(
+        recall >= 0.5,
+        "filter-aware tuned text set: recall {recall:.3}"
+    );
+    assert!(
+        fpr <= 0.07,
+        "filter-aware tuned text set: false positives {fpr:.3}"
+    );
     let (recall, fpr) = rates(&ins, &["texts-D.jsonl", "texts-F.jsonl"]);
     assert!(recall >= 0.45, "held-out text sets: recall {recall:.3}");
     assert!(fpr <= 0.06, "held-out text sets: false positives {fpr:.3}");

@@ -169,7 +169,7 @@ impl SqliteStore {
     /// leaks in one included), the approvals and the sealed credentials: a data
     /// directory it creates is the owner's alone (0700), the database is created
     /// 0600 (SQLite gives its WAL the same mode), and a database others could read is
-    /// made private, with a warning.
+    /// made private, with a warning (or refused, when it cannot be, or is a link).
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
         create_private_dir(dir)
             .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
@@ -210,7 +210,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Creates the database file owner-only (0600) if missing; takes group and other
-/// access from one that has it (and from its WAL and shared-memory files).
+/// access from one that has it (and from its WAL and shared-memory files), and refuses
+/// one that cannot be made private or is not a regular file (a symbolic link).
 fn make_private(path: &Path) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -227,17 +228,27 @@ fn make_private(path: &Path) -> std::io::Result<()> {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         let file = std::path::PathBuf::from(file);
-        let Ok(meta) = std::fs::metadata(&file) else {
+        let Ok(meta) = std::fs::symlink_metadata(&file) else {
             continue;
         };
+        if !meta.file_type().is_file() {
+            // A link or anything else planted where the store lives: never followed.
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file",
+                file.display()
+            )));
+        }
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
-            tracing::warn!(path = %file.display(), mode = format!("{:o}", mode & 0o777), "the store was readable by others than its owner: made private (0600)");
-            if let Err(e) =
-                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
-            {
-                tracing::warn!(path = %file.display(), error = %e, "could not make the store private: chmod 600 it");
-            }
+            // Fail closed: a store others can read is not opened.
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(|e| {
+                    std::io::Error::other(format!(
+                        "{} is readable by others and cannot be made private ({e}): chmod go-rwx it",
+                        file.display()
+                    ))
+                })?;
+            tracing::warn!(path = %file.display(), mode = format!("{:o}", mode & 0o777), "the store was readable by others than its owner: group and other access removed");
         }
     }
     Ok(())
@@ -379,5 +390,13 @@ mod tests {
             "its data kept"
         );
         store.close().await;
+
+        // A link planted where the database lives is never followed.
+        let other = root.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(root.path().join("target"), b"").unwrap();
+        std::os::unix::fs::symlink(root.path().join("target"), other.join("palisade.db")).unwrap();
+        let err = SqliteStore::open(&other).await.unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }
