@@ -86,6 +86,12 @@ fn rows(dir: &Path, file: &str) -> Result<Vec<Value>> {
         .collect()
 }
 
+/// The definition a labelled tool row describes (its name, description and schema).
+fn tool_of(r: &Value) -> Value {
+    json!({"name": s(r, "name"), "description": s(r, "description"),
+           "inputSchema": r.get("inputSchema").cloned().unwrap_or(Value::Null)})
+}
+
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or_default()
 }
@@ -161,8 +167,7 @@ fn main() -> Result<()> {
     // Tool definitions: malicious = poisoned.
     let mut tools = Split::new();
     for r in rows(&dir, "tools-poisoning.jsonl")? {
-        let tool = json!({"name": s(&r, "name"), "description": s(&r, "description"),
-                          "inputSchema": r.get("inputSchema").cloned().unwrap_or(Value::Null)});
+        let tool = tool_of(&r);
         let rep = ins.inspect_tool(&tool);
         let actual = s(&r, "label") == "malicious";
         let predicted = rep.verdict == Verdict::Malicious;
@@ -314,8 +319,7 @@ fn main() -> Result<()> {
         let mut counts = Counts::default();
         for r in rows(&own, file)? {
             let rep = if file.starts_with("tools") {
-                ins.inspect_tool(&json!({"name": s(&r, "name"), "description": s(&r, "description"),
-                                          "inputSchema": r.get("inputSchema").cloned().unwrap_or(Value::Null)}))
+                ins.inspect_tool(&tool_of(&r))
             } else {
                 ins.inspect_text(s(&r, "text"))
             };

@@ -165,9 +165,6 @@ enum Asked {
     Text,
 }
 
-/// Below the score of one medium finding, a model is not asked.
-const SECOND_OPINION_FROM: f32 = 0.449;
-
 /// The probability at which a model's opinion counts as a medium finding.
 const MODEL_AGREES_AT: f32 = 0.5;
 
@@ -289,7 +286,7 @@ impl Inspector {
         strings: impl FnOnce(&[&Finding]) -> Vec<&'a str>,
         may_ask: impl Fn(&Finding) -> bool,
     ) -> Report {
-        if report.verdict == Verdict::Malicious || report.score < SECOND_OPINION_FROM {
+        if report.verdict == Verdict::Malicious {
             return report;
         }
         // The findings that may ask: attacks of medium severity or worse, of rules
@@ -429,15 +426,8 @@ fn around<'a>(text: &'a str, findings: &[&Finding]) -> Vec<&'a str> {
             )
         })
         .collect();
-    spans.sort_unstable();
-    let mut merged: Vec<(usize, usize)> = Vec::new();
-    for (a, b) in spans {
-        match merged.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => merged.push((a, b)),
-        }
-    }
-    merged
+    reach::merge(&mut spans);
+    spans
         .into_iter()
         .map(|(mut a, mut b)| {
             while !text.is_char_boundary(a) {
