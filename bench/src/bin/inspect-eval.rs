@@ -310,11 +310,15 @@ fn main() -> Result<()> {
         ("tools-A.jsonl", "tuned"),
         ("tools-B.jsonl", "tuned"),
         ("tools-G.jsonl", "tuned"),
+        ("tools-J.jsonl", "tuned"),
         ("tools-E.jsonl", "held out"),
+        ("tools-K.jsonl", "held out"),
         ("texts-C.jsonl", "tuned"),
         ("texts-H.jsonl", "tuned"),
+        ("texts-L.jsonl", "tuned"),
         ("texts-D.jsonl", "held out"),
         ("texts-F.jsonl", "held out"),
+        ("texts-M.jsonl", "held out"),
     ] {
         let mut counts = Counts::default();
         for r in rows(&own, file)? {

@@ -215,6 +215,22 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         addresses: Vec<String>,
     },
+    /// Refusals past the log's budget for one source and reason in one window:
+    /// counted, not recorded one by one (a flood of refusals cannot grow the log
+    /// without bound or push its history out through rotation).
+    RefusalsCounted {
+        /// `auth` (authentication refused) or `call` (a message refused by a limit).
+        of: String,
+        /// For `auth`, the peer's address (an IPv6 peer by its /64); for `call`, the
+        /// principal; `others` for the sources past those counted apart.
+        source: String,
+        /// The refusals' reason.
+        reason: String,
+        /// How many were not recorded.
+        count: u64,
+        /// The window they fell in, seconds.
+        window_seconds: u64,
+    },
 }
 
 impl Event {
@@ -234,6 +250,7 @@ impl Event {
             Self::Policy { .. } => "policy",
             Self::Admin { .. } => "admin",
             Self::Egress { .. } => "egress",
+            Self::RefusalsCounted { .. } => "refusals_counted",
         }
     }
 }

@@ -7,6 +7,8 @@
 //! | `session_open` / `session_close` | Authentication (3002), Logon / Logoff |
 //! | `call`, `list` | API Activity (6003): Read for lists and reads, Other for calls |
 //! | `finding`, a quarantined `pin` | Detection Finding (2004), Create |
+//! | `egress` | Network Activity (4001), Open / Refuse |
+//! | `refusals_counted` | the class of what it counts (3002 or 6003), with `count` |
 //! | everything else | Base Event (0) |
 //!
 //! Every event carries the record's `seq` and hash in `metadata`, and the record's
@@ -132,6 +134,26 @@ pub fn from_record(line: &str, product_version: &str) -> Option<Value> {
                     },
                 }),
             )
+        }
+        "refusals_counted" => {
+            // The class of what was refused, with OCSF's `count` of events it stands for.
+            let auth = s("of") == "auth";
+            let (source_key, source) = if auth {
+                ("src_endpoint", json!({"ip": e.get("source")}))
+            } else {
+                ("actor", json!({"user": {"uid": e.get("source")}}))
+            };
+            let mut out = json!({
+                "status_id": FAILURE,
+                "status_detail": e.get("reason"),
+                "count": e.get("count"),
+            });
+            out[source_key] = source;
+            if auth {
+                (3002, 3, 1, 3, out)
+            } else {
+                (6003, 6, 99, 3, out)
+            }
         }
         _ => (0, 0, 0, 1, json!({})),
     };
@@ -271,5 +293,25 @@ mod tests {
         assert_eq!(o["type_uid"], 400_101, "Network Activity: Open");
         assert_eq!(o["dst_endpoint"]["hostname"], "2001:db8::1");
         assert_eq!(o["dst_endpoint"]["port"], 443);
+    }
+
+    #[test]
+    fn obs_01_counted_refusals_map_to_the_class_of_what_they_count() {
+        let counted = |of: &str, source: &str| Event::RefusalsCounted {
+            of: of.into(),
+            source: source.into(),
+            reason: "invalid_token".into(),
+            count: 4_321,
+            window_seconds: 60,
+        };
+        let o = from_record(&line(&counted("auth", "203.0.113.9")), "1").unwrap();
+        assert_eq!(o["type_uid"], 300_201, "Authentication: Logon");
+        assert_eq!(o["status_id"], 2);
+        assert_eq!(o["count"], 4_321);
+        assert_eq!(o["src_endpoint"]["ip"], "203.0.113.9");
+        let o = from_record(&line(&counted("call", "https://idp|mallory")), "1").unwrap();
+        assert_eq!(o["type_uid"], 600_399, "API Activity: Other");
+        assert_eq!(o["count"], 4_321);
+        assert_eq!(o["actor"]["user"]["uid"], "https://idp|mallory");
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Auditor {
     pub(crate) metrics: crate::metrics::Metrics,
     /// Alerts raised from the same events, when configured.
     pub(crate) alerts: Option<crate::alerts::Alerts>,
+    /// Refusals recorded in the current window, and those counted instead.
+    refusals: std::sync::Mutex<Refusals>,
 }
 
 /// A decision could not be recorded, and the log fails closed.
@@ -45,6 +47,7 @@ impl Auditor {
                 .unwrap_or_default(),
             metrics: crate::metrics::Metrics::default(),
             alerts,
+            refusals: std::sync::Mutex::default(),
         }
     }
 
@@ -69,6 +72,63 @@ impl Auditor {
         self.observe(&event);
         if let Some(log) = &self.log {
             log.note(event);
+        }
+    }
+
+    /// Records a refusal and waits until it is in the log, if
+    /// the window's budget takes it (see [`REFUSAL_WINDOW`]); otherwise counts it.
+    /// The refusal stands either way; metrics and alerts see every one.
+    pub(crate) async fn refused(&self, key: RefusalKey<'_>, event: Event) {
+        if self.admit_refusal(key, &event)
+            && let Some(log) = &self.log
+            && let Err(e) = log.record(event).await
+        {
+            let _ = self.failed(&e);
+        }
+    }
+
+    /// Like [`Auditor::refused`], without waiting for the record.
+    pub(crate) fn note_refused(&self, key: RefusalKey<'_>, event: Event) {
+        if self.admit_refusal(key, &event)
+            && let Some(log) = &self.log
+        {
+            log.note(event);
+        }
+    }
+
+    /// Whether a refusal is to be recorded one by one; writes the counts of a window
+    /// that has ended first.
+    fn admit_refusal(&self, key: RefusalKey<'_>, event: &Event) -> bool {
+        self.observe(event);
+        if self.log.is_none() {
+            return false;
+        }
+        let (record, ended) = self.refusals().spend(std::time::Instant::now(), key);
+        self.write_counts(ended);
+        record
+    }
+
+    /// Writes the counts of a refusal window that has ended by now (`all`: of the
+    /// current one too, as the gateway stops).
+    pub(crate) fn flush_refusals(&self, all: bool) {
+        if self.log.is_some() {
+            let ended = self.refusals().ended(std::time::Instant::now(), all);
+            self.write_counts(ended);
+        }
+    }
+
+    fn refusals(&self) -> std::sync::MutexGuard<'_, Refusals> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_counts(&self, counted: Vec<Event>) {
+        if let Some(log) = &self.log {
+            for e in counted {
+                tracing::warn!(event = ?e, "refusals past the audit budget were counted, not recorded one by one");
+                log.note(e);
+            }
         }
     }
 
@@ -132,9 +192,131 @@ impl Auditor {
 
     /// Writes the stop record and signs the tail.
     pub(crate) async fn close(&self) {
+        self.flush_refusals(true);
         if let Some(log) = &self.log {
             log.close().await;
         }
+    }
+}
+
+/// The window of the refusal budget. Within each, the log records at most
+/// [`REFUSALS_PER_SOURCE`] refusals of one kind from one source for one reason and
+/// [`REFUSALS_IN_ALL`] in all; the rest are counted, and each source's count is one
+/// `refusals_counted` record when the window ends. Refusals cost an attacker
+/// nothing (no valid token, or a caller already over its limit), so without a
+/// budget a flood of them would grow the log as fast as the gateway can answer and
+/// push its history out through rotation (`keep_files`).
+pub(crate) const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Refusals recorded one by one per source, kind and reason in a window.
+pub(crate) const REFUSALS_PER_SOURCE: u32 = 60;
+/// Refusals recorded one by one in all in a window.
+pub(crate) const REFUSALS_IN_ALL: u32 = 600;
+/// Sources counted apart in a window; refusals from further sources share the source
+/// `others`.
+const SOURCES_APART: usize = 1024;
+
+/// What was refused, for the refusal budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Refused {
+    /// An authentication attempt; the source is the peer's address.
+    Auth,
+    /// A message refused by a limit; the source is the principal.
+    Call,
+}
+
+/// A refusal's place in the budget: what was refused, whose, why.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RefusalKey<'a> {
+    pub(crate) of: Refused,
+    /// The peer's [`peer_source`] for [`Refused::Auth`], the principal for
+    /// [`Refused::Call`].
+    pub(crate) source: &'a str,
+    pub(crate) reason: &'static str,
+}
+
+/// Refusals recorded in the current window, and those counted instead.
+#[derive(Debug, Default)]
+struct Refusals {
+    since: Option<std::time::Instant>,
+    recorded: u32,
+    sources: std::collections::HashMap<(Refused, String, &'static str), Tally>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    recorded: u32,
+    counted: u64,
+}
+
+impl Refusals {
+    /// Whether a refusal now is recorded one by one; and the counts of a window that
+    /// ended before it.
+    fn spend(&mut self, now: std::time::Instant, key: RefusalKey<'_>) -> (bool, Vec<Event>) {
+        let ended = self.ended(now, false);
+        self.since.get_or_insert(now);
+        let mut key = (key.of, key.source.to_owned(), key.reason);
+        if self.sources.len() >= SOURCES_APART && !self.sources.contains_key(&key) {
+            key.1 = "others".to_owned();
+        }
+        let in_all = self.recorded < REFUSALS_IN_ALL;
+        let tally = self.sources.entry(key).or_default();
+        if in_all && tally.recorded < REFUSALS_PER_SOURCE {
+            tally.recorded += 1;
+            self.recorded += 1;
+            (true, ended)
+        } else {
+            tally.counted += 1;
+            (false, ended)
+        }
+    }
+
+    /// The counts of the window, as records, if it has ended by `now` (or `all`); the
+    /// next refusal starts a new one.
+    fn ended(&mut self, now: std::time::Instant, all: bool) -> Vec<Event> {
+        let over = self
+            .since
+            .is_some_and(|t| all || now.duration_since(t) >= REFUSAL_WINDOW);
+        if !over {
+            return Vec::new();
+        }
+        self.since = None;
+        self.recorded = 0;
+        let mut counted: Vec<_> = self
+            .sources
+            .drain()
+            .filter(|(_, t)| t.counted > 0)
+            .collect();
+        counted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        counted
+            .into_iter()
+            .map(|((of, source, reason), t)| Event::RefusalsCounted {
+                of: match of {
+                    Refused::Auth => "auth",
+                    Refused::Call => "call",
+                }
+                .to_owned(),
+                source,
+                reason: reason.to_owned(),
+                count: t.counted,
+                window_seconds: REFUSAL_WINDOW.as_secs(),
+            })
+            .collect()
+    }
+}
+
+/// How a peer appears as the source of refused authentications: its address, an
+/// IPv6 peer by its /64 (one host can hold a whole /64).
+pub(crate) fn peer_source(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
     }
 }
 
@@ -268,6 +450,8 @@ pub(crate) fn target_for_record(target: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
 
     #[test]
@@ -286,5 +470,102 @@ mod tests {
             uri_for_record("demo://x/y?k=v")
         );
         assert!(clip(&"x".repeat(2000)).contains("1488 more bytes"));
+    }
+
+    fn counts(events: &[Event]) -> Vec<(String, String, u64)> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::RefusalsCounted {
+                    of, source, count, ..
+                } => (of.clone(), source.clone(), *count),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn obs_01_refusals_are_recorded_within_a_budget_and_the_rest_counted() {
+        let t0 = std::time::Instant::now();
+        let mut r = Refusals::default();
+        let spend = |r: &mut Refusals, at: u64, of, source: &str| {
+            let key = RefusalKey {
+                of,
+                source,
+                reason: "bad",
+            };
+            r.spend(t0 + std::time::Duration::from_secs(at), key)
+        };
+        // One source: its first REFUSALS_PER_SOURCE are records, the rest counted.
+        let recorded = (0..100)
+            .filter(|_| spend(&mut r, 1, Refused::Auth, "203.0.113.9").0)
+            .count();
+        assert_eq!(recorded, REFUSALS_PER_SOURCE as usize);
+        // Another source and another kind have budgets of their own.
+        assert!(spend(&mut r, 2, Refused::Auth, "198.51.100.7").0);
+        assert!(spend(&mut r, 2, Refused::Call, "203.0.113.9").0);
+        // Nothing ends before the window does.
+        assert!(
+            r.ended(t0 + std::time::Duration::from_secs(59), false)
+                .is_empty()
+        );
+        // The next refusal after the window writes the window's counts first, then is
+        // recorded in a new window.
+        let (record, ended) = spend(&mut r, 61, Refused::Auth, "203.0.113.9");
+        assert!(record);
+        assert_eq!(
+            counts(&ended),
+            [("auth".to_owned(), "203.0.113.9".to_owned(), 40)]
+        );
+        // Stopping writes what the current window counted.
+        for _ in 0..70 {
+            spend(&mut r, 62, Refused::Call, "https://idp|mallory");
+        }
+        assert_eq!(
+            counts(&r.ended(t0, true)),
+            [("call".to_owned(), "https://idp|mallory".to_owned(), 10)]
+        );
+    }
+
+    #[test]
+    fn obs_01_refusals_from_many_sources_share_one_budget_and_then_one_count() {
+        let t0 = std::time::Instant::now();
+        let mut r = Refusals::default();
+        let mut recorded = 0;
+        for i in 0..3_000_u32 {
+            let source = format!("198.51.{}.{}", i / 256, i % 256);
+            let key = RefusalKey {
+                of: Refused::Auth,
+                source: &source,
+                reason: "bad",
+            };
+            if r.spend(t0, key).0 {
+                recorded += 1;
+            }
+        }
+        assert_eq!(recorded, REFUSALS_IN_ALL);
+        let ended = counts(&r.ended(t0, true));
+        // Sources past those counted apart share one count: the records a window can
+        // end with are bounded too.
+        assert_eq!(ended.len(), SOURCES_APART - REFUSALS_IN_ALL as usize + 1);
+        assert_eq!(
+            ended.iter().map(|c| c.2).sum::<u64>(),
+            u64::from(3_000 - REFUSALS_IN_ALL)
+        );
+        assert!(
+            ended
+                .iter()
+                .any(|c| c.1 == "others" && c.2 == 3_000 - 1_024)
+        );
+    }
+
+    #[test]
+    fn obs_01_an_ipv6_peer_is_a_source_by_its_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        assert_eq!(peer_source(a), "2001:db8:1:2::/64");
+        assert_eq!(peer_source(a), peer_source(b));
+        let mapped: std::net::IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert_eq!(peer_source(mapped), "203.0.113.9");
     }
 }

@@ -118,15 +118,21 @@ impl App {
                     None,
                 )),
                 Err(r) => {
-                    let _ = self
-                        .router
+                    self.router
                         .audit
-                        .decide(event(
-                            palisade_audit::Decision::Deny,
-                            None,
-                            None,
-                            Some(r.message.to_owned()),
-                        ))
+                        .refused(
+                            crate::audit::RefusalKey {
+                                of: crate::audit::Refused::Auth,
+                                source: &crate::audit::peer_source(peer.ip()),
+                                reason: r.message,
+                            },
+                            event(
+                                palisade_audit::Decision::Deny,
+                                None,
+                                None,
+                                Some(r.message.to_owned()),
+                            ),
+                        )
                         .await;
                 }
             }
@@ -318,11 +324,12 @@ fn note_limit_refusal(
     caller: &Caller,
     session: Option<&str>,
     method: &str,
-    reason: &str,
+    reason: &'static str,
 ) {
-    app.router.audit.note(palisade_audit::Event::Call {
+    let principal = crate::audit::who(&caller.principal);
+    let event = palisade_audit::Event::Call {
         session: session.map(crate::audit::session_ref).unwrap_or_default(),
-        principal: crate::audit::who(&caller.principal),
+        principal: principal.clone(),
         client: caller.client.clone(),
         method: crate::audit::clip(method),
         upstream: None,
@@ -333,7 +340,13 @@ fn note_limit_refusal(
         reason: Some(reason.to_owned()),
         policies: Vec::new(),
         approved_by: None,
-    });
+    };
+    let key = crate::audit::RefusalKey {
+        of: crate::audit::Refused::Call,
+        source: &principal,
+        reason,
+    };
+    app.router.audit.note_refused(key, event);
 }
 
 async fn post_inner(
@@ -561,9 +574,9 @@ async fn request(
         Ok(p) => p,
         Err(over) => {
             tracing::info!(reason = over.reason, method = ?msg.method(), "refused a request over a limit");
-            app.router.audit.note(palisade_audit::Event::Call {
+            let event = palisade_audit::Event::Call {
                 session: crate::audit::session_ref(&session.id),
-                principal: who,
+                principal: who.clone(),
                 client: caller.client.clone(),
                 method: crate::audit::clip(msg.method().unwrap_or_default()),
                 upstream: upstream.and_then(|i| app.router.names.get(i)).cloned(),
@@ -574,7 +587,13 @@ async fn request(
                 reason: Some(over.reason.to_owned()),
                 policies: Vec::new(),
                 approved_by: None,
-            });
+            };
+            let key = crate::audit::RefusalKey {
+                of: crate::audit::Refused::Call,
+                source: &who,
+                reason: over.reason,
+            };
+            app.router.audit.note_refused(key, event);
             return Err(Refusal::limited(over.message, over.retry_after).with_id(Some(&id)));
         }
     };
@@ -893,6 +912,7 @@ pub(crate) async fn reaper(app: Arc<App>, stop: CancellationToken) {
             app.close_session(s, reason).await;
         }
         app.limiter.retain_recent();
+        app.router.audit.flush_refusals(false);
     }
 }
 

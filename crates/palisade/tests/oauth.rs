@@ -394,6 +394,62 @@ async fn auth_15_18_the_token_reaches_no_upstream_and_no_log() {
     assert!(!audit.contains(signature), "a token reached the audit log");
 }
 
+/// OBS-01: a flood of refused authentications cannot grow the log without bound (and
+/// push its history out through rotation): 60 a minute from one address are records,
+/// the rest one count, written at the latest when the gateway stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_a_flood_of_bad_tokens_is_recorded_within_a_budget_and_counted() {
+    let mut s = setup().await;
+    let c = s.gw.client();
+    let token = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let bad = format!("{token}x");
+    for _ in 0..150 {
+        let r = authed(&c, &bad, &init_body(1)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "every refusal still stands");
+    }
+    // A valid token is not part of the budget.
+    assert_eq!(
+        authed(&c, &token, &init_body(2))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(s.gw.terminate().success());
+    let audit = std::fs::read_to_string(s.gw.dir.path().join("data/audit.jsonl")).unwrap();
+    let events: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .collect();
+    let denied = events
+        .iter()
+        .filter(|e| e["type"] == "auth" && e["decision"] == "deny")
+        .count();
+    assert_eq!(denied, 60, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "auth" && e["decision"] == "allow"),
+        "{events:?}"
+    );
+    let counted: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "refusals_counted")
+        .collect();
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(counted[0]["of"], "auth");
+    assert_eq!(counted[0]["source"], "127.0.0.1");
+    assert_eq!(counted[0]["count"], 90);
+    // The count is written before the log's stop record, inside the signed chain.
+    let at = events
+        .iter()
+        .position(|e| e["type"] == "refusals_counted")
+        .unwrap();
+    let stop = events.iter().position(|e| e["type"] == "stop").unwrap();
+    assert!(at < stop, "{events:?}");
+}
+
 /// OBS-01, fail-closed: when the audit log stops taking records, nothing it should
 /// have recorded is answered. A call is refused and never forwarded; a notification,
 /// which makes no record of its own, gets 503 because its authentication could not be

@@ -111,6 +111,7 @@ async fn loc_06_sigterm_drains_and_stops_the_children() {
                 http: reqwest::Client::new(),
                 url,
                 session,
+                logs: None,
             };
             c.call(1, "demo__sleep", json!({"ms": 400})).await
         }

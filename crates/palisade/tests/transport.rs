@@ -376,6 +376,7 @@ async fn calls_on_many_connections_are_served_by_the_configured_threads() {
             http: reqwest::Client::new(),
             url: opener.url.clone(),
             session: opener.session.clone(),
+            logs: opener.logs.clone(),
         };
         async move { (i, c.call(i, "rec__echo", json!({"n": i})).await) }
     });

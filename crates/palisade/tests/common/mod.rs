@@ -195,6 +195,7 @@ impl Gateway {
             http,
             url: self.mcp.clone(),
             session: None,
+            logs: Some(self.stderr.clone()),
         }
     }
 }
@@ -267,6 +268,8 @@ pub struct Client {
     pub http: reqwest::Client,
     pub url: String,
     pub session: Option<String>,
+    /// The gateway's log, shown when a request gets no answer.
+    pub logs: Option<std::path::PathBuf>,
 }
 
 pub fn init_body(id: i64) -> Value {
@@ -314,7 +317,27 @@ impl Client {
     }
 
     pub async fn post(&self, v: &Value) -> reqwest::Response {
-        self.post_raw(v.to_string()).send().await.unwrap()
+        match self.post_raw(v.to_string()).send().await {
+            Ok(r) => r,
+            Err(e) => panic!("{v}: {e:?}\n{}", self.log_tail()),
+        }
+    }
+
+    /// The last lines of the gateway's log, for a failure message.
+    pub fn log_tail(&self) -> String {
+        let Some(text) = self
+            .logs
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        else {
+            return String::new();
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(80);
+        format!(
+            "--- the gateway's log, last lines:\n{}",
+            lines[from..].join("\n")
+        )
     }
 
     pub async fn initialize(&mut self) -> Value {
