@@ -134,7 +134,7 @@ def main():
     corpora = args.corpora
 
     tools = [r for r in rows(os.path.join(corpora, "tools-poisoning.jsonl")) if not held_out(r["id"])]
-    for name in ("tools-A.jsonl", "tools-B.jsonl", "tools-G.jsonl"):
+    for name in ("tools-A.jsonl", "tools-B.jsonl", "tools-G.jsonl", "tools-J.jsonl"):
         tools += rows(os.path.join(own, name))
     tool_examples = [
         (
@@ -148,7 +148,7 @@ def main():
     for name, cap in (("texts-agentdojo.jsonl", 60), ("texts-garak.jsonl", 60), ("payloads-agentdojo.jsonl", 60)):
         part = [r for r in rows(os.path.join(corpora, name)) if not held_out(r["id"])]
         texts += capped(part, lambda r: (str(r.get("family") or ""), str(r.get("attack") or ""), r["label"]), cap)
-    for name in ("texts-C.jsonl", "texts-H.jsonl"):
+    for name in ("texts-C.jsonl", "texts-H.jsonl", "texts-L.jsonl"):
         texts += rows(os.path.join(own, name))
     text_examples = [
         (features([r["text"]]), 1 if r["label"].startswith("malicious") else 0)
