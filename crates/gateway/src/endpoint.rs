@@ -361,7 +361,13 @@ async fn post_inner(
     let principal = &caller.principal;
     edge::check_post_accept(headers)?;
     edge::check_content_type(headers)?;
-    let bytes = read_limited(body, app.limits.max_request_bytes).await?;
+    let bytes = read_limited(body, app.limits.max_request_bytes)
+        .await
+        .inspect_err(|r| {
+            if r.status == StatusCode::PAYLOAD_TOO_LARGE {
+                note_limit_refusal(app, &caller, None, "", "limits.max_request_bytes");
+            }
+        })?;
     let msg = Message::parse(bytes).map_err(|e| {
         Refusal::parse(
             e.code(),

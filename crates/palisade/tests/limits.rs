@@ -40,6 +40,39 @@ fn audit_denials(gw: &Gateway) -> Vec<String> {
         .collect()
 }
 
+/// OBS-01: a caller that keeps sending past its limit cannot flood the log: 60
+/// refusals a minute are records, the rest one count per caller and reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_past_a_limit_are_recorded_within_a_budget_and_counted() {
+    let (_rec, mut gw, c) = setup("[limits.rate]\nper_tool = \"1/h\"", "").await;
+    assert_eq!(c.post(&call_body(0, "rec__echo")).await.status(), 200);
+    for i in 1..=75 {
+        assert_eq!(c.post(&call_body(i, "rec__echo")).await.status(), 429);
+    }
+    assert!(gw.terminate().success());
+    assert_eq!(
+        audit_denials(&gw)
+            .iter()
+            .filter(|r| *r == "rate limit (per tool)")
+            .count(),
+        60
+    );
+    let counted: Vec<Value> = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+        .filter(|e| e["type"] == "refusals_counted")
+        .collect();
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(counted[0]["of"], "call");
+    assert_eq!(counted[0]["reason"], "rate limit (per tool)");
+    assert_eq!(counted[0]["count"], 15);
+    assert!(
+        counted[0]["source"].as_str().unwrap().starts_with("local|"),
+        "{counted:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principal_over_its_rate_gets_429_with_retry_after_and_nothing_is_forwarded() {
     // The session's initialize counts as one of the four.

@@ -265,12 +265,23 @@ async fn tr_12_invalid_json_or_utf8_is_400_parse_error_and_never_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_get_413_with_a_json_rpc_error() {
-    let (_rec, _gw, c) = with_recorder("[limits]\nmax_request_bytes = 1024").await;
+    let (_rec, gw, c) = with_recorder("[limits]\nmax_request_bytes = 1024").await;
     let big = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rec__echo","arguments":{"x":"a".repeat(4096)}}});
     let r = c.post(&big).await;
     assert_eq!(r.status(), 413);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], -32011);
+    // OBS-01: the refusal is a record of its own.
+    let audit = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl")).unwrap();
+    assert!(
+        audit.lines().any(|l| {
+            let e = &serde_json::from_str::<Value>(l).unwrap()["event"];
+            e["type"] == "call"
+                && e["decision"] == "deny"
+                && e["reason"] == "limits.max_request_bytes"
+        }),
+        "{audit}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
