@@ -7,8 +7,11 @@
 //! - ANSI / terminal escape sequences are removed and recorded; colours (SGR) are
 //!   told apart from sequences that move the cursor, clear, or set titles, which can
 //!   hide text from a person reading a terminal.
-//! - Everything else is NFKC-normalised, and non-ASCII letters that are confusable
-//!   with ASCII ones (UTS #39 skeletons: Cyrillic `е`, Greek `ο`, …) are mapped to them.
+//! - Everything else is decomposed for compatibility (NFKD) with its combining marks
+//!   dropped — accents, kana voicing marks, `й` to `и`; Hangul syllables become their
+//!   jamo — and non-ASCII letters that are confusable with ASCII ones (UTS #39
+//!   skeletons: Cyrillic `е`, Greek `ο`, …) are mapped to them. Rule patterns are
+//!   folded the same way at load (`rules::fold_like_text`).
 //!
 //! Escaped whitespace (`\n`, `\t`, YAML line continuations) is folded to spaces of
 //! the same length. Pure ASCII without escape characters or backslashes — most

@@ -303,17 +303,18 @@ impl RulePack {
                 return Err(bad("the ID appears twice".into()));
             }
             let folded = !r.case_sensitive;
+            let written = fold_like_text(&r.pattern);
             let pattern = if folded {
-                lowercase_literals(&r.pattern).map_err(|e| bad(format!("pattern: {e}")))?
+                lowercase_literals(&written).map_err(|e| bad(format!("pattern: {e}")))?
             } else {
-                r.pattern.clone()
+                written.into_owned()
             };
             let regex = build(&pattern, 1 << 24).map_err(|e| bad(format!("pattern: {e}")))?;
             let relaxed = relax(&pattern).map_err(|e| bad(format!("pattern: {e}")))?;
             let unless_before = match &r.unless_before {
                 None => None,
                 Some(u) => Some(
-                    lowercase_literals(u)
+                    lowercase_literals(&fold_like_text(u))
                         .and_then(|u| build(&u, 1 << 22))
                         .map_err(|e| bad(format!("unless_before: {e}")))?,
                 ),
@@ -695,6 +696,27 @@ impl RulePack {
             }
         }
     }
+}
+
+/// A pattern as the text it runs on is normalised: each run of non-ASCII characters
+/// (never regex syntax) is put through [`crate::normalize::normalize`], so that a
+/// literal written with accents, kana voicing marks, `й` or Hangul syllables matches
+/// text, which loses them before matching.
+fn fold_like_text(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if pattern.is_ascii() {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(start) = rest.find(|c: char| !c.is_ascii()) {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| c.is_ascii()).unwrap_or(tail.len());
+        out.push_str(crate::normalize::normalize(&tail[..end]).text());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The pattern with every counted repetition whose upper bound is at least
