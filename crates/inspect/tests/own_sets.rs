@@ -63,18 +63,18 @@ fn mcp03_poisoned_tools_of_our_own_sets_are_found_and_honest_ones_pass() {
     let (recall, fpr) = rates(&ins, &["tools-A.jsonl", "tools-B.jsonl"]);
     assert!(recall >= 0.9, "tuned tool sets: recall {recall:.3}");
     assert!(fpr <= 0.02, "tuned tool sets: false positives {fpr:.3}");
-    let (recall, fpr) = rates(&ins, &["tools-G.jsonl"]);
+    let (recall, fpr) = rates(&ins, &["tools-G.jsonl", "tools-J.jsonl"]);
     assert!(
-        recall >= 0.35,
-        "filter-aware tuned tool set: recall {recall:.3}"
+        recall >= 0.85,
+        "filter-aware tuned tool sets: recall {recall:.3}"
     );
     assert!(
         fpr <= 0.03,
         "filter-aware tuned tool set: false positives {fpr:.3}"
     );
-    let (recall, fpr) = rates(&ins, &["tools-E.jsonl"]);
-    assert!(recall >= 0.25, "held-out tool set: recall {recall:.3}");
-    assert!(fpr <= 0.05, "held-out tool set: false positives {fpr:.3}");
+    let (recall, fpr) = rates(&ins, &["tools-E.jsonl", "tools-K.jsonl"]);
+    assert!(recall >= 0.4, "held-out tool sets: recall {recall:.3}");
+    assert!(fpr <= 0.04, "held-out tool sets: false positives {fpr:.3}");
 }
 
 /// FEAT-07 / OWASP MCP06: injections planted in tool outputs of our own sets.
