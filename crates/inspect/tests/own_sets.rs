@@ -93,7 +93,16 @@ fn feat_07_injected_outputs_of_our_own_sets_are_found() {
         fpr <= 0.07,
         "filter-aware tuned text set: false positives {fpr:.3}"
     );
+    let (recall, fpr) = rates(&ins, &["texts-L.jsonl"]);
+    assert!(recall >= 0.9, "tuned text set L: recall {recall:.3}");
+    // Its honest texts that quote attacks stay flagged (decision in BENCHMARKS.md).
+    assert!(fpr <= 0.11, "tuned text set L: false positives {fpr:.3}");
+    // Pack 2026.11.6 raised D and F from 0.45 to 0.63 and their false positives from
+    // 7 to 8 of 130 (a hidden element beside a note to automated readers).
     let (recall, fpr) = rates(&ins, &["texts-D.jsonl", "texts-F.jsonl"]);
-    assert!(recall >= 0.45, "held-out text sets: recall {recall:.3}");
-    assert!(fpr <= 0.06, "held-out text sets: false positives {fpr:.3}");
+    assert!(recall >= 0.6, "held-out text sets: recall {recall:.3}");
+    assert!(fpr <= 0.065, "held-out text sets: false positives {fpr:.3}");
+    let (recall, fpr) = rates(&ins, &["texts-M.jsonl"]);
+    assert!(recall >= 0.3, "held-out text set M: recall {recall:.3}");
+    assert!(fpr <= 0.03, "held-out text set M: false positives {fpr:.3}");
 }
