@@ -17,11 +17,14 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 use crate::reach::{Reach, Walks, merge};
 use crate::triggers::{Folded, Triggers, fold_trigger, is_space};
-use regex_automata::Input;
+
 use regex_automata::meta::Regex;
+use regex_automata::util::pool::Pool;
+use regex_automata::{Input, hybrid};
 use serde::Deserialize;
 
 use crate::{Category, Scope, Severity, validate};
@@ -129,11 +132,14 @@ struct Rule {
     severity: Severity,
     reason: String,
     scopes: BTreeSet<Scope>,
-    regex: Regex,
+    /// The pattern compiled. A rule with a screen ([`Rule::relaxed`]) builds it on
+    /// the first text its screen passes: most texts never wake it, and its automata
+    /// are most of a large pattern's memory. The rest build it at load.
+    regex: OnceLock<Regex>,
     /// The pattern with its long counted repetitions made unbounded: it matches
     /// wherever the rule can, and stays on the fast automata. Where it does not match,
     /// the rule's own pattern is not run.
-    relaxed: Option<Regex>,
+    relaxed: Option<Screen>,
     /// Matched against the ASCII-lowercased text (the pattern's letters lowercased),
     /// so that the regex engine's literal prefilters apply.
     folded: bool,
@@ -309,8 +315,22 @@ impl RulePack {
             } else {
                 written.into_owned()
             };
-            let regex = build(&pattern, 1 << 24).map_err(|e| bad(format!("pattern: {e}")))?;
             let relaxed = relax(&pattern).map_err(|e| bad(format!("pattern: {e}")))?;
+            // Built here whatever happens later, so that a pack that loads has no
+            // pattern that fails to compile.
+            let built = build(&pattern, 1 << 24).map_err(|e| bad(format!("pattern: {e}")))?;
+            if let Some(g) = &r.group
+                && built
+                    .group_info()
+                    .to_index(regex_automata::PatternID::ZERO, g)
+                    .is_none()
+            {
+                return Err(bad(format!("the pattern has no group named `{g}`")));
+            }
+            let regex = OnceLock::new();
+            if relaxed.is_none() {
+                let _ = regex.set(built);
+            }
             let unless_before = match &r.unless_before {
                 None => None,
                 Some(u) => Some(
@@ -319,14 +339,6 @@ impl RulePack {
                         .map_err(|e| bad(format!("unless_before: {e}")))?,
                 ),
             };
-            if let Some(g) = &r.group
-                && regex
-                    .group_info()
-                    .to_index(regex_automata::PatternID::ZERO, g)
-                    .is_none()
-            {
-                return Err(bad(format!("the pattern has no group named `{g}`")));
-            }
             // A rule's own triggers, and those its pattern gives (which make them
             // complete: every text the pattern matches holds one).
             let derived = if r.triggers.is_empty() {
@@ -479,6 +491,39 @@ impl RulePack {
             .iter()
             .find(|r| r.id == id)
             .is_none_or(|r| r.text_second_opinion)
+    }
+
+    /// Heap bytes held by the pack's compiled automata: each rule's (with its
+    /// screening copy and `unless_before`), by rule ID, largest first, and the
+    /// trigger automata and the set of trigger-less rules as `(triggers)` and
+    /// `(always)`. What the pack adds to a gateway's idle memory.
+    pub fn memory_usage(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = self
+            .rules
+            .iter()
+            .map(|r| {
+                let own = r.regex.get().map_or(0, Regex::memory_usage)
+                    + r.relaxed.as_ref().map_or(0, Screen::memory_usage)
+                    + r.unless_before.as_ref().map_or(0, Regex::memory_usage);
+                (r.id.clone(), own)
+            })
+            .collect();
+        let triggers = [&self.text_wake, &self.meta_wake]
+            .into_iter()
+            .flatten()
+            .map(|w| w.ac.memory_usage())
+            .sum();
+        out.push(("(triggers)".into(), triggers));
+        // The set's size is not exposed; its patterns' own automata bound it.
+        let always = self
+            .always
+            .iter()
+            .filter_map(|&i| build(&self.rules[i].pattern, 1 << 24).ok())
+            .map(|r| r.memory_usage())
+            .sum();
+        out.push(("(always)".into(), always));
+        out.sort_by_key(|x| std::cmp::Reverse(x.1));
+        out
     }
 
     /// Whether the pack has no rules.
@@ -689,7 +734,7 @@ impl RulePack {
                 let screened_out = rule
                     .relaxed
                     .as_ref()
-                    .is_some_and(|r| !r.is_match(Input::new(hay).range(a..b)));
+                    .is_some_and(|r| !r.may_match(Input::new(hay).range(a..b)));
                 if !screened_out {
                     rule.run(hay, text, a..b, scope, out);
                 }
@@ -723,7 +768,7 @@ fn fold_like_text(pattern: &str) -> std::borrow::Cow<'_, str> {
 /// [`RELAX_FROM`] made unbounded (`{0,120}` becomes `*`), compiled; `None` when it has
 /// none. Its language contains the pattern's, so where it does not match, neither does
 /// the pattern.
-fn relax(pattern: &str) -> Result<Option<Regex>, String> {
+fn relax(pattern: &str) -> Result<Option<Screen>, String> {
     use regex_syntax::hir::{Hir, HirKind, Repetition};
     fn walk(h: &Hir, changed: &mut bool) -> Hir {
         match h.kind() {
@@ -760,7 +805,76 @@ fn relax(pattern: &str) -> Result<Option<Regex>, String> {
     if !changed {
         return Ok(None);
     }
-    build(&relaxed.to_string(), 1 << 24).map(Some)
+    Screen::new(&relaxed).map(Some)
+}
+
+/// The caches of a screen's lazy DFA, one per thread at a time.
+type Caches = Pool<hybrid::dfa::Cache, Box<dyn Fn() -> hybrid::dfa::Cache + Send + Sync>>;
+
+/// A pattern that only tells whether it may match: the forward lazy DFA alone, which
+/// is what a full regex would run to answer that too, without the reverse automaton
+/// and capture states a full regex keeps to report where its matches start (half its
+/// memory).
+struct Screen {
+    dfa: hybrid::dfa::DFA,
+    caches: Caches,
+}
+
+impl Screen {
+    fn new(hir: &regex_syntax::hir::Hir) -> Result<Self, String> {
+        use regex_automata::nfa::thompson;
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .nfa_size_limit(Some(1 << 24))
+                    .which_captures(thompson::WhichCaptures::None),
+            )
+            .build_from_hir(hir)
+            .map_err(|e| e.to_string())?;
+        // As the full regex configures its own lazy DFA: a prefilter of the literals
+        // every match starts with, a bounded cache, and giving up (to be answered "may
+        // match") where it would thrash.
+        let pre = regex_automata::util::prefilter::Prefilter::from_hir_prefix(
+            regex_automata::MatchKind::LeftmostFirst,
+            hir,
+        );
+        let dfa = hybrid::dfa::DFA::builder()
+            .configure(
+                hybrid::dfa::DFA::config()
+                    .specialize_start_states(pre.is_some())
+                    .prefilter(pre)
+                    .cache_capacity(1 << 22)
+                    .minimum_cache_clear_count(Some(3))
+                    .minimum_bytes_per_state(Some(10)),
+            )
+            .build_from_nfa(nfa)
+            .map_err(|e| e.to_string())?;
+        let own = dfa.clone();
+        Ok(Self {
+            dfa,
+            caches: Pool::new(Box::new(move || own.create_cache())),
+        })
+    }
+
+    /// False only where no match can be: an answer the lazy DFA cannot give (it
+    /// gave up) is a "may".
+    fn may_match(&self, input: Input<'_>) -> bool {
+        let mut cache = self.caches.get();
+        !matches!(
+            self.dfa.try_search_fwd(&mut cache, &input.earliest(true)),
+            Ok(None)
+        )
+    }
+
+    fn memory_usage(&self) -> usize {
+        self.dfa.memory_usage()
+            + self.dfa.get_nfa().memory_usage()
+            + self
+                .dfa
+                .get_config()
+                .get_prefilter()
+                .map_or(0, regex_automata::util::prefilter::Prefilter::memory_usage)
+    }
 }
 
 /// The first ASCII digit at or after `from`. A word without a byte in `'0'..='9'` is
@@ -851,7 +965,23 @@ fn lowercase_literals(pattern: &str) -> Result<String, String> {
     Ok(lower(&hir).to_string())
 }
 
+/// The span an [`Input`] searches.
+fn range_of(input: &Input<'_>) -> std::ops::Range<usize> {
+    input.start()..input.end()
+}
+
 impl Rule {
+    /// The compiled pattern, built on first use where the rule has a screen. `None`
+    /// only if building it again failed, which the build at load rules out (the same
+    /// pattern, the same limits).
+    fn exact(&self) -> Option<&Regex> {
+        if let Some(r) = self.regex.get() {
+            return Some(r);
+        }
+        let built = build(&self.pattern, 1 << 24).ok()?;
+        Some(self.regex.get_or_init(|| built))
+    }
+
     /// Runs on `range` of `hay` (the text, lowercased for folded rules: same length
     /// and boundaries); spans and checks use `text`.
     fn run<'p>(
@@ -929,14 +1059,22 @@ impl Rule {
         let input = Input::new(hay).range(range);
         match &self.group {
             None => {
-                for m in self.regex.find_iter(input) {
+                let Some(regex) = self.exact() else {
+                    accept(range_of(&input));
+                    return;
+                };
+                for m in regex.find_iter(input) {
                     if accept(m.range()) {
                         return;
                     }
                 }
             }
             Some(g) => {
-                for c in self.regex.captures_iter(input) {
+                let Some(regex) = self.exact() else {
+                    accept(range_of(&input));
+                    return;
+                };
+                for c in regex.captures_iter(input) {
                     if let Some(m) = c.get_group_by_name(g)
                         && accept(m.range())
                     {

@@ -6,17 +6,23 @@
 //! own patterns (`do\s+not`) allow; otherwise a doubled space or a line break between
 //! two words would keep a rule from ever running.
 //!
-//! One Aho-Corasick DFA (the `aho-corasick` crate's, driven through its `Automaton`
-//! interface) runs over [`LANES`] parts of the text in one loop. A DFA step is a chain
+//! The triggers' Aho-Corasick automaton (built by the `aho-corasick` crate) is laid out
+//! again as a table of 16-bit state IDs, one row per state and one column per class of
+//! bytes that behave alike, match states numbered last: a third of the memory of the
+//! crate's own DFA, whose IDs are 32 bits and rows a power of two as wide as the
+//! alphabet, for the same single lookup per byte (see `docs/decisions/0017`). It runs
+//! over [`LANES`] parts of the text in one loop. A DFA step is a chain
 //! of dependent loads — the next state cannot be fetched before the current one is
 //! known — so a single pass waits on memory at every byte; independent parts let the
 //! processor overlap those waits. Each part but the last runs on past its end by the
 //! longest trigger less one byte and keeps only the occurrences that start inside it,
 //! so every occurrence is found exactly once.
 
+use std::collections::HashMap;
+
 use aho_corasick::automaton::{Automaton, StateID};
-use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind, StartKind};
+use aho_corasick::nfa::noncontiguous::NFA;
+use aho_corasick::{Anchored, MatchKind};
 
 /// Parts scanned at once (the lockstep loop in `find_all` is written for four).
 const LANES: usize = 4;
@@ -25,10 +31,47 @@ const MIN_PART: usize = 64;
 
 /// Every occurrence of a set of byte strings.
 pub(crate) struct Triggers {
-    dfa: DFA,
-    start: StateID,
+    /// The class of each byte: bytes that occur in no trigger share one.
+    classes: [u8; 256],
+    /// Each row is `1 << shift` wide (the classes, rounded up to a power of two, so
+    /// that a row is found with a shift rather than a multiplication).
+    shift: u32,
+    /// The transitions, row by row: 16-bit state IDs while they fit.
+    table: Table,
+    start: u32,
+    /// States from here on are match states.
+    first_match: u32,
+    /// For match state `first_match + i`, its triggers are
+    /// `matched[ends[i]..ends[i + 1]]`.
+    ends: Vec<u32>,
+    matched: Vec<u32>,
     overlap: usize,
     patterns: Vec<Vec<u8>>,
+}
+
+/// The transition table, in the narrowest state ID that numbers every state.
+enum Table {
+    Narrow(Box<[u16]>),
+    Wide(Box<[u32]>),
+}
+
+/// A state ID read from the table.
+trait Id: Copy {
+    fn get(self) -> u32;
+}
+
+impl Id for u16 {
+    #[inline(always)]
+    fn get(self) -> u32 {
+        u32::from(self)
+    }
+}
+
+impl Id for u32 {
+    #[inline(always)]
+    fn get(self) -> u32 {
+        self
+    }
 }
 
 /// One occurrence: the trigger's index and its span.
@@ -175,21 +218,132 @@ fn fold_byte(
 impl Triggers {
     /// `patterns` as [`fold_trigger`] leaves them.
     pub(crate) fn new(patterns: &[String]) -> Result<Self, String> {
-        let dfa = DFA::builder()
+        let nfa = NFA::builder()
             .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Unanchored)
-            // No prefilter: the start state is then an ordinary state, and the loop
-            // below has a single test per byte.
             .prefilter(false)
             .build(patterns)
             .map_err(|e| e.to_string())?;
-        let start = dfa.start_state(Anchored::No).map_err(|e| e.to_string())?;
+        // One class per byte that occurs in a trigger; every other byte leads where
+        // any other does (back towards the start), so they share class 0 when there
+        // are any.
+        let mut used = [false; 256];
+        for p in patterns {
+            for &b in p.as_bytes() {
+                used[usize::from(b)] = true;
+            }
+        }
+        let first = u8::from(used.iter().any(|u| !u));
+        let mut classes = [0u8; 256];
+        let mut reps: Vec<u8> = Vec::new();
+        if first == 1 {
+            reps.push(
+                used.iter()
+                    .position(|u| !u)
+                    .and_then(|b| u8::try_from(b).ok())
+                    .unwrap_or(0),
+            );
+        }
+        for b in 0..=255u8 {
+            if used[usize::from(b)] {
+                classes[usize::from(b)] = u8::try_from(reps.len()).map_err(|e| e.to_string())?;
+                reps.push(b);
+            }
+        }
+        let shift = reps.len().next_power_of_two().trailing_zeros();
+        // Every state the search can reach, from the start, breadth first.
+        let start = nfa.start_state(Anchored::No).map_err(|e| e.to_string())?;
+        let mut order = vec![start];
+        let mut seen: HashMap<StateID, usize> = HashMap::from([(start, 0)]);
+        let mut i = 0;
+        while i < order.len() {
+            let sid = order[i];
+            for &b in &reps {
+                let t = nfa.next_state(Anchored::No, sid, b);
+                if let std::collections::hash_map::Entry::Vacant(e) = seen.entry(t) {
+                    e.insert(order.len());
+                    order.push(t);
+                }
+            }
+            i += 1;
+        }
+        // Numbered again: the states that match last, so that one comparison tells.
+        let n = order.len();
+        let mut id = vec![0u32; n];
+        let mut k = 0u32;
+        for pass in [false, true] {
+            for (j, &sid) in order.iter().enumerate() {
+                if nfa.is_match(sid) == pass {
+                    id[j] = k;
+                    k += 1;
+                }
+            }
+        }
+        let first_match = u32::try_from(order.iter().filter(|&&s| !nfa.is_match(s)).count())
+            .map_err(|e| e.to_string())?;
+        // The rows, written straight into the table's own width (the automaton is
+        // asked again rather than its answers kept: a copy of them all would be the
+        // largest allocation of the build).
+        fn rows<T: Copy + Default + TryFrom<u32>>(
+            nfa: &NFA,
+            order: &[StateID],
+            id: &[u32],
+            seen: &HashMap<StateID, usize>,
+            reps: &[u8],
+            shift: u32,
+        ) -> Result<Box<[T]>, String> {
+            let width = 1usize << shift;
+            let mut rows = vec![T::default(); order.len() * width];
+            for (j, &sid) in order.iter().enumerate() {
+                let row = (id[j] as usize) << shift;
+                for (c, &b) in reps.iter().enumerate() {
+                    let to = id[seen[&nfa.next_state(Anchored::No, sid, b)]];
+                    rows[row + c] = T::try_from(to).map_err(|_| "state ID out of range")?;
+                }
+            }
+            Ok(rows.into_boxed_slice())
+        }
+        let table = if n <= usize::from(u16::MAX) + 1 {
+            Table::Narrow(rows(&nfa, &order, &id, &seen, &reps, shift)?)
+        } else {
+            Table::Wide(rows(&nfa, &order, &id, &seen, &reps, shift)?)
+        };
+        let mut by_id: Vec<usize> = (0..n).collect();
+        by_id.sort_by_key(|&j| id[j]);
+        let mut ends = vec![0u32];
+        let mut matched = Vec::new();
+        for &j in by_id.iter().skip(first_match as usize) {
+            for m in 0..nfa.match_len(order[j]) {
+                matched.push(nfa.match_pattern(order[j], m).as_u32());
+            }
+            ends.push(u32::try_from(matched.len()).map_err(|e| e.to_string())?);
+        }
         Ok(Self {
+            classes,
+            shift,
+            table,
+            start: id[0],
+            first_match,
+            ends,
+            matched,
             patterns: patterns.iter().map(|p| p.as_bytes().to_vec()).collect(),
-            overlap: dfa.max_pattern_len().saturating_sub(1),
-            dfa,
-            start,
+            overlap: patterns
+                .iter()
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+                .saturating_sub(1),
         })
+    }
+
+    /// Heap bytes held by the table and the triggers' copies.
+    pub(crate) fn memory_usage(&self) -> usize {
+        let table = match &self.table {
+            Table::Narrow(t) => t.len() * 2,
+            Table::Wide(t) => t.len() * 4,
+        };
+        table
+            + (self.ends.len() + self.matched.len()) * 4
+            + self.patterns.iter().map(Vec::capacity).sum::<usize>()
     }
 
     /// How many triggers there are.
@@ -205,9 +359,22 @@ impl Triggers {
     /// Every occurrence in `hay`, in order of the part it starts in and, within a
     /// part, of its end.
     pub(crate) fn find_all(&self, hay: &[u8], out: &mut Vec<Hit>) {
+        match &self.table {
+            Table::Narrow(t) => self.find_in(t, hay, out),
+            Table::Wide(t) => self.find_in(t, hay, out),
+        }
+    }
+
+    /// The state after `s` on byte `b`.
+    #[inline(always)]
+    fn step<T: Id>(&self, table: &[T], s: u32, b: u8) -> u32 {
+        table[(s as usize) << self.shift | usize::from(self.classes[usize::from(b)])].get()
+    }
+
+    fn find_in<T: Id>(&self, table: &[T], hay: &[u8], out: &mut Vec<Hit>) {
         let n = hay.len();
         if n < LANES * MIN_PART {
-            self.go_on(hay, self.start, 0, n, n, out);
+            self.go_on(table, hay, self.start, 0, n, n, out);
             return;
         }
         // Part k owns the starts in [bounds[k], bounds[k + 1]) and reads up to
@@ -230,18 +397,15 @@ impl Triggers {
             &hay[bounds[3]..bounds[3] + steps],
         );
         let (mut s0, mut s1, mut s2, mut s3) = (self.start, self.start, self.start, self.start);
+        let m = self.first_match;
         let mut i = 0;
         while i < steps {
             while i < steps {
-                s0 = self.dfa.next_state(Anchored::No, s0, l0[i]);
-                s1 = self.dfa.next_state(Anchored::No, s1, l1[i]);
-                s2 = self.dfa.next_state(Anchored::No, s2, l2[i]);
-                s3 = self.dfa.next_state(Anchored::No, s3, l3[i]);
-                if self.dfa.is_special(s0)
-                    | self.dfa.is_special(s1)
-                    | self.dfa.is_special(s2)
-                    | self.dfa.is_special(s3)
-                {
+                s0 = self.step(table, s0, l0[i]);
+                s1 = self.step(table, s1, l1[i]);
+                s2 = self.step(table, s2, l2[i]);
+                s3 = self.step(table, s3, l3[i]);
+                if (s0 >= m) | (s1 >= m) | (s2 >= m) | (s3 >= m) {
                     break;
                 }
                 i += 1;
@@ -250,15 +414,14 @@ impl Triggers {
                 break;
             }
             for (k, s) in [s0, s1, s2, s3].into_iter().enumerate() {
-                if self.dfa.is_special(s) {
-                    self.report(s, bounds[k] + i, bounds[k + 1], &mut parts[k]);
-                }
+                self.report(s, bounds[k] + i, bounds[k + 1], &mut parts[k]);
             }
             i += 1;
         }
         let sid = [s0, s1, s2, s3];
         for k in 0..LANES {
             self.go_on(
+                table,
                 hay,
                 sid[k],
                 bounds[k] + steps,
@@ -272,31 +435,38 @@ impl Triggers {
 
     /// Steps on from state `s` over [from, to), keeping occurrences that start before
     /// `owns`.
-    fn go_on(
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the loop's whole state, passed once"
+    )]
+    fn go_on<T: Id>(
         &self,
+        table: &[T],
         hay: &[u8],
-        mut s: StateID,
+        mut s: u32,
         from: usize,
         to: usize,
         owns: usize,
         out: &mut Vec<Hit>,
     ) {
         for (at, &b) in hay.iter().enumerate().take(to).skip(from) {
-            s = self.dfa.next_state(Anchored::No, s, b);
-            if self.dfa.is_special(s) {
+            s = self.step(table, s, b);
+            if s >= self.first_match {
                 self.report(s, at, owns, out);
             }
         }
     }
 
-    /// The occurrences that end at `at` (inclusive) in state `sid`.
+    /// The occurrences that end at `at` (inclusive) in state `s`.
     #[inline]
-    fn report(&self, sid: StateID, at: usize, owns: usize, out: &mut Vec<Hit>) {
-        if !self.dfa.is_match(sid) {
+    fn report(&self, s: u32, at: usize, owns: usize, out: &mut Vec<Hit>) {
+        let Some(i) = s.checked_sub(self.first_match) else {
             return;
-        }
-        for i in 0..self.dfa.match_len(sid) {
-            let pattern = self.dfa.match_pattern(sid, i).as_usize();
+        };
+        let i = i as usize;
+        let (a, b) = (self.ends[i] as usize, self.ends[i + 1] as usize);
+        for &pattern in &self.matched[a..b] {
+            let pattern = pattern as usize;
             let end = at + 1;
             let start = end - self.patterns[pattern].len();
             if start < owns {
@@ -362,6 +532,32 @@ mod tests {
         hay[n - 3..].copy_from_slice(b"ssh");
         let want = oracle(&patterns, &hay);
         assert!(want.len() > 20, "{}", want.len());
+        assert_eq!(found(&patterns, &hay), want);
+    }
+
+    #[test]
+    fn an_automaton_past_sixteen_bit_ids_finds_the_same() {
+        // 8,000 random 12-letter strings: about 90,000 states, more than 16-bit IDs
+        // number.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut letter = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + u8::try_from(x % 26).unwrap())
+        };
+        let patterns: Vec<String> = (0..8000)
+            .map(|_| (0..12).map(|_| letter()).collect())
+            .collect();
+        let t = Triggers::new(&patterns).unwrap();
+        assert!(matches!(t.table, Table::Wide(_)));
+        let mut hay: Vec<u8> = (0..20_000).map(|_| letter() as u8).collect();
+        for (k, p) in patterns.iter().step_by(97).enumerate() {
+            let at = k * 211 % (hay.len() - 12);
+            hay[at..at + 12].copy_from_slice(p.as_bytes());
+        }
+        let want = oracle(&patterns, &hay);
+        assert!(want.len() >= 80, "{}", want.len());
         assert_eq!(found(&patterns, &hay), want);
     }
 
