@@ -132,9 +132,10 @@ struct Rule {
     severity: Severity,
     reason: String,
     scopes: BTreeSet<Scope>,
-    /// The pattern compiled. A rule with a screen ([`Rule::relaxed`]) builds it on
-    /// the first text its screen passes: most texts never wake it, and its automata
-    /// are most of a large pattern's memory. The rest build it at load.
+    /// The pattern compiled. A rule with a screen ([`Rule::relaxed`], or the set of
+    /// the rules without triggers) builds it on the first text its screen passes (most
+    /// texts never do, and its automata are most of a large pattern's memory), a rule
+    /// that reads tool metadata only when first woken; the rest at load.
     regex: OnceLock<Regex>,
     /// The pattern with its long counted repetitions made unbounded: it matches
     /// wherever the rule can, and stays on the fast automata. Where it does not match,
@@ -171,6 +172,21 @@ fn build(pattern: &str, size: usize) -> Result<Regex, String> {
                 .nfa_size_limit(Some(size))
                 .hybrid_cache_capacity(1 << 22),
         )
+        .build(pattern)
+        .map_err(|e| e.to_string())
+}
+
+/// `pattern`'s forward NFA as [`build`] compiles it first: what can fail in a build
+/// (syntax, the size limit) fails here.
+fn forward_nfa(pattern: &str, size: usize) -> Result<regex_automata::nfa::thompson::NFA, String> {
+    use regex_automata::nfa::thompson;
+    thompson::Compiler::new()
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
+        .configure(thompson::Config::new().nfa_size_limit(Some(size)))
         .build(pattern)
         .map_err(|e| e.to_string())
 }
@@ -316,20 +332,34 @@ impl RulePack {
                 written.into_owned()
             };
             let relaxed = relax(&pattern).map_err(|e| bad(format!("pattern: {e}")))?;
-            // Built here whatever happens later, so that a pack that loads has no
-            // pattern that fails to compile.
-            let built = build(&pattern, 1 << 24).map_err(|e| bad(format!("pattern: {e}")))?;
-            if let Some(g) = &r.group
-                && built
+            // Built now: the rules that run on the data path unscreened. Built when
+            // first needed: a rule with a screen (its own, or — for the rules without
+            // triggers — the set of them) when the screen first passes, and a rule that
+            // reads tool metadata only (inspected once per definition change, never on
+            // the data path) when first woken. Those are compiled to their forward NFA
+            // now, where a pattern too large for the limit or a missing group is
+            // found, so that a pack that loads does not fail later.
+            let regex = OnceLock::new();
+            let metadata_only = !r.scope.is_empty() && !r.scope.contains(&Scope::Text);
+            let screened = relaxed.is_some() || (r.triggers.is_empty() && r.digits.is_none());
+            let later = screened || metadata_only;
+            let groups = if !later {
+                let built = build(&pattern, 1 << 24).map_err(|e| bad(format!("pattern: {e}")))?;
+                let groups = built.group_info().clone();
+                let _ = regex.set(built);
+                groups
+            } else {
+                forward_nfa(&pattern, 1 << 24)
+                    .map_err(|e| bad(format!("pattern: {e}")))?
                     .group_info()
+                    .clone()
+            };
+            if let Some(g) = &r.group
+                && groups
                     .to_index(regex_automata::PatternID::ZERO, g)
                     .is_none()
             {
                 return Err(bad(format!("the pattern has no group named `{g}`")));
-            }
-            let regex = OnceLock::new();
-            if relaxed.is_none() {
-                let _ = regex.set(built);
             }
             let unless_before = match &r.unless_before {
                 None => None,
