@@ -16,6 +16,7 @@
 mod literals;
 mod model;
 pub mod normalize;
+mod pattern;
 mod reach;
 pub mod rules;
 mod triggers;

@@ -11,7 +11,7 @@
 //!   dropped — accents, kana voicing marks, `й` to `и`; Hangul syllables become their
 //!   jamo — and non-ASCII letters that are confusable with ASCII ones (UTS #39
 //!   skeletons: Cyrillic `е`, Greek `ο`, …) are mapped to them. Rule patterns are
-//!   folded the same way at load (`rules::fold_like_text`).
+//!   folded the same way at load (`pattern::fold_like_text`).
 //!
 //! Escaped whitespace (`\n`, `\t`, YAML line continuations) is folded to spaces of
 //! the same length. Pure ASCII without escape characters or backslashes — most

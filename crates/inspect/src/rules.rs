@@ -19,12 +19,14 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::OnceLock;
 
+use crate::pattern::{
+    Screen, build, build_set, fold_like_text, forward_nfa, lowercase_literals, relax,
+};
 use crate::reach::{Reach, Walks, merge};
 use crate::triggers::{Folded, Triggers, fold_trigger, is_space};
-
 use regex_automata::meta::Regex;
-use regex_automata::util::pool::Pool;
-use regex_automata::{Input, hybrid};
+use regex_automata::util::primitives::PatternID;
+use regex_automata::{Input, PatternSet};
 use serde::Deserialize;
 
 use crate::{Category, Scope, Severity, validate};
@@ -39,10 +41,6 @@ const MAX_PER_RULE: usize = 16;
 const MAX_DATA_PER_RULE: usize = 1024;
 /// Beyond this many separate windows, a rule runs on the whole text.
 const MAX_WINDOWS: usize = 32;
-/// Counted repetitions with an upper bound at least this large are what make a lazy
-/// DFA thrash (every start inside the count is a state of its own): a rule with such
-/// counts is screened by a relaxed copy of its pattern in which they are unbounded.
-const RELAX_FROM: u32 = 24;
 
 /// A rule pack that does not load.
 #[derive(Debug, thiserror::Error)]
@@ -160,37 +158,6 @@ struct Rule {
     reach: Reach,
 }
 
-/// `pattern` compiled as the rules are: bytes, ASCII classes, no UTF-8 requirement,
-/// the automata's memory bounded.
-fn build(pattern: &str, size: usize) -> Result<Regex, String> {
-    use regex_automata::util::syntax;
-    Regex::builder()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .configure(
-            Regex::config()
-                .utf8_empty(false)
-                .nfa_size_limit(Some(size))
-                .hybrid_cache_capacity(1 << 22),
-        )
-        .build(pattern)
-        .map_err(|e| e.to_string())
-}
-
-/// `pattern`'s forward NFA as [`build`] compiles it first: what can fail in a build
-/// (syntax, the size limit) fails here.
-fn forward_nfa(pattern: &str, size: usize) -> Result<regex_automata::nfa::thompson::NFA, String> {
-    use regex_automata::nfa::thompson;
-    thompson::Compiler::new()
-        .syntax(
-            regex_automata::util::syntax::Config::new()
-                .unicode(false)
-                .utf8(false),
-        )
-        .configure(thompson::Config::new().nfa_size_limit(Some(size)))
-        .build(pattern)
-        .map_err(|e| e.to_string())
-}
-
 /// How far back `unless_before` looks.
 const UNLESS_REACH: usize = 100;
 
@@ -206,7 +173,7 @@ pub struct RulePack {
     meta_wake: Option<Wake>,
     /// Rules without triggers, and one automaton that tells which of them can match.
     always: Vec<usize>,
-    always_set: Option<regex::bytes::RegexSet>,
+    always_set: Option<Regex>,
 }
 
 impl fmt::Debug for RulePack {
@@ -339,8 +306,13 @@ impl RulePack {
             // the data path) when first woken. Those are compiled to their forward NFA
             // now, where a pattern too large for the limit or a missing group is
             // found, so that a pack that loads does not fail later.
+            let scopes: BTreeSet<Scope> = if r.scope.is_empty() {
+                [Scope::Text, Scope::Tool].into_iter().collect()
+            } else {
+                r.scope.iter().copied().collect()
+            };
             let regex = OnceLock::new();
-            let metadata_only = !r.scope.is_empty() && !r.scope.contains(&Scope::Text);
+            let metadata_only = !scopes.contains(&Scope::Text);
             let screened = relaxed.is_some() || (r.triggers.is_empty() && r.digits.is_none());
             let later = screened || metadata_only;
             let groups = if !later {
@@ -379,11 +351,6 @@ impl RulePack {
             };
             let complete = derived.is_some();
             let reach = Reach::of(&pattern, complete, r.digits.is_some());
-            let scopes: BTreeSet<Scope> = if r.scope.is_empty() {
-                [Scope::Text, Scope::Tool].into_iter().collect()
-            } else {
-                r.scope.iter().copied().collect()
-            };
             let (triggers, woken_by) = if scopes.contains(&Scope::Text) {
                 (&mut text_triggers.0, &mut text_triggers.1)
             } else {
@@ -441,16 +408,8 @@ impl RulePack {
         let always_set = if always.is_empty() {
             None
         } else {
-            Some(
-                regex::bytes::RegexSetBuilder::new(
-                    always.iter().map(|&i| rules[i].pattern.as_str()),
-                )
-                .unicode(false)
-                .size_limit(1 << 24)
-                .dfa_size_limit(1 << 22)
-                .build()
-                .map_err(|e| RuleError::Parse(e.to_string()))?,
-            )
+            let patterns: Vec<&str> = always.iter().map(|&i| rules[i].pattern.as_str()).collect();
+            Some(build_set(&patterns, 1 << 24).map_err(RuleError::Parse)?)
         };
         Ok(Self {
             version,
@@ -544,13 +503,7 @@ impl RulePack {
             .map(|w| w.ac.memory_usage())
             .sum();
         out.push(("(triggers)".into(), triggers));
-        // The set's size is not exposed; its patterns' own automata bound it.
-        let always = self
-            .always
-            .iter()
-            .filter_map(|&i| build(&self.rules[i].pattern, 1 << 24).ok())
-            .map(|r| r.memory_usage())
-            .sum();
+        let always = self.always_set.as_ref().map_or(0, Regex::memory_usage);
         out.push(("(always)".into(), always));
         out.sort_by_key(|x| std::cmp::Reverse(x.1));
         out
@@ -700,13 +653,18 @@ impl RulePack {
             // the text it expects.
             // The set's patterns are the rules' own: folded ones expect lowercase.
             if set.is_match(lower.as_bytes()) || set.is_match(text.as_bytes()) {
-                let hits = set.matches(lower.as_bytes());
-                let raw_hits = set.matches(text.as_bytes());
+                let matches = |hay: &str| {
+                    let mut hits = PatternSet::new(set.pattern_len());
+                    set.which_overlapping_matches(&Input::new(hay), &mut hits);
+                    hits
+                };
+                let (hits, raw_hits) = (matches(&lower), matches(text));
                 for (k, &r) in self.always.iter().enumerate() {
+                    let k = PatternID::new(k).unwrap_or(PatternID::MAX);
                     let hit = if self.rules[r].folded {
-                        hits.matched(k)
+                        hits.contains(k)
                     } else {
-                        raw_hits.matched(k)
+                        raw_hits.contains(k)
                     };
                     if hit && in_scope.contains(&r) {
                         woken[r] = true;
@@ -773,140 +731,6 @@ impl RulePack {
     }
 }
 
-/// A pattern as the text it runs on is normalised: each run of non-ASCII characters
-/// (never regex syntax) is put through [`crate::normalize::normalize`], so that a
-/// literal written with accents, kana voicing marks, `й` or Hangul syllables matches
-/// text, which loses them before matching.
-fn fold_like_text(pattern: &str) -> std::borrow::Cow<'_, str> {
-    if pattern.is_ascii() {
-        return std::borrow::Cow::Borrowed(pattern);
-    }
-    let mut out = String::with_capacity(pattern.len());
-    let mut rest = pattern;
-    while let Some(start) = rest.find(|c: char| !c.is_ascii()) {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let end = tail.find(|c: char| c.is_ascii()).unwrap_or(tail.len());
-        out.push_str(crate::normalize::normalize(&tail[..end]).text());
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    std::borrow::Cow::Owned(out)
-}
-
-/// The pattern with every counted repetition whose upper bound is at least
-/// [`RELAX_FROM`] made unbounded (`{0,120}` becomes `*`), compiled; `None` when it has
-/// none. Its language contains the pattern's, so where it does not match, neither does
-/// the pattern.
-fn relax(pattern: &str) -> Result<Option<Screen>, String> {
-    use regex_syntax::hir::{Hir, HirKind, Repetition};
-    fn walk(h: &Hir, changed: &mut bool) -> Hir {
-        match h.kind() {
-            HirKind::Repetition(r) => {
-                let max = match r.max {
-                    Some(m) if m >= RELAX_FROM => {
-                        *changed = true;
-                        None
-                    }
-                    m => m,
-                };
-                Hir::repetition(Repetition {
-                    min: r.min,
-                    max,
-                    greedy: r.greedy,
-                    sub: Box::new(walk(&r.sub, changed)),
-                })
-            }
-            HirKind::Capture(c) => {
-                let mut c = c.clone();
-                c.sub = Box::new(walk(&c.sub, changed));
-                Hir::capture(c)
-            }
-            HirKind::Concat(v) => Hir::concat(v.iter().map(|x| walk(x, changed)).collect()),
-            HirKind::Alternation(v) => {
-                Hir::alternation(v.iter().map(|x| walk(x, changed)).collect())
-            }
-            _ => h.clone(),
-        }
-    }
-    let hir = crate::literals::parse(pattern)?;
-    let mut changed = false;
-    let relaxed = walk(&hir, &mut changed);
-    if !changed {
-        return Ok(None);
-    }
-    Screen::new(&relaxed).map(Some)
-}
-
-/// The caches of a screen's lazy DFA, one per thread at a time.
-type Caches = Pool<hybrid::dfa::Cache, Box<dyn Fn() -> hybrid::dfa::Cache + Send + Sync>>;
-
-/// A pattern that only tells whether it may match: the forward lazy DFA alone, which
-/// is what a full regex would run to answer that too, without the reverse automaton
-/// and capture states a full regex keeps to report where its matches start (half its
-/// memory).
-struct Screen {
-    dfa: hybrid::dfa::DFA,
-    caches: Caches,
-}
-
-impl Screen {
-    fn new(hir: &regex_syntax::hir::Hir) -> Result<Self, String> {
-        use regex_automata::nfa::thompson;
-        let nfa = thompson::Compiler::new()
-            .configure(
-                thompson::Config::new()
-                    .nfa_size_limit(Some(1 << 24))
-                    .which_captures(thompson::WhichCaptures::None),
-            )
-            .build_from_hir(hir)
-            .map_err(|e| e.to_string())?;
-        // As the full regex configures its own lazy DFA: a prefilter of the literals
-        // every match starts with, a bounded cache, and giving up (to be answered "may
-        // match") where it would thrash.
-        let pre = regex_automata::util::prefilter::Prefilter::from_hir_prefix(
-            regex_automata::MatchKind::LeftmostFirst,
-            hir,
-        );
-        let dfa = hybrid::dfa::DFA::builder()
-            .configure(
-                hybrid::dfa::DFA::config()
-                    .specialize_start_states(pre.is_some())
-                    .prefilter(pre)
-                    .cache_capacity(1 << 22)
-                    .minimum_cache_clear_count(Some(3))
-                    .minimum_bytes_per_state(Some(10)),
-            )
-            .build_from_nfa(nfa)
-            .map_err(|e| e.to_string())?;
-        let own = dfa.clone();
-        Ok(Self {
-            dfa,
-            caches: Pool::new(Box::new(move || own.create_cache())),
-        })
-    }
-
-    /// False only where no match can be: an answer the lazy DFA cannot give (it
-    /// gave up) is a "may".
-    fn may_match(&self, input: Input<'_>) -> bool {
-        let mut cache = self.caches.get();
-        !matches!(
-            self.dfa.try_search_fwd(&mut cache, &input.earliest(true)),
-            Ok(None)
-        )
-    }
-
-    fn memory_usage(&self) -> usize {
-        self.dfa.memory_usage()
-            + self.dfa.get_nfa().memory_usage()
-            + self
-                .dfa
-                .get_config()
-                .get_prefilter()
-                .map_or(0, regex_automata::util::prefilter::Prefilter::memory_usage)
-    }
-}
-
 /// The first ASCII digit at or after `from`. A word without a byte in `'0'..='9'` is
 /// skipped whole by an exact range test.
 fn next_digit(b: &[u8], from: usize) -> Option<usize> {
@@ -949,61 +773,16 @@ fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
     out
 }
 
-/// The pattern with every ASCII capital it can match made lowercase (in literals and
-/// classes), so that a case-insensitive rule can run case-sensitively on lowercased
-/// text. Rewritten from its syntax tree: flags (`(?U)`), group names and escapes
-/// keep their meaning.
-fn lowercase_literals(pattern: &str) -> Result<String, String> {
-    use regex_syntax::hir::{
-        Capture, Class, ClassBytes, ClassBytesRange, Hir, HirKind, Repetition,
-    };
-    fn lower(h: &Hir) -> Hir {
-        match h.kind() {
-            HirKind::Literal(l) => Hir::literal(l.0.to_ascii_lowercase()),
-            HirKind::Class(Class::Bytes(c)) => {
-                let mut set = [false; 256];
-                for r in c.ranges() {
-                    for b in r.start()..=r.end() {
-                        set[usize::from(b.to_ascii_lowercase())] = true;
-                    }
-                }
-                let ranges = (0..=255u8)
-                    .filter(|&b| set[usize::from(b)])
-                    .map(|b| ClassBytesRange::new(b, b));
-                Hir::class(Class::Bytes(ClassBytes::new(ranges)))
-            }
-            HirKind::Class(Class::Unicode(c)) => {
-                // Every case of every character: the lowercase ones among them.
-                let mut c = c.clone();
-                c.case_fold_simple();
-                Hir::class(Class::Unicode(c))
-            }
-            HirKind::Repetition(r) => Hir::repetition(Repetition {
-                sub: Box::new(lower(&r.sub)),
-                ..r.clone()
-            }),
-            HirKind::Capture(c) => Hir::capture(Capture {
-                sub: Box::new(lower(&c.sub)),
-                ..c.clone()
-            }),
-            HirKind::Concat(v) => Hir::concat(v.iter().map(lower).collect()),
-            HirKind::Alternation(v) => Hir::alternation(v.iter().map(lower).collect()),
-            HirKind::Empty | HirKind::Look(_) => h.clone(),
-        }
-    }
-    let hir = crate::literals::parse(pattern)?;
-    Ok(lower(&hir).to_string())
-}
-
 /// The span an [`Input`] searches.
 fn range_of(input: &Input<'_>) -> std::ops::Range<usize> {
     input.start()..input.end()
 }
 
 impl Rule {
-    /// The compiled pattern, built on first use where the rule has a screen. `None`
-    /// only if building it again failed, which the build at load rules out (the same
-    /// pattern, the same limits).
+    /// The compiled pattern, built on first use where the rule is not built at load.
+    /// `None` only if that build failed, which the check at load all but rules out:
+    /// the pattern's forward NFA was compiled then under the same limit (its reverse
+    /// NFA, which the build adds, mirrors it).
     fn exact(&self) -> Option<&Regex> {
         if let Some(r) = self.regex.get() {
             return Some(r);

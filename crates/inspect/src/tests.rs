@@ -24,6 +24,14 @@ fn rule(id: &str, category: &str, lines: &str) -> String {
     )
 }
 
+/// What rule `id` of `pack` holds in memory now.
+fn memory_of(pack: &RulePack, id: &str) -> usize {
+    pack.memory_usage()
+        .into_iter()
+        .find(|(rule, _)| rule == id)
+        .map_or(0, |(_, bytes)| bytes)
+}
+
 fn rules(r: &Report) -> Vec<&str> {
     r.findings.iter().map(|f| f.rule.as_str()).collect()
 }
@@ -781,13 +789,7 @@ fn a_screened_rule_compiles_its_pattern_when_its_screen_first_passes() {
         "triggers = [\"send\"]\npattern = '''send\\b[^\\n]{0,120}\\bto\\s+attacker'''",
     ))
     .unwrap();
-    let own = |p: &RulePack| {
-        p.memory_usage()
-            .into_iter()
-            .find(|(id, _)| id == "T-FAR")
-            .unwrap()
-            .1
-    };
+    let own = |p: &RulePack| memory_of(p, "T-FAR");
     let ins = Inspector::new(p);
     let at_load = own(ins.pack());
     // Woken, but the screen (the pattern with `{0,120}` unbounded) cannot match.
@@ -811,13 +813,7 @@ fn a_rule_for_tool_metadata_only_compiles_its_pattern_when_first_woken() {
         "scope = [\"tool\"]\ntriggers = [\"sidenote\"]\npattern = '''\\bsidenote\\b'''",
     ))
     .unwrap();
-    let own = |p: &RulePack| {
-        p.memory_usage()
-            .into_iter()
-            .find(|(id, _)| id == "T-META")
-            .unwrap()
-            .1
-    };
+    let own = |p: &RulePack| memory_of(p, "T-META");
     let ins = Inspector::new(p);
     assert_eq!(own(ins.pack()), 0);
     // Text never wakes it.

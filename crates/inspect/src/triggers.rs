@@ -232,16 +232,10 @@ impl Triggers {
                 used[usize::from(b)] = true;
             }
         }
-        let first = u8::from(used.iter().any(|u| !u));
         let mut classes = [0u8; 256];
         let mut reps: Vec<u8> = Vec::new();
-        if first == 1 {
-            reps.push(
-                used.iter()
-                    .position(|u| !u)
-                    .and_then(|b| u8::try_from(b).ok())
-                    .unwrap_or(0),
-            );
+        if let Some(other) = (0..=255u8).find(|&b| !used[usize::from(b)]) {
+            reps.push(other);
         }
         for b in 0..=255u8 {
             if used[usize::from(b)] {
@@ -270,16 +264,16 @@ impl Triggers {
         let n = order.len();
         let mut id = vec![0u32; n];
         let mut k = 0u32;
-        for pass in [false, true] {
+        let mut first_match = 0;
+        for matches in [false, true] {
+            first_match = k;
             for (j, &sid) in order.iter().enumerate() {
-                if nfa.is_match(sid) == pass {
+                if nfa.is_match(sid) == matches {
                     id[j] = k;
                     k += 1;
                 }
             }
         }
-        let first_match = u32::try_from(order.iter().filter(|&&s| !nfa.is_match(s)).count())
-            .map_err(|e| e.to_string())?;
         // The rows, written straight into the table's own width (the automaton is
         // asked again rather than its answers kept: a copy of them all would be the
         // largest allocation of the build).
