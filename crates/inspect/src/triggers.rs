@@ -301,13 +301,12 @@ impl Triggers {
         } else {
             Table::Wide(rows(&nfa, &order, &id, &seen, &reps, shift)?)
         };
-        let mut by_id: Vec<usize> = (0..n).collect();
-        by_id.sort_by_key(|&j| id[j]);
+        // The match states in the order they were numbered.
         let mut ends = vec![0u32];
         let mut matched = Vec::new();
-        for &j in by_id.iter().skip(first_match as usize) {
-            for m in 0..nfa.match_len(order[j]) {
-                matched.push(nfa.match_pattern(order[j], m).as_u32());
+        for &sid in order.iter().filter(|&&sid| nfa.is_match(sid)) {
+            for m in 0..nfa.match_len(sid) {
+                matched.push(nfa.match_pattern(sid, m).as_u32());
             }
             ends.push(u32::try_from(matched.len()).map_err(|e| e.to_string())?);
         }
