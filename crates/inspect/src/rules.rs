@@ -773,11 +773,6 @@ fn digit_runs(text: &str) -> Vec<(usize, usize, usize)> {
     out
 }
 
-/// The span an [`Input`] searches.
-fn range_of(input: &Input<'_>) -> std::ops::Range<usize> {
-    input.start()..input.end()
-}
-
 impl Rule {
     /// The compiled pattern, built on first use where the rule is not built at load.
     /// `None` only if that build failed, which the check at load all but rules out:
@@ -865,13 +860,14 @@ impl Rule {
             }
             false
         };
+        let Some(regex) = self.exact() else {
+            // Fail closed: the window counts as matched.
+            accept(range);
+            return;
+        };
         let input = Input::new(hay).range(range);
         match &self.group {
             None => {
-                let Some(regex) = self.exact() else {
-                    accept(range_of(&input));
-                    return;
-                };
                 for m in regex.find_iter(input) {
                     if accept(m.range()) {
                         return;
@@ -879,10 +875,6 @@ impl Rule {
                 }
             }
             Some(g) => {
-                let Some(regex) = self.exact() else {
-                    accept(range_of(&input));
-                    return;
-                };
                 for c in regex.captures_iter(input) {
                     if let Some(m) = c.get_group_by_name(g)
                         && accept(m.range())
