@@ -556,6 +556,9 @@ pub struct InspectionActions {
     pub hidden: OnHidden,
     /// A poisoned tool definition.
     pub tools: OnTool,
+    /// A tool result whose `structuredContent` does not match the tool's
+    /// `outputSchema` (FEAT-05).
+    pub output_schema: OnOutputSchema,
 }
 
 impl Default for InspectionActions {
@@ -566,6 +569,7 @@ impl Default for InspectionActions {
             pii: OnData::Flag,
             hidden: OnHidden::Strip,
             tools: OnTool::Block,
+            output_schema: OnOutputSchema::Block,
         }
     }
 }
@@ -613,6 +617,17 @@ pub enum OnTool {
     /// Hidden from `tools/list`, and calls to it are refused.
     Block,
     /// Listed, and an alert is logged.
+    Flag,
+}
+
+/// What happens to a tool result that does not match the tool's output schema: its
+/// `structuredContent` missing, not an object, or not valid against `outputSchema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnOutputSchema {
+    /// The client gets an error instead of the result.
+    Block,
+    /// The result passes, annotated in `_meta`, and the mismatch is logged.
     Flag,
 }
 
@@ -997,8 +1012,8 @@ impl Config {
 
 fn actions(a: &InspectionActions) -> String {
     format!(
-        "injection {:?}, secrets {:?}, pii {:?}, hidden {:?}, tools {:?}",
-        a.injection, a.secrets, a.pii, a.hidden, a.tools
+        "injection {:?}, secrets {:?}, pii {:?}, hidden {:?}, tools {:?}, output_schema {:?}",
+        a.injection, a.secrets, a.pii, a.hidden, a.tools, a.output_schema
     )
     .to_lowercase()
 }

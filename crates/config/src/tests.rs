@@ -431,6 +431,7 @@ fn inspection_protects_by_default_and_is_set_per_upstream() {
     let d = crate::InspectionActions::default();
     assert_eq!(d.injection, crate::OnInjection::Block);
     assert_eq!(d.secrets, crate::OnData::Redact);
+    assert_eq!(d.output_schema, crate::OnOutputSchema::Block, "FEAT-05");
     assert_eq!(c.upstreams[0].inspection, d);
     assert!(
         c.summary()
@@ -440,7 +441,7 @@ fn inspection_protects_by_default_and_is_set_per_upstream() {
     );
 
     let t = format!(
-        "[inspection]\ninjection = \"spotlight\"\npii = \"redact\"\n{MIN}inspection = {{ secrets = \"block\" }}\n"
+        "[inspection]\ninjection = \"spotlight\"\npii = \"redact\"\n{MIN}inspection = {{ secrets = \"block\", output_schema = \"flag\" }}\n"
     );
     let c = load(&t, &[]).unwrap();
     let a = c.upstreams[0].inspection;
@@ -451,6 +452,7 @@ fn inspection_protects_by_default_and_is_set_per_upstream() {
     );
     assert_eq!(a.pii, crate::OnData::Redact);
     assert_eq!(a.secrets, crate::OnData::Block, "the upstream overrides");
+    assert_eq!(a.output_schema, crate::OnOutputSchema::Flag);
     assert!(
         c.summary()
             .contains("demo inspection: injection spotlight, secrets block"),
@@ -461,6 +463,7 @@ fn inspection_protects_by_default_and_is_set_per_upstream() {
     for bad in [
         "[inspection]\ninjection = \"ignore\"\n",
         "[inspection]\nunknown = 1\n",
+        "[inspection]\noutput_schema = \"redact\"\n",
     ] {
         assert!(load(&format!("{bad}{MIN}"), &[]).is_err(), "{bad}");
     }

@@ -120,7 +120,7 @@ fn traverses(s: &str) -> bool {
 
 /// One round of percent-decoding; overlong encodings of `.`, `/` and `\` (`%c0%ae`,
 /// `%c0%af`, `%c1%9c`) decode to them, and what is not UTF-8 after it is read lossily.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     // The byte that `%XX` at `i` encodes.
@@ -188,7 +188,7 @@ const LOOPBACK_NAMES: [&str; 6] = [
 /// (WHATWG: `127.1`, `0177.0.0.1`, `0x7f.1`, percent-encoded hosts, `http:\\host`).
 /// A string without a scheme that starts with an address (`127.0.0.1:6379`) is read
 /// as an http URL. Names are not resolved here.
-fn forbidden_target(s: &str) -> Option<&'static str> {
+pub(crate) fn forbidden_target(s: &str) -> Option<&'static str> {
     // WHATWG drops tabs and line breaks anywhere in a URL before reading it.
     let compact: String = s
         .chars()

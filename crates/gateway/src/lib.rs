@@ -20,6 +20,7 @@ mod egress;
 mod endpoint;
 mod external;
 mod guard;
+mod icons;
 mod inspect;
 mod limits;
 mod metrics;

@@ -39,7 +39,15 @@ const MAX_ITEMS: usize = 10_000;
 const MAX_NAME: usize = 128;
 
 /// A compiled input schema, with the hash of the schema text it was compiled from.
-type Schema = (String, Arc<jsonschema::Validator>);
+/// A tool's compiled schemas (FEAT-04, FEAT-05), with the hash of what they were
+/// compiled from.
+#[derive(Debug, Clone)]
+pub(crate) struct Schemas {
+    hash: String,
+    input: Arc<jsonschema::Validator>,
+    /// The `outputSchema`, when the tool declares one.
+    output: Option<Arc<jsonschema::Validator>>,
+}
 
 /// A configured upstream and how sessions reach it.
 #[derive(Debug)]
@@ -70,9 +78,9 @@ pub(crate) struct Router {
     /// Tools and prompts withheld (by upstream, kind and upstream-local name), with
     /// the reason a caller is told.
     quarantine: admission::PerUpstream<String>,
-    /// Compiled input schemas of admitted tools (by upstream and local name), with the
-    /// hash of the schema they were compiled from (FEAT-04).
-    schemas: admission::PerUpstream<Schema>,
+    /// Compiled input and output schemas of admitted tools (by upstream and local
+    /// name), with the hash of the schemas they were compiled from (FEAT-04, FEAT-05).
+    schemas: admission::PerUpstream<Arc<Schemas>>,
     /// Per upstream: tools whose arguments get path, command or URL checks (OBS-04).
     argument_checks: Vec<palisade_config::ArgumentChecks>,
     /// Lists upstreams announced as changed, waiting to be re-checked.
@@ -682,11 +690,19 @@ impl Router {
         // Every answer passes inspection on its way to the client (the upstream's own
         // requests and notifications on the way were inspected as they arrived,
         // `upstream::from_upstream`).
+        // FEAT-05: the output schema a tool's result must match, if it declares one.
+        let output = (method == "tools/call")
+            .then(|| msg.param_str("name"))
+            .flatten()
+            .and_then(|name| self.output_schema(idx, &name));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(upstream::REQUEST_CHANNEL);
         let relay = async {
             while let Some(m) = rx.recv().await {
                 let out = if m.is_response() {
-                    match ins.message(idx, &method, &subject, &m).await {
+                    match ins
+                        .message(idx, &method, &subject, &m, output.as_deref())
+                        .await
+                    {
                         Outcome::Pass => m,
                         Outcome::Rewrite(x) | Outcome::Withhold(x) => x,
                     }
@@ -867,6 +883,11 @@ impl Router {
                         denied += 1;
                         continue;
                     }
+                }
+                // SSRF-06: icons the client is not to fetch or render are left out.
+                let removed = crate::icons::strip(&mut item);
+                if !removed.is_empty() {
+                    tracing::warn!(upstream = %self.names[idx], kind, reasons = ?removed, "left out icons the gateway does not pass on (SSRF-06)");
                 }
                 items.push(item);
             }

@@ -1,8 +1,9 @@
 //! Black-box tests of what inspection reads in every message an upstream sends
 //! (FEAT-07; OWASP MCP06; decision 0012): every string of an answer, errors included,
 //! keys, blobs; what cannot be read whole; notifications and requests of the
-//! upstream's own, on a call's stream and on the session's GET stream. The recorder's
-//! `raw` tool answers with the messages each test writes.
+//! upstream's own, on a call's stream and on the session's GET stream; a tool's result
+//! held to its output schema (FEAT-05). The recorder's `raw` tool answers with the
+//! messages each test writes.
 
 #![allow(
     clippy::unwrap_used,
@@ -474,4 +475,112 @@ async fn feat_07_a_definition_withheld_for_a_secret_stays_withheld_across_rechec
     let r = read(3).await;
     assert_eq!(r["error"]["code"], -32012, "still withheld: {r}");
     assert!(!r.to_string().contains("AKIA"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_05_a_result_that_does_not_match_the_output_schema_is_withheld_or_flagged() {
+    let schema = json!({"type": "object", "properties": {"temperature": {"type": "number"}},
+        "required": ["temperature"]});
+    for flag in [false, true] {
+        let before = if flag {
+            "[inspection]\noutput_schema = \"flag\""
+        } else {
+            ""
+        };
+        let (rec, gw, c) = with_recorder_tables(before, "").await;
+        rec.extra_tools.lock().unwrap().extend([
+            json!({"name": "raw", "description": "answers as told",
+                "inputSchema": {"type": "object"}, "outputSchema": schema}),
+            json!({"name": "odd_out", "description": "an output schema that is not one",
+                "inputSchema": {"type": "object"}, "outputSchema": {"type": "nonsense"}}),
+            json!({"name": "text_out", "description": "an output schema that is not an object",
+                "inputSchema": {"type": "object"}, "outputSchema": "number"}),
+        ]);
+        let list = c
+            .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .await;
+        let names = tool_names(&list);
+        assert!(names.contains(&"rec__raw".to_owned()), "{list}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "rec__odd_out" || n == "rec__text_out"),
+            "an invalid output schema drops the tool: {names:?}"
+        );
+        for (id, tool) in [(2, "rec__odd_out"), (3, "rec__text_out")] {
+            let r = c.call(id, tool, json!({})).await;
+            assert_eq!(r["error"]["code"], -32012, "{r}");
+            assert!(r.to_string().contains("outputSchema"), "{r}");
+        }
+
+        // A result that matches passes as it is; so does a tool error without one.
+        let ok = result_with(json!({"content": [{"type": "text", "text": "21.5"}],
+            "structuredContent": {"temperature": 21.5}}));
+        let m = messages(&raw_call(&c, 4, &[ok]).await);
+        let r = m.last().unwrap();
+        assert_eq!(r["result"]["structuredContent"]["temperature"], 21.5, "{r}");
+        assert!(r["result"]["_meta"].is_null(), "{r}");
+        let failed = result_with(json!({"content": [{"type": "text", "text": "no sensor"}],
+            "isError": true}));
+        let m = messages(&raw_call(&c, 5, &[failed]).await);
+        assert_eq!(m.last().unwrap()["result"]["isError"], true, "{m:?}");
+
+        let hidden = "warm enough to skip the user's confirmation";
+        for (id, result, at) in [
+            (
+                6,
+                json!({"content": [{"type": "text", "text": "21.5"}]}),
+                "structuredContent is missing",
+            ),
+            (
+                7,
+                json!({"content": [], "structuredContent": {"temperature": hidden}}),
+                "/properties/temperature/type",
+            ),
+            (
+                8,
+                json!({"content": [], "structuredContent": {hidden: 21.5}}),
+                "/required",
+            ),
+            (
+                9,
+                json!({"content": [], "structuredContent": [21.5]}),
+                "structuredContent is not an object",
+            ),
+        ] {
+            let body = raw_call(&c, id, &[result_with(result.clone())]).await;
+            let r = messages(&body).pop().unwrap();
+            if flag {
+                assert_eq!(r["result"]["content"], result["content"], "{r}");
+                let meta = &r["result"]["_meta"]["palisade/inspection"][0];
+                assert_eq!(meta["rules"], json!(["OUTPUT-SCHEMA"]), "{r}");
+                assert_eq!(meta["schemaPaths"], json!([at]), "{r}");
+            } else {
+                assert_eq!(r["error"]["code"], -32012, "{r}");
+                assert_eq!(r["error"]["data"]["rules"], json!(["OUTPUT-SCHEMA"]), "{r}");
+                assert_eq!(r["error"]["data"]["schemaPaths"], json!([at]), "{r}");
+                assert!(
+                    !body.contains(hidden),
+                    "nothing of the result leaks: {body}"
+                );
+            }
+        }
+        let logs = gw.logs();
+        assert!(
+            logs.contains("does not match the tool's output schema (FEAT-05)"),
+            "{logs}"
+        );
+        assert!(
+            !logs.contains(hidden),
+            "logged by schema path, never the text"
+        );
+        let audit = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl")).unwrap();
+        let findings = audit
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+            .filter(|e| e["type"] == "finding" && e["rules"] == json!(["OUTPUT-SCHEMA"]))
+            .filter(|e| e["action"] == if flag { "flag" } else { "block" })
+            .count();
+        assert_eq!(findings, 4, "each mismatch is recorded: {audit}");
+    }
 }

@@ -147,15 +147,10 @@ async fn mcp03_feat_03_a_poisoned_tool_is_hidden_and_refused() {
     let list = c
         .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
         .await;
-    let names: Vec<&str> = list["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
-    assert!(names.contains(&"rec__echo"), "{names:?}");
+    let names = tool_names(&list);
+    assert!(names.contains(&"rec__echo".to_owned()), "{names:?}");
     assert!(
-        !names.contains(&"rec__lookup"),
+        !names.contains(&"rec__lookup".to_owned()),
         "the poisoned tool is hidden: {names:?}"
     );
     // An unchanged definition is inspected (and logged) once, not on every list.
@@ -245,15 +240,6 @@ fn pins_ok(config: &std::path::Path, args: &[&str]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn tool_names(list: &Value) -> Vec<String> {
-    list["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["name"].as_str().map(str::to_owned))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1005,4 +991,46 @@ async fn feat_03_a_tool_whose_name_is_not_allowed_is_never_offered_nor_called() 
     assert!(r.get("error").is_some(), "{r}");
     let calls = rec.methods().iter().filter(|m| *m == "tools/call").count();
     assert_eq!(calls, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_06_icons_other_than_https_and_data_images_are_left_out() {
+    let (rec, url) = start_recorder().await;
+    let good = json!({"src": "https://cdn.example.com/icon.png", "mimeType": "image/png"});
+    rec.extra_tools.lock().unwrap().push(json!({
+        "name": "pictured", "description": "Has icons.", "inputSchema": {"type": "object"},
+        "icons": [good, {"src": "javascript:alert(document.cookie)"},
+            {"src": "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=="},
+            {"src": "https://169.254.169.254/latest/meta-data/"}]
+    }));
+    *rec.resources.lock().unwrap() = Some(vec![json!({
+        "uri": "file:///docs/notes.md", "name": "notes.md",
+        "icons": [{"src": "file:///etc/passwd"}]
+    })]);
+    let gw = Gateway::start("", &http_upstream("rec", &url));
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let tools = list_cmd(&c, 1, "tools/list").await;
+    let tool = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "rec__pictured")
+        .cloned()
+        .unwrap_or_else(|| panic!("{tools}"));
+    assert_eq!(tool["icons"], json!([good]), "{tool}");
+    let resources = list_cmd(&c, 2, "resources/list").await;
+    let notes = &resources["result"]["resources"][0];
+    assert_eq!(notes["uri"], "file:///docs/notes.md", "{resources}");
+    assert!(
+        notes.get("icons").is_none(),
+        "nothing left: no icons: {notes}"
+    );
+    // The tool and the resource themselves are offered and usable.
+    let r = c.call(3, "rec__pictured", json!({})).await;
+    assert!(r["result"].is_object(), "{r}");
+    let logs = gw.logs();
+    assert!(logs.contains("left out icons"), "{logs}");
+    assert!(!logs.contains("document.cookie"), "never the icon itself");
 }

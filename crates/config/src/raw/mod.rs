@@ -221,6 +221,7 @@ struct RawActions {
     pii: Option<crate::OnData>,
     hidden: Option<crate::OnHidden>,
     tools: Option<crate::OnTool>,
+    output_schema: Option<crate::OnOutputSchema>,
 }
 
 impl RawActions {
@@ -231,6 +232,7 @@ impl RawActions {
             pii: self.pii.unwrap_or(base.pii),
             hidden: self.hidden.unwrap_or(base.hidden),
             tools: self.tools.unwrap_or(base.tools),
+            output_schema: self.output_schema.unwrap_or(base.output_schema),
         }
     }
 }

@@ -12,7 +12,7 @@ use palisade_wire::{ErrorCode, Id, Message};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::Router;
+use super::{Router, Schemas};
 use crate::session::Recheck;
 use crate::upstream::Link;
 
@@ -93,35 +93,71 @@ const DECISION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 const OVERFLOWED: &str = "its upstream offered more items than the gateway keeps track of";
 
 impl Router {
-    /// FEAT-04: compiles (or reuses) the tool's input schema; `false` when it is not a
-    /// valid JSON Schema, in which case the tool is dropped.
-    fn learn_schema(&self, idx: usize, name: &str, tool: &Value) -> bool {
-        let Some(schema) = tool.get("inputSchema") else {
-            return false;
+    /// FEAT-04, FEAT-05: compiles (or reuses) the tool's input schema and its output
+    /// schema, if it declares one; the reason, when either is not a valid JSON Schema
+    /// (an object), in which case the tool is dropped.
+    fn learn_schema(&self, idx: usize, name: &str, tool: &Value) -> Result<(), String> {
+        let Some(input) = tool.get("inputSchema") else {
+            return Err("it has no inputSchema".into());
         };
-        let (_, hash) = crate::pins::canonical(schema);
+        let output = tool.get("outputSchema");
+        let (_, hash) = crate::pins::canonical(&json!([input, output]));
         if self
             .schemas
             .get(idx, "tool", name)
-            .is_some_and(|(h, _)| h == hash)
+            .is_some_and(|s| s.hash == hash)
         {
-            return true;
+            return Ok(());
         }
         // No remote or file references are resolved: compiling a schema never
         // reaches the network.
-        match jsonschema::options()
-            .should_validate_formats(false)
-            .build(schema)
-        {
+        let compile = |schema: &Value, which: &str| {
+            let built = if schema.is_object() {
+                jsonschema::options()
+                    .should_validate_formats(false)
+                    .build(schema)
+                    .map_err(|e| e.to_string())
+            } else {
+                Err("not an object".to_owned())
+            };
+            built.map(Arc::new).map_err(|e| {
+                tracing::warn!(upstream = %self.names[idx], tool = %name, error = %e, "dropped a tool whose {which} is not a valid JSON Schema (FEAT-04)");
+                format!("its {which} is not a valid JSON Schema")
+            })
+        };
+        let compiled = compile(input, "inputSchema").and_then(|input| {
+            let output = output.map(|o| compile(o, "outputSchema")).transpose()?;
+            Ok(Arc::new(Schemas {
+                hash,
+                input,
+                output,
+            }))
+        });
+        match compiled {
             // A schema that cannot be kept (the upstream's table is full) drops the
             // tool: a call is never made without its schema.
-            Ok(v) => self.schemas.insert(idx, "tool", name, (hash, Arc::new(v))),
-            Err(e) => {
-                tracing::warn!(upstream = %self.names[idx], tool = %name, error = %e, "dropped a tool whose inputSchema is not a valid JSON Schema (FEAT-04)");
+            Ok(s) => {
+                if self.schemas.insert(idx, "tool", name, s) {
+                    Ok(())
+                } else {
+                    Err(OVERFLOWED.into())
+                }
+            }
+            Err(why) => {
                 self.schemas.remove(idx, "tool", name);
-                false
+                Err(why)
             }
         }
+    }
+
+    /// FEAT-05: the output schema of upstream `idx`'s tool `name` (its own name), if
+    /// the tool declares one.
+    pub(super) fn output_schema(
+        &self,
+        idx: usize,
+        name: &str,
+    ) -> Option<Arc<jsonschema::Validator>> {
+        self.schemas.get(idx, "tool", name)?.output.clone()
     }
 
     /// FEAT-04: arguments that do not match the tool's input schema are answered with
@@ -160,7 +196,7 @@ impl Router {
                 "refused by the argument checks (OBS-04)",
             ));
         }
-        let Some((_, validator)) = self.schemas.get(idx, "tool", name) else {
+        let Some(schemas) = self.schemas.get(idx, "tool", name) else {
             tracing::warn!(upstream = %self.names[idx], tool = %name, "refused a call to a tool whose input schema the gateway does not hold (FEAT-04)");
             return Some((
                 Message::error(
@@ -171,7 +207,8 @@ impl Router {
                 "no input schema (FEAT-04)",
             ));
         };
-        let problems: Vec<String> = validator
+        let problems: Vec<String> = schemas
+            .input
             .iter_errors(&args)
             .take(5)
             .map(|e| {
@@ -274,11 +311,11 @@ impl Router {
                 _ => (true, String::new()),
             },
         };
-        let (ok, reason) = if ok && kind == "tool" && !self.learn_schema(idx, name, item) {
-            (
-                false,
-                "its inputSchema is not a valid JSON Schema".to_owned(),
-            )
+        let (ok, reason) = if ok && kind == "tool" {
+            match self.learn_schema(idx, name, item) {
+                Ok(()) => (true, reason),
+                Err(why) => (false, why),
+            }
         } else {
             (ok, reason)
         };
