@@ -122,14 +122,149 @@ fn client_capability(msg: &Message, cx: &Exchange<'_>) -> Verdict {
         Some("roots/list") => "roots",
         _ => return Verdict::Allow,
     };
-    if cx.session.client_has(needed) {
-        Verdict::Allow
-    } else {
-        Verdict::Deny(Denial {
+    if !cx.session.client_has(needed) {
+        return Verdict::Deny(Denial {
             code: ErrorCode::MethodNotFound,
             public: "the client did not declare this capability",
-        })
+        });
     }
+    let params: Value = msg.params().unwrap_or(Value::Null);
+    let refusal = match needed {
+        "elicitation" => elicitation_mode(&params, cx.session),
+        "sampling" => sampling_features(&params, cx.session),
+        _ => None,
+    };
+    match refusal {
+        Some(public) => {
+            tracing::warn!(
+                reason = public,
+                "refused a server request the client cannot take"
+            );
+            Verdict::Deny(Denial {
+                code: ErrorCode::InvalidParams,
+                public,
+            })
+        }
+        None => Verdict::Allow,
+    }
+}
+
+/// FEAT-10: an elicitation only in a mode the client declared (`elicitation: {}`
+/// declares form mode, as before modes existed); in URL mode, with an http(s) URL and
+/// an `elicitationId`.
+fn elicitation_mode(params: &Value, session: &Session) -> Option<&'static str> {
+    let mode = params.get("mode").map_or(Some("form"), Value::as_str);
+    let declared = |m: &str| {
+        session.client_declared(&["elicitation", m])
+            || (m == "form"
+                && session
+                    .client_capabilities
+                    .get("elicitation")
+                    .and_then(Value::as_object)
+                    .is_some_and(serde_json::Map::is_empty))
+    };
+    match mode {
+        Some(m @ ("form" | "url")) if !declared(m) => {
+            Some("the client did not declare this elicitation mode")
+        }
+        Some("form") => None,
+        Some("url") => url_elicitation_problem(params),
+        _ => Some("unknown elicitation mode"),
+    }
+}
+
+/// What is wrong with a URL-mode elicitation (FEAT-10): its `url` not an absolute
+/// http(s) URL, or no `elicitationId`.
+fn url_elicitation_problem(e: &Value) -> Option<&'static str> {
+    let url_ok = e
+        .get("url")
+        .and_then(Value::as_str)
+        .and_then(|u| url::Url::parse(u).ok())
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    let id_ok = e
+        .get("elicitationId")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !id.is_empty());
+    match (url_ok, id_ok) {
+        (false, _) => Some("a URL elicitation needs an http(s) url"),
+        (_, false) => Some("a URL elicitation needs an elicitationId"),
+        _ => None,
+    }
+}
+
+/// FEAT-13: sampling with tools only if the client declared `sampling.tools`; a
+/// request to include context (`thisServer`, `allServers`) only if it declared
+/// `sampling.context`.
+fn sampling_features(params: &Value, session: &Session) -> Option<&'static str> {
+    let present = |k: &str| params.get(k).is_some_and(|v| !v.is_null());
+    if (present("tools") || present("toolChoice"))
+        && !session.client_declared(&["sampling", "tools"])
+    {
+        return Some("the client did not declare sampling with tools");
+    }
+    let context = params.get("includeContext").and_then(Value::as_str);
+    if matches!(context, Some("thisServer" | "allServers"))
+        && !session.client_declared(&["sampling", "context"])
+    {
+        return Some("the client did not declare sampling with context");
+    }
+    None
+}
+
+/// The JSON-RPC code of an error that asks the client to open URL elicitations
+/// first (`URLElicitationRequiredError`).
+const URL_ELICITATION_REQUIRED: i64 = -32042;
+
+/// FEAT-10, FEAT-11: an upstream's `-32042` error to a client request carries only URL
+/// elicitations, each with an http(s) URL without credentials and an
+/// `elicitationId`, and goes only to a client that declared URL elicitation. Such an
+/// error that does not is replaced by this one (same ID); `None` for every other
+/// message.
+pub(crate) fn url_elicitation_error(msg: &Message, session: &Session) -> Option<Message> {
+    if msg.kind() != palisade_wire::Kind::ErrorResponse
+        || !msg.raw().windows(6).any(|w| w == b"-32042")
+    {
+        return None;
+    }
+    let v = msg.to_value().ok()?;
+    let error = v.get("error")?;
+    if error.get("code").and_then(Value::as_i64) != Some(URL_ELICITATION_REQUIRED) {
+        return None;
+    }
+    let problem = if session.client_declared(&["elicitation", "url"]) {
+        match error
+            .get("data")
+            .and_then(|d| d.get("elicitations"))
+            .and_then(Value::as_array)
+        {
+            Some(list) if !list.is_empty() => list.iter().find_map(|e| {
+                if e.get("mode").and_then(Value::as_str) != Some("url") {
+                    Some("an elicitation in it is not in URL mode")
+                } else if e
+                    .get("url")
+                    .and_then(Value::as_str)
+                    .is_some_and(url_carries_credentials)
+                {
+                    Some("an elicitation URL in it carries credentials")
+                } else {
+                    url_elicitation_problem(e)
+                }
+            }),
+            _ => Some("it lists no elicitations"),
+        }
+    } else {
+        Some("the client did not declare URL elicitation")
+    };
+    let problem = problem?;
+    tracing::warn!(
+        reason = problem,
+        "replaced an upstream's URL-elicitation-required error (FEAT-10)"
+    );
+    Some(Message::error(
+        msg.id(),
+        ErrorCode::InternalError,
+        "The upstream asked for a URL elicitation the gateway does not pass on",
+    ))
 }
 
 /// Words that name a secret a form must not collect (FEAT-09): credentials, payment

@@ -280,6 +280,14 @@ impl Session {
         &self.closed_token
     }
 
+    /// Whether the client declared the capability at `path` in `initialize` (e.g.
+    /// `["sampling", "tools"]`).
+    pub(crate) fn client_declared(&self, path: &[&str]) -> bool {
+        path.iter()
+            .try_fold(&self.client_capabilities, |v, k| v.get(k))
+            .is_some_and(|v| !v.is_null())
+    }
+
     /// Whether the client declared `capability` (e.g. "sampling") in `initialize`.
     pub(crate) fn client_has(&self, capability: &str) -> bool {
         self.client_capabilities

@@ -2,7 +2,8 @@
 //! (FEAT-07; OWASP MCP06; decision 0012): every string of an answer, errors included,
 //! keys, blobs; what cannot be read whole; notifications and requests of the
 //! upstream's own, on a call's stream and on the session's GET stream; a tool's result
-//! held to its output schema (FEAT-05). The recorder's `raw` tool answers with the
+//! held to its output schema (FEAT-05); elicitation and sampling only as the client
+//! declared them (FEAT-10, FEAT-13). The recorder's `raw` tool answers with the
 //! messages each test writes.
 
 #![allow(
@@ -582,5 +583,190 @@ async fn feat_05_a_result_that_does_not_match_the_output_schema_is_withheld_or_f
             .filter(|e| e["action"] == if flag { "flag" } else { "block" })
             .count();
         assert_eq!(findings, 4, "each mismatch is recorded: {audit}");
+    }
+}
+
+/// A server request as the `raw` tool sends it.
+fn server_request(id: i64, method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+/// Sends `asks` (ID, method, params) through the `raw` tool of a client that declared
+/// `capabilities`; returns the IDs the client saw and the IDs the upstream was told
+/// were refused as invalid.
+async fn asked(capabilities: Value, asks: &[(i64, &str, Value)]) -> (Vec<i64>, Vec<i64>) {
+    let (rec, _gw, c) = with_raw("", capabilities).await;
+    let mut events: Vec<String> = asks
+        .iter()
+        .map(|(id, method, params)| server_request(*id, method, params.clone()))
+        .collect();
+    events.push(result_with(
+        json!({"content": [{"type": "text", "text": "done"}]}),
+    ));
+    let body = raw_call(&c, 50, &events).await;
+    let seen = messages(&body);
+    assert_eq!(
+        seen.last().unwrap()["result"]["content"][0]["text"],
+        "done",
+        "{body}"
+    );
+    // The client sees each request under an ID of the gateway's: tell them apart by
+    // the marker each test puts in its params.
+    let passed: Vec<i64> = asks
+        .iter()
+        .filter(|(id, _, _)| {
+            seen.iter()
+                .any(|m| m["params"]["_meta"]["case"] == *id && m["method"].is_string())
+        })
+        .map(|(id, _, _)| *id)
+        .collect();
+    let mut refused: Vec<i64> = rec
+        .bodies()
+        .into_iter()
+        .filter(|b| b["error"]["code"] == -32602)
+        .filter_map(|b| b["id"].as_i64())
+        .collect();
+    refused.sort_unstable();
+    (passed, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_10_feat_13_server_requests_only_as_the_client_declared_them() {
+    let case = |id: i64, mut p: Value| {
+        p["_meta"] = json!({"case": id});
+        p
+    };
+    let form = |id| {
+        case(
+            id,
+            json!({"message": "Pick a colour", "requestedSchema": {"type": "object",
+            "properties": {"colour": {"type": "string"}}}}),
+        )
+    };
+    let url = |id, u: &str, eid: Option<&str>| {
+        let mut p = json!({"mode": "url", "message": "Connect your calendar", "url": u});
+        if let Some(e) = eid {
+            p["elicitationId"] = json!(e);
+        }
+        case(id, p)
+    };
+    let sample = |id, extra: Value| {
+        let mut p = json!({"maxTokens": 10,
+            "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}]});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        case(id, p)
+    };
+    let tools = json!({"tools": [{"name": "lookup", "inputSchema": {"type": "object"}}]});
+    let asks = |base: i64| {
+        vec![
+            (base + 1, "elicitation/create", form(base + 1)),
+            (
+                base + 2,
+                "elicitation/create",
+                url(base + 2, "https://auth.example.com/connect", Some("e1")),
+            ),
+            (
+                base + 3,
+                "elicitation/create",
+                url(base + 3, "https://auth.example.com/connect", None),
+            ),
+            (
+                base + 4,
+                "elicitation/create",
+                url(base + 4, "javascript:alert(1)", Some("e2")),
+            ),
+            (
+                base + 5,
+                "elicitation/create",
+                case(base + 5, json!({"mode": "pigeon", "message": "hi"})),
+            ),
+            (
+                base + 6,
+                "sampling/createMessage",
+                sample(base + 6, json!({})),
+            ),
+            (
+                base + 7,
+                "sampling/createMessage",
+                sample(base + 7, tools.clone()),
+            ),
+            (
+                base + 8,
+                "sampling/createMessage",
+                sample(base + 8, json!({"includeContext": "thisServer"})),
+            ),
+            (
+                base + 9,
+                "sampling/createMessage",
+                sample(base + 9, json!({"includeContext": "none"})),
+            ),
+        ]
+    };
+
+    // Form elicitation only (an empty `elicitation` declares form mode), plain sampling.
+    for caps in [
+        json!({"sampling": {}, "elicitation": {}}),
+        json!({"sampling": {}, "elicitation": {"form": {}}}),
+    ] {
+        let (passed, refused) = asked(caps.clone(), &asks(10)).await;
+        assert_eq!(passed, [11, 16, 19], "{caps}");
+        assert_eq!(refused, [12, 13, 14, 15, 17, 18], "{caps}");
+    }
+    // URL elicitation only; sampling with tools and context.
+    let caps = json!({"sampling": {"tools": {}, "context": {}}, "elicitation": {"url": {}}});
+    let (passed, refused) = asked(caps, &asks(20)).await;
+    assert_eq!(passed, [22, 26, 27, 28, 29]);
+    assert_eq!(refused, [21, 23, 24, 25]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_10_a_url_elicitation_required_error_carries_only_url_elicitations() {
+    let required = |elicitations: Value| {
+        json!({"jsonrpc": "2.0", "id": "$ID", "error": {"code": -32042,
+            "message": "This request needs you to connect your calendar first",
+            "data": {"elicitations": elicitations}}})
+        .to_string()
+        .replace("\"$ID\"", "$ID")
+    };
+    let good = json!({"mode": "url", "elicitationId": "e1", "message": "Connect",
+        "url": "https://auth.example.com/connect?state=1"});
+    let url_client = json!({"elicitation": {"url": {}}});
+    for (caps, elicitations, passes) in [
+        (url_client.clone(), json!([good]), true),
+        (json!({"elicitation": {"form": {}}}), json!([good]), false),
+        (
+            url_client.clone(),
+            json!([good, {"mode": "form", "message": "Your name?",
+            "requestedSchema": {"type": "object"}}]),
+            false,
+        ),
+        (
+            url_client.clone(),
+            json!([{"mode": "url", "elicitationId": "e2", "message": "Connect",
+            "url": "https://auth.example.com/connect?token=abc"}]),
+            false,
+        ),
+        (
+            url_client.clone(),
+            json!([{"mode": "url", "message": "Connect",
+            "url": "https://auth.example.com/connect"}]),
+            false,
+        ),
+        (url_client.clone(), json!([]), false),
+    ] {
+        let (_rec, gw, c) = with_raw("", caps.clone()).await;
+        let body = raw_call(&c, 7, &[required(elicitations.clone())]).await;
+        let r = messages(&body).pop().unwrap();
+        assert_eq!(r["id"], 7, "{body}");
+        if passes {
+            assert_eq!(r["error"]["code"], -32042, "{caps} {elicitations}: {body}");
+            assert_eq!(r["error"]["data"]["elicitations"], elicitations, "{body}");
+        } else {
+            assert_eq!(r["error"]["code"], -32603, "{caps} {elicitations}: {body}");
+            assert!(!body.contains("auth.example.com"), "{body}");
+            assert!(gw.logs().contains("(FEAT-10)"), "{}", gw.logs());
+        }
     }
 }

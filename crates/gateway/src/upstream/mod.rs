@@ -336,6 +336,8 @@ pub(crate) async fn call(
                     return;
                 };
                 if m.is_response() && m.id() == Some(&wire_id) {
+                    // FEAT-10: a URL-elicitation-required error only as the spec has it.
+                    let m = crate::guard::url_elicitation_error(&m, session).unwrap_or(m);
                     let _ = sink.send(m.with_id(&client_id)).await;
                     return;
                 }
