@@ -40,6 +40,8 @@ pub(crate) struct Exchange<'a> {
     pub(crate) session: &'a Session,
     /// The capabilities the gateway advertised to this client.
     pub(crate) advertised: &'a Value,
+    /// The upstream a message comes from (upstream → client).
+    pub(crate) upstream: Option<usize>,
 }
 
 /// The ordered guards.
@@ -68,6 +70,16 @@ impl GuardChain {
         // 2. Elicitation may not ask for secrets, and its URLs carry no credentials
         //    (FEAT-09, FEAT-11).
         let msg = run(elicitation(&msg), msg)?;
+        // 3. A URL elicitation's completion goes only to the client that was asked to
+        //    open it (FEAT-12); the ones it is asked to open are remembered.
+        let msg = run(elicitation_complete(&msg, cx), msg)?;
+        if let Some(idx) = cx.upstream
+            && msg.method() == Some("elicitation/create")
+            && msg.param_str("mode").as_deref() == Some("url")
+            && let Some(id) = msg.param_str("elicitationId")
+        {
+            cx.session.note_elicitation(idx, &id);
+        }
         // Definitions and answers are inspected by the router (see ARCHITECTURE.md).
         Ok(msg)
     }
@@ -211,6 +223,29 @@ fn sampling_features(params: &Value, session: &Session) -> Option<&'static str> 
     None
 }
 
+/// FEAT-12: `notifications/elicitation/complete` only for a URL elicitation this
+/// upstream asked this client to open.
+fn elicitation_complete(msg: &Message, cx: &Exchange<'_>) -> Verdict {
+    if msg.method() != Some("notifications/elicitation/complete") {
+        return Verdict::Allow;
+    }
+    let asked = cx
+        .upstream
+        .zip(msg.param_str("elicitationId"))
+        .is_some_and(|(idx, id)| cx.session.was_asked(idx, &id));
+    if asked {
+        Verdict::Allow
+    } else {
+        tracing::warn!(
+            "dropped the completion of an elicitation this client was not asked to open (FEAT-12)"
+        );
+        Verdict::Deny(Denial {
+            code: ErrorCode::InvalidParams,
+            public: "no such elicitation",
+        })
+    }
+}
+
 /// The JSON-RPC code of an error that asks the client to open URL elicitations
 /// first (`URLElicitationRequiredError`).
 const URL_ELICITATION_REQUIRED: i64 = -32042;
@@ -220,7 +255,11 @@ const URL_ELICITATION_REQUIRED: i64 = -32042;
 /// `elicitationId`, and goes only to a client that declared URL elicitation. Such an
 /// error that does not is replaced by this one (same ID); `None` for every other
 /// message.
-pub(crate) fn url_elicitation_error(msg: &Message, session: &Session) -> Option<Message> {
+pub(crate) fn url_elicitation_error(
+    msg: &Message,
+    session: &Session,
+    idx: usize,
+) -> Option<Message> {
     if msg.kind() != palisade_wire::Kind::ErrorResponse
         || !msg.raw().windows(6).any(|w| w == b"-32042")
     {
@@ -255,7 +294,20 @@ pub(crate) fn url_elicitation_error(msg: &Message, session: &Session) -> Option<
     } else {
         Some("the client did not declare URL elicitation")
     };
-    let problem = problem?;
+    let Some(problem) = problem else {
+        for e in error
+            .get("data")
+            .and_then(|d| d.get("elicitations"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = e.get("elicitationId").and_then(Value::as_str) {
+                session.note_elicitation(idx, id);
+            }
+        }
+        return None;
+    };
     tracing::warn!(
         reason = problem,
         "replaced an upstream's URL-elicitation-required error (FEAT-10)"

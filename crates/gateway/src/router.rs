@@ -327,6 +327,7 @@ impl Router {
         let cx = Exchange {
             session,
             advertised: &session.advertised,
+            upstream: None,
         };
         let msg = match self.guards.inbound(msg, &cx) {
             Ok(m) => m,

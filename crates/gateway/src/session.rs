@@ -95,7 +95,14 @@ pub(crate) struct Session {
     /// Inspection of what upstreams send this session unasked (notifications and
     /// requests); `None` when switched off.
     pub(crate) inspection: Option<Arc<crate::inspect::Inspection>>,
+    /// URL elicitations relayed to this client, by upstream and `elicitationId` (the
+    /// newest [`MAX_ELICITATIONS`]): their completion notices go to this client only
+    /// (FEAT-12).
+    elicitations: Mutex<std::collections::VecDeque<(usize, String)>>,
 }
+
+/// URL elicitations a session remembers.
+const MAX_ELICITATIONS: usize = 64;
 
 /// The names one list of an upstream held, each with whether the list admitted it.
 pub(crate) type Listed = HashMap<String, bool>;
@@ -240,7 +247,26 @@ impl Session {
             replay_capacity,
             rechecks,
             inspection,
+            elicitations: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// Remembers that upstream `idx` asked this client to open URL elicitation `id`.
+    pub(crate) fn note_elicitation(&self, idx: usize, id: &str) {
+        let mut e = lock(&self.elicitations);
+        if !e.iter().any(|(i, x)| *i == idx && x == id) {
+            e.push_back((idx, id.to_owned()));
+            if e.len() > MAX_ELICITATIONS {
+                e.pop_front();
+            }
+        }
+    }
+
+    /// Whether upstream `idx` asked this client to open URL elicitation `id`.
+    pub(crate) fn was_asked(&self, idx: usize, id: &str) -> bool {
+        lock(&self.elicitations)
+            .iter()
+            .any(|(i, x)| *i == idx && x == id)
     }
 
     /// Called for every notification from upstream `idx`: a list change is queued

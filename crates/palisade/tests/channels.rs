@@ -3,7 +3,8 @@
 //! keys, blobs; what cannot be read whole; notifications and requests of the
 //! upstream's own, on a call's stream and on the session's GET stream; a tool's result
 //! held to its output schema (FEAT-05); elicitation and sampling only as the client
-//! declared them (FEAT-10, FEAT-13). The recorder's `raw` tool answers with the
+//! declared them (FEAT-10, FEAT-13), their completions only to the client that was
+//! asked (FEAT-12). The recorder's `raw` tool answers with the
 //! messages each test writes.
 
 #![allow(
@@ -769,4 +770,69 @@ async fn feat_10_a_url_elicitation_required_error_carries_only_url_elicitations(
             assert!(gw.logs().contains("(FEAT-10)"), "{}", gw.logs());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_12_an_elicitation_completes_only_for_the_client_asked_to_open_it() {
+    let complete = |id: &str| {
+        json!({"jsonrpc": "2.0", "method": "notifications/elicitation/complete",
+            "params": {"elicitationId": id}})
+        .to_string()
+    };
+    let (_rec, gw, c) = with_raw("", json!({"elicitation": {"url": {}}})).await;
+    let events = [
+        complete("e1"),
+        server_request(
+            31,
+            "elicitation/create",
+            json!({"mode": "url", "elicitationId": "e1",
+            "message": "Connect your calendar", "url": "https://auth.example.com/connect"}),
+        ),
+        complete("e1"),
+        complete("e9"),
+        result_with(json!({"content": [{"type": "text", "text": "done"}]})),
+    ];
+    let body = raw_call(&c, 30, &events).await;
+    let seen: Vec<(String, String)> = messages(&body)
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m["method"].as_str()?.to_owned(),
+                m["params"]["elicitationId"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let want = [
+        ("elicitation/create", "e1"),
+        ("notifications/elicitation/complete", "e1"),
+    ];
+    assert_eq!(
+        seen,
+        want.map(|(m, e)| (m.to_owned(), e.to_owned())),
+        "before it was asked, or never asked: dropped: {body}"
+    );
+    assert!(gw.logs().contains("(FEAT-12)"), "{}", gw.logs());
+
+    // A URL-elicitation-required error asks too; the completion then passes.
+    let required = json!({"jsonrpc": "2.0", "id": "$ID", "error": {"code": -32042,
+        "message": "Connect first", "data": {"elicitations": [{"mode": "url",
+        "elicitationId": "e2", "message": "Connect", "url": "https://auth.example.com/c"}]}}})
+    .to_string()
+    .replace("\"$ID\"", "$ID");
+    let body = raw_call(&c, 32, &[required]).await;
+    assert_eq!(
+        messages(&body).pop().unwrap()["error"]["code"],
+        -32042,
+        "{body}"
+    );
+    let body = raw_call(
+        &c,
+        33,
+        &[complete("e2"), result_with(json!({"content": []}))],
+    )
+    .await;
+    assert!(
+        body.contains("notifications/elicitation/complete"),
+        "{body}"
+    );
 }

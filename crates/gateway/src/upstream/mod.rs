@@ -172,6 +172,7 @@ pub(crate) async fn from_upstream(
             let cx = Exchange {
                 session,
                 advertised: &session.advertised,
+                upstream: Some(idx),
             };
             let msg = GuardChain.outbound(msg, &cx).ok()?;
             // What it says is inspected like an answer; one withheld is dropped.
@@ -196,6 +197,7 @@ pub(crate) async fn from_upstream(
             let cx = Exchange {
                 session,
                 advertised: &session.advertised,
+                upstream: Some(idx),
             };
             let method = method.to_owned();
             let msg = match GuardChain.outbound(msg, &cx) {
@@ -337,7 +339,7 @@ pub(crate) async fn call(
                 };
                 if m.is_response() && m.id() == Some(&wire_id) {
                     // FEAT-10: a URL-elicitation-required error only as the spec has it.
-                    let m = crate::guard::url_elicitation_error(&m, session).unwrap_or(m);
+                    let m = crate::guard::url_elicitation_error(&m, session, idx).unwrap_or(m);
                     let _ = sink.send(m.with_id(&client_id)).await;
                     return;
                 }

@@ -834,6 +834,14 @@ impl StdioUpstream {
                 );
                 let targets = if everyone {
                     self.sessions.with_upstream(self.idx)
+                } else if m.method() == Some("notifications/elicitation/complete") {
+                    // To the session that was asked to open it (FEAT-12).
+                    let id = m.param_str("elicitationId").unwrap_or_default();
+                    self.sessions
+                        .with_upstream(self.idx)
+                        .into_iter()
+                        .filter(|s| s.was_asked(self.idx, &id))
+                        .collect()
                 } else {
                     match self.sole_owner() {
                         Some((s, _)) => vec![s],
