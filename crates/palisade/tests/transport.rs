@@ -433,3 +433,102 @@ async fn a_half_sent_request_does_not_hold_up_shutdown() {
     assert!(status.success(), "{status}");
     drop(half);
 }
+
+/// An upstream that initialises and lists one tool, and answers each call with HTTP
+/// 500 and a body that names internal addresses, as a failing service might.
+async fn failing_upstream() -> String {
+    async fn handle(body: String) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        let reply = |result: Value| {
+            (
+                [("content-type", "application/json")],
+                json!({"jsonrpc": "2.0", "id": v["id"], "result": result}).to_string(),
+            )
+                .into_response()
+        };
+        match v["method"].as_str() {
+            Some("initialize") => reply(json!({"protocolVersion": "2025-11-25",
+                "capabilities": {"tools": {}}, "serverInfo": {"name": "failing", "version": "1"}})),
+            Some("tools/list") => reply(
+                json!({"tools": [{"name": "query", "description": "Runs a query.",
+                "inputSchema": {"type": "object"}}]}),
+            ),
+            Some("tools/call") => (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "connect to db-primary.corp.internal (10.20.30.40:5432) failed: stacktrace-7f3a",
+            )
+                .into_response(),
+            Some(_) => reply(json!({})),
+            None => axum::http::StatusCode::ACCEPTED.into_response(),
+        }
+    }
+    let app = axum::Router::new().route("/mcp", axum::routing::post(handle));
+    format!("{}/mcp", serve_loopback(app).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_04_errors_to_clients_carry_no_upstream_body_address_or_port() {
+    let failing = failing_upstream().await;
+    // An upstream that was there at start and is gone by the call.
+    let gone_port = free_port();
+    let gone = format!("http://127.0.0.1:{gone_port}/mcp");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", gone_port))
+        .await
+        .unwrap();
+    let gone_app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: String| async move {
+            let v: Value = serde_json::from_str(&body).unwrap_or_default();
+            let result = match v["method"].as_str() {
+                Some("initialize") => json!({"protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}}, "serverInfo": {"name": "gone", "version": "1"}}),
+                Some("tools/list") => {
+                    json!({"tools": [{"name": "query", "description": "Runs a query.",
+                    "inputSchema": {"type": "object"}}]})
+                }
+                _ => json!({}),
+            };
+            (
+                [("content-type", "application/json")],
+                json!({"jsonrpc": "2.0", "id": v["id"], "result": result}).to_string(),
+            )
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, gone_app).await });
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "{}{}",
+            http_upstream("failing", &failing),
+            http_upstream("gone", &gone)
+        ),
+    );
+    // Both listed while the second is still there.
+    let c = listed_session(&gw).await;
+    server.abort();
+    let _ = server.await;
+
+    let failing_port = failing.rsplit(':').next().unwrap().trim_end_matches("/mcp");
+    for (id, tool) in [(2, "failing__query"), (3, "gone__query")] {
+        let r = c.call(id, tool, json!({"sql": "select 1"})).await;
+        // Listed, called, and unavailable: not an unknown name.
+        assert_eq!(r["error"]["code"], -32010, "{tool}: {r}");
+        let text = r.to_string();
+        for leak in [
+            "10.20.30.40",
+            "5432",
+            "db-primary",
+            "stacktrace",
+            "500",
+            "127.0.0.1",
+            failing_port,
+            &gone_port.to_string(),
+        ] {
+            assert!(!text.contains(leak), "{tool}: {leak:?} in {text}");
+        }
+    }
+    // The operator's log says what happened.
+    let logs = gw.logs();
+    assert!(logs.contains("HTTP 500"), "{logs}");
+}
