@@ -9,6 +9,7 @@
 //! upstream's own definition.
 
 use base64::Engine as _;
+use palisade_wire::{ErrorCode, Kind, Message};
 use serde_json::Value;
 
 /// Image types a `data:` icon may have that cannot carry script.
@@ -49,6 +50,57 @@ pub(crate) fn strip(item: &mut Value) -> Vec<&'static str> {
         obj.remove("icons");
     }
     removed
+}
+
+/// The answer to a `tools/call` or `prompts/get` with the icons of its resource links
+/// (`content` items of type `resource_link`, which carry a resource's `icons`)
+/// stripped as [`strip`] does; `None` when nothing is left out.
+pub(crate) fn strip_from_answer(method: &str, msg: &Message) -> Option<Message> {
+    if !matches!(method, "tools/call" | "prompts/get") || msg.kind() != Kind::Response {
+        return None;
+    }
+    // Only an answer that names icons, as written or with escapes, is read.
+    let raw = msg.raw();
+    if !raw
+        .windows(5)
+        .any(|w| w == b"icons" || w.starts_with(b"\\u"))
+    {
+        return None;
+    }
+    let mut v = msg.to_value().ok()?;
+    let result = v.get_mut("result")?;
+    let mut removed = Vec::new();
+    let mut links = |block: &mut Value| {
+        if block.get("type").and_then(Value::as_str) == Some("resource_link") {
+            removed.extend(strip(block));
+        }
+    };
+    match method {
+        "tools/call" => {
+            for block in result.get_mut("content")?.as_array_mut()? {
+                links(block);
+            }
+        }
+        _ => {
+            for m in result.get_mut("messages")?.as_array_mut()? {
+                if let Some(block) = m.get_mut("content") {
+                    links(block);
+                }
+            }
+        }
+    }
+    if removed.is_empty() {
+        return None;
+    }
+    tracing::warn!(method, reasons = ?removed, "left out icons of resource links the gateway does not pass on (SSRF-06)");
+    match Message::from_value(&Value::Object(v)) {
+        Ok(m) => Some(m),
+        Err(_) => Some(Message::error(
+            msg.id(),
+            ErrorCode::InternalError,
+            "the gateway could not re-encode an answer",
+        )),
+    }
 }
 
 /// Why `icon` is not passed on, if it is not.

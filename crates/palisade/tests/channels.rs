@@ -836,3 +836,65 @@ async fn feat_12_an_elicitation_completes_only_for_the_client_asked_to_open_it()
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_13_a_tool_loop_through_the_clients_model_has_a_bound_per_call() {
+    let (rec, gw, c) = with_raw("", json!({"sampling": {"tools": {}}})).await;
+    let round = |id: i64| {
+        server_request(
+            id,
+            "sampling/createMessage",
+            json!({"maxTokens": 10,
+            "messages": [{"role": "user", "content": {"type": "text", "text": "next step"}}],
+            "tools": [{"name": "lookup", "inputSchema": {"type": "object"}}]}),
+        )
+    };
+    let mut events: Vec<String> = (100..134).map(round).collect();
+    events.push(result_with(
+        json!({"content": [{"type": "text", "text": "done"}]}),
+    ));
+    let body = raw_call(&c, 60, &events).await;
+    let relayed = messages(&body)
+        .iter()
+        .filter(|m| m["method"] == "sampling/createMessage")
+        .count();
+    assert_eq!(relayed, 32, "{body}");
+    let refused: Vec<i64> = rec
+        .bodies()
+        .into_iter()
+        .filter(|b| b["error"]["code"] == -32600)
+        .filter_map(|b| b["id"].as_i64())
+        .collect();
+    assert_eq!(refused, [132, 133], "{}", rec.all_text());
+    assert!(gw.logs().contains("(FEAT-13)"), "{}", gw.logs());
+    // The bound is per call: the next call starts again.
+    let body = raw_call(&c, 61, &[round(200), result_with(json!({"content": []}))]).await;
+    assert!(body.contains("sampling/createMessage"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_06_a_resource_links_icons_are_held_to_the_same_rules() {
+    let (_rec, gw, c) = with_raw("", json!({})).await;
+    let good = json!({"src": "https://cdn.example.com/doc.png", "mimeType": "image/png"});
+    let link = |icons: Value| json!({"type": "resource_link", "uri": "file:///docs/a.md", "name": "a.md", "icons": icons});
+    let result = json!({"content": [
+        link(json!([good, {"src": "javascript:alert(1)"}])),
+        link(json!([{"src": "file:///etc/passwd"}])),
+        // Not a resource link: its fields are the tool's own data.
+        {"type": "text", "text": "see the links", "icons": "left as written"}
+    ]});
+    let body = raw_call(&c, 70, &[result_with(result)]).await;
+    let r = messages(&body).pop().unwrap();
+    let content = &r["result"]["content"];
+    assert_eq!(content[0]["icons"], json!([good]), "{body}");
+    assert!(content[1].get("icons").is_none(), "{body}");
+    assert_eq!(content[2]["icons"], "left as written", "{body}");
+    assert!(!body.contains("javascript:"), "{body}");
+    assert!(gw.logs().contains("(SSRF-06)"), "{}", gw.logs());
+    // Escaped key names are read as the client reads them.
+    let escaped = r#"{"jsonrpc":"2.0","id":$ID,"result":{"content":[{"type":"resource_link","uri":"file:///b","name":"b","\u0069cons":[{"src":"javascript:alert(2)"}]}]}}"#;
+    let body = raw_call(&c, 71, &[escaped.to_owned()]).await;
+    let r = messages(&body).pop().unwrap();
+    assert_eq!(r["result"]["content"][0]["uri"], "file:///b", "{body}");
+    assert!(r["result"]["content"][0].get("icons").is_none(), "{body}");
+}

@@ -309,6 +309,7 @@ pub(crate) async fn call(
     tokio::pin!(driver);
     let mut driving = true;
 
+    let mut tool_rounds = 0_usize;
     let hard_deadline = Instant::now() + timeouts.cap;
     let mut idle_deadline = Instant::now() + timeouts.idle;
     loop {
@@ -340,8 +341,27 @@ pub(crate) async fn call(
                 if m.is_response() && m.id() == Some(&wire_id) {
                     // FEAT-10: a URL-elicitation-required error only as the spec has it.
                     let m = crate::guard::url_elicitation_error(&m, session, idx).unwrap_or(m);
+                    // SSRF-06: a resource link's icons as a listed item's.
+                    let method = client_msg.method().unwrap_or_default();
+                    let m = crate::icons::strip_from_answer(method, &m).unwrap_or(m);
                     let _ = sink.send(m.with_id(&client_id)).await;
                     return;
+                }
+                // FEAT-13: a tool loop through the client's model ends after so many
+                // rounds for one call.
+                if is_tool_sampling(&m) {
+                    tool_rounds += 1;
+                    if tool_rounds > MAX_TOOL_SAMPLING_ROUNDS {
+                        tracing::warn!(upstream = link.name(), rounds = tool_rounds, "refused a sampling request with tools past the rounds one call may take (FEAT-13)");
+                        let _ = link
+                            .send(Message::error(
+                                m.id(),
+                                ErrorCode::InvalidRequest,
+                                "too many rounds of sampling with tools for one request",
+                            ))
+                            .await;
+                        continue;
+                    }
                 }
                 let m = match (&progress_map, m.method()) {
                     (Some((ours, original)), Some("notifications/progress")) => {
@@ -379,6 +399,19 @@ pub(crate) async fn call(
             }
         }
     }
+}
+
+/// Sampling requests with tools one client request may lead to: each is one round of
+/// a tool loop through the client's model (FEAT-13).
+const MAX_TOOL_SAMPLING_ROUNDS: usize = 32;
+
+/// Whether `m` asks the client's model to sample with tools.
+fn is_tool_sampling(m: &Message) -> bool {
+    m.method() == Some("sampling/createMessage")
+        && m.params_raw()
+            .is_some_and(|raw| raw.contains("tools") || raw.contains("\\u"))
+        && m.params::<Value>()
+            .is_ok_and(|p| p.get("tools").is_some_and(|t| !t.is_null()))
 }
 
 fn restore_progress(m: &Message, ours: &Value, original: &Value) -> Option<Message> {
