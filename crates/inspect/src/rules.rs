@@ -40,7 +40,7 @@ const MAX_PER_RULE: usize = 16;
 /// rest of the window.
 const MAX_DATA_PER_RULE: usize = 1024;
 /// Beyond this many separate windows, a rule runs on the whole text.
-const MAX_WINDOWS: usize = 32;
+const MAX_WINDOWS: usize = 256;
 
 /// A rule pack that does not load.
 #[derive(Debug, thiserror::Error)]
