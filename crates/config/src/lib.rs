@@ -384,6 +384,10 @@ pub struct Limits {
     pub upstream_queue: usize,
     /// Requests in flight per session; beyond → an error.
     pub max_in_flight_per_session: usize,
+    /// Sampling requests with tools (rounds of a tool loop through the client's model)
+    /// one client request may lead to; each further one is refused to the upstream
+    /// (FEAT-13).
+    pub sampling_tool_rounds: usize,
     /// Time given to in-flight requests on shutdown before they are cut.
     pub shutdown_grace: Duration,
     /// Request rates (GCRA); each `None` when not limited.
@@ -757,7 +761,8 @@ impl Config {
         let mut s = format!(
             "listen: {}://{}{}{}\ndata_dir: {}\nworkers: {}{}\nnamespace tools: {}\nallowed origins: {:?}\n\
              limits: request {} B, upstream message {} B, sessions {}, timeout {:?} (cap {:?}), \
-             idle {:?}, lifetime {:?}, replay {} events, queue {}, in-flight/session {}\n",
+             idle {:?}, lifetime {:?}, replay {} events, queue {}, in-flight/session {}, \
+             sampling tool rounds/request {}\n",
             if self.tls.is_some() { "https" } else { "http" },
             self.listen,
             self.endpoint,
@@ -785,6 +790,7 @@ impl Config {
             l.replay_buffer_events,
             l.upstream_queue,
             l.max_in_flight_per_session,
+            l.sampling_tool_rounds,
         );
         if let Some(a) = &self.admin {
             s.push_str(&format!("admin: http://{}/metrics\n", a.listen));

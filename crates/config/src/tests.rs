@@ -195,6 +195,18 @@ fn limits_are_bounded() {
         load(&t, &[]).unwrap().limits.request_timeout,
         std::time::Duration::from_secs(5)
     );
+    // FEAT-13: tool loops through the client's model are bounded per request.
+    let c = load(MIN, &[]).unwrap();
+    assert_eq!(c.limits.sampling_tool_rounds, 32);
+    assert!(
+        c.summary().contains("sampling tool rounds/request 32"),
+        "{}",
+        c.summary()
+    );
+    let t = format!("[limits]\nsampling_tool_rounds = 100\n{MIN}");
+    assert_eq!(load(&t, &[]).unwrap().limits.sampling_tool_rounds, 100);
+    let t = format!("[limits]\nsampling_tool_rounds = 0\n{MIN}");
+    assert!(load(&t, &[]).is_err(), "a loop gets at least one round");
 }
 
 #[test]

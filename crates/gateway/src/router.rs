@@ -22,7 +22,7 @@ use crate::pins::Pins;
 use crate::principal::{Caller, Principal, SubjectSlot, SubjectToken};
 use crate::session::{NewSession, Recheck, Rechecks, Session, SessionTable, mint_session_id};
 use crate::upstream::http::{HttpLink, HttpTarget};
-use crate::upstream::{self, Link, Sink, Timeouts, stdio::StdioUpstream};
+use crate::upstream::{self, CallBounds, Link, Sink, stdio::StdioUpstream};
 use crate::workers::PerWorker;
 
 mod admission;
@@ -65,7 +65,7 @@ pub(crate) struct Router {
     pub(crate) http: Arc<PerWorker<reqwest::Client>>,
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) guards: GuardChain,
-    timeouts: Vec<Timeouts>,
+    bounds: Vec<CallBounds>,
     /// Per upstream: (tool glob, idle timeout), longest pattern first.
     tool_timeouts: Vec<Vec<(String, Duration)>>,
     scopes: Vec<Vec<String>>,
@@ -196,12 +196,13 @@ impl Router {
                 }),
             })
             .collect();
-        let timeouts = config
+        let bounds = config
             .upstreams
             .iter()
-            .map(|u| Timeouts {
+            .map(|u| CallBounds {
                 idle: u.request_timeout.unwrap_or(l.request_timeout),
                 cap: l.max_request_timeout,
+                tool_rounds: l.sampling_tool_rounds,
             })
             .collect();
         let (rechecks, recheck_queue) = Rechecks::new(RECHECK_QUEUE);
@@ -227,7 +228,7 @@ impl Router {
             http,
             sessions,
             guards: GuardChain,
-            timeouts,
+            bounds,
             max_msg: l.max_response_bytes,
             replay: l.replay_buffer_events,
             inspection: inspection.map(Arc::new),
@@ -636,9 +637,10 @@ impl Router {
                 .await;
             return;
         };
-        let mut t = self.timeouts.get(idx).copied().unwrap_or(Timeouts {
+        let mut t = self.bounds.get(idx).copied().unwrap_or(CallBounds {
             idle: Duration::from_secs(60),
             cap: Duration::from_secs(600),
+            tool_rounds: 0,
         });
         let method = msg.method().unwrap_or_default().to_owned();
         if method == "tools/call"

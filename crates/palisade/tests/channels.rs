@@ -839,7 +839,11 @@ async fn feat_12_an_elicitation_completes_only_for_the_client_asked_to_open_it()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feat_13_a_tool_loop_through_the_clients_model_has_a_bound_per_call() {
-    let (rec, gw, c) = with_raw("", json!({"sampling": {"tools": {}}})).await;
+    let (rec, gw, c) = with_raw(
+        "[limits]\nsampling_tool_rounds = 5",
+        json!({"sampling": {"tools": {}}}),
+    )
+    .await;
     let round = |id: i64| {
         server_request(
             id,
@@ -849,7 +853,7 @@ async fn feat_13_a_tool_loop_through_the_clients_model_has_a_bound_per_call() {
             "tools": [{"name": "lookup", "inputSchema": {"type": "object"}}]}),
         )
     };
-    let mut events: Vec<String> = (100..134).map(round).collect();
+    let mut events: Vec<String> = (100..107).map(round).collect();
     events.push(result_with(
         json!({"content": [{"type": "text", "text": "done"}]}),
     ));
@@ -858,14 +862,14 @@ async fn feat_13_a_tool_loop_through_the_clients_model_has_a_bound_per_call() {
         .iter()
         .filter(|m| m["method"] == "sampling/createMessage")
         .count();
-    assert_eq!(relayed, 32, "{body}");
+    assert_eq!(relayed, 5, "{body}");
     let refused: Vec<i64> = rec
         .bodies()
         .into_iter()
         .filter(|b| b["error"]["code"] == -32600)
         .filter_map(|b| b["id"].as_i64())
         .collect();
-    assert_eq!(refused, [132, 133], "{}", rec.all_text());
+    assert_eq!(refused, [105, 106], "{}", rec.all_text());
     assert!(gw.logs().contains("(FEAT-13)"), "{}", gw.logs());
     // The bound is per call: the next call starts again.
     let body = raw_call(&c, 61, &[round(200), result_with(json!({"content": []}))]).await;

@@ -115,6 +115,7 @@ struct RawLimits {
     replay_buffer_events: Option<Spanned<u64>>,
     upstream_queue: Option<Spanned<u64>>,
     max_in_flight_per_session: Option<Spanned<u64>>,
+    sampling_tool_rounds: Option<Spanned<u64>>,
     shutdown_grace: Option<Spanned<String>>,
     max_concurrent_per_principal: Option<Spanned<u64>>,
     max_sessions_per_principal: Option<Spanned<u64>>,
@@ -544,6 +545,12 @@ impl RawConfig {
                 "limits.max_in_flight_per_session",
                 64,
                 65_536,
+            )?,
+            sampling_tool_rounds: cx.count(
+                l.sampling_tool_rounds.as_ref(),
+                "limits.sampling_tool_rounds",
+                32,
+                10_000,
             )?,
             shutdown_grace: cx.duration(
                 l.shutdown_grace.as_ref(),

@@ -51,13 +51,16 @@ pub(crate) enum Link {
     Http(Arc<http::HttpLink>),
 }
 
-/// Time bounds for one request (LIFE-06).
+/// Bounds on one request: its time (LIFE-06) and the tool loop it may lead to (FEAT-13).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
+pub(crate) struct CallBounds {
     /// Without any message from the upstream for this long, the request times out.
     pub(crate) idle: Duration,
     /// No request lives longer than this, whatever progress arrives.
     pub(crate) cap: Duration,
+    /// Sampling requests with tools (rounds of a tool loop through the client's model)
+    /// relayed for this request at most; each further one is refused to the upstream.
+    pub(crate) tool_rounds: usize,
 }
 
 impl Link {
@@ -271,7 +274,7 @@ pub(crate) async fn call(
     idx: usize,
     client_msg: Message,
     sink: Sink,
-    timeouts: Timeouts,
+    timeouts: CallBounds,
     cancel: CancellationToken,
 ) {
     let Some(client_id) = client_msg.id().cloned() else {
@@ -351,7 +354,7 @@ pub(crate) async fn call(
                 // rounds for one call.
                 if is_tool_sampling(&m) {
                     tool_rounds += 1;
-                    if tool_rounds > MAX_TOOL_SAMPLING_ROUNDS {
+                    if tool_rounds > timeouts.tool_rounds {
                         tracing::warn!(upstream = link.name(), rounds = tool_rounds, "refused a sampling request with tools past the rounds one call may take (FEAT-13)");
                         let _ = link
                             .send(Message::error(
@@ -400,10 +403,6 @@ pub(crate) async fn call(
         }
     }
 }
-
-/// Sampling requests with tools one client request may lead to: each is one round of
-/// a tool loop through the client's model (FEAT-13).
-const MAX_TOOL_SAMPLING_ROUNDS: usize = 32;
 
 /// Whether `m` asks the client's model to sample with tools.
 fn is_tool_sampling(m: &Message) -> bool {
