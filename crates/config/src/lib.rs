@@ -478,6 +478,9 @@ pub struct ArgumentChecks {
     pub commands: Vec<String>,
     /// Arguments are URLs: no loopback, private, link-local or metadata targets.
     pub urls: Vec<String>,
+    /// The host names of those URLs are resolved too, and a name that resolves to such
+    /// a target, or does not resolve, is refused.
+    pub resolve_names: bool,
 }
 
 /// How definitions are pinned.

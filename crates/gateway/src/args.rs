@@ -171,8 +171,9 @@ pub(crate) fn percent_decode(s: &str) -> String {
 }
 
 /// Host names that resolve to loopback by design (wildcard DNS services made for
-/// local testing, and for rebinding). Names are not resolved here: egress control at
-/// the upstream is what stops the rest.
+/// local testing, and for rebinding). Other names are resolved only with
+/// `resolve_names` ([`url_names`]); egress control at the upstream is what stops the
+/// rest.
 const LOOPBACK_NAMES: [&str; 6] = [
     "localtest.me",
     "lvh.me",
@@ -182,13 +183,9 @@ const LOOPBACK_NAMES: [&str; 6] = [
     "xip.io",
 ];
 
-/// Why a URL argument may not be fetched: a scheme other than http(s), credentials in
-/// the URL, or a host that is loopback, private, link-local (cloud metadata) or
-/// otherwise internal. The URL is read as browsers and most HTTP clients read it
-/// (WHATWG: `127.1`, `0177.0.0.1`, `0x7f.1`, percent-encoded hosts, `http:\\host`).
-/// A string without a scheme that starts with an address (`127.0.0.1:6379`) is read
-/// as an http URL. Names are not resolved here.
-pub(crate) fn forbidden_target(s: &str) -> Option<&'static str> {
+/// A string read as a URL the way `forbidden_target` reads it: `None` when it is not
+/// one, the reason when it cannot be read.
+fn read_url(s: &str) -> Option<Result<reqwest::Url, &'static str>> {
     // WHATWG drops tabs and line breaks anywhere in a URL before reading it.
     let compact: String = s
         .chars()
@@ -217,11 +214,22 @@ pub(crate) fn forbidden_target(s: &str) -> Option<&'static str> {
     // Parsers disagree on a backslash (WHATWG reads `\\` as `/`, curl as a byte of the
     // user name) and so on where the host is: refused.
     if text.contains('\\') {
-        return Some("a backslash in a URL");
+        return Some(Err("a backslash in a URL"));
     }
     // What looks like a URL but cannot be read as one is not let through unread.
-    let Ok(url) = reqwest::Url::parse(&text) else {
-        return Some("a URL that cannot be read");
+    Some(reqwest::Url::parse(&text).map_err(|_| "a URL that cannot be read"))
+}
+
+/// Why a URL argument may not be fetched: a scheme other than http(s), credentials in
+/// the URL, or a host that is loopback, private, link-local (cloud metadata) or
+/// otherwise internal. The URL is read as browsers and most HTTP clients read it
+/// (WHATWG: `127.1`, `0177.0.0.1`, `0x7f.1`, percent-encoded hosts, `http:\\host`).
+/// A string without a scheme that starts with an address (`127.0.0.1:6379`) is read
+/// as an http URL. Names are not resolved here.
+pub(crate) fn forbidden_target(s: &str) -> Option<&'static str> {
+    let url = match read_url(s)? {
+        Ok(url) => url,
+        Err(why) => return Some(why),
     };
     if !matches!(url.scheme(), "http" | "https") {
         return Some("only http and https URLs are allowed");
@@ -248,6 +256,42 @@ pub(crate) fn forbidden_target(s: &str) -> Option<&'static str> {
         url::Host::Ipv6(v6) => internal_v6(v6),
     };
     internal.then_some("a loopback, private, link-local or reserved address")
+}
+
+/// The host names (not addresses) of the URLs among the arguments of tool `name`, if
+/// the configuration marks it as taking URLs and asks for names to be resolved: each
+/// with where it is in the arguments and the port its URL reaches. Read after
+/// [`check`] passed, so each is an http(s) URL `forbidden_target` let through.
+pub(crate) fn url_names(
+    checks: &ArgumentChecks,
+    name: &str,
+    args: &Value,
+) -> Vec<(String, String, u16)> {
+    if !checks.resolve_names || !checks.urls.iter().any(|g| glob_match(g, name)) {
+        return Vec::new();
+    }
+    let mut strings = Vec::new();
+    collect(args, "", &mut strings);
+    let mut out: Vec<(String, String, u16)> = Vec::new();
+    for (at, s) in strings {
+        let Some(Ok(url)) = read_url(s) else { continue };
+        if let Some(url::Host::Domain(host)) = url.host()
+            && let Some(port) = url.port_or_known_default()
+            && !out.iter().any(|(_, h, p)| h == host && *p == port)
+        {
+            let at = if at.is_empty() { "/".to_owned() } else { at };
+            out.push((at, host.to_owned(), port));
+        }
+    }
+    out
+}
+
+/// Whether `ip` is loopback, private, link-local or otherwise not a public address.
+pub(crate) fn internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => internal_v6(v6),
+    }
 }
 
 /// Whether `s` begins with an IP address or `localhost` (then a port, a path or
@@ -341,7 +385,30 @@ mod tests {
             paths: vec!["read_*".into(), "write_file".into()],
             commands: vec!["run".into()],
             urls: vec!["fetch*".into()],
+            resolve_names: false,
         }
+    }
+
+    #[test]
+    fn obs_04_host_names_are_listed_for_resolution_only_when_asked() {
+        let args = json!({"a": "https://Example.COM/x", "b": ["http://example.com:8080/",
+            "https://example.com/again", "http://10.0.0.1/", "not a url", "git@host:repo"]});
+        assert!(
+            url_names(&checks(), "fetch", &args).is_empty(),
+            "off by default"
+        );
+        let on = ArgumentChecks {
+            resolve_names: true,
+            ..checks()
+        };
+        assert!(url_names(&on, "run", &args).is_empty(), "URL tools only");
+        assert_eq!(
+            url_names(&on, "fetch_url", &args),
+            [
+                ("/a".to_owned(), "example.com".to_owned(), 443),
+                ("/b/0".to_owned(), "example.com".to_owned(), 8080),
+            ]
+        );
     }
 
     #[test]

@@ -361,7 +361,7 @@ impl Router {
                             {
                                 Some(refusal)
                             } else if method == "tools/call" {
-                                self.check_arguments(*idx, m, params.as_ref())
+                                self.check_arguments(*idx, m, params.as_ref()).await
                             } else {
                                 None
                             }

@@ -1034,3 +1034,60 @@ async fn ssrf_06_icons_other_than_https_and_data_images_are_left_out() {
     assert!(logs.contains("left out icons"), "{logs}");
     assert!(!logs.contains("document.cookie"), "never the icon itself");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_04_url_host_names_are_resolved_when_asked() {
+    // The machine's own name resolves to one of its own addresses (/etc/hosts or the
+    // resolver's own-host rule): an internal target under an ordinary-looking name.
+    let own = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((own.as_str(), 80))
+        .await
+        .unwrap_or_else(|e| panic!("this test needs the host name {own:?} to resolve: {e}"))
+        .collect();
+    assert!(
+        addrs.iter().all(|a| match a.ip() {
+            std::net::IpAddr::V4(v) => v.is_loopback() || v.is_private() || v.is_link_local(),
+            std::net::IpAddr::V6(v) => v.is_loopback() || (v.segments()[0] & 0xfe00) == 0xfc00,
+        }),
+        "this test needs {own:?} to resolve to an internal address: {addrs:?}"
+    );
+    let url = format!("http://{own}:6379/");
+    let (rec, _gw, c) = setup_full("", "[upstream.argument_checks]\nurls = [\"echo\"]\n").await;
+    let r = c.call(1, "rec__echo", json!({"url": url})).await;
+    assert!(
+        r["result"]["isError"].is_null(),
+        "names are not resolved unless asked: {r}"
+    );
+
+    let (rec2, _gw2, c) = setup_full(
+        "",
+        "[upstream.argument_checks]\nurls = [\"echo\"]\nresolve_names = true\n",
+    )
+    .await;
+    for (id, args, why) in [
+        (1, json!({"url": url}), "resolves to a loopback, private"),
+        (
+            2,
+            json!({"to": ["https://no-such-host.invalid/x"]}),
+            "/to/0: a host name that does not resolve",
+        ),
+    ] {
+        let r = c.call(id, "rec__echo", args).await;
+        assert_eq!(r["result"]["isError"], true, "{r}");
+        assert!(text_of(&r).contains(why), "{r}");
+    }
+    // An address needs no resolving; the check on it is the one without names.
+    let r = c
+        .call(3, "rec__echo", json!({"url": "https://93.184.215.14/"}))
+        .await;
+    assert!(r["result"]["isError"].is_null(), "{r}");
+    let calls = |r: &Recorder| r.methods().iter().filter(|m| *m == "tools/call").count();
+    assert_eq!(
+        (calls(&rec), calls(&rec2)),
+        (1, 1),
+        "refused calls are never forwarded"
+    );
+}

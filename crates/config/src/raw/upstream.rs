@@ -143,6 +143,8 @@ struct RawArgumentChecks {
     commands: Vec<Spanned<String>>,
     #[serde(default)]
     urls: Vec<Spanned<String>>,
+    #[serde(default)]
+    resolve_names: bool,
 }
 
 /// A tool name at the upstream, or a glob over them (`*` matches any run).
@@ -526,6 +528,7 @@ impl RawConfig {
                     paths: globs(&a.paths, &key("argument_checks.paths"))?,
                     commands: globs(&a.commands, &key("argument_checks.commands"))?,
                     urls: globs(&a.urls, &key("argument_checks.urls"))?,
+                    resolve_names: a.resolve_names,
                 }
             }
         };

@@ -16,6 +16,49 @@ use super::{Router, Schemas};
 use crate::session::Recheck;
 use crate::upstream::Link;
 
+/// Host names resolved per call at most ([`resolved_problem`]).
+const MAX_RESOLVED_NAMES: usize = 8;
+/// How long resolving them may take, all together.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// OBS-04 with `resolve_names`: the first URL argument whose host name does not
+/// resolve, or resolves to any loopback, private, link-local or reserved address.
+/// A name the gateway cannot resolve in time is refused too: the upstream could
+/// resolve it differently, and the check would be skipped unseen.
+async fn resolved_problem(names: Vec<(String, String, u16)>) -> Option<String> {
+    if names.is_empty() {
+        return None;
+    }
+    if names.len() > MAX_RESOLVED_NAMES {
+        return Some(format!(
+            "more than {MAX_RESOLVED_NAMES} host names to resolve in one call"
+        ));
+    }
+    let lookups = futures_util::future::join_all(
+        names
+            .iter()
+            .map(|(_, host, port)| tokio::net::lookup_host((host.clone(), *port))),
+    );
+    let Ok(results) = tokio::time::timeout(RESOLVE_TIMEOUT, lookups).await else {
+        return Some("host names that did not resolve in time".to_owned());
+    };
+    for ((at, _, _), r) in names.iter().zip(results) {
+        let addrs: Vec<std::net::SocketAddr> = match r {
+            Ok(a) => a.collect(),
+            Err(_) => Vec::new(),
+        };
+        if addrs.is_empty() {
+            return Some(format!("{at}: a host name that does not resolve"));
+        }
+        if addrs.iter().any(|a| crate::args::internal(a.ip())) {
+            return Some(format!(
+                "{at}: a host name that resolves to a loopback, private, link-local or reserved address"
+            ));
+        }
+    }
+    None
+}
+
 /// What the gateway keeps about each upstream's items (by kind and upstream-local
 /// name), bounded per upstream so that one upstream cannot crowd out what is kept
 /// about another. An upstream whose table is full is *overflowed*: it has offered
@@ -166,7 +209,7 @@ impl Router {
     /// `msg` is the request as the upstream will get it; `params` are the client's
     /// (for the arguments). The second value says why, for the audit record (never
     /// the arguments).
-    pub(super) fn check_arguments(
+    pub(super) async fn check_arguments(
         &self,
         idx: usize,
         msg: &Message,
@@ -181,9 +224,14 @@ impl Router {
             .get("arguments")
             .cloned()
             .unwrap_or_else(|| json!({}));
-        if let Some(checks) = self.argument_checks.get(idx)
-            && let Some(problem) = crate::args::check(checks, name, &args)
-        {
+        let problem = match self.argument_checks.get(idx) {
+            Some(checks) => match crate::args::check(checks, name, &args) {
+                Some(p) => Some(p),
+                None => resolved_problem(crate::args::url_names(checks, name, &args)).await,
+            },
+            None => None,
+        };
+        if let Some(problem) = problem {
             tracing::warn!(upstream = %self.names[idx], tool = %name, %problem, "refused arguments (OBS-04)");
             return Some((
                 Message::response(
