@@ -248,7 +248,7 @@ fn elicitation_complete(msg: &Message, cx: &Exchange<'_>) -> Verdict {
 
 /// The JSON-RPC code of an error that asks the client to open URL elicitations
 /// first (`URLElicitationRequiredError`).
-const URL_ELICITATION_REQUIRED: i64 = -32042;
+const URL_ELICITATION_REQUIRED: f64 = -32042.0;
 
 /// FEAT-10, FEAT-11: an upstream's `-32042` error to a client request carries only URL
 /// elicitations, each with an http(s) URL without credentials and an
@@ -260,14 +260,14 @@ pub(crate) fn url_elicitation_error(
     session: &Session,
     idx: usize,
 ) -> Option<Message> {
-    if msg.kind() != palisade_wire::Kind::ErrorResponse
-        || !msg.raw().windows(6).any(|w| w == b"-32042")
-    {
+    if msg.kind() != palisade_wire::Kind::ErrorResponse {
         return None;
     }
     let v = msg.to_value().ok()?;
     let error = v.get("error")?;
-    if error.get("code").and_then(Value::as_i64) != Some(URL_ELICITATION_REQUIRED) {
+    // As a number, however written (`-32042.0` and `-3.2042e4` are the same code to a
+    // client whose numbers are doubles).
+    if error.get("code").and_then(Value::as_f64) != Some(URL_ELICITATION_REQUIRED) {
         return None;
     }
     let problem = if session.client_declared(&["elicitation", "url"]) {

@@ -156,7 +156,7 @@ impl Inspection {
                 msg.id(),
                 ErrorCode::Withheld,
                 "The gateway withheld this result: it does not match the tool's output schema",
-                Some(json!({ "rules": [OUTPUT_SCHEMA], "schemaPaths": problems })),
+                Some(json!({ "rules": [OUTPUT_SCHEMA], "problems": problems })),
             ));
         }
         if !recorded {
@@ -166,7 +166,7 @@ impl Inspection {
                 "The audit log cannot record what inspection found, so the message is withheld",
             ));
         }
-        let flagged = json!({"location": "result/structuredContent", "rules": [OUTPUT_SCHEMA], "schemaPaths": problems});
+        let flagged = json!({"location": "result/structuredContent", "rules": [OUTPUT_SCHEMA], "problems": problems});
         match self.contents(idx, method, subject, msg).await {
             Outcome::Pass => annotate(msg, flagged),
             Outcome::Rewrite(m) => annotate(&m, flagged),
@@ -638,7 +638,6 @@ fn log_findings(idx: usize, subject: &str, location: &str, report: &Report) {
     }
 }
 
-/// The message `v` as rewritten, or withheld if it cannot be encoded again.
 /// The rule ID of a tool result that does not match the tool's output schema.
 const OUTPUT_SCHEMA: &str = "OUTPUT-SCHEMA";
 
@@ -696,6 +695,7 @@ fn annotate(msg: &Message, flagged: Value) -> Outcome {
     reencoded(&v, id.as_ref())
 }
 
+/// The message `v` as rewritten, or withheld if it cannot be encoded again.
 fn reencoded(v: &serde_json::Map<String, Value>, id: Option<&palisade_wire::Id>) -> Outcome {
     match Message::from_value(&Value::Object(v.clone())) {
         Ok(m) => Outcome::Rewrite(m),

@@ -556,11 +556,11 @@ async fn feat_05_a_result_that_does_not_match_the_output_schema_is_withheld_or_f
                 assert_eq!(r["result"]["content"], result["content"], "{r}");
                 let meta = &r["result"]["_meta"]["palisade/inspection"][0];
                 assert_eq!(meta["rules"], json!(["OUTPUT-SCHEMA"]), "{r}");
-                assert_eq!(meta["schemaPaths"], json!([at]), "{r}");
+                assert_eq!(meta["problems"], json!([at]), "{r}");
             } else {
                 assert_eq!(r["error"]["code"], -32012, "{r}");
                 assert_eq!(r["error"]["data"]["rules"], json!(["OUTPUT-SCHEMA"]), "{r}");
-                assert_eq!(r["error"]["data"]["schemaPaths"], json!([at]), "{r}");
+                assert_eq!(r["error"]["data"]["problems"], json!([at]), "{r}");
                 assert!(
                     !body.contains(hidden),
                     "nothing of the result leaks: {body}"
@@ -769,6 +769,16 @@ async fn feat_10_a_url_elicitation_required_error_carries_only_url_elicitations(
             assert!(!body.contains("auth.example.com"), "{body}");
             assert!(gw.logs().contains("(FEAT-10)"), "{}", gw.logs());
         }
+    }
+    // The code as a client whose numbers are doubles reads it, however written.
+    let (_rec, _gw, c) = with_raw("", url_client).await;
+    for code in ["-32042.0", "-3.2042e4"] {
+        let event = format!(
+            r#"{{"jsonrpc":"2.0","id":$ID,"error":{{"code":{code},"message":"m","data":{{"elicitations":[{{"mode":"form","message":"Your name?"}}]}}}}}}"#
+        );
+        let body = raw_call(&c, 8, &[event]).await;
+        let r = messages(&body).pop().unwrap();
+        assert_eq!(r["error"]["code"], -32603, "{code}: {body}");
     }
 }
 

@@ -274,7 +274,7 @@ pub(crate) async fn call(
     idx: usize,
     client_msg: Message,
     sink: Sink,
-    timeouts: CallBounds,
+    bounds: CallBounds,
     cancel: CancellationToken,
 ) {
     let Some(client_id) = client_msg.id().cloned() else {
@@ -313,8 +313,8 @@ pub(crate) async fn call(
     let mut driving = true;
 
     let mut tool_rounds = 0_usize;
-    let hard_deadline = Instant::now() + timeouts.cap;
-    let mut idle_deadline = Instant::now() + timeouts.idle;
+    let hard_deadline = Instant::now() + bounds.cap;
+    let mut idle_deadline = Instant::now() + bounds.idle;
     loop {
         let deadline = idle_deadline.min(hard_deadline);
         tokio::select! {
@@ -354,7 +354,7 @@ pub(crate) async fn call(
                 // rounds for one call.
                 if is_tool_sampling(&m) {
                     tool_rounds += 1;
-                    if tool_rounds > timeouts.tool_rounds {
+                    if tool_rounds > bounds.tool_rounds {
                         tracing::warn!(upstream = link.name(), rounds = tool_rounds, "refused a sampling request with tools past the rounds one call may take (FEAT-13)");
                         let _ = link
                             .send(Message::error(
@@ -377,7 +377,7 @@ pub(crate) async fn call(
                 };
                 if m.method() == Some("notifications/progress") {
                     // Progress keeps a request alive up to the hard cap (LIFE-06).
-                    idle_deadline = Instant::now() + timeouts.idle;
+                    idle_deadline = Instant::now() + bounds.idle;
                 }
                 if let Some(out) = from_upstream(link, session, idx, m).await {
                     // A failed send means nobody reads any more (shutdown).
