@@ -101,12 +101,7 @@ impl Setup {
 
     /// The events of the audit log so far.
     fn audit(&self) -> Vec<Value> {
-        let path = self.gw.dir.path().join("data/audit.jsonl");
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
-            .collect()
+        self.gw.audit_events()
     }
 
     /// Waits until the audit log has an event matching `f`.

@@ -24,10 +24,8 @@ fn call_body(id: i64, tool: &str) -> Value {
 }
 
 fn audit_calls(gw: &Gateway) -> Vec<Value> {
-    std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+    gw.audit_events()
+        .into_iter()
         .filter(|e| e["type"] == "call")
         .collect()
 }
@@ -57,10 +55,9 @@ async fn refusals_past_a_limit_are_recorded_within_a_budget_and_counted() {
             .count(),
         60
     );
-    let counted: Vec<Value> = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+    let counted: Vec<Value> = gw
+        .audit_events()
+        .into_iter()
         .filter(|e| e["type"] == "refusals_counted")
         .collect();
     assert_eq!(counted.len(), 1, "{counted:?}");

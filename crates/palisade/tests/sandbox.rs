@@ -388,10 +388,9 @@ async fn loc_sandbox_egress_goes_only_through_the_proxy_to_allowed_hosts() {
         "{logs}"
     );
     // OBS-01: each decision is an audit record, the tunnel's written before it opens.
-    let egress: Vec<Value> = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+    let egress: Vec<Value> = gw
+        .audit_events()
+        .into_iter()
         .filter(|e| e["type"] == "egress")
         .collect();
     let has = |target: String, decision: &str, reason: Option<&str>| {

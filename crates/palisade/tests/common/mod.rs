@@ -146,6 +146,15 @@ impl Gateway {
         self.child.as_ref().unwrap().id()
     }
 
+    /// The events of the gateway's audit log so far (its default file), in order.
+    pub fn audit_events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("data/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+            .collect()
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
