@@ -208,10 +208,7 @@ fn url_elicitation_problem(e: &Value) -> Option<&'static str> {
 /// request to include context (`thisServer`, `allServers`) only if it declared
 /// `sampling.context`.
 fn sampling_features(params: &Value, session: &Session) -> Option<&'static str> {
-    let present = |k: &str| params.get(k).is_some_and(|v| !v.is_null());
-    if (present("tools") || present("toolChoice"))
-        && !session.client_declared(&["sampling", "tools"])
-    {
+    if samples_with_tools(params) && !session.client_declared(&["sampling", "tools"]) {
         return Some("the client did not declare sampling with tools");
     }
     let context = params.get("includeContext").and_then(Value::as_str);
@@ -221,6 +218,14 @@ fn sampling_features(params: &Value, session: &Session) -> Option<&'static str> 
         return Some("the client did not declare sampling with context");
     }
     None
+}
+
+/// Whether the params of a `sampling/createMessage` offer the model tools (`tools` or
+/// `toolChoice`): one round of a tool loop (FEAT-13).
+pub(crate) fn samples_with_tools(params: &Value) -> bool {
+    ["tools", "toolChoice"]
+        .iter()
+        .any(|k| params.get(k).is_some_and(|v| !v.is_null()))
 }
 
 /// FEAT-12: `notifications/elicitation/complete` only for a URL elicitation this
@@ -270,12 +275,12 @@ pub(crate) fn url_elicitation_error(
     if error.get("code").and_then(Value::as_f64) != Some(URL_ELICITATION_REQUIRED) {
         return None;
     }
+    let elicitations = error
+        .get("data")
+        .and_then(|d| d.get("elicitations"))
+        .and_then(Value::as_array);
     let problem = if session.client_declared(&["elicitation", "url"]) {
-        match error
-            .get("data")
-            .and_then(|d| d.get("elicitations"))
-            .and_then(Value::as_array)
-        {
+        match elicitations {
             Some(list) if !list.is_empty() => list.iter().find_map(|e| {
                 if e.get("mode").and_then(Value::as_str) != Some("url") {
                     Some("an elicitation in it is not in URL mode")
@@ -295,13 +300,7 @@ pub(crate) fn url_elicitation_error(
         Some("the client did not declare URL elicitation")
     };
     let Some(problem) = problem else {
-        for e in error
-            .get("data")
-            .and_then(|d| d.get("elicitations"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for e in elicitations.into_iter().flatten() {
             if let Some(id) = e.get("elicitationId").and_then(Value::as_str) {
                 session.note_elicitation(idx, id);
             }

@@ -9,7 +9,7 @@
 //! upstream's own definition.
 
 use base64::Engine as _;
-use palisade_wire::{ErrorCode, Kind, Message};
+use palisade_wire::{Kind, Message};
 use serde_json::Value;
 
 /// Image types a `data:` icon may have that cannot carry script.
@@ -93,13 +93,9 @@ pub(crate) fn strip_from_answer(method: &str, msg: &Message) -> Option<Message> 
         return None;
     }
     tracing::warn!(method, reasons = ?removed, "left out icons of resource links the gateway does not pass on (SSRF-06)");
-    match Message::from_value(&Value::Object(v)) {
-        Ok(m) => Some(m),
-        Err(_) => Some(Message::error(
-            msg.id(),
-            ErrorCode::InternalError,
-            "the gateway could not re-encode an answer",
-        )),
+    match crate::inspect::reencoded(&v, msg.id()) {
+        crate::inspect::Outcome::Rewrite(m) | crate::inspect::Outcome::Withhold(m) => Some(m),
+        crate::inspect::Outcome::Pass => None,
     }
 }
 

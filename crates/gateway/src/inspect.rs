@@ -132,8 +132,8 @@ impl Inspection {
         output: Option<&jsonschema::Validator>,
     ) -> Outcome {
         let mismatch = output.and_then(|schema| {
-            let result = msg.to_value().ok()?.get("result").cloned()?;
-            output_mismatch(&result, schema)
+            let v = msg.to_value().ok()?;
+            output_mismatch(v.get("result")?, schema)
         });
         let Some(problems) = mismatch else {
             return self.contents(idx, method, subject, msg).await;
@@ -696,7 +696,10 @@ fn annotate(msg: &Message, flagged: Value) -> Outcome {
 }
 
 /// The message `v` as rewritten, or withheld if it cannot be encoded again.
-fn reencoded(v: &serde_json::Map<String, Value>, id: Option<&palisade_wire::Id>) -> Outcome {
+pub(crate) fn reencoded(
+    v: &serde_json::Map<String, Value>,
+    id: Option<&palisade_wire::Id>,
+) -> Outcome {
     match Message::from_value(&Value::Object(v.clone())) {
         Ok(m) => Outcome::Rewrite(m),
         Err(_) => Outcome::Withhold(Message::error(

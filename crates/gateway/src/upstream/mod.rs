@@ -404,13 +404,14 @@ pub(crate) async fn call(
     }
 }
 
-/// Whether `m` asks the client's model to sample with tools.
+/// Whether `m` asks the client's model to sample with tools (read only when its
+/// params name tools, as written or escaped).
 fn is_tool_sampling(m: &Message) -> bool {
     m.method() == Some("sampling/createMessage")
         && m.params_raw()
-            .is_some_and(|raw| raw.contains("tools") || raw.contains("\\u"))
+            .is_some_and(|raw| raw.contains("tool") || raw.contains("\\u"))
         && m.params::<Value>()
-            .is_ok_and(|p| p.get("tools").is_some_and(|t| !t.is_null()))
+            .is_ok_and(|p| crate::guard::samples_with_tools(&p))
 }
 
 fn restore_progress(m: &Message, ours: &Value, original: &Value) -> Option<Message> {
