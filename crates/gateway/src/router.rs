@@ -38,7 +38,6 @@ const MAX_ITEMS: usize = 10_000;
 /// Longest tool or prompt name (FEAT-03).
 const MAX_NAME: usize = 128;
 
-/// A compiled input schema, with the hash of the schema text it was compiled from.
 /// A tool's compiled schemas (FEAT-04, FEAT-05), with the hash of what they were
 /// compiled from.
 #[derive(Debug, Clone)]

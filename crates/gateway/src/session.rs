@@ -316,9 +316,7 @@ impl Session {
 
     /// Whether the client declared `capability` (e.g. "sampling") in `initialize`.
     pub(crate) fn client_has(&self, capability: &str) -> bool {
-        self.client_capabilities
-            .get(capability)
-            .is_some_and(|v| !v.is_null())
+        self.client_declared(&[capability])
     }
 
     /// Counts a request in flight; `None` when the session is at its limit.
