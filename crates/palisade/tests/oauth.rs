@@ -13,11 +13,13 @@
 
 mod common;
 
+use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::idp::*;
 use common::*;
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 
 struct Setup {
     idp: Idp,
@@ -613,24 +615,27 @@ async fn opaque_tokens_are_introspected_with_the_same_rules() {
 async fn setup_exchange() -> Setup {
     let idp = Idp::start().await;
     let (rec, url) = start_recorder().await;
+    let (gw, aud) = exchange_gateway(&idp, &url, "").await;
+    Setup { idp, rec, gw, aud }
+}
+
+/// A gateway in front of `url` (upstream `rec`) that exchanges each caller's token at
+/// `idp` for the upstream, with `extra` tables in its config; returns it and its MCP
+/// URL (the tokens' audience).
+async fn exchange_gateway(idp: &Idp, url: &str, extra: &str) -> (Gateway, String) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let rest = format!(
-        "{policy}[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\n\
+        "{extra}{policy}[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\n\
          {}token_exchange = {{ token_endpoint = \"{iss}/token\", client_id = \"gw-x\", \
          client_secret = \"x-secret\", audience = \"rec-api\", scopes = [\"rec:read\"] }}\n",
-        http_upstream("rec", &url),
+        http_upstream("rec", url),
         iss = idp.issuer,
         policy = example_policy("read-only-by-default.cedar"),
     );
     let gw = spawn_with_secret(&format!("127.0.0.1:{port}"), &rest, "x-secret", "xs-41");
     wait_listening(&gw).await;
-    Setup {
-        idp,
-        rec,
-        gw,
-        aud: format!("{base}/mcp"),
-    }
+    (gw, format!("{base}/mcp"))
 }
 
 fn form_value<'a>(body: &'a str, key: &str) -> Option<&'a str> {
@@ -756,4 +761,139 @@ async fn auth_15_16_token_exchange_gives_each_caller_an_upstream_token() {
     ] {
         assert!(!logs.contains(t), "{t} in the logs");
     }
+}
+
+/// An upstream that answers each caller as the token the gateway sent for them says
+/// (`Bearer xchg-<user>-<n>`): its own tool, its own notes.
+async fn per_user_upstream(hits: Arc<Mutex<Vec<String>>>) -> String {
+    let handler = move |headers: axum::http::HeaderMap, body: String| {
+        let hits = Arc::clone(&hits);
+        async move {
+            let user = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer xchg-"))
+                .and_then(|v| v.rsplit_once('-'))
+                .map(|(u, _)| u.to_owned())
+                .unwrap_or_default();
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let method = v["method"].as_str().unwrap_or("").to_owned();
+            let Some(id) = v.get("id").cloned() else {
+                return (axum::http::StatusCode::ACCEPTED, String::new()).into_response();
+            };
+            hits.lock().unwrap().push(format!("{method} {user}"));
+            let result = match method.as_str() {
+                "initialize" => json!({"protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}, "resources": {}},
+                    "serverInfo": {"name": "per-user", "version": "1"}}),
+                "tools/list" => json!({"tools": [{"name": format!("{user}_only"),
+                    "description": "Shows this user's own records.",
+                    "inputSchema": {"type": "object"}}]}),
+                "tools/call" => {
+                    json!({"content": [{"type": "text", "text": format!("records of {user}")}]})
+                }
+                "resources/list" => json!({"resources": [{"uri": "mem://notes", "name": "notes"}]}),
+                "resources/read" => json!({"contents": [{"uri": "mem://notes",
+                    "mimeType": "text/plain", "text": format!("notes of {user}")}]}),
+                _ => json!({}),
+            };
+            let mut r = json!({"jsonrpc": "2.0", "id": id, "result": result})
+                .to_string()
+                .into_response();
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut()
+                .insert("mcp-session-id", format!("s-{user}").parse().unwrap());
+            r
+        }
+    };
+    let app = axum::Router::new().route("/mcp", axum::routing::post(handler));
+    format!("{}/mcp", serve_loopback(app).await)
+}
+
+async fn ask(c: &Client, token: &str, id: i64, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    body_json(authed(c, token, &body).send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_03_no_list_or_read_of_one_user_is_served_to_another() {
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let url = per_user_upstream(Arc::clone(&hits)).await;
+    let idp = Idp::start().await;
+    // Each user sees a different tool set: to pins that is drift, so pinning is off.
+    let (gw, aud) = exchange_gateway(&idp, &url, "[pinning]\nmode = \"off\"\n").await;
+    let alice = idp.token_with(&idp.claims(&aud, "alice"));
+    let bob = idp.token_with(&idp.claims(&aud, "bob"));
+    let mut a = gw.client();
+    init_with(&mut a, &alice).await;
+    let mut b = gw.client();
+    init_with(&mut b, &bob).await;
+
+    // Interleaved, and each asked twice: a cache keyed by anything but the user would
+    // hand the second caller the first one's answer.
+    for round in 0..2 {
+        for (c, token, user, other) in [(&a, &alice, "alice", "bob"), (&b, &bob, "bob", "alice")] {
+            let id = 10 * round;
+            let list = ask(c, token, id + 1, "tools/list", json!({})).await;
+            assert_eq!(
+                tool_names(&list),
+                [format!("rec__{user}_only")],
+                "OBS-03: {user} lists their own tools: {list}"
+            );
+            let read = ask(
+                c,
+                token,
+                id + 2,
+                "resources/read",
+                json!({"uri": "mem://notes"}),
+            )
+            .await;
+            let text = read["result"]["contents"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
+            assert_eq!(text, format!("notes of {user}"), "OBS-03: {read}");
+            let call = ask(
+                c,
+                token,
+                id + 3,
+                "tools/call",
+                json!({"name": format!("rec__{user}_only"), "arguments": {}}),
+            )
+            .await;
+            let text = call["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
+            assert_eq!(text, format!("records of {user}"), "OBS-03: {call}");
+            // The other user's tool is not theirs to call, whatever it is named.
+            let theirs = ask(
+                c,
+                token,
+                id + 4,
+                "tools/call",
+                json!({"name": format!("rec__{other}_only"), "arguments": {}}),
+            )
+            .await;
+            assert!(theirs.get("error").is_some(), "OBS-03: {theirs}");
+        }
+    }
+    // Every read and call went to the upstream as the user who made it: nothing was
+    // answered from a copy.
+    let hits = hits.lock().unwrap().clone();
+    for user in ["alice", "bob"] {
+        for method in ["resources/read", "tools/call"] {
+            let n = hits
+                .iter()
+                .filter(|h| **h == format!("{method} {user}"))
+                .count();
+            assert_eq!(
+                n, 2,
+                "OBS-03: {method} by {user} reached the upstream each time: {hits:?}"
+            );
+        }
+    }
+    assert!(
+        hits.iter().all(|h| !h.ends_with(' ')),
+        "every upstream request carried its caller's exchanged token: {hits:?}"
+    );
 }
