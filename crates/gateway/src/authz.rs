@@ -234,6 +234,18 @@ impl Authz {
         f(&self.policies(), &q)
     }
 
+    /// Whether the policy in force could let `caller` do `action` to anything: false
+    /// when no permit names both (LIFE-07; [`Policies::could_permit`]).
+    pub(crate) fn could_permit(&self, caller: &Caller, action: &str) -> bool {
+        let c = palisade_policy::Caller {
+            issuer: caller.principal.issuer(),
+            subject: caller.principal.subject(),
+            roles: &caller.roles,
+            groups: &caller.groups,
+        };
+        self.policies().could_permit(&c, action)
+    }
+
     /// Decides `caller`'s `action` on `s`. An error while deciding denies.
     pub(crate) fn decide(
         &self,

@@ -506,11 +506,7 @@ async fn initialize(app: &Arc<App>, caller: &Caller, msg: &Message) -> Result<Re
             let _ = s.wait_ready(std::time::Duration::from_secs(10)).await;
         }
     }
-    let (session, response) = match app
-        .router
-        .initialize(principal, caller.token.clone(), msg)
-        .await
-    {
+    let (session, response) = match app.router.initialize(caller, msg).await {
         Ok(v) => v,
         Err(err) => return Ok(json_response(StatusCode::BAD_REQUEST, &err)),
     };

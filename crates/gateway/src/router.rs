@@ -19,7 +19,7 @@ use crate::authz::Authz;
 use crate::guard::{Denial, Exchange, GuardChain};
 use crate::inspect::{Inspection, Outcome};
 use crate::pins::Pins;
-use crate::principal::{Caller, Principal, SubjectSlot, SubjectToken};
+use crate::principal::{Caller, SubjectSlot};
 use crate::session::{NewSession, Recheck, Rechecks, Session, SessionTable, mint_session_id};
 use crate::upstream::http::{HttpLink, HttpTarget};
 use crate::upstream::{self, CallBounds, Link, Sink, stdio::StdioUpstream};
@@ -246,10 +246,11 @@ impl Router {
     /// session and the response; `Err` carries a JSON-RPC error response.
     pub(crate) async fn initialize(
         &self,
-        principal: &Principal,
-        token: Option<SubjectToken>,
+        caller: &Caller,
         msg: &Message,
     ) -> Result<(Arc<Session>, Message), Message> {
+        let principal = &caller.principal;
+        let token = caller.token.clone();
         let Some(id) = msg.id() else {
             return Err(Message::error(
                 None,
@@ -290,7 +291,7 @@ impl Router {
         .await;
 
         let instructions = self.instructions(&links).await;
-        let advertised = advertise(&links);
+        let advertised = advertise(&links, |action| self.authz.could_permit(caller, action));
         let session = Arc::new(Session::new(NewSession {
             id: mint_session_id(),
             principal: principal.clone(),
@@ -1018,19 +1019,25 @@ fn has_cap(caps: &Value, name: &str) -> bool {
     caps.get(name).is_some_and(|v| !v.is_null())
 }
 
-/// The capabilities the gateway offers: what at least one upstream offers, with
-/// `listChanged` where the gateway relays the change notifications.
-fn advertise(links: &[Option<Link>]) -> Value {
+/// The capabilities the gateway offers a caller: what at least one upstream offers
+/// and the policy could let the caller use (LIFE-07: `could`, asked with an action,
+/// is false only when no permit names the caller and the action), with `listChanged`
+/// where the gateway relays the change notifications. Completions go with prompts
+/// or resources, whose arguments and templates they complete.
+fn advertise(links: &[Option<Link>], could: impl Fn(&str) -> bool) -> Value {
     let caps: Vec<Value> = links.iter().flatten().map(Link::capabilities).collect();
     let any = |k: &str| caps.iter().any(|c| has_cap(c, k));
+    let usable = |k: &str, list: &str, use_one: &str| any(k) && (could(list) || could(use_one));
+    let prompts = usable("prompts", "prompts/list", "prompts/get");
+    let resources = usable("resources", "resources/list", "resources/read");
     let mut out = Map::new();
-    if any("tools") {
+    if usable("tools", "tools/list", "tools/call") {
         out.insert("tools".into(), json!({ "listChanged": true }));
     }
-    if any("prompts") {
+    if prompts {
         out.insert("prompts".into(), json!({ "listChanged": true }));
     }
-    if any("resources") {
+    if resources {
         let subscribe = caps
             .iter()
             .any(|c| c.get("resources").and_then(|r| r.get("subscribe")) == Some(&json!(true)));
@@ -1042,7 +1049,7 @@ fn advertise(links: &[Option<Link>]) -> Value {
     if any("logging") {
         out.insert("logging".into(), json!({}));
     }
-    if any("completions") {
+    if any("completions") && (prompts || resources) {
         out.insert("completions".into(), json!({}));
     }
     Value::Object(out)

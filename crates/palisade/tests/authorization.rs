@@ -81,6 +81,11 @@ impl Setup {
 
     /// A session for a caller with `token`, declaring `capabilities`.
     async fn session(&self, token: &str, capabilities: Value) -> Client {
+        self.opened(token, capabilities).await.0
+    }
+
+    /// [`Setup::session`], and the answer to its `initialize`.
+    async fn opened(&self, token: &str, capabilities: Value) -> (Client, Value) {
         let http = reqwest::Client::builder()
             .default_headers(
                 [(
@@ -95,8 +100,8 @@ impl Setup {
         let mut c = self.gw.client_with(http);
         let mut init = init_body(0);
         init["params"]["capabilities"] = capabilities;
-        c.initialize_with(init).await;
-        c
+        let answer = c.initialize_with(init).await;
+        (c, answer)
     }
 
     /// The events of the audit log so far.
@@ -589,4 +594,54 @@ async fn feat_06_policies_see_what_the_session_already_used() {
     // Another session starts clean.
     let fresh = s.session(&token, json!({})).await;
     assert!(echo_works(&fresh, 4).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn life_07_each_caller_is_offered_only_capabilities_the_policy_could_let_them_use() {
+    let policy = r#"
+        @id("eng-tools")
+        permit(principal in Palisade::Group::"eng",
+               action in [Palisade::Action::"tools/list", Palisade::Action::"tools/call"], resource);
+        @id("admins-read")
+        permit(principal in Palisade::Role::"admin",
+               action in [Palisade::Action::"resources/list", Palisade::Action::"resources/read"], resource);"#;
+    let s = setup(&["files"], policy, "").await;
+    *s.recs[0].resources.lock().unwrap() =
+        Some(vec![json!({"uri": "file:///notes.txt", "name": "notes"})]);
+    let offered = |answer: &Value| {
+        let mut caps: Vec<String> = answer["result"]["capabilities"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        caps.sort();
+        caps
+    };
+    let cases = [
+        ("alice", &[][..], &["eng"][..], &["tools"][..]),
+        ("carol", &["admin"], &[], &["completions", "resources"]),
+        (
+            "erin",
+            &["admin"],
+            &["eng"],
+            &["completions", "resources", "tools"],
+        ),
+        ("dave", &[], &[], &[]),
+    ];
+    for (who, roles, groups, expected) in cases {
+        let (c, answer) = s
+            .opened(&s.token(who, "mcp:tools", roles, groups), json!({}))
+            .await;
+        assert_eq!(offered(&answer), expected, "LIFE-07: {who}: {answer}");
+        // What is left out is a method this session does not have.
+        let list = c
+            .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .await;
+        if expected.contains(&"tools") {
+            assert!(!names(&list).is_empty(), "{who}: {list}");
+        } else {
+            assert_eq!(list["error"]["code"], -32601, "LIFE-07: {who}: {list}");
+        }
+    }
 }

@@ -16,9 +16,9 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
-    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
-    ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity,
+    EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, PrincipalConstraint, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 
 /// The schema every policy is validated against (Cedar schema syntax).
@@ -610,6 +610,41 @@ impl Policies {
                     .reason()
                     .any(|id| self.approval.contains(id)),
         })
+    }
+
+    /// Whether some permit could allow `caller`'s `action` on some target: one whose
+    /// scope names the action and a principal the caller is, whatever its conditions
+    /// say. Forbids are not read, so `true` only means "not ruled out"; `false` means
+    /// that no target and no context gets the action allowed for this caller (the
+    /// gateway then leaves the capability out of `initialize`, LIFE-07). The schema
+    /// has no action groups, so an action is `in` a list only by being in it.
+    pub fn could_permit(&self, caller: &Caller<'_>, action: &str) -> bool {
+        let ty = &self.types;
+        let user = uid(&ty.user, &format!("{}|{}", caller.issuer, caller.subject));
+        let action = uid(&ty.action, action);
+        let is_caller = |e: &EntityUid| {
+            *e == user
+                || caller.roles.iter().any(|r| uid(&ty.role, r) == *e)
+                || caller.groups.iter().any(|g| uid(&ty.group, g) == *e)
+        };
+        self.set
+            .policies()
+            .filter(|p| p.effect() == Effect::Permit)
+            .any(|p| {
+                let names_action = match p.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => a == action,
+                    ActionConstraint::In(list) => list.contains(&action),
+                };
+                names_action
+                    && match p.principal_constraint() {
+                        PrincipalConstraint::Any => true,
+                        PrincipalConstraint::Is(t) => t == ty.user,
+                        PrincipalConstraint::Eq(e) => e == user,
+                        PrincipalConstraint::In(e) => is_caller(&e),
+                        PrincipalConstraint::IsIn(t, e) => t == ty.user && is_caller(&e),
+                    }
+            })
     }
 
     /// For a denied request: the `@step_up` scope that, added to the caller's

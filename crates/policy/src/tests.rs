@@ -396,3 +396,86 @@ fn decisions_are_remembered_by_what_the_policies_read_only() {
         "the verdict is read"
     );
 }
+
+#[test]
+fn life_07_an_action_is_ruled_out_only_when_no_permit_could_apply() {
+    let text = r#"
+        @id("eng-prompts")
+        permit(principal in Palisade::Group::"eng", action == Palisade::Action::"prompts/list", resource);
+        @id("admin-resources")
+        permit(principal is Palisade::User in Palisade::Role::"admin",
+               action in [Palisade::Action::"resources/list", Palisade::Action::"resources/read"], resource)
+        when { context.scopes.contains("files:read") };
+        @id("bob-tools")
+        permit(principal == Palisade::User::"https://idp.example|bob",
+               action in [Palisade::Action::"tools/list", Palisade::Action::"tools/call"], resource);
+        @id("no-tools-for-eng")
+        forbid(principal in Palisade::Group::"eng", action, resource);"#;
+    let p = Policies::parse(text).unwrap();
+    let who = |subject: &'static str, roles: &'static [&str], groups: &'static [&str]| {
+        (
+            subject,
+            roles.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>(),
+            groups.iter().map(|g| (*g).to_owned()).collect::<Vec<_>>(),
+        )
+    };
+    let callers = [
+        who("alice", &[], &[]),
+        who("alice", &[], &["eng"]),
+        who("alice", &["admin"], &[]),
+        who("bob", &[], &[]),
+        who("bob", &[], &["eng"]),
+    ];
+    let could = |(subject, roles, groups): &(&str, Vec<String>, Vec<String>), action: &str| {
+        let c = Caller {
+            issuer: "https://idp.example",
+            subject,
+            roles,
+            groups,
+        };
+        p.could_permit(&c, action)
+    };
+    let expect = [
+        // tools/list, prompts/list, resources/list
+        (false, false, false),
+        (false, true, false),
+        (false, false, true),
+        (true, false, false),
+        // Forbids are not read: bob in eng is denied every tool, yet not ruled out.
+        (true, true, false),
+    ];
+    for (c, (tools, prompts, resources)) in callers.iter().zip(expect) {
+        assert_eq!(could(c, "tools/list"), tools, "LIFE-07: {c:?}");
+        assert_eq!(could(c, "prompts/list"), prompts, "LIFE-07: {c:?}");
+        assert_eq!(could(c, "resources/list"), resources, "LIFE-07: {c:?}");
+    }
+    // Never ruled out when Cedar would allow: every decision that allows, over
+    // callers, actions, targets and scopes, has `could_permit` true.
+    for text in [text, POLICY, LOCAL] {
+        let p = Policies::parse(text).unwrap();
+        for c in &callers {
+            for action in [
+                "tools/list",
+                "tools/call",
+                "prompts/list",
+                "prompts/get",
+                "resources/list",
+                "resources/read",
+            ] {
+                for kind in [Kind::Tool, Kind::Prompt, Kind::Resource] {
+                    for scopes in [&["files:read", "tools:admin"][..], &[]] {
+                        for risk in ["normal", "high"] {
+                            let x = ctx(scopes, "clean");
+                            let mut q = query(&c.1, &c.2, action, risk, &x);
+                            q.caller.subject = c.0;
+                            q.target.kind = kind;
+                            if p.decide(&q).unwrap().allow {
+                                assert!(p.could_permit(&q.caller, action), "{text}: {q:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
