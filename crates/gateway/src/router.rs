@@ -292,6 +292,21 @@ impl Router {
 
         let instructions = self.instructions(&links).await;
         let advertised = advertise(&links, |action| self.authz.could_permit(caller, action));
+        let offered_by_upstreams = advertise(&links, |_| true);
+        let left_out: Vec<&String> = offered_by_upstreams
+            .as_object()
+            .into_iter()
+            .flat_map(serde_json::Map::keys)
+            .filter(|k| !has_cap(&advertised, k))
+            .collect();
+        if !left_out.is_empty() {
+            tracing::info!(
+                issuer = principal.issuer(),
+                subject = principal.subject(),
+                ?left_out,
+                "capabilities no policy could let this caller use are not offered"
+            );
+        }
         let session = Arc::new(Session::new(NewSession {
             id: mint_session_id(),
             principal: principal.clone(),

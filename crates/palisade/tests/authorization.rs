@@ -644,4 +644,13 @@ async fn life_07_each_caller_is_offered_only_capabilities_the_policy_could_let_t
             assert_eq!(list["error"]["code"], -32601, "LIFE-07: {who}: {list}");
         }
     }
+    // The operator can see why a client was offered less.
+    let logs = s.gw.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("are not offered")
+            && l.contains("dave")
+            && l.contains("tools")
+            && l.contains("resources")),
+        "{logs}"
+    );
 }
