@@ -283,7 +283,7 @@ pub(crate) async fn admin_action(
 ) -> Result<()> {
     let store = palisade_store::SqliteStore::open(&config.data_dir).await?;
     store
-        .admin_record(pins_cmd::now(), &pins_cmd::login(), action, detail)
+        .admin_record(pins_cmd::now(), &pins_cmd::actor(None), action, detail)
         .await?;
     store.close().await;
     Ok(())

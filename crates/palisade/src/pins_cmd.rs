@@ -49,7 +49,8 @@ pub(crate) struct Decision {
     /// A prefix of the definition's hash, when several versions are pending.
     #[arg(long)]
     hash: Option<String>,
-    /// Who decides (recorded); the login name by default.
+    /// Who decides, as recorded beside the system account that ran the command; the
+    /// login name by default.
     #[arg(long)]
     by: Option<String>,
 }
@@ -172,7 +173,7 @@ async fn diff(store: &SqliteStore, upstream: &str, name: Option<&str>) -> Result
 }
 
 async fn decide(store: &SqliteStore, d: Decision, approve: bool) -> Result<()> {
-    let by = d.by.clone().unwrap_or_else(login);
+    let by = actor(d.by.clone());
     let n = store
         .pin_decide(&d.upstream, &d.name, d.hash.as_deref(), approve, &by, now())
         .await?;
@@ -223,16 +224,23 @@ fn pretty(definition: &str) -> String {
         + "\n"
 }
 
-pub(crate) fn login() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            use std::os::unix::fs::MetadataExt;
-            format!(
-                "uid:{}",
-                std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
-            )
-        })
+/// Who a CLI action is recorded as: the name given with `--by`, else the login name
+/// from the environment — both only claims — followed by the account the system ran
+/// the command as, which the person running it cannot choose: `alice (uid:1000)`.
+pub(crate) fn actor(claimed: Option<String>) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = format!(
+        "uid:{}",
+        std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+    );
+    let claimed = claimed
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|c| !c.is_empty() && *c != uid);
+    match claimed {
+        Some(name) => format!("{name} ({uid})"),
+        None => uid,
+    }
 }
 
 pub(crate) fn now() -> i64 {

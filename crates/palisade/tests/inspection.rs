@@ -307,13 +307,20 @@ async fn feat_02_a_changed_definition_is_quarantined_until_approved() {
         text.contains("alice") && text.contains("superseded"),
         "{text}"
     );
+    // Who decided: the name given, beside the account the system ran the command as,
+    // which the name cannot hide.
+    let me = format!(
+        "alice (uid:{})",
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap())
+    );
+    assert!(text.contains(&me), "{text}");
     // The gateway records the approval it saw, and who made it (OBS-01).
     let audit = std::fs::read_to_string(gw.dir.path().join("data/audit.jsonl")).unwrap();
     assert!(
         audit.lines().any(|l| l.contains("\"type\":\"pin\"")
             && l.contains("\"status\":\"approved\"")
             && l.contains("\"name\":\"echo\"")
-            && l.contains("decided by alice")),
+            && l.contains(&format!("decided by {me}"))),
         "{audit}"
     );
 
@@ -345,7 +352,7 @@ async fn feat_02_a_changed_definition_is_quarantined_until_approved() {
     assert!(
         admin.iter().any(|l| l.contains("pins.approve")
             && l.contains("rec/echo")
-            && l.contains("\"by\":\"alice\""))
+            && l.contains(&format!("\"by\":\"{me}\"")))
             && admin
                 .iter()
                 .any(|l| l.contains("pins.reject") && l.contains("rec/lookup")),
