@@ -206,6 +206,8 @@ fn print_human(out: &mut impl Write, id: &str, r: &Report) -> std::io::Result<()
         Verdict::Benign if r.findings.is_empty() => "clean",
         Verdict::Benign => "benign, with findings",
     };
+    // The ids and the locations (a definition's property names) are the input's.
+    let id = crate::terminal::shown(id);
     writeln!(out, "{id}: {verdict} (score {:.2})", r.score)?;
     for f in &r.findings {
         let sev = serde_json::to_value(f.severity).unwrap_or_default();
@@ -216,7 +218,7 @@ fn print_human(out: &mut impl Write, id: &str, r: &Report) -> std::io::Result<()
             sev.as_str().unwrap_or("?"),
             f.rule,
             cat.as_str().unwrap_or("?"),
-            f.location,
+            crate::terminal::shown(&f.location),
             f.span.0,
             f.span.1,
             f.reason

@@ -7,6 +7,7 @@ mod inspect_cmd;
 mod pins_cmd;
 mod policy_cmd;
 mod scan;
+mod terminal;
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,7 @@
 //! Works on the store of the gateway that the same configuration starts, while that
 //! gateway runs; its next `tools/list` sees the decision.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -71,38 +72,46 @@ pub(crate) fn run(
         let store = SqliteStore::open(&config.data_dir)
             .await
             .context("cannot open the pin store")?;
+        // What the upstreams wrote (names, URIs, definitions, notes) is printed with
+        // whatever would act on the terminal written out.
+        let mut out = String::new();
         let result = match cmd {
-            PinsCommand::List { pending, .. } => list(&store, pending).await,
+            PinsCommand::List { pending, .. } => list(&store, pending, &mut out).await,
             PinsCommand::Diff { upstream, name, .. } => {
-                diff(&store, &upstream, name.as_deref()).await
+                diff(&store, &upstream, name.as_deref(), &mut out).await
             }
             PinsCommand::Approve(d) => decide(&store, d, true).await,
             PinsCommand::Reject(d) => decide(&store, d, false).await,
         };
+        print!("{}", crate::terminal::shown(&out));
         store.close().await;
         result
     })
 }
 
-async fn list(store: &SqliteStore, pending: bool) -> Result<()> {
+/// Writes the pins (or the pending ones) to `out`.
+async fn list(store: &SqliteStore, pending: bool, out: &mut String) -> Result<()> {
     let pins = store.pin_list(pending).await?;
     if pins.is_empty() {
-        println!(
+        writeln!(
+            out,
             "{}",
             if pending {
                 "nothing pending"
             } else {
                 "no pins yet"
             }
-        );
+        )?;
         return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "{:<16} {:<7} {:<32} {:<11} {:<13} {:<20} decided by",
         "upstream", "kind", "name", "status", "hash", "first seen"
-    );
+    )?;
     for p in pins {
-        println!(
+        writeln!(
+            out,
             "{:<16} {:<7} {:<32} {:<11} {:<13} {:<20} {}{}",
             p.upstream,
             p.kind,
@@ -114,60 +123,69 @@ async fn list(store: &SqliteStore, pending: bool) -> Result<()> {
             p.decided_at
                 .map(|t| format!(" at {}", time(t)))
                 .unwrap_or_default()
-        );
+        )?;
         if let Some(n) = p.note.filter(|_| p.status == "pending") {
-            println!("{:<16} {n}", "");
+            writeln!(out, "{:<16} {n}", "")?;
         }
     }
     Ok(())
 }
 
-async fn diff(store: &SqliteStore, upstream: &str, name: Option<&str>) -> Result<()> {
+/// Writes each pending definition's difference from the approved one to `out`.
+async fn diff(
+    store: &SqliteStore,
+    upstream: &str,
+    name: Option<&str>,
+    out: &mut String,
+) -> Result<()> {
     let versions = store.pin_versions(upstream, name).await?;
     let pending: Vec<&Pin> = versions.iter().filter(|p| p.status == "pending").collect();
     if pending.is_empty() {
-        println!(
+        writeln!(
+            out,
             "nothing pending for {upstream}{}",
             name.map(|n| format!("/{n}")).unwrap_or_default()
-        );
+        )?;
         return Ok(());
     }
     for p in pending {
         let approved = versions
             .iter()
             .find(|a| a.kind == p.kind && a.name == p.name && a.status == "approved");
-        println!(
+        writeln!(
+            out,
             "{} {}/{} pending {} (first seen {})",
             p.kind,
             p.upstream,
             p.name,
             &p.hash[..12.min(p.hash.len())],
             time(p.first_seen)
-        );
+        )?;
         if let Some(n) = &p.note {
-            println!("  {n}");
+            writeln!(out, "  {n}")?;
         }
         let new = pretty(&p.definition);
         match approved {
             None => {
-                println!("  new (no approved version):");
+                writeln!(out, "  new (no approved version):")?;
                 for line in new.lines() {
-                    println!("  + {line}");
+                    writeln!(out, "  + {line}")?;
                 }
             }
             Some(a) => {
                 let old = pretty(&a.definition);
                 let d = similar::TextDiff::from_lines(&old, &new);
-                print!(
+                write!(
+                    out,
                     "{}",
                     d.unified_diff().context_radius(3).header(
                         &format!("approved {}", &a.hash[..12.min(a.hash.len())]),
                         &format!("pending {}", &p.hash[..12.min(p.hash.len())])
                     )
-                );
+                )?;
             }
         }
-        println!();
+        writeln!(out)?;
     }
     Ok(())
 }
@@ -207,12 +225,13 @@ async fn decide(store: &SqliteStore, d: Decision, approve: bool) -> Result<()> {
             ),
         )
         .await?;
-    println!(
+    let done = format!(
         "{} {n} definition(s) of {}/{} as {by}",
         if approve { "approved" } else { "rejected" },
         d.upstream,
         d.name
     );
+    println!("{}", crate::terminal::shown(&done));
     Ok(())
 }
 

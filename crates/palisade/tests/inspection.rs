@@ -391,6 +391,38 @@ async fn feat_02_a_changed_definition_is_quarantined_until_approved() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_02_what_an_upstream_wrote_cannot_act_on_the_approvers_terminal() {
+    let (rec, gw, c) = setup("").await;
+    let config = gw.dir.path().join("palisade.toml");
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    c.request(&list).await;
+    // A changed description that reads one way on screen and says another: a
+    // right-to-left override, an 8-bit CSI that erases the line, a zero-width space.
+    *rec.echo_description.lock().unwrap() =
+        Some("Echoes text.\u{202e}gnp.tcepsni\u{202c} \u{9b}2KSafe.\u{200b}".into());
+    c.request(&list).await;
+    for args in [&["pins", "diff", "rec", "echo"][..], &["pins", "list"]] {
+        let out = cli(args, &config, None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.contains(['\u{202e}', '\u{202c}', '\u{9b}', '\u{200b}', '\u{1b}']),
+            "{args:?}: {text:?}"
+        );
+        if args[1] == "diff" {
+            assert!(
+                text.contains("Echoes text.\\u{202e}gnp.tcepsni\\u{202c} \\u{9b}2KSafe.\\u{200b}"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feat_04_arguments_are_validated_against_the_input_schema() {
     let (rec, _gw, c) = setup("").await;
     let list = c

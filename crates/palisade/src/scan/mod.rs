@@ -512,7 +512,12 @@ fn scan(a: &Args) -> anyhow::Result<ExitCode> {
         Format::Json => report::json(&files, &outcomes, &scan.findings, &wrapped),
         Format::Sarif => report::sarif(&scan.findings),
     };
-    print!("{out}");
+    // Names, messages and errors come from the scanned servers and their
+    // configurations; JSON and SARIF escape what they must themselves.
+    match a.format {
+        Format::Text => print!("{}", crate::terminal::shown(&out)),
+        Format::Json | Format::Sarif => print!("{out}"),
+    }
     Ok(if scan.findings.is_empty() {
         ExitCode::SUCCESS
     } else {
