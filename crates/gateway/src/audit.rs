@@ -333,10 +333,13 @@ pub(crate) fn session_ref(id: &str) -> String {
 }
 
 /// HMAC-SHA256 under `key` of the arguments' canonical JSON (keys sorted at every
-/// depth, as pins hash definitions): what call records carry instead of the values,
-/// and what `palisade audit hash-arguments` computes to match a record.
+/// depth, as pins hash definitions; equal numbers written alike, so `1`, `1.0` and
+/// `1e0` hash the same): what call records carry instead of the values, and what
+/// `palisade audit hash-arguments` computes to match a record.
 pub fn arguments_mac(key: &palisade_audit::key::HashKey, arguments: &Value) -> String {
-    key.mac(crate::pins::canonical(arguments).0.as_bytes())
+    let mut text = String::new();
+    crate::pins::write_canonical(arguments, crate::pins::Numbers::ByValue, &mut text);
+    key.mac(text.as_bytes())
 }
 
 /// Records the admin actions the CLI queued in the store, at start and then every
@@ -470,6 +473,35 @@ mod tests {
             uri_for_record("demo://x/y?k=v")
         );
         assert!(clip(&"x".repeat(2000)).contains("1488 more bytes"));
+    }
+
+    #[test]
+    fn obs_01_equal_arguments_hash_alike_however_their_numbers_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = palisade_audit::key::HashKey::load_or_create(&dir.path().join("k")).unwrap();
+        let mac = |text: &str| arguments_mac(&key, &serde_json::from_str(text).unwrap());
+        for (a, b) in [
+            (r#"{"n":1,"s":"x"}"#, r#"{"s":"x","n":1.0}"#),
+            (r#"{"n":100}"#, r#"{"n":1e2}"#),
+            (r#"{"n":[0]}"#, r#"{"n":[-0.0]}"#),
+            (r#"{"n":0.5}"#, r#"{"n":5e-1}"#),
+            (r#"{"n":1e300}"#, r#"{"n":1.0e300}"#),
+            (r#"{"n":-9007199254740992}"#, r#"{"n":-9007199254740992.0}"#),
+        ] {
+            assert_eq!(mac(a), mac(b), "{a} and {b}");
+        }
+        for (a, b) in [
+            (r#"{"n":1}"#, r#"{"n":1.5}"#),
+            (r#"{"n":1}"#, r#"{"n":"1"}"#),
+            (r#"{"n":0.1}"#, r#"{"n":0.10000000000000002}"#),
+        ] {
+            assert_ne!(mac(a), mac(b), "{a} and {b}");
+        }
+        // Pins keep the form as read: a definition that rewrites a number has changed.
+        assert_ne!(
+            crate::pins::canonical(&serde_json::json!({"n": 1})).1,
+            crate::pins::canonical(&serde_json::json!({"n": 1.0})).1
+        );
     }
 
     fn counts(events: &[Event]) -> Vec<(String, String, u64)> {

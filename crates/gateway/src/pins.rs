@@ -54,39 +54,66 @@ pub(crate) const INSTRUCTIONS: &str = "@instructions";
 /// whatever order an upstream sends their keys in (the build's `serde_json` keeps
 /// insertion order: a dependency enables `preserve_order`).
 pub(crate) fn canonical(item: &Value) -> (String, String) {
-    fn write(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                out.push('{');
-                for (i, (k, v)) in entries.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(k.clone()).to_string());
-                    out.push(':');
-                    write(v, out);
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(v, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
     let mut text = String::new();
-    write(item, &mut text);
+    write_canonical(item, Numbers::AsRead, &mut text);
     let hash = palisade_audit::key::hex(&Sha256::digest(text.as_bytes()));
     (text, hash)
+}
+
+/// How [`write_canonical`] writes numbers.
+#[derive(Clone, Copy)]
+pub(crate) enum Numbers {
+    /// As `serde_json` reads them: `1` and `1.0` differ (pins: a definition that
+    /// changes how it writes a number has changed).
+    AsRead,
+    /// Equal numbers equally: a float with no fraction within ±2^53 (`1.0`, `1e2`,
+    /// `-0.0`) as the integer it is (`1`, `100`, `0`); other floats in `serde_json`'s
+    /// shortest form, which is one per value.
+    ByValue,
+}
+
+/// Writes `v` as compact JSON with every object's keys sorted at every depth.
+pub(crate) fn write_canonical(v: &Value, numbers: Numbers, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, numbers, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, numbers, out);
+            }
+            out.push(']');
+        }
+        Value::Number(n) if matches!(numbers, Numbers::ByValue) && n.is_f64() => {
+            const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+            match n.as_f64() {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "a whole number within ±2^53 is exactly an i64"
+                )]
+                Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => {
+                    out.push_str(&(f as i64).to_string());
+                }
+                _ => out.push_str(&n.to_string()),
+            }
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 impl Pins {
