@@ -182,6 +182,36 @@ fn secrets_are_found_and_redacted_without_making_a_verdict() {
 }
 
 #[test]
+fn feat_07_a_secret_glued_to_a_name_by_underscores_is_redacted() {
+    // `_` is a word character, so a secret written straight after `KEY_` or before
+    // `_old` has no word boundary at its ends; the span redacted is the secret alone.
+    let gh = format!("ghp_{}", "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5");
+    let stripe = format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc0Z");
+    for (text, secret, rule) in [
+        (
+            format!("AWS_AKIAZ3MSJV4WWNKWW5FG_old"),
+            "AKIAZ3MSJV4WWNKWW5FG",
+            "SEC-AWS-ACCESS-KEY",
+        ),
+        (format!("backup_{gh}_2024"), gh.as_str(), "SEC-GITHUB"),
+        (format!("api_{stripe}"), stripe.as_str(), "SEC-STRIPE"),
+    ] {
+        let r = ins().inspect_text(&text);
+        let red = redact(&text, &r, "text");
+        assert!(!red.contains(secret), "{text}: {red}");
+        assert!(red.contains(&format!("[REDACTED:{rule}]")), "{text}: {red}");
+        let (head, tail) = text.split_once(secret).unwrap();
+        assert!(
+            red.starts_with(head) && red.ends_with(tail),
+            "{text}: {red}"
+        );
+    }
+    // Letters and digits still bound a secret: no finding inside a longer word.
+    let r = ins().inspect_text("XAKIAZ3MSJV4WWNKWW5FG and AKIAZ3MSJV4WWNKWW5FGQ");
+    assert!(!r.has(Category::Secret), "{r:?}");
+}
+
+#[test]
 fn pii_is_validated_before_it_is_reported() {
     let r = ins().inspect_text("card 4111 1111 1111 1111, not 4111 1111 1111 1112");
     let cards: Vec<_> = r.findings.iter().filter(|f| f.rule == "PII-CARD").collect();
