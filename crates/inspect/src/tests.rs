@@ -189,7 +189,7 @@ fn feat_07_a_secret_glued_to_a_name_by_underscores_is_redacted() {
     let stripe = format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc0Z");
     for (text, secret, rule) in [
         (
-            format!("AWS_AKIAZ3MSJV4WWNKWW5FG_old"),
+            "AWS_AKIAZ3MSJV4WWNKWW5FG_old".to_owned(),
             "AKIAZ3MSJV4WWNKWW5FG",
             "SEC-AWS-ACCESS-KEY",
         ),
