@@ -291,14 +291,8 @@ impl Router {
         .await;
 
         let instructions = self.instructions(&links).await;
-        let advertised = advertise(&links, |action| self.authz.could_permit(caller, action));
-        let offered_by_upstreams = advertise(&links, |_| true);
-        let left_out: Vec<&String> = offered_by_upstreams
-            .as_object()
-            .into_iter()
-            .flat_map(serde_json::Map::keys)
-            .filter(|k| !has_cap(&advertised, k))
-            .collect();
+        let (advertised, left_out) =
+            advertise(&links, |action| self.authz.could_permit(caller, action));
         if !left_out.is_empty() {
             tracing::info!(
                 issuer = principal.issuer(),
@@ -1038,15 +1032,25 @@ fn has_cap(caps: &Value, name: &str) -> bool {
 /// and the policy could let the caller use (LIFE-07: `could`, asked with an action,
 /// is false only when no permit names the caller and the action), with `listChanged`
 /// where the gateway relays the change notifications. Completions go with prompts
-/// or resources, whose arguments and templates they complete.
-fn advertise(links: &[Option<Link>], could: impl Fn(&str) -> bool) -> Value {
+/// or resources, whose arguments and templates they complete. Also returns what
+/// upstreams offer that the policy left out.
+fn advertise(links: &[Option<Link>], could: impl Fn(&str) -> bool) -> (Value, Vec<&'static str>) {
     let caps: Vec<Value> = links.iter().flatten().map(Link::capabilities).collect();
     let any = |k: &str| caps.iter().any(|c| has_cap(c, k));
-    let usable = |k: &str, list: &str, use_one: &str| any(k) && (could(list) || could(use_one));
+    let mut left_out = Vec::new();
+    let mut usable = |k: &'static str, list: &str, use_one: &str| {
+        let offered = any(k);
+        let usable = offered && (could(list) || could(use_one));
+        if offered && !usable {
+            left_out.push(k);
+        }
+        usable
+    };
+    let tools = usable("tools", "tools/list", "tools/call");
     let prompts = usable("prompts", "prompts/list", "prompts/get");
     let resources = usable("resources", "resources/list", "resources/read");
     let mut out = Map::new();
-    if usable("tools", "tools/list", "tools/call") {
+    if tools {
         out.insert("tools".into(), json!({ "listChanged": true }));
     }
     if prompts {
@@ -1064,8 +1068,12 @@ fn advertise(links: &[Option<Link>], could: impl Fn(&str) -> bool) -> Value {
     if any("logging") {
         out.insert("logging".into(), json!({}));
     }
-    if any("completions") && (prompts || resources) {
-        out.insert("completions".into(), json!({}));
+    if any("completions") {
+        if prompts || resources {
+            out.insert("completions".into(), json!({}));
+        } else {
+            left_out.push("completions");
+        }
     }
-    Value::Object(out)
+    (Value::Object(out), left_out)
 }

@@ -310,13 +310,17 @@ fn consent(s: &Server, n: usize, total: usize) -> bool {
         Transport::Stdio { .. } => "start this server inside the sandbox",
         Transport::Http { .. } => "connect to this server",
     };
-    eprint!(
+    // A client's configuration may come with a cloned repository: what it names is
+    // shown with whatever would act on the terminal written out, so that the launch
+    // line consented to is the one that runs.
+    let asked = format!(
         "[{n}/{total}] {} ({}, {}):\n      {}\n      {verb}? [y/N] ",
         s.name,
         s.client,
         s.file.display(),
         s.shown()
     );
+    eprint!("{}", crate::terminal::shown(&asked));
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
@@ -431,7 +435,11 @@ fn scan(a: &Args) -> anyhow::Result<ExitCode> {
         };
         if go {
             if a.format == Format::Text && std::io::stderr().is_terminal() {
-                eprintln!("[{}/{total}] scanning {} …", i + 1, s.name);
+                eprintln!(
+                    "[{}/{total}] scanning {} …",
+                    i + 1,
+                    crate::terminal::shown(&s.name)
+                );
             }
             let timeout = Duration::from_secs(a.timeout.max(1));
             let result = match &s.transport {
