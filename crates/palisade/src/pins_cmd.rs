@@ -247,18 +247,16 @@ fn pretty(definition: &str) -> String {
 /// from the environment — both only claims — followed by the account the system ran
 /// the command as, which the person running it cannot choose: `alice (uid:1000)`.
 pub(crate) fn actor(claimed: Option<String>) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let uid = format!(
-        "uid:{}",
-        std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
-    );
+    // The account as the gateway names a local caller: `uid:<n>`.
+    let local = palisade_gateway::Principal::local_user();
+    let uid = local.subject();
     let claimed = claimed
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())
         .filter(|c| !c.is_empty() && *c != uid);
     match claimed {
         Some(name) => format!("{name} ({uid})"),
-        None => uid,
+        None => uid.to_owned(),
     }
 }
 
