@@ -187,10 +187,15 @@ fn init_tracing() {
     let json = std::env::var("PALISADE_LOG_FORMAT").is_ok_and(|v| v == "json");
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let format = if json {
+        terminal::LogFormat::Json
+    } else {
+        terminal::LogFormat::Text { colours: ansi }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(terminal::LogLines::new(std::io::stderr, format));
     if json {
         builder.json().init();
     } else {

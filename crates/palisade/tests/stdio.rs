@@ -247,3 +247,56 @@ async fn life_06_the_hard_cap_holds_despite_progress() {
         gw.logs()
     );
 }
+
+/// A local server's stderr is logged line by line (ARCHITECTURE: the terminal
+/// invariant): what it writes there — a carriage return, a right-to-left override, an
+/// escape sequence — cannot overwrite, forge or reorder the gateway's log lines, in
+/// text or in JSON; the JSON line still decodes to exactly what the server wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_stderr_cannot_forge_or_hide_the_gateways_log_lines() {
+    let said = "said\r2026-11-27T00:00:00Z  INFO palisade: approved \u{202e}gpj.exe\u{1b}[2K";
+    let upstream = format!(
+        "[[upstream]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = \"/bin/sh\"\n\
+         args = [\"-c\", \"printf 'said\\\\r2026-11-27T00:00:00Z  INFO palisade: approved \
+         \\\\342\\\\200\\\\256gpj.exe\\\\033[2K\\\\n' >&2; exec {BIN} demo-server\"]\n\
+         [upstream.sandbox]\nread = [\"{BIN}\"]\n"
+    );
+    for json in [false, true] {
+        let env: &[(&str, &str)] = if json {
+            &[("PALISADE_LOG_FORMAT", "json")]
+        } else {
+            &[]
+        };
+        let gw = Gateway::start_with_env("", &upstream, env);
+        gw.ready().await;
+        let mut c = gw.client();
+        c.initialize().await;
+        let mut logs = String::new();
+        for _ in 0..100 {
+            logs = gw.logs();
+            if logs.contains("stderr: said") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let line = logs
+            .lines()
+            .find(|l| l.contains("stderr: said"))
+            .unwrap_or_else(|| panic!("the stderr line is logged:\n{logs}"));
+        assert!(
+            !logs
+                .chars()
+                .any(|c| c != '\n' && (c.is_control() || ('\u{2028}'..='\u{202e}').contains(&c))),
+            "nothing raw in the log (json: {json}):\n{logs:?}"
+        );
+        assert!(line.contains("approved"), "{line}");
+        if json {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let message = v["fields"]["message"].as_str().unwrap_or_default();
+            assert!(message.ends_with(said), "{message:?}");
+        } else {
+            assert!(line.contains("said\\u{d}2026"), "{line}");
+            assert!(line.contains("\\u{202e}gpj.exe"), "{line}");
+        }
+    }
+}
