@@ -153,6 +153,10 @@ pub enum Event {
         rules: Vec<String>,
         /// What the gateway did: `block`, `spotlight`, `redact`, `strip`, `flag`.
         action: String,
+        /// The highest severity among the findings (`low` … `critical`; absent in
+        /// records of earlier builds).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<String>,
     },
     /// The policy file was loaded, or a reload was refused (the last good set stays).
     Policy {

@@ -87,7 +87,16 @@ pub fn from_record(line: &str, product_version: &str) -> Option<Value> {
             2004,
             2,
             1,
-            if s("action") == "block" { 4 } else { 3 },
+            // The findings' own severity where the record has it (OCSF: 2 low … 5
+            // critical); records of earlier builds by what was done.
+            match s("severity") {
+                "low" => 2,
+                "medium" => 3,
+                "high" => 4,
+                "critical" => 5,
+                _ if s("action") == "block" => 4,
+                _ => 3,
+            },
             json!({
                 "finding_info": {
                     "title": format!("inspection: {}", rules(e)),
@@ -253,10 +262,23 @@ mod tests {
             location: "tools/call".into(),
             rules: vec!["INJ-OVERRIDE".into()],
             action: "block".into(),
+            severity: None,
         };
         let o = from_record(&line(&finding), "1").unwrap();
         assert_eq!(o["class_uid"], 2004);
         assert_eq!(o["severity_id"], 4);
+        let critical = Event::Finding {
+            upstream: "web".into(),
+            subject: "web__fetch".into(),
+            location: "tools/call".into(),
+            rules: vec!["SEC-PRIVATE-KEY".into()],
+            action: "rewrite".into(),
+            severity: Some("critical".into()),
+        };
+        assert_eq!(
+            from_record(&line(&critical), "1").unwrap()["severity_id"],
+            5
+        );
         assert!(
             o["finding_info"]["title"]
                 .as_str()

@@ -1,6 +1,7 @@
 //! Alerts to a webhook (issue: monitoring): an answer withheld or a definition
-//! blocked by inspection, a new or changed definition quarantined (pin drift), and a
-//! burst of authentication failures. Each alert is a JSON POST signed with
+//! blocked by inspection, a high-severity finding in what was passed on, a new or
+//! changed definition quarantined (pin drift), a refused policy reload and a burst of
+//! authentication failures. Each alert is a JSON POST signed with
 //! HMAC-SHA256 over `<timestamp>.<body>` (headers `X-Palisade-Timestamp` and
 //! `X-Palisade-Signature: sha256=<hex>`), so the receiver can check it came from this
 //! gateway and is fresh. Alerts are derived from the audit events, queued (bounded)
@@ -91,6 +92,11 @@ impl Alerts {
     pub(crate) fn observe(&self, e: &Event) {
         let kind = match e {
             Event::Finding { action, .. } if action == "block" => "inspection_block",
+            // Passed on (redacted, spotlighted, stripped or flagged), but bad enough
+            // that someone should look.
+            Event::Finding {
+                severity: Some(s), ..
+            } if s == "high" || s == "critical" => "high_severity_finding",
             Event::Pin { status, .. } if status == "quarantined" => "pin_drift",
             Event::Policy { outcome, .. } if outcome == "refused" => "policy_reload_refused",
             Event::Auth {

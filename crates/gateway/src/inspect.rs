@@ -83,6 +83,7 @@ impl Inspection {
         location: &str,
         rules: Vec<String>,
         action: &str,
+        severity: Option<Severity>,
     ) -> palisade_audit::Event {
         palisade_audit::Event::Finding {
             upstream: self.names.get(idx).cloned().unwrap_or_default(),
@@ -90,6 +91,7 @@ impl Inspection {
             location: location.to_owned(),
             rules,
             action: action.to_owned(),
+            severity: severity.map(|s| s.as_str().to_owned()),
         }
     }
 
@@ -102,9 +104,10 @@ impl Inspection {
         subject: &str,
         rules: Vec<String>,
         action: &str,
+        severity: Option<Severity>,
     ) -> bool {
         self.audit
-            .decide(self.finding(idx, subject, method, rules, action))
+            .decide(self.finding(idx, subject, method, rules, action, severity))
             .await
             .is_ok()
     }
@@ -149,6 +152,7 @@ impl Inspection {
                 subject,
                 vec![OUTPUT_SCHEMA.into()],
                 if flag { "flag" } else { "block" },
+                None,
             )
             .await;
         if !flag {
@@ -187,7 +191,14 @@ impl Inspection {
             // a repeated key read two ways).
             tracing::warn!(upstream = idx, %subject, method, "withheld an upstream message that cannot be read whole for inspection");
             let _ = self
-                .record(idx, method, subject_raw, vec![UNREADABLE.into()], "block")
+                .record(
+                    idx,
+                    method,
+                    subject_raw,
+                    vec![UNREADABLE.into()],
+                    "block",
+                    None,
+                )
                 .await;
             return Outcome::Withhold(Message::error_with_data(
                 id.as_ref(),
@@ -369,6 +380,14 @@ impl Inspection {
             }
         }
 
+        // The worst of what was found: the rules' findings, and an attack the
+        // external detector found counts as high.
+        let severity = report
+            .findings
+            .iter()
+            .map(|f| f.severity)
+            .chain((!external_rules.is_empty()).then_some(Severity::High))
+            .max();
         let external_found = external_rules.clone();
         if malicious {
             let attack_rules: Vec<String> = {
@@ -414,7 +433,14 @@ impl Inspection {
             }
             // A withheld message stays withheld whether or not it could be recorded.
             let _ = self
-                .record(idx, method, subject_raw, withhold.clone(), "block")
+                .record(
+                    idx,
+                    method,
+                    subject_raw,
+                    withhold.clone(),
+                    "block",
+                    severity,
+                )
                 .await;
             return Outcome::Withhold(Message::error_with_data(
                 id.as_ref(),
@@ -434,7 +460,10 @@ impl Inspection {
             found.sort();
             found.dedup();
             let action = if changed { "rewrite" } else { "flag" };
-            if !self.record(idx, method, subject_raw, found, action).await {
+            if !self
+                .record(idx, method, subject_raw, found, action, severity)
+                .await
+            {
                 return Outcome::Withhold(Message::error(
                     id.as_ref(),
                     ErrorCode::InternalError,
@@ -505,6 +534,7 @@ impl Inspection {
             &format!("{kind} definition"),
             rules.clone(),
             action,
+            report.attacks().map(|f| f.severity).max(),
         ));
         DefinitionVerdict {
             attack: Some(rules),
@@ -551,6 +581,7 @@ impl Inspection {
         };
         let mut withhold: Vec<String> = Vec::new();
         let mut found: Vec<String> = Vec::new();
+        let mut severity: Option<Severity> = None;
         let mut changed = false;
         each_definition_string(item, &mut |path, place, scope, s| {
             let data: Vec<Finding> = self
@@ -566,6 +597,7 @@ impl Inspection {
             let mut redacted = Vec::new();
             for f in &data {
                 found.push(f.rule.clone());
+                severity = severity.max(Some(f.severity));
                 match action_for(f.category) {
                     OnData::Redact if place == Place::Text => redacted.push(f.clone()),
                     OnData::Redact | OnData::Block => withhold.push(f.rule.clone()),
@@ -612,6 +644,7 @@ impl Inspection {
                 &format!("{kind} definition"),
                 found,
                 action,
+                severity,
             ));
         }
         if withhold.is_empty() {

@@ -79,6 +79,16 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The name rule packs and records use: `low`, `medium`, `high`, `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
     fn weight(self) -> f32 {
         match self {
             Self::Low => 0.2,

@@ -142,6 +142,24 @@ async fn alerts_reach_the_webhook_signed_with_hmac() {
         )
         .await;
     assert_eq!(r["error"]["code"], -32012);
+    // A private key passes redacted (the default for secrets), and a critical finding
+    // is alerted on all the same: someone should look at what sent it.
+    let pkcs8 =
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .unwrap();
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8.as_ref());
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----");
+    let r = c
+        .call(
+            3,
+            "rec__echo",
+            json!({"text": format!("the key:\n{pem}\n")}),
+        )
+        .await;
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("the key") && !text.contains(&b64), "{r}");
 
     let mut kinds = Vec::new();
     for _ in 0..100 {
@@ -158,6 +176,7 @@ async fn alerts_reach_the_webhook_signed_with_hmac() {
             .collect();
         if kinds.contains(&"pin_drift".to_owned())
             && kinds.iter().filter(|k| *k == "inspection_block").count() >= 2
+            && kinds.contains(&"high_severity_finding".to_owned())
         {
             break;
         }
@@ -168,13 +187,28 @@ async fn alerts_reach_the_webhook_signed_with_hmac() {
         kinds.iter().filter(|k| *k == "inspection_block").count() >= 2,
         "the poisoned definition and the withheld answer: {kinds:?}"
     );
+    let critical: Vec<serde_json::Value> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, b)| serde_json::from_str::<serde_json::Value>(b).unwrap())
+        .filter(|v| v["alert"] == "high_severity_finding")
+        .collect();
+    assert_eq!(critical.len(), 1, "{critical:?}");
+    assert_eq!(
+        critical[0]["event"]["severity"], "critical",
+        "{}",
+        critical[0]
+    );
+    assert_eq!(critical[0]["event"]["rules"], json!(["SEC-PRIVATE-KEY"]));
+    assert_eq!(critical[0]["event"]["action"], "rewrite");
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"hook-secret-value");
     for (ts, sig, body) in got.lock().unwrap().iter() {
         let tag = aws_lc_rs::hmac::sign(&key, format!("{ts}.{body}").as_bytes());
         let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(sig, &format!("sha256={hex}"), "the signature verifies");
         assert!(
-            !body.contains("Ignore all previous"),
+            !body.contains("Ignore all previous") && !body.contains(&b64),
             "an alert never carries the content"
         );
     }
