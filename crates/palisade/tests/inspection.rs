@@ -714,6 +714,58 @@ async fn feat_02_tofu_pins_the_set_of_tool_names() {
     assert!(r.get("result").is_some(), "{r}");
 }
 
+/// `strict`: nothing an upstream lists is served or called before a person approved
+/// it — not even at first sight — and an approved definition that changes waits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_02_in_strict_mode_nothing_is_served_before_a_person_approves_it() {
+    let (rec, gw, c) = setup("[pinning]\nmode = \"strict\"\n").await;
+    let config = gw.dir.path().join("palisade.toml");
+    let names = tool_names(&list_cmd(&c, 1, "tools/list").await);
+    assert!(names.is_empty(), "nothing before approval: {names:?}");
+    let r = c.call(2, "rec__echo", json!({"text": "hi"})).await;
+    assert_eq!(r["error"]["code"], -32012, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("waits for approval"),
+        "{r}"
+    );
+    assert_eq!(
+        rec.methods().iter().filter(|m| *m == "tools/call").count(),
+        0,
+        "a tool nobody approved is never called"
+    );
+    let out = cli(&["pins", "list", "--pending"], &config, None);
+    let pending = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        pending.contains("echo") && pending.contains("sum") && !pending.contains("tofu"),
+        "{pending}"
+    );
+    // The poisoned tool waits like the rest, with what inspection found.
+    assert!(pending.contains("lookup"), "{pending}");
+
+    // One approval serves that tool and nothing else.
+    pins_ok(&config, &["approve", "rec", "echo", "--by", "bob"]);
+    let names = tool_names(&list_cmd(&c, 3, "tools/list").await);
+    assert_eq!(names, vec!["rec__echo".to_owned()], "{names:?}");
+    let r = c.call(4, "rec__echo", json!({"text": "hi"})).await;
+    assert!(text_of(&r).contains("hi"), "{r}");
+    let r = c.call(5, "rec__sum", json!({"a": 1, "b": 2})).await;
+    assert_eq!(r["error"]["code"], -32012, "{r}");
+
+    // A change to the approved tool waits again.
+    *rec.echo_description.lock().unwrap() = Some("Echoes text, and more.".into());
+    assert!(tool_names(&list_cmd(&c, 6, "tools/list").await).is_empty());
+    let r = c.call(7, "rec__echo", json!({"text": "hi"})).await;
+    assert_eq!(r["error"]["code"], -32012, "{r}");
+    assert_eq!(
+        rec.methods().iter().filter(|m| *m == "tools/call").count(),
+        1,
+        "only the approved definition was ever called"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feat_02_resources_are_inspected_and_pinned() {
     let (rec, url) = start_recorder().await;
