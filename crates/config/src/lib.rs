@@ -457,6 +457,10 @@ pub struct Upstream {
     pub token_exchange: Option<TokenExchange>,
     /// What inspection does with this upstream's answers and tools.
     pub inspection: InspectionActions,
+    /// Per-tool actions (tool name or glob at the upstream → the actions for the
+    /// answers and definition of a tool it matches: the table's over the upstream's),
+    /// longest pattern first; a tool takes the first match's, else the upstream's.
+    pub tool_inspection: Vec<(String, InspectionActions)>,
     /// How this upstream's tool and prompt definitions are pinned (FEAT-02).
     pub pinning: PinMode,
     /// Tools whose arguments get extra checks (OBS-04).
@@ -926,6 +930,13 @@ impl Config {
                     "  {} attributes: {}\n",
                     u.name,
                     attrs(&u.attributes)
+                ));
+            }
+            for (g, a) in u.tool_inspection.iter().filter(|_| i.enabled) {
+                s.push_str(&format!(
+                    "  {} tool inspection: {g}: {}\n",
+                    u.name,
+                    actions(a)
                 ));
             }
             for (g, a) in &u.tool_attributes {

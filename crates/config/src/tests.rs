@@ -669,6 +669,44 @@ fn feat_06_upstream_and_tool_attributes_for_policies() {
 }
 
 #[test]
+fn inspection_actions_per_tool_lie_over_the_upstreams() {
+    let t = format!(
+        "[inspection]\npii = \"redact\"\n{MIN}inspection = {{ secrets = \"block\" }}\n\
+         [upstream.tools.\"delete_*\"]\nrisk = \"critical\"\n\
+         [upstream.tools.delete_all]\ninspection = {{ injection = \"flag\", tools = \"flag\" }}\n"
+    );
+    let c = load(&t, &[]).unwrap();
+    let u = &c.upstreams[0];
+    let (glob, a) = &u.tool_inspection[0];
+    assert_eq!(glob, "delete_all");
+    assert_eq!(
+        (a.injection, a.tools, a.secrets, a.pii),
+        (
+            OnInjection::Flag,
+            OnTool::Flag,
+            OnData::Block,
+            OnData::Redact
+        ),
+        "the table's, then the upstream's, then [inspection]"
+    );
+    // A table with actions only gives the tool no attributes, so `delete_*`'s still
+    // apply to it.
+    assert_eq!(u.tool_attributes.len(), 1);
+    assert!(
+        c.summary().contains(
+            "demo tool inspection: delete_all: injection flag, secrets block, pii redact"
+        )
+    );
+    assert!(
+        load(
+            &format!("{MIN}[upstream.tools.x]\ninspection = {{ injections = \"flag\" }}\n"),
+            &[]
+        )
+        .is_err()
+    );
+}
+
+#[test]
 fn tracing_needs_a_collector_url_and_a_ratio_within_0_and_1() {
     let t = format!("{MIN}[tracing]\notlp_url = \"http://127.0.0.1:4318/v1/traces\"\n");
     let c = load(&t, &[]).unwrap();

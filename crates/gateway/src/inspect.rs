@@ -22,6 +22,8 @@ const DATAMARK: char = '\u{2c6}';
 pub(crate) struct Inspection {
     inspector: Arc<Inspector>,
     actions: Vec<InspectionActions>,
+    /// Per upstream, per-tool actions: (tool name or glob, actions), longest first.
+    tool_actions: Vec<Vec<(String, InspectionActions)>>,
     external: Option<crate::external::ExternalDetector>,
     /// Verdicts on definitions by the hash of their canonical JSON: an unchanged
     /// definition is inspected (and its findings logged) once, not on every list.
@@ -61,6 +63,7 @@ impl Inspection {
     pub(crate) fn new(
         inspector: Inspector,
         actions: Vec<InspectionActions>,
+        tool_actions: Vec<Vec<(String, InspectionActions)>>,
         external: Option<crate::external::ExternalDetector>,
         audit: Arc<crate::audit::Auditor>,
         names: Vec<String>,
@@ -68,6 +71,7 @@ impl Inspection {
         Self {
             inspector: Arc::new(inspector),
             actions,
+            tool_actions,
             external,
             verdicts: std::sync::Mutex::new(std::collections::HashMap::new()),
             served_noted: std::sync::Mutex::new(std::collections::HashSet::new()),
@@ -112,8 +116,19 @@ impl Inspection {
             .is_ok()
     }
 
-    fn actions(&self, idx: usize) -> InspectionActions {
-        self.actions.get(idx).copied().unwrap_or_default()
+    /// The actions for what upstream `idx` sends about `tool` (its own name for the
+    /// tool, when the message or definition is a tool's): the first per-tool entry
+    /// that matches, else the upstream's.
+    fn actions(&self, idx: usize, tool: Option<&str>) -> InspectionActions {
+        tool.and_then(|t| {
+            self.tool_actions
+                .get(idx)?
+                .iter()
+                .find(|(g, _)| crate::args::glob_match(g, t))
+                .map(|(_, a)| *a)
+        })
+        .or_else(|| self.actions.get(idx).copied())
+        .unwrap_or_default()
     }
 
     /// Inspects a message from upstream `idx` on its way to the client: the answer to
@@ -125,12 +140,14 @@ impl Inspection {
     /// the message's ID: the client's answer, or the upstream's refusal.
     /// `output` is the tool's output schema when `msg` answers a `tools/call` of a tool
     /// that declares one (FEAT-05): a result that does not match it is withheld, or
-    /// passes flagged, as the upstream's `output_schema` action says.
+    /// passes flagged, as the `output_schema` action for `tool` (the tool as its
+    /// upstream names it) says.
     pub(crate) async fn message(
         &self,
         idx: usize,
         method: &str,
         subject: &str,
+        tool: Option<&str>,
         msg: &Message,
         output: Option<&jsonschema::Validator>,
     ) -> Outcome {
@@ -139,9 +156,9 @@ impl Inspection {
             output_mismatch(v.get("result")?, schema)
         });
         let Some(problems) = mismatch else {
-            return self.contents(idx, method, subject, msg).await;
+            return self.contents(idx, method, subject, tool, msg).await;
         };
-        let flag = self.actions(idx).output_schema == OnOutputSchema::Flag;
+        let flag = self.actions(idx, tool).output_schema == OnOutputSchema::Flag;
         tracing::warn!(upstream = idx, subject = %crate::audit::target_for_record(subject), ?problems,
             "a tool result does not match the tool's output schema (FEAT-05){}",
             if flag { ": passed, flagged" } else { ": withheld" });
@@ -171,7 +188,7 @@ impl Inspection {
             ));
         }
         let flagged = json!({"location": "result/structuredContent", "rules": [OUTPUT_SCHEMA], "problems": problems});
-        match self.contents(idx, method, subject, msg).await {
+        match self.contents(idx, method, subject, tool, msg).await {
             Outcome::Pass => annotate(msg, flagged),
             Outcome::Rewrite(m) => annotate(&m, flagged),
             withheld @ Outcome::Withhold(_) => withheld,
@@ -179,7 +196,14 @@ impl Inspection {
     }
 
     /// [`Inspection::message`] without the output schema: what the message says.
-    async fn contents(&self, idx: usize, method: &str, subject: &str, msg: &Message) -> Outcome {
+    async fn contents(
+        &self,
+        idx: usize,
+        method: &str,
+        subject: &str,
+        tool: Option<&str>,
+        msg: &Message,
+    ) -> Outcome {
         let id = msg.id().cloned();
         // Logs name the subject as records do: a URI without its query or userinfo.
         let subject_raw = subject;
@@ -223,7 +247,7 @@ impl Inspection {
                 Outcome::Pass
             };
         };
-        let a = self.actions(idx);
+        let a = self.actions(idx, tool);
         let mut pieces: Vec<Piece<'_>> = Vec::new();
         gather(payload, field, field, &mut pieces);
         if pieces.is_empty() {
@@ -523,7 +547,7 @@ impl Inspection {
         let mut rules: Vec<String> = report.attacks().map(|f| f.rule.clone()).collect();
         rules.sort();
         rules.dedup();
-        let action = if self.blocks_definitions(idx) {
+        let action = if self.blocks_definitions(idx, kind, name) {
             "block"
         } else {
             "flag"
@@ -556,7 +580,6 @@ impl Inspection {
         hash: &str,
         item: &mut Value,
     ) -> Result<(), Vec<String>> {
-        let a = self.actions(idx);
         // Logs name the item as records name URIs: a secret in a URI's userinfo or
         // query is not written out.
         let subject = ["name", "uri", "uriTemplate"]
@@ -564,6 +587,7 @@ impl Inspection {
             .find_map(|k| item.get(*k).and_then(Value::as_str))
             .unwrap_or(kind)
             .to_owned();
+        let a = self.actions(idx, (kind == "tool").then_some(subject.as_str()));
         let shown = crate::audit::target_for_record(&subject);
         // The same definition is served on every list: its findings are logged and
         // recorded the first time only.
@@ -654,9 +678,10 @@ impl Inspection {
         }
     }
 
-    /// Whether a definition that failed inspection is hidden (`tools = "block"`).
-    pub(crate) fn blocks_definitions(&self, idx: usize) -> bool {
-        self.actions(idx).tools == OnTool::Block
+    /// Whether a definition of `kind` named `name` that failed inspection is hidden
+    /// (`tools = "block"`, the upstream's or the tool's own).
+    pub(crate) fn blocks_definitions(&self, idx: usize, kind: &str, name: &str) -> bool {
+        self.actions(idx, (kind == "tool").then_some(name)).tools == OnTool::Block
     }
 }
 

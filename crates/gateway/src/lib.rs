@@ -377,6 +377,11 @@ pub async fn run(
         Some(inspect::Inspection::new(
             inspector,
             config.upstreams.iter().map(|u| u.inspection).collect(),
+            config
+                .upstreams
+                .iter()
+                .map(|u| u.tool_inspection.clone())
+                .collect(),
             external,
             Arc::clone(&auditor),
             config.upstreams.iter().map(|u| u.name.clone()).collect(),

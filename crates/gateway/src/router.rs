@@ -703,16 +703,26 @@ impl Router {
         // requests and notifications on the way were inspected as they arrived,
         // `upstream::from_upstream`).
         // FEAT-05: the output schema a tool's result must match, if it declares one.
-        let output = (method == "tools/call")
+        // The tool as its upstream names it: per-tool inspection actions.
+        let tool = (method == "tools/call")
             .then(|| msg.param_str("name"))
-            .flatten()
-            .and_then(|name| self.output_schema(idx, &name));
+            .flatten();
+        let output = tool
+            .as_deref()
+            .and_then(|name| self.output_schema(idx, name));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(upstream::REQUEST_CHANNEL);
         let relay = async {
             while let Some(m) = rx.recv().await {
                 let out = if m.is_response() {
                     match ins
-                        .message(idx, &method, &subject, &m, output.as_deref())
+                        .message(
+                            idx,
+                            &method,
+                            &subject,
+                            tool.as_deref(),
+                            &m,
+                            output.as_deref(),
+                        )
                         .await
                     {
                         Outcome::Pass => m,

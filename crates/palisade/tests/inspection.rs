@@ -222,6 +222,54 @@ async fn spotlight_and_flag_are_per_upstream_choices() {
     );
 }
 
+/// Actions per tool: a `[upstream.tools."<name or glob>"]` table's `inspection` over
+/// the upstream's, for that tool's answers and definition; other tools keep the
+/// upstream's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_can_be_set_per_tool() {
+    let (rec, url) = start_recorder().await;
+    rec.extra_tools.lock().unwrap().push(
+        json!({"name": "fetch_page", "description": "Fetches a web page.", "inputSchema": {"type": "object"}}),
+    );
+    let gw = Gateway::start(
+        "",
+        &format!(
+            "{}[upstream.tools.\"fetch_*\"]\ninspection = {{ injection = \"spotlight\" }}\n\
+             [upstream.tools.lookup]\ninspection = {{ tools = \"flag\" }}\n",
+            http_upstream("rec", &url)
+        ),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let r = c
+        .call(1, "rec__fetch_page", json!({"text": INJECTED}))
+        .await;
+    let t = text_of(&r);
+    assert!(
+        t.starts_with("<<untrusted-data-") && t.contains("Ignore\u{2c6}all\u{2c6}previous"),
+        "spotlighted: {r}"
+    );
+    let r = c.call(2, "rec__echo", json!({"text": INJECTED})).await;
+    assert_eq!(r["error"]["code"], -32012, "the upstream's action: {r}");
+    let names = tool_names(&list_cmd(&c, 3, "tools/list").await);
+    assert!(
+        names.contains(&"rec__lookup".to_owned()),
+        "flagged, not hidden: {names:?}"
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["config", "check"])
+        .arg(gw.dir.path().join("palisade.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rec tool inspection: fetch_*: injection spotlight, secrets redact"),
+        "{text}"
+    );
+    assert!(!text.contains("tool attributes"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspection_can_be_switched_off_and_says_so() {
     let (_rec, gw, c) = setup("[inspection]\nenabled = false").await;

@@ -132,6 +132,7 @@ fn parse_size(s: &str) -> Option<u64> {
 struct RawAttributes {
     risk: Option<Spanned<String>>,
     data_class: Option<Spanned<String>>,
+    inspection: Option<super::RawActions>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -553,7 +554,9 @@ impl RawConfig {
             risk: attribute(u.risk.as_ref(), "risk")?,
             data_class: attribute(u.data_class.as_ref(), "data_class")?,
         };
+        let upstream_actions = u.inspection.map_or(base_actions, |a| a.over(base_actions));
         let mut tool_attributes = Vec::new();
+        let mut tool_inspection = Vec::new();
         for (glob, a) in &u.tools {
             if !is_tool_glob(glob) {
                 return Err(cx.at(
@@ -562,18 +565,26 @@ impl RawConfig {
                     format!("`{glob}` is not a tool name or a glob like delete_*"),
                 ));
             }
-            tool_attributes.push((
-                glob.clone(),
-                crate::Attributes {
-                    risk: attribute(a.risk.as_ref(), &format!("tools.{glob}.risk"))?,
-                    data_class: attribute(
-                        a.data_class.as_ref(),
-                        &format!("tools.{glob}.data_class"),
-                    )?,
-                },
-            ));
+            // A table that sets only inspection actions gives the tool no attributes:
+            // it must not hide a broader glob's.
+            if a.risk.is_some() || a.data_class.is_some() {
+                tool_attributes.push((
+                    glob.clone(),
+                    crate::Attributes {
+                        risk: attribute(a.risk.as_ref(), &format!("tools.{glob}.risk"))?,
+                        data_class: attribute(
+                            a.data_class.as_ref(),
+                            &format!("tools.{glob}.data_class"),
+                        )?,
+                    },
+                ));
+            }
+            if let Some(actions) = a.inspection {
+                tool_inspection.push((glob.clone(), actions.over(upstream_actions)));
+            }
         }
         tool_attributes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        tool_inspection.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         Ok(Upstream {
             attributes,
             tool_attributes,
@@ -586,7 +597,8 @@ impl RawConfig {
             credential,
             client_credentials,
             token_exchange,
-            inspection: u.inspection.map_or(base_actions, |a| a.over(base_actions)),
+            inspection: upstream_actions,
+            tool_inspection,
             argument_checks,
             pinning: u
                 .pinning

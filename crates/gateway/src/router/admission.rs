@@ -324,7 +324,7 @@ impl Router {
         let blocks = self
             .inspection
             .as_ref()
-            .is_some_and(|i| i.blocks_definitions(idx));
+            .is_some_and(|i| i.blocks_definitions(idx, kind, name));
         if findings.is_some() && !blocks {
             // Full: the upstream is overflowed, and nothing of it is offered.
             if !self.flagged.insert(idx, kind, name, ()) {

@@ -183,7 +183,7 @@ pub(crate) async fn from_upstream(
                 return Some(msg);
             };
             let method = msg.method().unwrap_or_default().to_owned();
-            match ins.message(idx, &method, &method, &msg, None).await {
+            match ins.message(idx, &method, &method, None, &msg, None).await {
                 Outcome::Pass => Some(msg),
                 Outcome::Rewrite(m) => Some(m),
                 Outcome::Withhold(_) => None,
@@ -220,7 +220,7 @@ pub(crate) async fn from_upstream(
             // answer; one withheld is refused to the upstream.
             let msg = match &session.inspection {
                 None => msg,
-                Some(ins) => match ins.message(idx, &method, &method, &msg, None).await {
+                Some(ins) => match ins.message(idx, &method, &method, None, &msg, None).await {
                     Outcome::Pass => msg,
                     Outcome::Rewrite(m) => m,
                     Outcome::Withhold(refusal) => {
