@@ -479,7 +479,8 @@ fn start_gateway(
 }
 
 /// Decisions per second of each policy file, for the call every request of the load
-/// run makes (`tools/call` of a normal-risk tool).
+/// run makes (`tools/call` of a tool marked `risk = "read"`, on an upstream of normal
+/// risk).
 fn policy_bench(files: &[String]) -> Result<()> {
     use palisade_policy::{Caller, Facts, Kind, Policies, Query, Target};
     let roles = vec!["engineer".to_owned(), "reader".to_owned()];
@@ -507,7 +508,7 @@ fn policy_bench(files: &[String]) -> Result<()> {
                 kind: Kind::Tool,
                 upstream: "crm",
                 name: "crm__echo",
-                risk: "normal",
+                risk: "read",
                 data_class: "unclassified",
                 upstream_risk: "normal",
                 upstream_data_class: "unclassified",
@@ -622,7 +623,7 @@ async fn run(args: Args) -> Result<()> {
         &dir,
         "jwt",
         &format!(
-            "[gateway]\nlisten = \"127.0.0.1:{jwt_port}\"\ndata_dir = \"{}\"\n\n[auth]\npublic_url = \"http://127.0.0.1:{jwt_port}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n\n[policy]\nfile = \"{}\"\n\n{upstream}",
+            "[gateway]\nlisten = \"127.0.0.1:{jwt_port}\"\ndata_dir = \"{}\"\n\n[auth]\npublic_url = \"http://127.0.0.1:{jwt_port}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n\n[policy]\nfile = \"{}\"\n\n{upstream}[upstream.tools.payload]\nrisk = \"read\"\n",
             dir.join("jwt").display(),
             idp.issuer,
             concat!(

@@ -244,6 +244,10 @@ file = "$HERE/../../examples/policies/read-only-by-default.cedar"
 name = "everything"
 transport = "streamable-http"
 url = "http://127.0.0.1:$EV_PORT/mcp"
+
+# The one tool oauth-check calls: a read, which the policy lets every caller call.
+[upstream.tools.echo]
+risk = "read"
 EOF
 
 start_gateway gw-everything-http "$LOGDIR/gw-everything-http.toml" || exit 1

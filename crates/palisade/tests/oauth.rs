@@ -32,6 +32,10 @@ async fn setup() -> Setup {
     setup_with("").await
 }
 
+/// The recorder's tools marked as reads: what `read-only-by-default.cedar` lets every
+/// caller call.
+const READ_ONLY_TOOLS: &str = "[upstream.tools.\"*\"]\nrisk = \"read\"\n";
+
 /// `upstream_extra` is appended to the recorder's [[upstream]] table.
 async fn setup_with(upstream_extra: &str) -> Setup {
     let idp = Idp::start().await;
@@ -40,7 +44,7 @@ async fn setup_with(upstream_extra: &str) -> Setup {
     let base = format!("http://127.0.0.1:{port}");
     let upstream = http_upstream("rec", &url);
     let rest = format!(
-        "{policy}[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n{upstream}{upstream_extra}\n",
+        "{policy}[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{}\"\n{upstream}{upstream_extra}\n{READ_ONLY_TOOLS}",
         idp.issuer,
         policy = example_policy("read-only-by-default.cedar"),
     );
@@ -542,6 +546,45 @@ async fn auth_12_13_missing_scopes_get_403_with_a_step_up_challenge() {
     );
 }
 
+/// `read-only-by-default.cedar`, as `examples/oauth.toml` ships it: a caller calls the
+/// tools the config marks `risk = "read"`, and no other — an unmarked tool is not
+/// callable, and the refusal does not say whether it exists (FEAT-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_06_read_only_by_default_leaves_unmarked_tools_uncallable() {
+    // `sum` is marked normal here, over the test's "*" marked read.
+    let s = setup_with("\n[upstream.tools.sum]\nrisk = \"normal\"\n").await;
+    let token = s.idp.token_with(&s.idp.claims(&s.aud, "alice"));
+    let mut c = s.gw.client();
+    init_with(&mut c, &token).await;
+    let call = |id: i64, name: &str, arguments: Value| {
+        ask(
+            &c,
+            &token,
+            id,
+            "tools/call",
+            json!({"name": name, "arguments": arguments}),
+        )
+    };
+    let read = call(1, "rec__echo", json!({"x": 1})).await;
+    assert!(read.get("result").is_some(), "{read}");
+    let other = call(2, "rec__sum", json!({"a": 1, "b": 2})).await;
+    let unknown = call(3, "rec__nothing", json!({})).await;
+    assert_eq!(other["error"]["code"], -32602, "{other}");
+    assert_eq!(
+        other["error"]["message"], unknown["error"]["message"],
+        "refused as if unknown"
+    );
+    assert_eq!(
+        s.rec
+            .methods()
+            .iter()
+            .filter(|m| *m == "tools/call")
+            .count(),
+        1,
+        "only the read reached the upstream"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opaque_tokens_are_introspected_with_the_same_rules() {
     let idp = Idp::start().await;
@@ -551,7 +594,7 @@ async fn opaque_tokens_are_introspected_with_the_same_rules() {
     let aud = format!("{base}/mcp");
     let upstream = http_upstream("rec", &url);
     let rest = format!(
-        "{policy}[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\nintrospection_endpoint = \"{iss}/introspect\"\nintrospection_client_id = \"gw\"\nintrospection_client_secret = \"${{GW_SECRET}}\"\n{upstream}",
+        "{policy}[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\nintrospection_endpoint = \"{iss}/introspect\"\nintrospection_client_id = \"gw\"\nintrospection_client_secret = \"${{GW_SECRET}}\"\n{upstream}{READ_ONLY_TOOLS}",
         iss = idp.issuer,
         policy = example_policy("read-only-by-default.cedar"),
     );
@@ -628,7 +671,8 @@ async fn exchange_gateway(idp: &Idp, url: &str, extra: &str) -> (Gateway, String
     let rest = format!(
         "{extra}{policy}[auth]\npublic_url = \"{base}\"\nscopes = [\"mcp:tools\"]\n[[auth.issuer]]\nissuer = \"{iss}\"\n\
          {}token_exchange = {{ token_endpoint = \"{iss}/token\", client_id = \"gw-x\", \
-         client_secret = \"x-secret\", audience = \"rec-api\", scopes = [\"rec:read\"] }}\n",
+         client_secret = \"x-secret\", audience = \"rec-api\", scopes = [\"rec:read\"] }}\n\
+         {READ_ONLY_TOOLS}",
         http_upstream("rec", url),
         iss = idp.issuer,
         policy = example_policy("read-only-by-default.cedar"),

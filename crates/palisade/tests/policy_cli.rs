@@ -70,16 +70,19 @@ fn decide(file: &str, who: &str, resource: &str, extra: &[&str]) -> (i32, String
 #[test]
 fn auth_20_policy_test_answers_with_the_deciding_policies() {
     let p = example("read-only-by-default.cedar");
-    let (code, out) = decide(&p, "alice", "files__read", &[]);
+    let (code, out) = decide(&p, "alice", "files__read", &["--risk", "read"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("ALLOW by call-normal-tools"), "{out}");
+    assert!(out.starts_with("ALLOW by call-read-only-tools"), "{out}");
 
-    let (code, out) = decide(&p, "alice", "files__delete", &["--risk", "high"]);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("DENY") && out.contains("denied by default"),
-        "{out}"
-    );
+    // Read-only by default: a tool nobody marked, as much as one marked high.
+    for risk in [&[][..], &["--risk", "high"][..]] {
+        let (code, out) = decide(&p, "alice", "files__delete", risk);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("DENY") && out.contains("denied by default"),
+            "{out}"
+        );
+    }
     let admin = [
         "--risk",
         "high",
@@ -90,10 +93,7 @@ fn auth_20_policy_test_answers_with_the_deciding_policies() {
     ];
     let (code, out) = decide(&p, "alice", "files__delete", &admin);
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("ALLOW by admins-call-high-risk-tools"),
-        "{out}"
-    );
+    assert!(out.contains("ALLOW by admins-call-other-tools"), "{out}");
 
     let t = example("per-team.cedar");
     let (code, out) = decide(&t, "bob", "crm__export", &["--group", "team-b"]);

@@ -1,6 +1,6 @@
 //! One Cedar decision per example policy, for the call every request of the load
-//! harness makes: a `tools/call` of a normal-risk tool by a user with roles, groups
-//! and scopes.
+//! harness makes: a `tools/call` of a tool marked `risk = "read"` by a user with
+//! roles, groups and scopes.
 //!
 //! ```sh
 //! cargo bench -p palisade-policy --bench decide
@@ -49,7 +49,7 @@ fn decide(c: &mut Criterion) {
             kind: Kind::Tool,
             upstream: "crm",
             name: "crm__search",
-            risk: "normal",
+            risk: "read",
             data_class: "unclassified",
             upstream_risk: "normal",
             upstream_data_class: "unclassified",
