@@ -211,6 +211,103 @@ fn feat_07_a_secret_glued_to_a_name_by_underscores_is_redacted() {
     assert!(!r.has(Category::Secret), "{r:?}");
 }
 
+/// Tokens of further platforms, each in the format its issuer documents, assembled
+/// here from a repeated filler (no real secret in the repository); each is found by
+/// its rule and redacted whole, and text that only resembles one is left alone.
+#[test]
+fn feat_07_platform_tokens_are_found_and_redacted() {
+    // A fixed xorshift stream over each alphabet: irregular like a real token (a
+    // sequence such as `01234567` reads as a placeholder and is rightly not reported).
+    let pick = |alphabet: &str, n: usize| -> String {
+        let a = alphabet.as_bytes();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ n as u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(a[usize::try_from(x % a.len() as u64).unwrap_or(0)])
+            })
+            .collect()
+    };
+    let hex = |n: usize| pick("0123456789abcdef", n);
+    let alnum = |n: usize| {
+        pick(
+            "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789",
+            n,
+        )
+    };
+    let cases = [
+        (format!("dop_v1_{}", hex(64)), "SEC-INFRA-TOKENS"),
+        (format!("hvs.{}", alnum(90)), "SEC-INFRA-TOKENS"),
+        (
+            format!("{}.atlasv1.{}", alnum(14), alnum(67)),
+            "SEC-INFRA-TOKENS",
+        ),
+        (format!("dp.pt.{}", alnum(43)), "SEC-INFRA-TOKENS"),
+        (format!("pul-{}", hex(40)), "SEC-INFRA-TOKENS"),
+        (format!("HRKU-AA{}", alnum(58)), "SEC-INFRA-TOKENS"),
+        (format!("shpat_{}", hex(32)), "SEC-INFRA-TOKENS"),
+        (
+            format!(
+                "AGE-SECRET-KEY-1{}",
+                "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L".repeat(2)[..58].to_owned()
+            ),
+            "SEC-INFRA-TOKENS",
+        ),
+        (format!("ATATT3{}", alnum(186)), "SEC-SAAS-TOKENS"),
+        (format!("lin_api_{}", alnum(40)), "SEC-SAAS-TOKENS"),
+        (format!("PMAK-{}-{}", hex(24), hex(34)), "SEC-SAAS-TOKENS"),
+        (format!("sntryu_{}", hex(64)), "SEC-SAAS-TOKENS"),
+        (
+            format!("NRAK-{}", alnum(27).to_ascii_uppercase()),
+            "SEC-SAAS-TOKENS",
+        ),
+        (format!("{}-us21", hex(32)), "SEC-SAAS-TOKENS"),
+        (
+            format!(
+                "https://discord.com/api/webhooks/913847562019384756/{}",
+                alnum(68)
+            ),
+            "SEC-SAAS-TOKENS",
+        ),
+        (format!("731956284:AA{}", alnum(33)), "SEC-SAAS-TOKENS"),
+    ];
+    let ins = ins();
+    for (secret, rule) in &cases {
+        let text = format!("config: {secret} (rotated)");
+        let r = ins.inspect_text(&text);
+        assert!(rules(&r).contains(rule), "{secret}: {r:?}");
+        let red = redact(&text, &r, "text");
+        assert!(!red.contains(secret.as_str()), "{secret}: {red}");
+        assert!(
+            red.starts_with("config: ") && red.ends_with(" (rotated)"),
+            "{red}"
+        );
+    }
+    let key = format!("{}==", alnum(86));
+    let conn = format!(
+        "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey={key};EndpointSuffix=core.windows.net"
+    );
+    let r = ins.inspect_text(&conn);
+    assert!(rules(&r).contains(&"SEC-AZURE-STORAGE-KEY"), "{r:?}");
+    let red = redact(&conn, &r, "text");
+    assert!(
+        !red.contains(&key) && red.contains("AccountName=acme"),
+        "{red}"
+    );
+    // Look-alikes: too short, the wrong alphabet, ordinary words.
+    for text in [
+        format!("dop_v1_{}", hex(20)),
+        "hvs.short and en-us locale, 10:AA, pul-request".to_owned(),
+        format!("shpat_{}", "z".repeat(32)),
+        format!("{}-usa", hex(32)),
+    ] {
+        let r = ins.inspect_text(&text);
+        assert!(!r.has(Category::Secret), "{text}: {r:?}");
+    }
+}
+
 #[test]
 fn pii_is_validated_before_it_is_reported() {
     let r = ins().inspect_text("card 4111 1111 1111 1111, not 4111 1111 1111 1112");
