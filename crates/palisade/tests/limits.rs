@@ -1,5 +1,6 @@
-//! Black-box tests of the runtime limits: GCRA rate limits per principal and per
-//! tool, concurrency per upstream, and per-tool timeouts. A request over a limit gets
+//! Black-box tests of the runtime limits: GCRA rate limits per principal, per tool
+//! and for the whole gateway, concurrency per upstream and per principal, and per-tool
+//! timeouts. A request over a limit gets
 //! 429 with `Retry-After` and a JSON-RPC error, is never forwarded, and is recorded.
 
 #![allow(
@@ -188,6 +189,69 @@ async fn an_upstream_takes_at_most_its_concurrency_and_a_slow_tool_its_own_timeo
     tokio::time::sleep(Duration::from_millis(100)).await;
     let r = c.call(3, "rec__echo", json!({"x": 1})).await;
     assert!(r.get("result").is_some(), "{r}");
+}
+
+/// A principal holds at most `max_concurrent_per_principal` requests in flight, over
+/// all its sessions; the next gets 429 with `Retry-After`, is never forwarded, and is
+/// recorded; its slot is free once the first answer is out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_holds_at_most_its_share_of_requests_in_flight() {
+    let (rec, gw, c) = setup("[limits]\nmax_concurrent_per_principal = 1", "").await;
+    let mut other = gw.client();
+    other.initialize().await;
+    let slow = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "rec__slow", "arguments": {"ms": 800}}});
+    let pending = c.post(&slow);
+    tokio::pin!(pending);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other.post(&call_body(2, "rec__echo")).await
+    };
+    let (first, second) = tokio::join!(&mut pending, second);
+    assert_eq!(
+        second.status(),
+        429,
+        "the same principal on another session"
+    );
+    assert_eq!(second.headers()["retry-after"], "1");
+    assert_eq!(body_json(second).await["error"]["code"], -32013);
+    assert!(first.text().await.unwrap().contains("slow done"));
+    let calls = rec.methods().iter().filter(|m| *m == "tools/call").count();
+    assert_eq!(calls, 1, "the refused call never reached the upstream");
+    assert!(audit_denials(&gw).contains(&"concurrency limit (per principal)".to_owned()));
+    let r = other.call(3, "rec__echo", json!({"x": 1})).await;
+    assert!(r.get("result").is_some(), "the slot is free again: {r}");
+}
+
+/// The gateway-wide rate is shared by every caller and session: past it, 429 with
+/// `Retry-After`, nothing forwarded, recorded under its own reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_rate_holds_for_every_session_together() {
+    // The two sessions' initializes are two of the five.
+    let (rec, gw, c) = setup("[limits.rate]\nglobal = \"5/m\"", "").await;
+    let mut other = gw.client();
+    other.initialize().await;
+    assert_eq!(c.post(&call_body(1, "rec__echo")).await.status(), 200);
+    assert_eq!(other.post(&call_body(2, "rec__echo")).await.status(), 200);
+    assert_eq!(c.post(&call_body(3, "rec__echo")).await.status(), 200);
+    let r = other.post(&call_body(4, "rec__echo")).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(
+        body_json(r).await["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the gateway's request rate limit")
+    );
+    assert_eq!(c.post(&call_body(5, "rec__echo")).await.status(), 429);
+    let calls = rec.methods().iter().filter(|m| *m == "tools/call").count();
+    assert_eq!(calls, 3);
+    assert!(audit_denials(&gw).contains(&"rate limit (global)".to_owned()));
 }
 
 #[test]
