@@ -102,6 +102,14 @@ pub enum Event {
         /// Items the policy does not let this principal use.
         #[serde(default)]
         denied: usize,
+        /// Which (the names the client would have seen; resources by URI without
+        /// query or userinfo), the first 100.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        denied_items: Vec<String>,
+        /// The policies that denied them: the forbids that applied (none: denied by
+        /// default, no permit applied).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        denied_by: Vec<String>,
     },
     /// A call, prompt or read was decided.
     Call {

@@ -799,7 +799,7 @@ impl Router {
         .await;
 
         let listed: usize = per_upstream.iter().map(|(_, l)| l.len()).sum();
-        let mut denied = 0_usize;
+        let mut refused = Refused::default();
         let mut items = Vec::new();
         let mut exact = Vec::new();
         let mut templates = Vec::new();
@@ -875,8 +875,8 @@ impl Router {
                         tracing::warn!(upstream = %self.names[idx], "dropped an item whose namespaced name is too long (FEAT-03)");
                         continue;
                     }
-                    if !self.offer(session, caller, idx, kind, &name, &full) {
-                        denied += 1;
+                    if let Err(by) = self.offer(session, caller, idx, kind, &name, &full) {
+                        refused.note(&full, by);
                         continue;
                     }
                     obj.insert("name".into(), json!(full));
@@ -901,8 +901,8 @@ impl Router {
                         .or_else(|| obj.get("uriTemplate"))
                         .and_then(Value::as_str)
                         .unwrap_or_default();
-                    if !self.offer(session, caller, idx, kind, uri, uri) {
-                        denied += 1;
+                    if let Err(by) = self.offer(session, caller, idx, kind, uri, uri) {
+                        refused.note(&crate::audit::target_for_record(uri), by);
                         continue;
                     }
                 }
@@ -939,8 +939,10 @@ impl Router {
             client: caller.and_then(|c| c.client.clone()),
             method: method.to_owned(),
             offered: items.len(),
-            withheld: listed.saturating_sub(items.len() + denied),
-            denied,
+            withheld: listed.saturating_sub(items.len() + refused.count),
+            denied: refused.count,
+            denied_items: refused.items,
+            denied_by: refused.by.into_iter().collect(),
         };
         if self.audit.decide(event).await.is_err() {
             return error(
@@ -1086,4 +1088,27 @@ fn advertise(links: &[Option<Link>], could: impl Fn(&str) -> bool) -> (Value, Ve
         }
     }
     (Value::Object(out), left_out)
+}
+
+/// What the policy kept out of one list, for its audit record.
+#[derive(Default)]
+struct Refused {
+    count: usize,
+    /// The first [`REFUSED_NAMED`] items, by the names the client would have seen.
+    items: Vec<String>,
+    /// The forbids that applied to any of them.
+    by: std::collections::BTreeSet<String>,
+}
+
+/// Items of one list named in its audit record at most.
+const REFUSED_NAMED: usize = 100;
+
+impl Refused {
+    fn note(&mut self, name: &str, by: Vec<String>) {
+        self.count += 1;
+        if self.items.len() < REFUSED_NAMED {
+            self.items.push(name.to_owned());
+        }
+        self.by.extend(by);
+    }
 }

@@ -163,6 +163,19 @@ async fn auth_20_feat_06_per_team_lists_are_filtered_and_forbidden_calls_look_un
         .await;
     assert!(list["denied"].as_u64().unwrap() > 0, "{list}");
     assert_eq!(list["client"], "test-client");
+    // OBS-01: which items, and that no forbid but the default decided it.
+    let denied_items: Vec<&str> = list["denied_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(denied_items.contains(&"billing__echo"), "{list}");
+    assert!(
+        denied_items.iter().all(|n| n.starts_with("billing__")),
+        "{list}"
+    );
+    assert!(list.get("denied_by").is_none(), "denied by default: {list}");
 
     // A call she may make goes through, and its record names the permit.
     let ok = alice.call(2, "crm__echo", json!({"x": 1})).await;
@@ -213,6 +226,32 @@ async fn auth_20_feat_06_per_team_lists_are_filtered_and_forbidden_calls_look_un
             .iter()
             .all(|t| t.starts_with("search__"))
     );
+}
+
+/// OBS-01: a list's record names what the policy kept out and the forbid that did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_a_lists_record_names_what_a_forbid_kept_out() {
+    let policy = r#"
+@id("everyone-everything")
+permit(principal, action, resource);
+
+@id("no-listing-of-high-risk")
+forbid(principal, action == Palisade::Action::"tools/list", resource)
+when { resource.risk == "high" };
+"#;
+    let s = setup(&["crm"], policy, "").await;
+    let alice = s
+        .session(&s.token("alice", "mcp:tools", &[], &[]), json!({}))
+        .await;
+    let seen = tools(&alice).await;
+    assert!(seen.contains(&"crm__echo".to_owned()), "{seen:?}");
+    assert!(!seen.contains(&"crm__delete_all".to_owned()), "{seen:?}");
+    let list = s
+        .audited(|r| r["type"] == "list" && r["method"] == "tools/list")
+        .await;
+    assert_eq!(list["denied"], 1, "{list}");
+    assert_eq!(list["denied_items"], json!(["crm__delete_all"]));
+    assert_eq!(list["denied_by"], json!(["no-listing-of-high-risk"]));
 }
 
 const STEP_UP: &str = r#"

@@ -303,7 +303,8 @@ impl Router {
     }
 
     /// Whether the policy lets `caller` see one listed item (everything, for the
-    /// router's own probes).
+    /// router's own probes); `Err` with the forbids that denied it (none: denied by
+    /// default).
     pub(super) fn offer(
         &self,
         session: &Session,
@@ -312,14 +313,15 @@ impl Router {
         kind: &'static str,
         local: &str,
         full: &str,
-    ) -> bool {
-        let Some(caller) = caller else { return true };
+    ) -> Result<(), Vec<String>> {
+        let Some(caller) = caller else { return Ok(()) };
         let (action, s) = match kind {
             "tool" => ("tools/list", self.named("tools/list", idx, local, full)),
             "prompt" => ("prompts/list", self.named("prompts/list", idx, local, full)),
             _ => ("resources/list", self.resource(idx, kind, local)),
         };
-        self.authz.decide(caller, session, action, &s).allow
+        let d = self.authz.decide(caller, session, action, &s);
+        if d.allow { Ok(()) } else { Err(d.policies) }
     }
 }
 
