@@ -232,6 +232,71 @@ async fn obs_01_every_decision_is_in_a_signed_log_that_verifies_and_catches_tamp
     assert_eq!(verify(&["/nonexistent/audit.jsonl"]).0, 2);
 }
 
+/// OBS-01: the signing key rotates by pointing `signing_key` at a new file and
+/// restarting. The file the old key closed verifies with the old public key, the new
+/// one with the new key, and neither with the other's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_01_a_rotated_signing_key_leaves_every_file_verifiable() {
+    let (_rec, url) = start_recorder().await;
+    let data = tempfile::tempdir().unwrap();
+    let run = |key: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[gateway]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{d}\"\n\
+                 [audit]\nsigning_key = \"{d}/{key}\"\n{}",
+                http_upstream("rec", &url),
+                d = data.path().display()
+            ),
+        )
+        .unwrap();
+        Gateway::spawn(dir, &path, &[])
+    };
+    for (id, key) in [(1, "first.key"), (2, "second.key")] {
+        let mut gw = run(key);
+        gw.ready().await;
+        let mut c = gw.client();
+        c.initialize().await;
+        let r = c.call(id, "rec__echo", json!({"n": id})).await;
+        assert!(r.get("result").is_some(), "{r}");
+        assert!(gw.terminate().success());
+    }
+    let file = |name: &str| data.path().join(name).display().to_string();
+    let (first, second) = (file("first.key.pub"), file("second.key.pub"));
+    let live = file("audit.jsonl");
+    let set_aside: Vec<String> = std::fs::read_dir(data.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.contains("/audit-") && p.ends_with(".jsonl"))
+        .collect();
+    assert_eq!(
+        set_aside.len(),
+        1,
+        "the first run's file, set aside: {set_aside:?}"
+    );
+    let old = &set_aside[0];
+    for (log, keys, ok) in [
+        (old.as_str(), vec![first.as_str()], true),
+        (live.as_str(), vec![second.as_str()], true),
+        (live.as_str(), vec![first.as_str(), second.as_str()], true),
+        (old.as_str(), vec![second.as_str()], false),
+        (live.as_str(), vec![first.as_str()], false),
+    ] {
+        let mut args = vec![log, "--closed"];
+        for k in &keys {
+            args.extend(["--pubkey", k]);
+        }
+        let (code, out) = verify(&args);
+        assert_eq!(code == 0, ok, "{log} with {keys:?}: {out}");
+        if !ok {
+            assert!(out.contains("not among the trusted keys"), "{out}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn obs_01_raw_arguments_are_recorded_only_for_tools_opted_in() {
     let (_rec, url) = start_recorder().await;
