@@ -134,6 +134,50 @@ pub struct Attributes {
     pub data_class: Option<String>,
 }
 
+impl Upstream {
+    /// The `risk` and `data_class` policies see for this upstream's tool `tool` (the
+    /// upstream's own name for it), or for the upstream itself (`None`): each from
+    /// the first `[upstream.tools."glob"]` entry that matches the tool, else the
+    /// upstream's, else `normal` and `unclassified`. The gateway and `palisade policy
+    /// test --config` both ask this.
+    pub fn attributes_for(&self, tool: Option<&str>) -> (&str, &str) {
+        let mut risk = self.attributes.risk.as_deref().unwrap_or("normal");
+        let mut class = self
+            .attributes
+            .data_class
+            .as_deref()
+            .unwrap_or("unclassified");
+        if let Some((_, a)) =
+            tool.and_then(|t| self.tool_attributes.iter().find(|(g, _)| glob_match(g, t)))
+        {
+            risk = a.risk.as_deref().unwrap_or(risk);
+            class = a.data_class.as_deref().unwrap_or(class);
+        }
+        (risk, class)
+    }
+}
+
+/// Whether `name` matches a glob where `*` stands for any run of characters (tool
+/// globs in the config: attributes, actions, timeouts, argument checks).
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    let parts: Vec<&str> = glob.split('*').collect();
+    if parts.len() == 1 {
+        return glob == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || !name[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(i) => rest = &rest[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Alerts, POSTed to a webhook with an HMAC-SHA256 signature: inspection blocks,
 /// pin drift, refused policy reloads, and bursts of authentication failures.
 #[derive(Debug, Clone)]

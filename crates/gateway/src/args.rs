@@ -8,25 +8,7 @@ use std::net::IpAddr;
 use palisade_config::ArgumentChecks;
 use serde_json::Value;
 
-/// Whether `name` matches a glob where `*` stands for any run of characters.
-pub(crate) fn glob_match(glob: &str, name: &str) -> bool {
-    let parts: Vec<&str> = glob.split('*').collect();
-    if parts.len() == 1 {
-        return glob == name;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || !name[first.len()..].ends_with(last) {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    for p in &parts[1..parts.len() - 1] {
-        match rest.find(p) {
-            Some(i) => rest = &rest[i + p.len()..],
-            None => return false,
-        }
-    }
-    true
-}
+pub(crate) use palisade_config::glob_match;
 
 /// The first problem with the arguments of tool `name`, if any.
 pub(crate) fn check(checks: &ArgumentChecks, name: &str, args: &Value) -> Option<String> {

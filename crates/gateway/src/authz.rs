@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use palisade_config::{Attributes, Config};
+use palisade_config::Config;
 use palisade_policy::{Decision, Facts, Kind, Policies, Query, Target};
 use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
@@ -60,10 +60,9 @@ pub(crate) struct Authz {
     file: Option<PathBuf>,
     interval: Duration,
     names: Vec<String>,
-    /// Per upstream: its (risk, data_class), defaults filled in.
-    upstream_attrs: Vec<(String, String)>,
-    /// Per upstream: tool glob → attributes, longest first.
-    tool_attrs: Vec<Vec<(String, Attributes)>>,
+    /// The upstreams as configured: the attributes policies see
+    /// (`Upstream::attributes_for`).
+    upstreams: Vec<palisade_config::Upstream>,
     audit: Arc<crate::audit::Auditor>,
 }
 
@@ -131,29 +130,12 @@ impl Authz {
             approvals = policies.approvals(),
             "policy loaded"
         );
-        let attr = |a: &Attributes| {
-            (
-                a.risk.clone().unwrap_or_else(|| "normal".into()),
-                a.data_class
-                    .clone()
-                    .unwrap_or_else(|| "unclassified".into()),
-            )
-        };
         Ok(Self {
             current: RwLock::new(loaded),
             file,
             interval,
             names: config.upstreams.iter().map(|u| u.name.clone()).collect(),
-            upstream_attrs: config
-                .upstreams
-                .iter()
-                .map(|u| attr(&u.attributes))
-                .collect(),
-            tool_attrs: config
-                .upstreams
-                .iter()
-                .map(|u| u.tool_attributes.clone())
-                .collect(),
+            upstreams: config.upstreams.clone(),
             audit,
         })
     }
@@ -184,21 +166,13 @@ impl Authz {
         f: impl FnOnce(&Policies, &Query<'_>) -> T,
     ) -> T {
         let (u_risk, u_class) = self
-            .upstream_attrs
+            .upstreams
             .get(s.upstream)
-            .map_or(("normal", "unclassified"), |(r, c)| {
-                (r.as_str(), c.as_str())
-            });
-        let (mut risk, mut class) = (u_risk, u_class);
-        if s.kind == Kind::Tool
-            && let Some((_, a)) = self
-                .tool_attrs
-                .get(s.upstream)
-                .and_then(|t| t.iter().find(|(g, _)| crate::args::glob_match(g, s.local)))
-        {
-            risk = a.risk.as_deref().unwrap_or(risk);
-            class = a.data_class.as_deref().unwrap_or(class);
-        }
+            .map_or(("normal", "unclassified"), |u| u.attributes_for(None));
+        let (risk, class) = match (s.kind, self.upstreams.get(s.upstream)) {
+            (Kind::Tool, Some(u)) => u.attributes_for(Some(s.local)),
+            _ => (u_risk, u_class),
+        };
         let address = caller
             .address
             .map(|a: IpAddr| a.to_string())

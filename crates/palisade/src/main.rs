@@ -437,7 +437,7 @@ fn main() -> Result<std::process::ExitCode> {
         ));
     }
     if let Command::Policy { command } = &cli.command {
-        return Ok(policy_cmd::run(command));
+        return Ok(policy_cmd::run(command, load));
     }
     if let Command::Audit { command } = &cli.command {
         return Ok(audit_cmd::run(command, load));

@@ -24,8 +24,13 @@ pub(crate) enum PolicyCommand {
 /// One request, described on the command line.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TestArgs {
-    /// The Cedar policy file.
-    file: PathBuf,
+    /// The Cedar policy file (with `--config`, by default the config's).
+    file: Option<PathBuf>,
+    /// A gateway config: its policy file, and the `risk` and `data_class` it gives the
+    /// upstream and tool (`[upstream.tools."glob"]`), as the gateway would; the
+    /// attribute flags below override them.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
     /// The caller's subject.
     #[arg(long)]
     principal: String,
@@ -48,18 +53,19 @@ pub(crate) struct TestArgs {
     /// The upstream; by default the part of the name before `__`.
     #[arg(long)]
     upstream: Option<String>,
-    /// The tool's risk attribute.
-    #[arg(long, default_value = "normal")]
-    risk: String,
-    /// The tool's data class attribute.
-    #[arg(long, default_value = "unclassified")]
-    data_class: String,
-    /// The upstream's risk attribute.
-    #[arg(long, default_value = "normal")]
-    upstream_risk: String,
-    /// The upstream's data class attribute.
-    #[arg(long, default_value = "unclassified")]
-    upstream_data_class: String,
+    /// The tool's risk attribute (default: the config's, else `normal`).
+    #[arg(long)]
+    risk: Option<String>,
+    /// The tool's data class attribute (default: the config's, else `unclassified`).
+    #[arg(long)]
+    data_class: Option<String>,
+    /// The upstream's risk attribute (default: the config's, else `normal`).
+    #[arg(long)]
+    upstream_risk: Option<String>,
+    /// The upstream's data class attribute (default: the config's, else
+    /// `unclassified`).
+    #[arg(long)]
+    upstream_data_class: Option<String>,
     /// Context as JSON: `scopes`, `time`, `verdict`, `client`, `address`, `called`,
     /// `session_seconds`; missing keys are `[]`, now, `"clean"`, `""`, `""`, `[]`, 0.
     #[arg(long)]
@@ -103,7 +109,10 @@ fn clean() -> String {
     "clean".to_owned()
 }
 
-pub(crate) fn run(command: &PolicyCommand) -> ExitCode {
+pub(crate) fn run(
+    command: &PolicyCommand,
+    load_config: impl Fn(&std::path::Path) -> anyhow::Result<palisade_config::Config>,
+) -> ExitCode {
     match command {
         PolicyCommand::Schema => {
             print!("{}", palisade_policy::SCHEMA);
@@ -123,7 +132,7 @@ pub(crate) fn run(command: &PolicyCommand) -> ExitCode {
             }
             Err(code) => code,
         },
-        PolicyCommand::Test(a) => test(a),
+        PolicyCommand::Test(a) => test(a, load_config),
     }
 }
 
@@ -137,11 +146,30 @@ fn load(file: &PathBuf) -> Result<Result<Policies, palisade_policy::PolicyError>
     }
 }
 
-fn test(a: &TestArgs) -> ExitCode {
-    let policies = match load(&a.file) {
+fn test(
+    a: &TestArgs,
+    load_config: impl Fn(&std::path::Path) -> anyhow::Result<palisade_config::Config>,
+) -> ExitCode {
+    let config = match a.config.as_deref().map(load_config).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("palisade policy test: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(file) = a.file.clone().or_else(|| {
+        config
+            .as_ref()
+            .and_then(|c| c.policy.as_ref())
+            .map(|p| p.file.clone())
+    }) else {
+        eprintln!("palisade policy test: no policy file: name one, or a --config with [policy]");
+        return ExitCode::from(2);
+    };
+    let policies = match load(&file) {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
-            eprintln!("palisade policy test: {}: {e}", a.file.display());
+            eprintln!("palisade policy test: {}: {e}", file.display());
             return ExitCode::from(2);
         }
         Err(code) => return code,
@@ -155,11 +183,47 @@ fn test(a: &TestArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let upstream = a.upstream.clone().unwrap_or_else(|| {
-        a.resource
+    let namespaced = config.as_ref().is_none_or(|c| c.namespace);
+    let upstream = a.upstream.clone().unwrap_or_else(|| match &config {
+        // Without namespacing, the gateway has one upstream.
+        Some(c) if !c.namespace => c
+            .upstreams
+            .first()
+            .map(|u| u.name.clone())
+            .unwrap_or_default(),
+        _ => a
+            .resource
             .split_once("__")
-            .map_or_else(String::new, |(u, _)| u.to_owned())
+            .map_or_else(String::new, |(u, _)| u.to_owned()),
     });
+    // The upstream's own name for the tool or prompt.
+    let local = if namespaced {
+        a.resource
+            .strip_prefix(&format!("{upstream}__"))
+            .unwrap_or(&a.resource)
+    } else {
+        &a.resource
+    };
+    let configured = match &config {
+        None => None,
+        Some(c) => match c.upstreams.iter().find(|u| u.name == upstream) {
+            Some(u) => Some(u),
+            None => {
+                eprintln!("palisade policy test: the config has no upstream `{upstream}`");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let (upstream_risk, upstream_class) =
+        configured.map_or(("normal", "unclassified"), |u| u.attributes_for(None));
+    let (risk, class) = match (kind, configured) {
+        (Kind::Tool, Some(u)) => u.attributes_for(Some(local)),
+        _ => (upstream_risk, upstream_class),
+    };
+    let risk = a.risk.as_deref().unwrap_or(risk);
+    let class = a.data_class.as_deref().unwrap_or(class);
+    let upstream_risk = a.upstream_risk.as_deref().unwrap_or(upstream_risk);
+    let upstream_class = a.upstream_data_class.as_deref().unwrap_or(upstream_class);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -185,10 +249,10 @@ fn test(a: &TestArgs) -> ExitCode {
             kind,
             upstream: &upstream,
             name: &a.resource,
-            risk: &a.risk,
-            data_class: &a.data_class,
-            upstream_risk: &a.upstream_risk,
-            upstream_data_class: &a.upstream_data_class,
+            risk,
+            data_class: class,
+            upstream_risk,
+            upstream_data_class: upstream_class,
         },
         context: Facts {
             scopes: &context.scopes,

@@ -155,3 +155,51 @@ fn an_invalid_policy_is_named_and_refused() {
     assert_eq!(code, 0);
     assert!(out.contains("namespace Palisade"));
 }
+
+/// `policy test --config`: the config's policy file and the attributes it gives the
+/// upstream and each tool, as the gateway would; a flag still overrides.
+#[test]
+fn feat_06_policy_test_reads_attributes_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n[policy]\nfile = \"{}\"\n\
+             [[upstream]]\nname = \"files\"\ntransport = \"stdio\"\ncommand = \"/bin/cat\"\n\
+             [upstream.tools.\"read_*\"]\nrisk = \"read\"\n\
+             [upstream.tools.\"delete_*\"]\nrisk = \"high\"\n",
+            example("read-only-by-default.cedar")
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let ask = |resource: &str, extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "test",
+            "--config",
+            cfg,
+            "--action",
+            "tools/call",
+            "--principal",
+            "alice",
+            "--resource",
+            resource,
+        ];
+        args.extend_from_slice(extra);
+        palisade(&args)
+    };
+    let (code, out) = ask("files__read_file", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ALLOW by call-read-only-tools"), "{out}");
+    for resource in ["files__delete_all", "files__write_file"] {
+        let (code, out) = ask(resource, &[]);
+        assert_eq!(code, 1, "{resource}: {out}");
+    }
+    let (code, out) = ask("files__read_file", &["--risk", "high"]);
+    assert_eq!(code, 1, "the flag overrides the config: {out}");
+    let (code, out) = ask("other__read_file", &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no upstream `other`"), "{out}");
+}
