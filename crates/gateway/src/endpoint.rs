@@ -39,6 +39,22 @@ use crate::upstream::REQUEST_CHANNEL;
 use crate::upstream::stdio::State as StdioState;
 
 /// Everything a request handler needs.
+/// Counts each answer of the MCP endpoint by method and status (`Metrics::http_answer`):
+/// the refusals made before any decision is recorded are counted too.
+pub(crate) async fn count_answer(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().clone();
+    let r = next.run(req).await;
+    app.router
+        .audit
+        .metrics
+        .http_answer(&method, r.status().as_u16());
+    r
+}
+
 pub(crate) struct App {
     pub(crate) router: Router,
     pub(crate) edge: EdgePolicy,

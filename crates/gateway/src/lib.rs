@@ -471,7 +471,11 @@ pub async fn run(
             &config.endpoint,
             get(endpoint::get)
                 .post(endpoint::post)
-                .delete(endpoint::delete),
+                .delete(endpoint::delete)
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&app),
+                    endpoint::count_answer,
+                )),
         )
         .route("/healthz", get(endpoint::healthz))
         .route(

@@ -52,6 +52,12 @@ struct OutcomeLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: &'static str,
+    status: u16,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -65,6 +71,7 @@ pub(crate) struct Metrics {
     sessions_opened: Counter,
     sessions: Gauge,
     upstream_seconds: Family<UpstreamLabels, Histogram>,
+    http_answers: Family<HttpLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -118,8 +125,16 @@ impl Default for Metrics {
             "Time from forwarding a request to its upstream's answer",
             upstream_seconds.clone(),
         );
+        let http_answers = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_answers",
+            "Answers of the MCP endpoint, by HTTP method and status (refusals at the edge \
+             — 400, 401, 403, 404, 413, 429 — included)",
+            http_answers.clone(),
+        );
         Self {
             registry,
+            http_answers,
             decisions,
             denials,
             findings,
@@ -166,6 +181,19 @@ fn decision(d: Decision) -> String {
 }
 
 impl Metrics {
+    /// Counts one answer of the MCP endpoint.
+    pub(crate) fn http_answer(&self, method: &axum::http::Method, status: u16) {
+        let method = match *method {
+            axum::http::Method::GET => "GET",
+            axum::http::Method::POST => "POST",
+            axum::http::Method::DELETE => "DELETE",
+            _ => "other",
+        };
+        self.http_answers
+            .get_or_create(&HttpLabels { method, status })
+            .inc();
+    }
+
     /// Counts what one audit event says.
     pub(crate) fn observe(&self, e: &Event) {
         match e {

@@ -1,6 +1,7 @@
 //! Black-box test of the admin listener's Prometheus metrics: decisions, denials by
 //! reason, findings by rule, quarantines, sessions and upstream latency, counted from
-//! what the gateway decided — and served only on the admin listener.
+//! what the gateway decided, and every answer of the MCP endpoint by status — served
+//! only on the admin listener.
 
 #![allow(
     clippy::unwrap_used,
@@ -34,6 +35,9 @@ async fn metrics_count_decisions_denials_findings_and_latency() {
             "params": {"name": "rec__echo", "arguments": {}}}))
         .await;
     assert_eq!(limited.status(), 429);
+    // A body that is not JSON is refused at the edge, before any decision.
+    let bad = c.post_raw("{not json".to_owned()).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
 
     // A page rebound to loopback (a foreign Host, a foreign Origin) reads nothing
     // (TR-03).
@@ -69,6 +73,8 @@ async fn metrics_count_decisions_denials_findings_and_latency() {
         "palisade_sessions 1",
         "palisade_sessions_opened_total 1",
         "palisade_upstream_request_seconds_count{upstream=\"rec\"} 2",
+        "palisade_http_answers_total{method=\"POST\",status=\"429\"} 1",
+        "palisade_http_answers_total{method=\"POST\",status=\"400\"} 1",
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
