@@ -135,21 +135,24 @@ pub struct Attributes {
 }
 
 impl Upstream {
-    /// The `risk` and `data_class` policies see for this upstream's tool `tool` (the
-    /// upstream's own name for it), or for the upstream itself (`None`): each from
-    /// the first `[upstream.tools."glob"]` entry that matches the tool, else the
-    /// upstream's, else `normal` and `unclassified`. The gateway and `palisade policy
-    /// test --config` both ask this.
-    pub fn attributes_for(&self, tool: Option<&str>) -> (&str, &str) {
+    /// The `risk` and `data_class` policies see for `item` of this upstream: each from
+    /// the first `[upstream.tools|prompts|resources."glob"]` entry that matches it,
+    /// else the upstream's, else `normal` and `unclassified`. The gateway and
+    /// `palisade policy test --config` both ask this.
+    pub fn attributes_for(&self, item: Item<'_>) -> (&str, &str) {
         let mut risk = self.attributes.risk.as_deref().unwrap_or("normal");
         let mut class = self
             .attributes
             .data_class
             .as_deref()
             .unwrap_or("unclassified");
-        if let Some((_, a)) =
-            tool.and_then(|t| self.tool_attributes.iter().find(|(g, _)| glob_match(g, t)))
-        {
+        let (table, name) = match item {
+            Item::Upstream => (&[][..], ""),
+            Item::Tool(n) => (&self.tool_attributes[..], n),
+            Item::Prompt(n) => (&self.prompt_attributes[..], n),
+            Item::Resource(n) => (&self.resource_attributes[..], n),
+        };
+        if let Some((_, a)) = table.iter().find(|(g, _)| glob_match(g, name)) {
             risk = a.risk.as_deref().unwrap_or(risk);
             class = a.data_class.as_deref().unwrap_or(class);
         }
@@ -514,6 +517,23 @@ pub struct Upstream {
     /// Per-tool attributes (tool name or glob at the upstream → attributes), longest
     /// pattern first; a tool takes the first match's values, then the upstream's.
     pub tool_attributes: Vec<(String, Attributes)>,
+    /// Per-prompt attributes (prompt name or glob at the upstream), as for tools.
+    pub prompt_attributes: Vec<(String, Attributes)>,
+    /// Per-resource attributes (URI or URI glob), as for tools.
+    pub resource_attributes: Vec<(String, Attributes)>,
+}
+
+/// What a policy is asked about, for [`Upstream::attributes_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// The upstream itself.
+    Upstream,
+    /// A tool, by the upstream's own name for it.
+    Tool(&'a str),
+    /// A prompt, by the upstream's own name for it.
+    Prompt(&'a str),
+    /// A resource, by URI.
+    Resource(&'a str),
 }
 
 /// Tools (by upstream-local name, `*` as a wildcard) whose string arguments are
@@ -983,12 +1003,18 @@ impl Config {
                     actions(a)
                 ));
             }
-            for (g, a) in &u.tool_attributes {
-                s.push_str(&format!(
-                    "  {} tool attributes: {g}: {}\n",
-                    u.name,
-                    attrs(a)
-                ));
+            for (what, table) in [
+                ("tool", &u.tool_attributes),
+                ("prompt", &u.prompt_attributes),
+                ("resource", &u.resource_attributes),
+            ] {
+                for (g, a) in table {
+                    s.push_str(&format!(
+                        "  {} {what} attributes: {g}: {}\n",
+                        u.name,
+                        attrs(a)
+                    ));
+                }
             }
             if let Some(n) = u.max_concurrent {
                 s.push_str(&format!("  {} in flight at most: {n}\n", u.name));

@@ -669,6 +669,51 @@ fn feat_06_upstream_and_tool_attributes_for_policies() {
 }
 
 #[test]
+fn feat_06_prompts_and_resources_take_attributes_too() {
+    let t = format!(
+        "{MIN}data_class = \"internal\"\n\
+         [upstream.prompts.\"admin_*\"]\nrisk = \"high\"\n\
+         [upstream.resources.\"file:///hr/*\"]\ndata_class = \"restricted\"\n\
+         [upstream.resources.\"file:///hr/public/*\"]\ndata_class = \"public\"\n"
+    );
+    let c = load(&t, &[]).unwrap();
+    let u = &c.upstreams[0];
+    assert_eq!(
+        u.attributes_for(Item::Prompt("admin_reset")),
+        ("high", "internal")
+    );
+    assert_eq!(
+        u.attributes_for(Item::Prompt("summary")),
+        ("normal", "internal")
+    );
+    // The longest pattern first.
+    assert_eq!(
+        u.attributes_for(Item::Resource("file:///hr/public/holidays.md")),
+        ("normal", "public")
+    );
+    assert_eq!(
+        u.attributes_for(Item::Resource("file:///hr/salaries.csv")),
+        ("normal", "restricted")
+    );
+    // A tool of the same name is not a prompt.
+    assert_eq!(
+        u.attributes_for(Item::Tool("admin_reset")),
+        ("normal", "internal")
+    );
+    assert!(
+        c.summary()
+            .contains("demo resource attributes: file:///hr/*: risk -, data_class restricted")
+    );
+    for bad in [
+        "[upstream.resources.\"file:///a b\"]\nrisk = \"x\"\n",
+        "[upstream.prompts.\"a/b\"]\nrisk = \"x\"\n",
+        "[upstream.prompts.x]\ninspection = { injection = \"flag\" }\n",
+    ] {
+        assert!(load(&format!("{MIN}{bad}"), &[]).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn inspection_actions_per_tool_lie_over_the_upstreams() {
     let t = format!(
         "[inspection]\npii = \"redact\"\n{MIN}inspection = {{ secrets = \"block\" }}\n\

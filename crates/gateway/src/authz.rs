@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use palisade_config::Config;
+use palisade_config::{Config, Item};
 use palisade_policy::{Decision, Facts, Kind, Policies, Query, Target};
 use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
@@ -165,14 +165,16 @@ impl Authz {
         s: &Subject<'_>,
         f: impl FnOnce(&Policies, &Query<'_>) -> T,
     ) -> T {
-        let (u_risk, u_class) = self
-            .upstreams
-            .get(s.upstream)
-            .map_or(("normal", "unclassified"), |u| u.attributes_for(None));
-        let (risk, class) = match (s.kind, self.upstreams.get(s.upstream)) {
-            (Kind::Tool, Some(u)) => u.attributes_for(Some(s.local)),
-            _ => (u_risk, u_class),
+        let u = self.upstreams.get(s.upstream);
+        let (u_risk, u_class) = u.map_or(("normal", "unclassified"), |u| {
+            u.attributes_for(Item::Upstream)
+        });
+        let item = match s.kind {
+            Kind::Tool => Item::Tool(s.local),
+            Kind::Prompt => Item::Prompt(s.local),
+            Kind::Resource => Item::Resource(s.local),
         };
+        let (risk, class) = u.map_or((u_risk, u_class), |u| u.attributes_for(item));
         let address = caller
             .address
             .map(|a: IpAddr| a.to_string())

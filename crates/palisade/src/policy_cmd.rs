@@ -53,10 +53,11 @@ pub(crate) struct TestArgs {
     /// The upstream; by default the part of the name before `__`.
     #[arg(long)]
     upstream: Option<String>,
-    /// The tool's risk attribute (default: the config's, else `normal`).
+    /// The tool's, prompt's or resource's risk attribute (default: the config's, else
+    /// `normal`).
     #[arg(long)]
     risk: Option<String>,
-    /// The tool's data class attribute (default: the config's, else `unclassified`).
+    /// Its data class attribute (default: the config's, else `unclassified`).
     #[arg(long)]
     data_class: Option<String>,
     /// The upstream's risk attribute (default: the config's, else `normal`).
@@ -214,12 +215,16 @@ fn test(
             }
         },
     };
-    let (upstream_risk, upstream_class) =
-        configured.map_or(("normal", "unclassified"), |u| u.attributes_for(None));
-    let (risk, class) = match (kind, configured) {
-        (Kind::Tool, Some(u)) => u.attributes_for(Some(local)),
-        _ => (upstream_risk, upstream_class),
+    let (upstream_risk, upstream_class) = configured.map_or(("normal", "unclassified"), |u| {
+        u.attributes_for(palisade_config::Item::Upstream)
+    });
+    let item = match kind {
+        Kind::Tool => palisade_config::Item::Tool(local),
+        Kind::Prompt => palisade_config::Item::Prompt(local),
+        Kind::Resource => palisade_config::Item::Resource(&a.resource),
     };
+    let (risk, class) =
+        configured.map_or((upstream_risk, upstream_class), |u| u.attributes_for(item));
     let risk = a.risk.as_deref().unwrap_or(risk);
     let class = a.data_class.as_deref().unwrap_or(class);
     let upstream_risk = a.upstream_risk.as_deref().unwrap_or(upstream_risk);

@@ -693,3 +693,68 @@ async fn life_07_each_caller_is_offered_only_capabilities_the_policy_could_let_t
         "{logs}"
     );
 }
+
+/// FEAT-06: resources carry the attributes the config gives them
+/// (`[upstream.resources."<uri glob>"]`, else the upstream's), and a policy reads them
+/// as it reads a tool's: a forbid on `restricted` data keeps those URIs out of lists
+/// and reads, and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feat_06_resources_carry_their_configured_attributes() {
+    let (rec, url) = start_recorder().await;
+    *rec.resources.lock().unwrap() = Some(vec![
+        json!({"uri": "file:///hr/salaries.csv", "name": "salaries.csv"}),
+        json!({"uri": "file:///docs/handbook.md", "name": "handbook.md"}),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.cedar");
+    std::fs::write(
+        &policy,
+        r#"
+@id("local-user-uses-everything")
+permit(principal, action, resource);
+
+@id("no-restricted-data")
+forbid(principal, action in [Palisade::Action::"resources/read", Palisade::Action::"resources/list"], resource)
+when { resource.data_class == "restricted" };
+"#,
+    )
+    .unwrap();
+    let gw = Gateway::start(
+        &format!("[policy]\nfile = \"{}\"\n", policy.display()),
+        &format!(
+            "{}[upstream.resources.\"file:///hr/*\"]\ndata_class = \"restricted\"\n",
+            http_upstream("rec", &url)
+        ),
+    );
+    gw.ready().await;
+    let mut c = gw.client();
+    c.initialize().await;
+    let list = c
+        .request(&json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}))
+        .await;
+    let uris: Vec<&str> = list["result"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    assert_eq!(uris, vec!["file:///docs/handbook.md"], "{list}");
+    let read = |id: i64, uri: &str| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "resources/read",
+                          "params": {"uri": uri}});
+        let c = &c;
+        async move { c.request(&body).await }
+    };
+    let ok = read(2, "file:///docs/handbook.md").await;
+    assert!(ok.get("result").is_some(), "{ok}");
+    let refused = read(3, "file:///hr/salaries.csv").await;
+    assert!(refused.get("error").is_some(), "{refused}");
+    assert_eq!(
+        rec.methods()
+            .iter()
+            .filter(|m| *m == "resources/read")
+            .count(),
+        1,
+        "the restricted read never reached the upstream"
+    );
+}

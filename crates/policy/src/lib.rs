@@ -72,9 +72,10 @@ pub struct Target<'a> {
     pub upstream: &'a str,
     /// The namespaced tool or prompt name, or the resource URI.
     pub name: &'a str,
-    /// Operator-set risk of the tool (`normal` unless configured).
+    /// Operator-set risk of the tool, prompt or resource (`normal` unless configured).
     pub risk: &'a str,
-    /// Operator-set data class of the tool (`unclassified` unless configured).
+    /// Operator-set data class of the tool, prompt or resource (`unclassified` unless
+    /// configured).
     pub data_class: &'a str,
     /// The upstream's risk.
     pub upstream_risk: &'a str,
@@ -534,11 +535,11 @@ impl Policies {
                         .flat_map(|(t, names)| names.iter().map(move |n| uid(t, n)))
                         .collect();
                 let upstream = uid(&ty.upstream, q.target.upstream);
-                let mut attrs = vec![(id_attr, string(q.target.name))];
-                if q.target.kind == Kind::Tool {
-                    attrs.push(("risk", string(q.target.risk)));
-                    attrs.push(("data_class", string(q.target.data_class)));
-                }
+                let attrs = vec![
+                    (id_attr, string(q.target.name)),
+                    ("risk", string(q.target.risk)),
+                    ("data_class", string(q.target.data_class)),
+                ];
                 let list = vec![
                     entity(
                         user.clone(),

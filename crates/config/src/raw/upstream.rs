@@ -74,6 +74,10 @@ pub(super) struct RawUpstream {
     data_class: Option<Spanned<String>>,
     #[serde(default)]
     tools: BTreeMap<String, RawAttributes>,
+    #[serde(default)]
+    prompts: BTreeMap<String, RawItemAttributes>,
+    #[serde(default)]
+    resources: BTreeMap<String, RawItemAttributes>,
     rlimits: Option<RawRlimits>,
     sandbox: Option<RawSandbox>,
     dangerous: Option<RawUpstreamDangerous>,
@@ -125,6 +129,19 @@ fn parse_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// `[upstream.prompts."glob"]`, `[upstream.resources."uri glob"]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawItemAttributes {
+    risk: Option<Spanned<String>>,
+    data_class: Option<Spanned<String>>,
+}
+
+/// A resource URI glob: 1–1024 bytes, no whitespace or control character.
+fn is_uri_glob(g: &str) -> bool {
+    !g.is_empty() && g.len() <= 1024 && !g.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -554,6 +571,16 @@ impl RawConfig {
             risk: attribute(u.risk.as_ref(), "risk")?,
             data_class: attribute(u.data_class.as_ref(), "data_class")?,
         };
+        // The attributes of one `[upstream.<what>."glob"]` table, at `at`.
+        let attributes_at = |risk: Option<&Spanned<String>>,
+                             class: Option<&Spanned<String>>,
+                             at: &str|
+         -> Result<crate::Attributes, ConfigError> {
+            Ok(crate::Attributes {
+                risk: attribute(risk, &format!("{at}.risk"))?,
+                data_class: attribute(class, &format!("{at}.data_class"))?,
+            })
+        };
         let upstream_actions = u.inspection.map_or(base_actions, |a| a.over(base_actions));
         let mut tool_attributes = Vec::new();
         let mut tool_inspection = Vec::new();
@@ -570,13 +597,11 @@ impl RawConfig {
             if a.risk.is_some() || a.data_class.is_some() {
                 tool_attributes.push((
                     glob.clone(),
-                    crate::Attributes {
-                        risk: attribute(a.risk.as_ref(), &format!("tools.{glob}.risk"))?,
-                        data_class: attribute(
-                            a.data_class.as_ref(),
-                            &format!("tools.{glob}.data_class"),
-                        )?,
-                    },
+                    attributes_at(
+                        a.risk.as_ref(),
+                        a.data_class.as_ref(),
+                        &format!("tools.{glob}"),
+                    )?,
                 ));
             }
             if let Some(actions) = a.inspection {
@@ -584,10 +609,46 @@ impl RawConfig {
             }
         }
         tool_attributes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let item_attributes = |table: &BTreeMap<String, RawItemAttributes>,
+                               what: &str,
+                               valid: fn(&str) -> bool,
+                               shape: &str|
+         -> Result<Vec<(String, crate::Attributes)>, ConfigError> {
+            let mut out = Vec::new();
+            for (glob, a) in table {
+                if !valid(glob) {
+                    return Err(cx.at(&u.name, &key(what), format!("`{glob}` is not {shape}")));
+                }
+                out.push((
+                    glob.clone(),
+                    attributes_at(
+                        a.risk.as_ref(),
+                        a.data_class.as_ref(),
+                        &format!("{what}.{glob}"),
+                    )?,
+                ));
+            }
+            out.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            Ok(out)
+        };
+        let prompt_attributes = item_attributes(
+            &u.prompts,
+            "prompts",
+            is_tool_glob,
+            "a prompt name or a glob like review_*",
+        )?;
+        let resource_attributes = item_attributes(
+            &u.resources,
+            "resources",
+            is_uri_glob,
+            "a URI or a glob like file:///srv/hr/*",
+        )?;
         tool_inspection.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         Ok(Upstream {
             attributes,
             tool_attributes,
+            prompt_attributes,
+            resource_attributes,
             name,
             transport,
             request_timeout,
