@@ -729,3 +729,17 @@ pub async fn listed_session(gw: &Gateway) -> Client {
         .await;
     c
 }
+
+/// The first text block of a `tools/call` result (empty if none).
+pub fn text_of(r: &Value) -> String {
+    r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The answer to a list request (`tools/list`, `resources/list`, …) with ID `id`.
+pub async fn list_cmd(c: &Client, id: i64, method: &str) -> Value {
+    c.request(&json!({"jsonrpc": "2.0", "id": id, "method": method}))
+        .await
+}
