@@ -154,6 +154,22 @@ async fn a_busy_tool_is_limited_on_its_own() {
     assert!(ping.get("result").is_some(), "{ping}");
 }
 
+/// A call of `rec__slow` taking `ms` on `slow` (ID 1) and, once it is in flight, a
+/// call of `rec__echo` on `then` (ID 2): both answers.
+async fn beside_a_slow_call(
+    slow: &Client,
+    then: &Client,
+    ms: u64,
+) -> (reqwest::Response, reqwest::Response) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "rec__slow", "arguments": {"ms": ms}}});
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        then.post(&call_body(2, "rec__echo")).await
+    };
+    tokio::join!(slow.post(&body), second)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_takes_at_most_its_concurrency_and_a_slow_tool_its_own_timeout() {
     let (_rec, _gw, c) = setup(
@@ -165,16 +181,8 @@ async fn an_upstream_takes_at_most_its_concurrency_and_a_slow_tool_its_own_timeo
         .request(&json!({"jsonrpc": "2.0", "id": 0, "method": "tools/list"}))
         .await;
     // A slow call occupies the upstream's only slot…
-    let slow = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "rec__slow", "arguments": {"ms": 1500}}});
     let started = Instant::now();
-    let pending = c.post(&slow);
-    tokio::pin!(pending);
-    let second = async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        c.post(&call_body(2, "rec__echo")).await
-    };
-    let (first, second) = tokio::join!(&mut pending, second);
+    let (first, second) = beside_a_slow_call(&c, &c, 1500).await;
     assert_eq!(second.status(), 429, "the upstream is busy");
     assert_eq!(second.headers()["retry-after"], "1");
     // …and times out at its own limit, long before the upstream's 1.5 s.
@@ -199,15 +207,7 @@ async fn a_principal_holds_at_most_its_share_of_requests_in_flight() {
     let (rec, gw, c) = setup("[limits]\nmax_concurrent_per_principal = 1", "").await;
     let mut other = gw.client();
     other.initialize().await;
-    let slow = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "rec__slow", "arguments": {"ms": 800}}});
-    let pending = c.post(&slow);
-    tokio::pin!(pending);
-    let second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        other.post(&call_body(2, "rec__echo")).await
-    };
-    let (first, second) = tokio::join!(&mut pending, second);
+    let (first, second) = beside_a_slow_call(&c, &other, 800).await;
     assert_eq!(
         second.status(),
         429,
