@@ -173,6 +173,54 @@ fn without_consent_nothing_is_started() {
     assert!(!marker.exists(), "a server ran without consent");
 }
 
+/// On a terminal, `scan` asks before it starts a server, and the prompt shows the
+/// launch line as it is: escape sequences, a carriage return and bidi controls in a
+/// client configuration (which may come with a cloned repository) are written out, so
+/// they cannot hide or rewrite what is consented to. Declining starts nothing. The
+/// terminal is a pseudo-terminal from util-linux `script`.
+#[test]
+fn the_consent_prompt_shows_a_hostile_launch_line_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("started");
+    // In JSON: ESC [2K (erase the line), a carriage return, a right-to-left override.
+    let file = write(
+        dir.path(),
+        "mcp.json",
+        &format!(
+            r#"{{ "servers": {{ "notes\u001b[2K": {{ "command": "/bin/sh",
+                 "args": ["-c", "touch {}\r# harmless \u202etxt.sh"] }} }} }}"#,
+            marker.display()
+        ),
+    );
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} scan --only {}", file.display()),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    // The terminal holds the answer until the prompt reads it.
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(seen.contains("[1/1] notes\\u{1b}[2K"), "{seen}");
+    assert!(seen.contains("? [y/N]"), "{seen}");
+    assert!(
+        seen.contains("\\u{d}# harmless \\u{202e}txt.sh"),
+        "the launch line as it is: {seen}"
+    );
+    assert!(
+        !seen.contains('\u{1b}') && !seen.contains('\u{202e}'),
+        "nothing raw reaches the terminal: {seen:?}"
+    );
+    assert!(seen.contains("skipped (declined)"), "{seen}");
+    assert!(!marker.exists(), "a declined server never starts");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_remote_tool_and_a_shadowed_name_are_found_and_reported_as_sarif() {
     let url = poisoned_server().await;
